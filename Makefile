@@ -1,0 +1,26 @@
+# make run   - set up .venv if needed, then start the playground on the offline preset
+# make test  - set up .venv if needed, then run the whole test suite
+# make bench - the latency benchmarks quoted in the README
+SHELL := /bin/bash
+VENV := .venv
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench install clean
+
+$(STAMP): pyproject.toml scripts/setup-venv.sh
+	./scripts/setup-venv.sh $(VENV)
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/playground
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q
+
+bench: $(STAMP)
+	$(VENV)/bin/python -m playground.bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

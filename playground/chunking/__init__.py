@@ -1,0 +1,5 @@
+"""The chunker: LLM text fragments in, speakable chunks out (DESIGN.md "Chunker")."""
+
+from playground.chunking.chunker import Chunk, Chunker, REASONS
+
+__all__ = ["Chunk", "Chunker", "REASONS"]

@@ -1,0 +1,272 @@
+"""Headless commands. They drive exactly the same engine as the TUI.
+
+    playground run --preset local --say "Hi, who is this?" --trace turns.jsonl
+    playground run --set chunker.strategy=sentence --no-audio      # REPL: one turn per line
+    playground presets
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Iterable, Sequence
+from typing import TextIO
+
+from playground import __version__
+from playground.core import events as ev
+from playground.core.metrics import METRIC_LABELS, TurnMetrics, budget_misses, percentile
+from playground.core.presets import Preset, PresetError, available_presets, load_preset
+from playground.engine.session import InputRefused, Session
+from playground.llm.base import LLMError
+from playground.tts.base import TTSError
+
+TABLE_METRICS = ("llm_ttft", "ttfs", "ttft_tts", "ttfa", "first_play", "llm_total", "tts_total", "e2e_total")
+EXIT_USAGE = 2
+
+
+class Console:
+    """Where the CLI writes: rows to stdout, progress and warnings to stderr."""
+
+    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
+        self.out = out
+        self.err = err
+        self.color = out.isatty() and "NO_COLOR" not in os.environ
+
+    def red(self, text: str) -> str:
+        return f"\033[31m{text}\033[0m" if self.color else text
+
+    def print(self, text: str = "") -> None:
+        print(text, file=self.out, flush=True)
+
+    def note(self, text: str) -> None:
+        print(text, file=self.err, flush=True)
+
+
+def _cell(value: float | None, missed: bool) -> str:
+    text = "-" if value is None else f"{value:.0f}"
+    return text + ("!" if missed else "")
+
+
+def table_header() -> str:
+    labels = [METRIC_LABELS[k] for k in TABLE_METRICS]
+    return "turn " + " ".join(f"{label:>10}" for label in labels) + "  chunks  tts"
+
+
+def table_row(m: TurnMetrics, budgets: dict[str, float], console: Console) -> str:
+    misses = budget_misses(m, budgets)
+    cells = []
+    for key in TABLE_METRICS:
+        cell = f"{_cell(m.value(key), key in misses):>10}"
+        cells.append(console.red(cell) if key in misses else cell)
+    path = m.tts_path or "-"
+    if m.tts_path_reason:
+        path += f" ({m.tts_path_reason})"
+    if m.tts_path == "fallback_rest":
+        path = console.red(path)
+    chunks = f"{m.spoken_chunks}/{m.chunks}"
+    status = "" if m.status == "ok" else f"  {console.red(m.status.upper())}"
+    return f"{m.turn:>4} " + " ".join(cells) + f"  {chunks:>6}  {path}{status}"
+
+
+def summary_rows(metrics: Sequence[TurnMetrics]) -> list[str]:
+    rows = []
+    for p in (50, 90):
+        values = [percentile([v for m in metrics if (v := m.value(k)) is not None], p) for k in TABLE_METRICS]
+        rows.append(f" p{p:<3}" + " ".join(f"{'-' if v is None else f'{v:.0f}':>10}" for v in values))
+    return rows
+
+
+def budget_line(m: TurnMetrics, budgets: dict[str, float]) -> str | None:
+    misses = budget_misses(m, budgets)
+    if not misses:
+        return None
+    parts = [f"{METRIC_LABELS.get(k, k)} {v:.0f} > {limit:.0f} ms" for k, (v, limit) in misses.items()]
+    return "      over budget: " + ", ".join(parts)
+
+
+class TurnPrinter:
+    """Prints what a user needs while turns run: the reply, fallbacks, errors, then the row."""
+
+    def __init__(self, session: Session, console: Console) -> None:
+        self.session = session
+        self.console = console
+        self.metrics: list[TurnMetrics] = []
+        self._header_printed = False
+        session.trace.subscribe(self._on_event)
+
+    def _on_event(self, event: ev.TraceEvent) -> None:
+        c = self.console
+        if event.type == ev.LLM_DONE:
+            c.print(f"agent: {event.get('text', '').strip()}")
+        elif event.type == ev.TTS_SESSION and event.get("action") in ("fallback", "reconnect"):
+            c.note(c.red(f"tts: {event.get('action')} ({event.get('reason', 'no reason given')})"))
+        elif event.type == ev.ERROR:
+            c.note(c.red(f"error in turn {event.turn}: {event.get('where')}: {event.get('message')}"))
+        elif event.type == ev.TURN_CANCELLED:
+            c.note(f"turn {event.turn} cancelled after {event.t_ms:.0f} ms ({event.get('reason')}; "
+                   f"stopped in {event.get('stop_ms', 0):.1f} ms)")
+
+    def turn_done(self, m: TurnMetrics) -> None:
+        budgets = self.session.preset.budgets
+        if not self._header_printed:
+            self.console.print(table_header())
+            self._header_printed = True
+        self.console.print(table_row(m, budgets, self.console))
+        line = budget_line(m, budgets)
+        if line:
+            self.console.print(self.console.red(line))
+        self.metrics.append(m)
+
+    def finish(self) -> None:
+        if len(self.metrics) > 1:
+            for row in summary_rows(self.metrics):
+                self.console.print(row)
+
+
+async def _read_lines(stream: TextIO) -> "asyncio.Queue[str | None]":
+    """Lines of `stream` read in a thread (None at EOF), so turns can run meanwhile."""
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+
+    def reader() -> None:
+        for line in stream:
+            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
+        loop.call_soon_threadsafe(lines.put_nowait, None)
+
+    loop.run_in_executor(None, reader)
+    return lines
+
+
+async def _run_one(session: Session, printer: TurnPrinter, text: str) -> None:
+    try:
+        task = session.start_turn(text)
+    except InputRefused as exc:
+        printer.console.note(f"refused: {exc}")
+        return
+    printer.console.print(f"you: {text.strip()[:200]}{'…' if len(text.strip()) > 200 else ''}")
+    printer.turn_done(await task)
+
+
+async def run_session(preset: Preset, says: list[str], trace_path: str | None, audio: str | None,
+                      wav_path: str | None, console: Console, stdin: TextIO = sys.stdin) -> int:
+    from playground.engine.build import open_session
+
+    warned: set[str] = set()
+
+    def warn(message: str) -> None:
+        if message not in warned:
+            warned.add(message)
+            console.note(message)
+
+    def progress(message: str) -> None:
+        console.note(f"… {message}")
+
+    console.note(f"playground {__version__}: preset {preset.name} ({preset.source}), "
+                 f"chunker {preset.chunker.strategy}")
+    session = await open_session(preset, audio=audio, wav_path=wav_path, warn=warn, progress=progress)
+    writer = ev.JsonlTraceWriter(trace_path, session.trace.header) if trace_path else None
+    if writer:
+        for event in session.trace.events:  # what opening the session recorded
+            writer(event)
+        session.trace.subscribe(writer)
+    printer = TurnPrinter(session, console)
+    console.note(f"ready: llm {session.llm.name} ({session.llm.model}), tts {session.tts.name} "
+                 f"({session.tts.path}), audio: {session.output.name}")
+
+    loop = asyncio.get_running_loop()
+    interrupted = asyncio.Event()
+
+    def on_interrupt() -> None:
+        # Ctrl-C cancels the running turn; at the prompt it ends the session.
+        if not session.cancel_turn("interrupted (Ctrl-C)"):
+            interrupted.set()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    except (NotImplementedError, RuntimeError):
+        pass
+    try:
+        if says:
+            for text in says:
+                if interrupted.is_set():
+                    break
+                await _run_one(session, printer, text)
+        else:
+            if stdin.isatty():
+                console.note("type a message and press Enter (Ctrl-C stops a reply, Ctrl-D or Ctrl-C at the prompt quits)")
+            lines = await _read_lines(stdin)
+            while True:
+                get = asyncio.ensure_future(lines.get())
+                stop = asyncio.ensure_future(interrupted.wait())
+                await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
+                stop.cancel()
+                if not get.done():
+                    get.cancel()
+                    break
+                line = get.result()
+                if line is None:
+                    break
+                await _run_one(session, printer, line)
+        printer.finish()
+    finally:
+        try:
+            loop.remove_signal_handler(signal.SIGINT)
+        except (NotImplementedError, RuntimeError):
+            pass
+        await session.close()
+        if writer:
+            writer.close()
+            console.note(f"trace written to {trace_path}")
+    return 0
+
+
+def _add_preset_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="local", help="preset name or .toml path (default: local)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a preset field, e.g. --set chunker.strategy=sentence (repeatable)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="playground", description="Voice-agent playground: LLM -> chunker -> TTS -> playback, with per-turn latency.")
+    parser.add_argument("--version", action="version", version=f"playground {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run turns headless and print their metrics")
+    _add_preset_options(run)
+    run.add_argument("--say", action="append", default=[], metavar="TEXT",
+                     help="a user turn (repeatable); without it, turns are read from stdin, one per line")
+    run.add_argument("--trace", metavar="FILE", help="write the JSON Lines trace to FILE")
+    run.add_argument("--no-audio", action="store_true", help="use the null output (real-time paced, no device)")
+    run.add_argument("--audio", metavar="DEVICE", help="output device name or index (see the preset's [audio] output)")
+    run.add_argument("--wav", metavar="FILE", help="also save exactly what was played to a WAV file")
+    sub.add_parser("presets", help="list the presets (built-in and user)")
+    return parser
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    console = Console()
+    if args.command == "presets":
+        for name, path in available_presets().items():
+            console.print(f"{name:<16} {path}")
+        return 0
+    if args.command is None:  # bare `playground`: the REPL on the offline preset (until the TUI lands)
+        args = build_parser().parse_args(["run"])
+    try:
+        preset = load_preset(args.preset, args.overrides)
+        audio = "null" if args.no_audio else args.audio
+        return asyncio.run(run_session(preset, args.say, args.trace, audio, args.wav, console))
+    except PresetError as exc:
+        console.note(f"error: {exc}")
+        return EXIT_USAGE
+    except (LLMError, TTSError) as exc:
+        console.note(f"error: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Turn metrics (DESIGN.md "Metrics"), computed from a turn's events only.
+
+`compute_metrics` is a pure function of the event list: the CLI table, the TUI,
+the trace's `turn.summary` and the benchmarks all use it, so a number means the
+same thing everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from playground.core import events as ev
+
+# Metric key -> label shown to users (the seed's names).
+METRIC_LABELS: dict[str, str] = {
+    "stt": "STT",
+    "llm_ttft": "LLM_TTFT",
+    "ttfs": "TTFS",
+    "ttft_tts": "TTFT_TTS",
+    "ttfa": "TTFA",
+    "first_play": "FIRST_PLAY",
+    "llm_total": "LLM_TOTAL",
+    "tts_total": "TTS_TOTAL",
+    "e2e_total": "E2E_TOTAL",
+    "chunker_wait": "TTFS-LLM_TTFT",
+    "handoff": "TTFT_TTS-TTFS",
+}
+
+TTS_PATHS = ("persistent", "reconnected", "fallback_rest")
+
+
+@dataclass
+class TurnMetrics:
+    turn: int
+    status: str = "ok"  # ok | cancelled | error
+    strategy: str | None = None
+    stt: float | None = None
+    llm_ttft: float | None = None
+    ttfs: float | None = None
+    ttft_tts: float | None = None
+    ttfa: float | None = None
+    first_play: float | None = None
+    llm_total: float | None = None
+    tts_total: float | None = None
+    e2e_total: float | None = None
+    chunker_wait: float | None = None
+    handoff: float | None = None
+    tokens: int = 0
+    tokens_per_s: float | None = None
+    chunks: int = 0
+    spoken_chunks: int = 0
+    tts_path: str | None = None
+    tts_path_reason: str | None = None
+    errors: list[str] = field(default_factory=list)
+    # Per spoken chunk: chunk emitted -> text given to TTS (ms).
+    handoffs: list[float] = field(default_factory=list)
+
+    def value(self, key: str) -> float | None:
+        return getattr(self, key)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("turn")
+        return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in data.items()}
+
+
+def _first(events: Sequence[ev.TraceEvent], type_: str) -> ev.TraceEvent | None:
+    return next((e for e in events if e.type == type_), None)
+
+
+def _last(events: Sequence[ev.TraceEvent], type_: str) -> ev.TraceEvent | None:
+    return next((e for e in reversed(events) if e.type == type_), None)
+
+
+def _diff(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def compute_metrics(turn_events: Iterable[ev.TraceEvent]) -> TurnMetrics:
+    events = [e for e in turn_events if e.type != ev.TURN_SUMMARY]
+    turn = events[0].turn if events else 0
+    m = TurnMetrics(turn=turn)
+
+    start = _first(events, ev.TURN_START)
+    if start is not None:
+        m.strategy = start.get("strategy")
+
+    stt_final = _first(events, "stt.final")
+    m.stt = stt_final.t_ms if stt_final else None
+
+    tokens = [e for e in events if e.type == ev.LLM_TOKEN and e.get("text")]
+    m.tokens = len(tokens)
+    if tokens:
+        m.llm_ttft = tokens[0].t_ms
+        m.llm_total = tokens[-1].t_ms
+        span = tokens[-1].t_ms - tokens[0].t_ms
+        if len(tokens) > 1 and span > 0:
+            m.tokens_per_s = (len(tokens) - 1) * 1000.0 / span
+
+    chunks = [e for e in events if e.type == ev.CHUNK]
+    m.chunks = len(chunks)
+    if chunks:
+        m.ttfs = chunks[0].t_ms
+
+    sends = [e for e in events if e.type == ev.TTS_SEND]
+    m.spoken_chunks = len(sends)
+    if sends:
+        m.ttft_tts = sends[0].t_ms
+    chunk_time = {e.get("index"): e.t_ms for e in chunks}
+    m.handoffs = [
+        s.t_ms - chunk_time[s.get("chunk")] for s in sends if s.get("chunk") in chunk_time
+    ]
+
+    first_audio = _first(events, ev.TTS_AUDIO)
+    last_audio = _last(events, ev.TTS_AUDIO)
+    if first_audio is not None and last_audio is not None:
+        m.ttfa = first_audio.t_ms
+        m.e2e_total = last_audio.t_ms
+        m.tts_total = _diff(last_audio.t_ms, m.ttft_tts)
+
+    play = _first(events, ev.PLAY_START)
+    m.first_play = play.t_ms if play else None
+
+    m.chunker_wait = _diff(m.ttfs, m.llm_ttft)
+    m.handoff = _diff(m.ttft_tts, m.ttfs)
+
+    # The worst way TTS was reached during the turn is the one that counts.
+    for e in events:
+        if e.type != ev.TTS_SESSION or e.get("path") not in TTS_PATHS:
+            continue
+        path = e.get("path")
+        if m.tts_path is None or TTS_PATHS.index(path) >= TTS_PATHS.index(m.tts_path):
+            m.tts_path = path
+            m.tts_path_reason = e.get("reason") or m.tts_path_reason
+
+    m.errors = [f"{e.get('where', '?')}: {e.get('message', '')}" for e in events if e.type == ev.ERROR]
+    if _first(events, ev.TURN_CANCELLED) is not None:
+        m.status = "cancelled"
+    elif m.errors:
+        m.status = "error"
+    return m
+
+
+def budget_misses(m: TurnMetrics, budgets: Mapping[str, float]) -> dict[str, tuple[float, float]]:
+    """Metrics over their budget: key -> (value, budget). Missing values never miss."""
+    misses: dict[str, tuple[float, float]] = {}
+    for key, limit in budgets.items():
+        value = m.value(key)
+        if value is not None and value > limit:
+            misses[key] = (value, limit)
+    return misses
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """Linear-interpolated percentile (p in 0..100); None for no values."""
+    data = sorted(v for v in values if v is not None and not math.isnan(v))
+    if not data:
+        return None
+    if len(data) == 1:
+        return data[0]
+    pos = (len(data) - 1) * p / 100.0
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(data) - 1)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)

@@ -1,0 +1,238 @@
+"""Presets: TOML files of typed settings, validated with errors that name the place.
+
+A preset has the sections [agent], [llm], [tts], [chunker], [audio] and [budgets]
+(DESIGN.md "Presets"). Every field can be overridden with `--set section.key=value`;
+overrides go through the same validation, so `--set chunker.strategy=fast` fails
+with the same kind of message as a typo in the file.
+
+API keys never live in a preset: only the *name* of the environment variable
+(`api_key_env`) does.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
+
+STRATEGIES = ("sentence", "clause", "adaptive", "words", "passthrough")
+
+
+class PresetError(ValueError):
+    """A preset problem, phrased for the user: where it is and what to do."""
+
+
+@dataclass
+class AgentConfig:
+    system_prompt: str = "You are a helpful voice assistant on a phone call. Answer in one or two short sentences."
+    greeting: str = ""
+
+
+@dataclass
+class LLMConfig:
+    provider: str = "local"
+    model: str = "smollm2-135m-instruct"
+    base_url: str = ""
+    api_key_env: str = ""
+    temperature: float = 0.3
+    max_tokens: int = 96
+    # local provider: llama.cpp threads (0 = all cores), context size, sampling seed
+    threads: int = 0
+    context: int = 2048
+    seed: int = 7
+    # replay provider: the trace whose llm.token events are replayed, and which turn
+    trace: str = ""
+    replay_turn: int = 0
+
+
+@dataclass
+class TTSConfig:
+    provider: str = "piper"
+    voice: str = "en_US-joe-medium"
+    model: str = ""
+    base_url: str = ""
+    api_key_env: str = ""
+    persistent: bool = True
+    fallback: str = "rest"
+    output_format: str = "pcm_22050"
+    speed: float = 1.0
+
+
+@dataclass
+class ChunkerConfig:
+    strategy: str = "adaptive"
+    # weak boundaries (, ; : — –) count once the pending text has this many characters
+    min_chars: int = 24
+    # ... and for the first chunk of a reply (adaptive), this many
+    first_min_chars: int = 10
+    # adaptive: cut at the last word boundary when no boundary came within this time
+    deadline_ms: float = 400.0
+    # adaptive: never let a chunk grow past this many characters
+    max_chars: int = 220
+    # words: a chunk every this many words
+    words: int = 6
+
+
+@dataclass
+class AudioConfig:
+    # "default" (the system's output device), "null" (no device, real-time paced),
+    # or a device name or index as `playground devices` lists them
+    output: str = "default"
+
+
+DEFAULT_BUDGETS: dict[str, float] = {"ttfs": 500.0, "handoff": 100.0, "ttfa": 1500.0, "e2e_total": 2500.0}
+
+
+@dataclass
+class Preset:
+    name: str = "default"
+    source: str = "<built-in>"
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    tts: TTSConfig = field(default_factory=TTSConfig)
+    chunker: ChunkerConfig = field(default_factory=ChunkerConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    budgets: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
+
+    def to_json(self) -> dict[str, Any]:
+        """The preset as a plain dict, safe to write to a trace (no secrets are stored in it)."""
+        data = dataclasses.asdict(self)
+        data.pop("source")
+        return data
+
+    def api_key(self, section: str) -> str | None:
+        """The API key of [llm] or [tts], read from the environment variable the preset names."""
+        env_name = getattr(self, section).api_key_env
+        return os.environ.get(env_name) if env_name else None
+
+
+SECTIONS: dict[str, type] = {
+    "agent": AgentConfig,
+    "llm": LLMConfig,
+    "tts": TTSConfig,
+    "chunker": ChunkerConfig,
+    "audio": AudioConfig,
+}
+# Metrics a budget may be set on (core.metrics keys).
+BUDGET_KEYS = ("stt", "llm_ttft", "ttfs", "ttft_tts", "ttfa", "first_play", "llm_total",
+               "tts_total", "e2e_total", "chunker_wait", "handoff")
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _coerce(value: Any, expected: type, where: str) -> Any:
+    if expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, expected) and not (expected is int and isinstance(value, bool)):
+        return value
+    raise PresetError(f"{where}: expected {_TYPE_NAMES[expected]}, got {type(value).__name__} {value!r}")
+
+
+def _check_value(section: str, key: str, value: Any, where: str) -> None:
+    if section == "chunker":
+        if key == "strategy" and value not in STRATEGIES:
+            raise PresetError(f"{where}: unknown strategy {value!r} (choose one of: {', '.join(STRATEGIES)})")
+        if key in ("min_chars", "first_min_chars", "max_chars", "words") and value < 1:
+            raise PresetError(f"{where}: must be at least 1, got {value}")
+        if key == "deadline_ms" and value <= 0:
+            raise PresetError(f"{where}: must be more than 0 ms, got {value}")
+    if section == "llm" and key in ("max_tokens", "context") and value < 1:
+        raise PresetError(f"{where}: must be at least 1, got {value}")
+    if section == "llm" and key == "threads" and value < 0:
+        raise PresetError(f"{where}: must be 0 (all cores) or more, got {value}")
+    if section == "tts" and key == "speed" and value <= 0:
+        raise PresetError(f"{where}: must be more than 0, got {value}")
+
+
+def _set_field(preset: Preset, section: str, key: str, value: Any, where: str) -> None:
+    if section == "budgets":
+        if key not in BUDGET_KEYS:
+            raise PresetError(f"{where}: no metric {key!r} to budget (known: {', '.join(BUDGET_KEYS)})")
+        preset.budgets[key] = _coerce(value, float, where)
+        return
+    if section not in SECTIONS:
+        known = ", ".join([*SECTIONS, "budgets"])
+        raise PresetError(f"{where}: unknown section [{section}] (known: {known})")
+    config = getattr(preset, section)
+    hints = get_type_hints(type(config))
+    if key not in hints:
+        known = ", ".join(f.name for f in fields(config))
+        raise PresetError(f"{where}: unknown field {key!r} in [{section}] (known: {known})")
+    coerced = _coerce(value, hints[key], where)
+    _check_value(section, key, coerced, where)
+    setattr(config, key, coerced)
+
+
+def preset_from_dict(data: dict[str, Any], name: str, source: str) -> Preset:
+    preset = Preset(name=name, source=source)
+    for section, values in data.items():
+        if section == "name":
+            preset.name = _coerce(values, str, f"{source}: name")
+            continue
+        if not isinstance(values, dict):
+            raise PresetError(f"{source}: [{section}] must be a table of settings, got {values!r}")
+        for key, value in values.items():
+            _set_field(preset, section, key, value, f"{source}: [{section}] {key}")
+    return preset
+
+
+def parse_override_value(text: str) -> Any:
+    """A `--set` value: a TOML literal when it parses as one (300, 0.5, true, "x"), else the text."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(preset: Preset, overrides: list[str]) -> Preset:
+    """A copy of `preset` with `section.key=value` overrides applied and validated."""
+    result = copy.deepcopy(preset)
+    for expr in overrides:
+        where = f"--set {expr}"
+        target, sep, raw = expr.partition("=")
+        section, dot, key = target.strip().partition(".")
+        if not sep or not dot or not section or not key:
+            raise PresetError(f"{where}: expected section.key=value, e.g. chunker.strategy=sentence")
+        _set_field(result, section, key, parse_override_value(raw.strip()), where)
+    return result
+
+
+def builtin_presets_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "presets"
+
+
+def user_presets_dir() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "playground" / "presets"
+
+
+def available_presets() -> dict[str, Path]:
+    """Preset name -> file; user presets shadow built-in ones of the same name."""
+    found: dict[str, Path] = {}
+    for folder in (builtin_presets_dir(), user_presets_dir()):
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.toml")):
+                found[path.stem] = path
+    return found
+
+
+def load_preset(name_or_path: str, overrides: list[str] | None = None) -> Preset:
+    """Loads a preset by name (built-in or user) or by file path, then applies overrides."""
+    path = Path(name_or_path)
+    if not (path.suffix == ".toml" or os.sep in name_or_path):
+        presets = available_presets()
+        if name_or_path not in presets:
+            known = ", ".join(sorted(presets)) or "none found"
+            raise PresetError(f"unknown preset {name_or_path!r} (known: {known}; or give a path to a .toml file)")
+        path = presets[name_or_path]
+    if not path.is_file():
+        raise PresetError(f"{path}: no such preset file")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise PresetError(f"{path}: not valid TOML: {exc}") from None
+    preset = preset_from_dict(data, name=path.stem, source=str(path))
+    return apply_overrides(preset, overrides or [])

@@ -1,0 +1,1 @@
+"""The session and the turn pipeline. Never imports the UI."""

@@ -1,0 +1,335 @@
+"""The session and the turn pipeline: LLM -> chunker -> TTS -> playback, concurrently.
+
+A `Session` owns what lives across turns (LLM, the persistent TTS session, the audio
+output, the conversation) and runs one turn at a time. Inside a turn two tasks run
+side by side: the producer (LLM tokens into the chunker, chunks to TTS, plus a
+deadline watcher so the chunker can cut when no token comes) and the audio consumer
+(TTS audio to the output). Every step is a trace event stamped where its data
+arrived; the CLI and the UI only read the trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from playground import __version__
+from playground.chunking import Chunk, Chunker
+from playground.core import events as ev
+from playground.core.clock import now_ms
+from playground.core.metrics import TurnMetrics, budget_misses, compute_metrics
+from playground.core.presets import Preset
+from playground.llm.base import LLMError, LLMProvider, Message
+from playground.tts.base import TTSError, TTSSession
+
+Progress = Callable[[str], None]
+MAX_INPUT_CHARS = 100_000
+
+
+class InputRefused(ValueError):
+    """User input the session will not turn into a turn (empty, too long)."""
+
+
+def check_input(text: str) -> str:
+    if not text or not text.strip():
+        raise InputRefused("nothing to say: the input is empty")
+    if len(text) > MAX_INPUT_CHARS:
+        raise InputRefused(f"input too long ({len(text):,} characters; at most {MAX_INPUT_CHARS:,})")
+    return text.strip()
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@dataclass
+class _TurnState:
+    """Bookkeeping of one running turn (playback marks, cancellation)."""
+
+    clock: ev.TurnClock
+    reply: list[str] = field(default_factory=list)
+    pieces_queued: dict[int, int] = field(default_factory=dict)
+    pieces_done: dict[int, int] = field(default_factory=dict)
+    last_end: dict[int, float] = field(default_factory=dict)
+    cut: set[int] = field(default_factory=set)
+    audio_complete: set[int] = field(default_factory=set)
+    started: set[int] = field(default_factory=set)
+    ended: set[int] = field(default_factory=set)
+    cancel_reason: str | None = None
+    cancel_requested_at: float | None = None
+
+
+class Session:
+    def __init__(
+        self,
+        preset: Preset,
+        llm: LLMProvider,
+        tts: TTSSession,
+        output: Any,
+        progress: Progress | None = None,
+    ) -> None:
+        self.preset = preset
+        self.llm = llm
+        self.tts = tts
+        self.output = output
+        self.progress = progress or (lambda message: None)
+        self.trace = ev.Trace()
+        self.history: list[Message] = []
+        self.started_at = now_ms()
+        self.turn_count = 0
+        self._turn: _TurnState | None = None
+        self._task: asyncio.Task[TurnMetrics] | None = None
+        self._send_lock = asyncio.Lock()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def header(self) -> dict[str, Any]:
+        return {
+            "playground": __version__,
+            "started_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "preset": self.preset.to_json(),
+            "providers": {
+                "llm": {"name": self.llm.name, "model": self.llm.model},
+                "tts": {"name": self.tts.name, "voice": self.preset.tts.voice},
+                "audio": getattr(self.output, "name", "?"),
+            },
+            "versions": {
+                "python": platform.python_version(),
+                **{name: _package_version(name) for name in ("llama-cpp-python", "piper-tts", "numpy", "sounddevice")},
+            },
+        }
+
+    async def open(self) -> None:
+        """Loads the LLM and opens the persistent TTS session, before any turn (the output is open)."""
+        self.trace.header = self.header()
+        self.output.set_listener(self._on_playback)
+        await asyncio.gather(self.llm.load(self.progress), self.tts.open(self._on_tts_session, self.progress))
+        self.trace.header = self.header()  # now with what opening learned (devices, voice)
+
+    async def close(self) -> None:
+        self.cancel_turn("session closed")
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        for closer in (self.tts.close, self.llm.close, self.output.close):
+            try:
+                await closer()
+            except Exception as exc:  # closing must go on for the others
+                self._session_event(ev.ERROR, where="close", message=str(exc))
+
+    # -- turns --------------------------------------------------------------------------
+
+    def start_turn(self, text: str, t0: float | None = None, input_kind: str = "typed") -> asyncio.Task[TurnMetrics]:
+        """Starts a turn (t0 = now unless given); `await` the task for its metrics."""
+        text = check_input(text)
+        if self._task is not None and not self._task.done():
+            raise RuntimeError("a turn is already running: cancel it first")
+        self.turn_count += 1
+        clock = ev.TurnClock(self.trace, self.turn_count, now_ms() if t0 is None else t0)
+        self._turn = _TurnState(clock)
+        self._task = asyncio.create_task(self._run_turn(self._turn, text, input_kind), name=f"turn-{self.turn_count}")
+        return self._task
+
+    async def run_turn(self, text: str, t0: float | None = None) -> TurnMetrics:
+        return await self.start_turn(text, t0)
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def cancel_turn(self, reason: str = "cancelled") -> bool:
+        """Cancels the running turn (LLM, chunker, TTS and playback); False if none runs."""
+        if not self.busy or self._turn is None:
+            return False
+        self._turn.cancel_reason = reason
+        self._turn.cancel_requested_at = now_ms()
+        assert self._task is not None
+        self._task.cancel()
+        return True
+
+    def _played(self, turn: int) -> dict[str, Any]:
+        """What the user had heard of a turn: chunks whose playback started, and for how long."""
+        starts: dict[int, float] = {}
+        ends: dict[int, float] = {}
+        for e in self.trace.turn_events(turn):
+            if e.type == ev.PLAY_START:
+                starts[e.get("chunk")] = e.t_ms
+            elif e.type == ev.PLAY_END:
+                ends[e.get("chunk")] = e.t_ms
+        return {"chunks": sorted(starts), "ms": round(sum(ends.get(c, s) - s for c, s in starts.items()), 1)}
+
+    def turn_metrics(self, turn: int) -> TurnMetrics:
+        return compute_metrics(self.trace.turn_events(turn))
+
+    async def _run_turn(self, state: _TurnState, text: str, input_kind: str) -> TurnMetrics:
+        clock = state.clock
+        chunker_config = self.preset.chunker
+        clock.emit(ev.TURN_START, clock.t0, text=text, input=input_kind, strategy=chunker_config.strategy,
+                   chunker={k: v for k, v in vars(chunker_config).items()})
+        user = Message("user", text)
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            await self.tts.begin_turn(clock.turn)
+            messages = [Message("system", self.preset.agent.system_prompt), *self.history, user]
+            clock.emit(ev.LLM_REQUEST, now_ms(), provider=self.llm.name, model=self.llm.model,
+                       messages=len(messages), prompt_chars=sum(len(m.content) for m in messages))
+            tasks = [
+                asyncio.create_task(self._produce(state, messages), name="llm+chunker"),
+                asyncio.create_task(self._play(state), name="tts+playback"),
+            ]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            failed = next((t for t in done if t.exception() is not None), None)
+            if failed is not None:
+                raise failed.exception()  # type: ignore[misc]
+            await self.output.drain()
+            self.history += [user, Message("assistant", "".join(state.reply))]
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # we cancelled ourselves on purpose: the turn ends normally
+            await self._stop(tasks)
+            requested = state.cancel_requested_at or now_ms()
+            clock.emit(ev.TURN_CANCELLED, now_ms(), reason=state.cancel_reason or "cancelled",
+                       stop_ms=round(now_ms() - requested, 3), played=self._played(clock.turn),
+                       reply_so_far="".join(state.reply))
+            if state.reply:
+                self.history += [user, Message("assistant", "".join(state.reply))]
+        except Exception as exc:
+            await self._stop(tasks)
+            where = "llm" if isinstance(exc, LLMError) else "tts" if isinstance(exc, TTSError) else "engine"
+            clock.emit(ev.ERROR, now_ms(), where=where, message=str(exc) or type(exc).__name__)
+        finally:
+            self._turn = None
+        metrics = compute_metrics(self.trace.turn_events(clock.turn))
+        clock.emit(ev.TURN_SUMMARY, now_ms(), metrics=metrics.to_json(),
+                   budget_misses={k: v[0] for k, v in budget_misses(metrics, self.preset.budgets).items()})
+        return metrics
+
+    async def _stop(self, tasks: list[asyncio.Task[Any]]) -> None:
+        """Stops everything a turn started: LLM stream, chunker, TTS context, playback."""
+        self.output.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.tts.cancel()
+
+    # -- producer: LLM -> chunker -> TTS ------------------------------------------------
+
+    async def _produce(self, state: _TurnState, messages: list[Message]) -> None:
+        clock = state.clock
+        chunker = Chunker(self.preset.chunker)
+        changed = asyncio.Event()
+        watcher = asyncio.create_task(self._watch_deadlines(state, chunker, changed), name="chunker-deadlines")
+        index = 0
+        try:
+            async for token in self.llm.stream(messages):
+                clock.emit(ev.LLM_TOKEN, token.t_ms, i=index, text=token.text)
+                index += 1
+                state.reply.append(token.text)
+                await self._send_chunks(state, chunker.push(token.text, token.t_ms - clock.t0))
+                changed.set()
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        info = self.llm.info
+        clock.emit(ev.LLM_DONE, now_ms(), tokens=index, finish_reason=info.finish_reason, usage=info.usage,
+                   text="".join(state.reply))
+        await self._send_chunks(state, chunker.flush(now_ms() - clock.t0))
+        await self.tts.flush()
+
+    async def _watch_deadlines(self, state: _TurnState, chunker: Chunker, changed: asyncio.Event) -> None:
+        """Polls the chunker when its deadline passes with no token arriving."""
+        t0 = state.clock.t0
+        while True:
+            changed.clear()
+            deadline = chunker.next_deadline()
+            if deadline is None:
+                await changed.wait()
+                continue
+            try:
+                await asyncio.wait_for(changed.wait(), max(0.0, deadline + t0 - now_ms()) / 1000.0)
+            except TimeoutError:
+                await self._send_chunks(state, chunker.poll(now_ms() - t0))
+
+    async def _send_chunks(self, state: _TurnState, chunks: list[Chunk]) -> None:
+        if not chunks:
+            return
+        clock = state.clock
+        # One sender at a time, so chunks reach TTS in order even when a deadline
+        # cut and a token cut happen close together.
+        async with self._send_lock:
+            for chunk in chunks:
+                clock.emit(ev.CHUNK, now_ms(), index=chunk.index, text=chunk.text, raw=chunk.raw,
+                           reason=chunk.reason, start_ms=round(chunk.start_ms, 3),
+                           token_start=chunk.token_start, token_end=chunk.token_end)
+                if chunk.text:
+                    clock.emit(ev.TTS_SEND, now_ms(), chunk=chunk.index, chars=len(chunk.text))
+                    await self.tts.send(chunk.index, chunk.text)
+
+    # -- consumer: TTS audio -> playback ------------------------------------------------
+
+    async def _play(self, state: _TurnState) -> None:
+        clock = state.clock
+        piece = 0
+        current_chunk: int | None = None
+        async for audio in self.tts.audio():
+            clock.emit(ev.TTS_AUDIO, audio.t_ms, chunk=audio.chunk, samples=len(audio.samples),
+                       sample_rate=audio.sample_rate, duration_ms=round(audio.duration_ms, 1))
+            if current_chunk is not None and audio.chunk != current_chunk:
+                self._chunk_audio_complete(state, current_chunk)
+            current_chunk = audio.chunk
+            state.pieces_queued[audio.chunk] = state.pieces_queued.get(audio.chunk, 0) + 1
+            self.output.play(audio.samples, audio.sample_rate, (clock.turn, audio.chunk, piece))
+            piece += 1
+        if current_chunk is not None:
+            self._chunk_audio_complete(state, current_chunk)
+        clock.emit(ev.TTS_DONE, now_ms())
+
+    def _chunk_audio_complete(self, state: _TurnState, chunk: int) -> None:
+        state.audio_complete.add(chunk)
+        self._maybe_end_chunk(state, chunk)
+
+    def _maybe_end_chunk(self, state: _TurnState, chunk: int) -> None:
+        if chunk in state.ended or chunk not in state.audio_complete:
+            return
+        if state.pieces_done.get(chunk, 0) >= state.pieces_queued.get(chunk, 0) and chunk in state.last_end:
+            state.ended.add(chunk)
+            state.clock.emit(ev.PLAY_END, state.last_end[chunk], chunk=chunk)
+
+    def _on_playback(self, kind: str, mark: Any, t_ms: float) -> None:
+        """Output reports (on the loop thread): a piece started / ended / was cut."""
+        state = self._turn
+        turn, chunk, _piece = mark
+        if state is None or state.clock.turn != turn:
+            return  # a late report of a turn that has ended
+        if kind == "start":
+            if chunk not in state.started:
+                state.started.add(chunk)
+                state.clock.emit(ev.PLAY_START, t_ms, chunk=chunk)
+            return
+        state.pieces_done[chunk] = state.pieces_done.get(chunk, 0) + 1
+        state.last_end[chunk] = t_ms
+        if kind == "cut":
+            state.clock.emit(ev.PLAY_END, t_ms, chunk=chunk, cut=True)
+            state.ended.add(chunk)
+            return
+        self._maybe_end_chunk(state, chunk)
+
+    # -- session-level events -----------------------------------------------------------
+
+    def _session_event(self, type_: str, **data: Any) -> None:
+        self.trace.add(ev.TraceEvent(ev.SESSION_TURN, now_ms() - self.started_at, type_, data))
+
+    def _on_tts_session(self, action: str, data: dict[str, Any]) -> None:
+        state = self._turn
+        if state is not None:
+            state.clock.emit(ev.TTS_SESSION, now_ms(), action=action, **data)
+        else:
+            self._session_event(ev.TTS_SESSION, action=action, **data)

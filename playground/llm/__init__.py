@@ -1,0 +1,1 @@
+"""LLM providers behind one protocol: `stream(messages)` yields timestamped tokens."""

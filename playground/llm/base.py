@@ -1,0 +1,50 @@
+"""The LLM provider protocol and the types it streams."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Progress = Callable[[str], None]
+
+
+@dataclass(slots=True)
+class Message:
+    role: str  # system | user | assistant
+    content: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(slots=True)
+class Token:
+    text: str
+    t_ms: float  # monotonic arrival time (core.clock.now_ms), taken where the token arrived
+
+
+@dataclass
+class StreamInfo:
+    """What a provider learned about the last stream (recorded in `llm.done`)."""
+
+    finish_reason: str | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+class LLMError(RuntimeError):
+    """A provider failure, phrased for the user (which provider, what happened, what to do)."""
+
+
+class LLMProvider(Protocol):
+    name: str
+    model: str
+    info: StreamInfo
+
+    async def load(self, progress: Progress | None = None) -> None:
+        """Loads the model / opens the client once per session."""
+
+    def stream(self, messages: list[Message]) -> AsyncIterator[Token]:
+        """Streams the reply's tokens; closing the iterator stops generation."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,85 @@
+"""The `replay` provider: re-emits the `llm.token` events of a recorded trace at their
+recorded times, so the same LLM behaviour can be run through another chunker or TTS.
+
+Token times are kept relative to the recorded `llm.request` (or t0 when the trace has
+none): the replayed LLM_TTFT and gaps between tokens match the recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+from playground.core import events as ev
+from playground.core.clock import now_ms
+from playground.core.presets import LLMConfig
+from playground.llm.base import LLMError, Message, Progress, StreamInfo, Token
+
+RecordedToken = tuple[float, str]  # (ms after the recorded request, text)
+
+
+def recorded_tokens(turn_events: Sequence[ev.TraceEvent]) -> list[RecordedToken]:
+    request = next((e.t_ms for e in turn_events if e.type == ev.LLM_REQUEST), 0.0)
+    return [(e.t_ms - request, e.get("text", "")) for e in turn_events if e.type == ev.LLM_TOKEN and e.get("text")]
+
+
+async def sleep_until(target_ms: float) -> None:
+    """Sleeps until the monotonic time `target_ms`; the last millisecond is spun for precision."""
+    remaining = target_ms - now_ms()
+    if remaining > 1.5:
+        await asyncio.sleep((remaining - 1.0) / 1000.0)
+    while now_ms() < target_ms:
+        await asyncio.sleep(0)
+
+
+class ReplayLLM:
+    name = "replay"
+
+    def __init__(self, config: LLMConfig, turns: list[list[RecordedToken]] | None = None) -> None:
+        self.config = config
+        self.model = f"replay:{Path(config.trace).name}" if config.trace else "replay"
+        self.info = StreamInfo()
+        self._turns = turns
+        self._next = 0
+
+    async def load(self, progress: Progress | None = None) -> None:
+        if self._turns is not None:
+            return
+        if not self.config.trace:
+            raise LLMError("replay LLM: no trace given (set llm.trace to a JSONL trace file)")
+        try:
+            _, events = ev.read_trace(self.config.trace)
+        except OSError as exc:
+            raise LLMError(f"replay LLM: cannot read {self.config.trace}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise LLMError(f"replay LLM: {exc}") from None
+        by_turn: dict[int, list[ev.TraceEvent]] = {}
+        for e in events:
+            by_turn.setdefault(e.turn, []).append(e)
+        turns = {n: recorded_tokens(es) for n, es in sorted(by_turn.items()) if n != ev.SESSION_TURN}
+        turns = {n: toks for n, toks in turns.items() if toks}
+        if self.config.replay_turn:
+            if self.config.replay_turn not in turns:
+                raise LLMError(f"replay LLM: {self.config.trace} has no tokens for turn {self.config.replay_turn} (turns with tokens: {sorted(turns)})")
+            turns = {self.config.replay_turn: turns[self.config.replay_turn]}
+        if not turns:
+            raise LLMError(f"replay LLM: {self.config.trace} holds no llm.token events")
+        self._turns = list(turns.values())
+        if progress:
+            progress(f"replaying {len(self._turns)} recorded turn(s) from {self.config.trace}")
+
+    async def stream(self, messages: list[Message]) -> AsyncIterator[Token]:
+        if not self._turns:
+            raise LLMError("replay LLM: stream() before load()")
+        tokens = self._turns[self._next % len(self._turns)]
+        self._next += 1
+        self.info = StreamInfo(finish_reason="stop")
+        start = now_ms()
+        for offset, text in tokens:
+            await sleep_until(start + offset)
+            yield Token(text, now_ms())
+
+    async def close(self) -> None:
+        return None
+PROVIDER = ReplayLLM

@@ -1,0 +1,47 @@
+"""Bridging a blocking token iterator (llama.cpp) into an async stream.
+
+The iterator runs in a worker thread; each token is timestamped there, on arrival,
+and handed to the event loop with `call_soon_threadsafe` (never blocking the worker).
+Closing the async stream sets a stop flag the worker checks between tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+
+from playground.core.clock import now_ms
+from playground.llm.base import Token
+
+_DONE = object()
+
+
+async def stream_from_thread(make_iterator: Callable[[threading.Event], Iterator[str]], name: str) -> AsyncIterator[Token]:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[object] = asyncio.Queue()
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for text in make_iterator(stop):
+                if stop.is_set():
+                    break
+                loop.call_soon_threadsafe(queue.put_nowait, Token(text, now_ms()))
+        except BaseException as exc:  # handed to the consumer, raised there
+            loop.call_soon_threadsafe(queue.put_nowait, exc)
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+    worker = threading.Thread(target=work, name=name, daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = await queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()

