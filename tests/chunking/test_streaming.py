@@ -1,0 +1,631 @@
+"""Chunker behaviour in time: the seed's Turn 4, zero lookahead, ambiguous boundaries,
+deadlines, max_chars, the words and passthrough strategies, robustness and linear cost.
+
+All times are simulated (t_ms arguments); only the last test reads a clock.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+
+import pytest
+
+from corpus import LONG_UNPUNCTUATED, SEED_TURN4
+from playground.chunking import REASONS, Chunk, Chunker
+from playground.core.presets import ChunkerConfig
+
+DEADLINE = ChunkerConfig().deadline_ms  # 400
+MAX_CHARS = ChunkerConfig().max_chars  # 220
+POLL_STEP = 10.0
+
+
+def make(strategy="adaptive", **kw) -> Chunker:
+    return Chunker(ChunkerConfig(strategy=strategy, **kw))
+
+
+def check_invariants(chunks: list[Chunk], text: str, n_fragments: int | None = None) -> None:
+    assert "".join(c.raw for c in chunks) == text.rstrip()
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    for i, c in enumerate(chunks):
+        assert c.reason in REASONS, c
+        assert c.raw.strip() and c.raw == c.raw.rstrip(), c
+        assert c.text == c.text.strip(), c
+        assert c.start_ms <= c.end_ms, c
+        assert c.token_start <= c.token_end, c
+        if n_fragments is not None:
+            assert 0 <= c.token_start and c.token_end < n_fragments, c
+        if i:
+            assert c.token_start >= chunks[i - 1].token_start and c.token_end >= chunks[i - 1].token_end, c
+            assert c.end_ms >= chunks[i - 1].end_ms, c
+
+
+def feed(chunker: Chunker, fragments, times, t_flush=None, poll_step=None, poll_at_deadline=False):
+    """Push fragments at their times; optionally poll every poll_step ms between tokens and/or exactly
+    at next_deadline(). Returns all chunks (flush included)."""
+    out: list[Chunk] = []
+    prev = None
+    for frag, t in zip(fragments, times):
+        if prev is not None:
+            polls = []
+            if poll_step:
+                k = 1
+                while prev + k * poll_step < t:
+                    polls.append(prev + k * poll_step)
+                    k += 1
+            for tp in polls:
+                if poll_at_deadline:
+                    d = chunker.next_deadline()
+                    while d is not None and prev < d <= tp:
+                        out += chunker.poll(d)
+                        nd = chunker.next_deadline()
+                        if nd == d:
+                            break
+                        d = nd
+                out += chunker.poll(tp)
+            if poll_at_deadline:
+                d = chunker.next_deadline()
+                while d is not None and d < t:
+                    out += chunker.poll(d)
+                    nd = chunker.next_deadline()
+                    if nd == d:
+                        break
+                    d = nd
+        out += chunker.push(frag, t)
+        prev = t
+    if t_flush is not None:
+        out += chunker.flush(t_flush)
+    return out
+
+
+# ------------------------------------------------------------------ the seed's Turn 4
+
+TURN4_FIRST_TOKEN = 534.0
+TURN4_LAST_TOKEN = 6621.0
+TURN4_LLM_TOTAL = 6793.0
+
+
+def turn4_tokens() -> list[str]:
+    tokens = []
+    for word in re.split(r"(?=\s)", SEED_TURN4):
+        if "—" in word:
+            before, after = word.split("—")
+            tokens += [before, "—", after]
+        else:
+            tokens.append(word)
+    assert "".join(tokens) == SEED_TURN4
+    return tokens
+
+
+def even_times(n: int, first: float, last: float) -> list[float]:
+    return [first + (last - first) * i / (n - 1) for i in range(n)]
+
+
+def test_turn4_tokens():
+    tokens = turn4_tokens()
+    assert tokens[0] == "You" and "—" in tokens and tokens[-1] == " info."
+    assert tokens[tokens.index("—") - 1] == " day" and tokens[tokens.index("—") + 1] == "that's"
+
+
+def test_turn4_sentence_emits_only_at_the_end():
+    """The seed's behaviour: with `([.!?]\\s+)` the first chunk waits for the whole run-on reply."""
+    tokens = turn4_tokens()
+    times = even_times(len(tokens), TURN4_FIRST_TOKEN, TURN4_LAST_TOKEN)
+    chunks = feed(make("sentence"), tokens, times, t_flush=TURN4_LLM_TOTAL, poll_step=POLL_STEP)
+    check_invariants(chunks, SEED_TURN4, len(tokens))
+    assert [c.raw for c in chunks] == [SEED_TURN4]
+    assert chunks[0].end_ms >= TURN4_LAST_TOKEN
+    assert chunks[0].end_ms - chunks[0].start_ms >= 6087.0  # the seed's chunker wait
+
+
+def test_turn4_sentence_final_period_waits_for_the_next_character():
+    """" info." is the last token: a `.` ending a fragment could still become "info.com" (the SmolLM2
+    tokenizer streams "example" "." "com"), so `sentence` cuts it when the next character or the end
+    of the reply arrives: here the end-of-reply flush, as in the seed (TTFS ~ LLM_TOTAL)."""
+    tokens = turn4_tokens()
+    times = even_times(len(tokens), TURN4_FIRST_TOKEN, TURN4_LAST_TOKEN)
+    chunks = feed(make("sentence"), tokens, times, t_flush=TURN4_LLM_TOTAL, poll_step=POLL_STEP)
+    assert len(chunks) == 1 and chunks[0].end_ms == TURN4_LLM_TOTAL and chunks[0].raw == SEED_TURN4, chunks
+
+
+def test_turn4_adaptive_first_chunk_within_deadline():
+    tokens = turn4_tokens()
+    times = even_times(len(tokens), TURN4_FIRST_TOKEN, TURN4_LAST_TOKEN)
+    chunks = feed(make("adaptive"), tokens, times, t_flush=TURN4_LLM_TOTAL, poll_step=POLL_STEP)
+    check_invariants(chunks, SEED_TURN4, len(tokens))
+    t_dash = times[tokens.index("—")]
+    first = chunks[0]
+    # within deadline_ms of the first token (+ the 10 ms poll granularity), or at the first weak boundary
+    assert TURN4_FIRST_TOKEN <= first.end_ms <= min(TURN4_FIRST_TOKEN + DEADLINE + POLL_STEP, t_dash), chunks
+    assert first.reason == "deadline" and first.raw == "You", first
+    # no later chunk waits much longer than the deadline either (every token brings a word boundary)
+    for c in chunks:
+        if c.reason != "flush":
+            assert c.end_ms - c.start_ms <= DEADLINE + POLL_STEP, c
+    assert max(c.end_ms for c in chunks) <= TURN4_LLM_TOTAL
+
+
+def test_turn4_adaptive_polling_at_next_deadline_is_exact():
+    tokens = turn4_tokens()
+    times = even_times(len(tokens), TURN4_FIRST_TOKEN, TURN4_LAST_TOKEN)
+    chunks = feed(make("adaptive"), tokens, times, t_flush=TURN4_LLM_TOTAL, poll_at_deadline=True)
+    check_invariants(chunks, SEED_TURN4, len(tokens))
+    assert chunks[0].raw == "You" and chunks[0].end_ms == TURN4_FIRST_TOKEN + DEADLINE, chunks[0]
+
+
+def test_turn4_adaptive_fast_tokens_cut_at_the_weak_boundary():
+    """20 ms/token: the em dash arrives (at 874 ms) before the deadline (934 ms): it is the first cut."""
+    tokens = turn4_tokens()
+    times = [TURN4_FIRST_TOKEN + 20.0 * i for i in range(len(tokens))]
+    chunks = feed(make("adaptive"), tokens, times, t_flush=times[-1] + 20, poll_step=POLL_STEP)
+    check_invariants(chunks, SEED_TURN4, len(tokens))
+    t_dash = times[tokens.index("—")]
+    assert t_dash < TURN4_FIRST_TOKEN + DEADLINE
+    first = chunks[0]
+    assert first.raw.endswith("day—") and first.reason == "weak", chunks
+    assert first.end_ms == t_dash, chunks
+    assert [c.raw for c in chunks][:2] == [SEED_TURN4.split("—")[0] + "—", "that's how we got your info."]
+
+
+def test_turn4_clause_cuts_at_the_em_dash():
+    tokens = turn4_tokens()
+    times = even_times(len(tokens), TURN4_FIRST_TOKEN, TURN4_LAST_TOKEN)
+    chunks = feed(make("clause"), tokens, times, t_flush=TURN4_LLM_TOTAL, poll_step=POLL_STEP)
+    assert [c.raw for c in chunks] == [SEED_TURN4.split("—")[0] + "—", "that's how we got your info."]
+    assert chunks[0].end_ms == times[tokens.index("—")]
+
+
+# ------------------------------------------------------------------ zero lookahead
+
+# `?` and `!` are confirmed by the push that brings them; a `.` after a word by the push that
+# brings the next character (here: in the same fragment, or the next one).
+ZERO_LOOKAHEAD = [
+    (["Is it ready", "?"], "Is it ready?"),
+    (["That is great", "!"], "That is great!"),
+    (["It was a long", " day. ", "Next"], "It was a long day."),
+    (["Really?"], "Really?"),
+    (["Are you there", "?", " Hello"], "Are you there?"),
+]
+NEXT_CHARACTER = [
+    (["It was a long", " day.", " Next"], "It was a long day."),
+    (["It was a long day", ".", "\n"], "It was a long day."),
+    (["We are done here", ".", '"'], 'We are done here."'),
+    (["Visit example", ".", "com today."], None),
+]
+
+
+@pytest.mark.parametrize("strategy", ["sentence", "clause", "adaptive"])
+@pytest.mark.parametrize("fragments, expected", NEXT_CHARACTER, ids=[str(e) for _, e in NEXT_CHARACTER])
+def test_a_period_is_confirmed_by_the_next_character(strategy, fragments, expected):
+    outs = pushes(make(strategy), fragments)
+    assert outs[:-1] == [[]] * (len(fragments) - 1), outs
+    if expected is None:  # "example.com" is a domain: no cut at its dot
+        assert outs[-1] == [], outs
+    else:
+        assert [c.raw for c in outs[-1]] == [expected] and outs[-1][0].reason == "strong"
+
+
+@pytest.mark.parametrize("strategy", ["sentence", "clause", "adaptive"])
+@pytest.mark.parametrize("fragments, expected", ZERO_LOOKAHEAD, ids=[str(e) for _, e in ZERO_LOOKAHEAD])
+def test_zero_lookahead(strategy, fragments, expected):
+    ch = make(strategy)
+    got = None
+    for i, frag in enumerate(fragments):
+        out = ch.push(frag, 10.0 * i)
+        if expected in [c.raw for c in out]:
+            got = i
+            break
+        assert out == [], f"{frag!r} -> {out}"
+    end = "".join(fragments).index(expected[-1]) + 1
+    # the push that brought the boundary character returns the chunk
+    expected_push = next(i for i in range(len(fragments)) if len("".join(fragments[: i + 1])) >= end)
+    assert got == expected_push, f"chunk {expected!r} came from push {got}, expected push {expected_push}"
+    c = [c for c in out if c.raw == expected][0]
+    assert c.reason == "strong" and c.end_ms == 10.0 * expected_push
+
+
+# ------------------------------------------------------------------ ambiguous boundaries wait
+
+
+def pushes(ch: Chunker, fragments, step=10.0):
+    return [ch.push(f, step * i) for i, f in enumerate(fragments)]
+
+
+@pytest.mark.parametrize("strategy", ["sentence", "clause", "adaptive"])
+def test_ambiguous_digit_period_waits_and_becomes_a_decimal(strategy):
+    ch = make(strategy)
+    out = pushes(ch, ["The price is 3", ".", "5 dollars today"])
+    assert out == [[], [], []], out
+    assert [c.raw for c in ch.flush(100.0)] == ["The price is 3.5 dollars today"]
+
+
+@pytest.mark.parametrize("strategy", ["sentence", "clause", "adaptive"])
+def test_ambiguous_digit_period_at_end_is_resolved_by_flush(strategy):
+    ch = make(strategy)
+    assert ch.push("The total is 3.", 0.0) == []
+    assert [c.raw for c in ch.flush(10.0)] == ["The total is 3."]
+
+
+@pytest.mark.parametrize("strategy", ["sentence", "clause", "adaptive"])
+def test_digit_period_then_capital_is_a_sentence_end(strategy):
+    ch = make(strategy)
+    out = pushes(ch, ["I have 3.", " You have four"])
+    assert out[0] == []
+    assert [c.raw for c in out[1]] == ["I have 3."]
+    assert [c.raw for c in ch.flush(100.0)] == [" You have four"]
+
+
+@pytest.mark.parametrize(
+    "fragments, expected",
+    [
+        (["Please ask Dr.", " Smith today."], ["Please ask Dr. Smith today."]),
+        (["I met George W.", " Bush once."], ["I met George W. Bush once."]),
+        (["She moved to the U.", "S.", " last year."], ["She moved to the U.S. last year."]),
+        (["Order No.", " 5 has shipped."], ["Order No. 5 has shipped."]),
+        (["Well...", " maybe later."], ["Well... maybe later."]),
+        (["Well…", " maybe later."], ["Well… maybe later."]),
+        (["I waited...", " Nobody came."], ["I waited...", " Nobody came."]),
+        (["Steps:\n1.", " Open the app."], ["Steps:", "\n1. Open the app."]),
+        (['She said "Go home.', '" Then she left.'], ['She said "Go home."', " Then she left."]),
+        (["(See the appendix.", ") Next."], ["(See the appendix.)", " Next."]),
+        (["Visit example", ".", "com today."], ["Visit example.com today."]),
+        (["Mail jane", ".", "doe@example", ".", "com now."], ["Mail jane.doe@example.com now."]),
+        (["Go to www", ".", "example", ".", "org now."], ["Go to www.example.org now."]),
+        (["See https://example.com/a", ".", "b", "?", "x=1 now."], ["See https://example.com/a.b?x=1 now."]),
+    ],
+    ids=lambda v: repr(v)[:40] if isinstance(v, list) else None,
+)
+@pytest.mark.parametrize("strategy", ["sentence", "clause", "adaptive"])
+def test_ambiguous_boundaries_resolve_without_a_wrong_cut(strategy, fragments, expected):
+    ch = make(strategy)
+    chunks = [c for out in pushes(ch, fragments) for c in out] + ch.flush(1000.0)
+    assert [c.raw for c in chunks] == expected
+
+
+def test_comma_after_digit_waits_for_the_next_character():
+    ch = make("clause")
+    out = pushes(ch, ["The whole team will meet at noon on day 1", ",", "000 times over"])
+    assert out == [[], [], []]
+    assert [c.raw for c in ch.flush(100.0)] == ["The whole team will meet at noon on day 1,000 times over"]
+    ch = make("clause")
+    out = pushes(ch, ["The whole team will meet at noon on day 12", ",", " then", " we leave"])
+    assert [c.raw for c in out[0] + out[1] + out[2]] == ["The whole team will meet at noon on day 12,"]
+    assert [c.raw for c in ch.flush(100.0)] == [" then we leave"]
+
+
+def test_comma_after_word_is_confirmed_on_arrival():
+    ch = make("clause")
+    out = pushes(ch, ["I checked the calendar twice", ",", " and"])
+    assert out[0] == [] and [c.raw for c in out[1]] == ["I checked the calendar twice,"], out
+
+
+# ------------------------------------------------------------------ weak boundaries and their thresholds
+
+
+def test_adaptive_first_chunk_uses_first_min_chars_then_min_chars():
+    text = "Hello there, my friend, how are you doing, I was wondering"
+    ch = make("adaptive")
+    chunks = ch.push(text, 0.0) + ch.flush(0.0)
+    # "Hello there," (12) >= first_min_chars (10); then " my friend," (10) < min_chars (24)
+    assert [c.raw for c in chunks] == ["Hello there,", " my friend, how are you doing,", " I was wondering"]
+    assert [c.reason for c in chunks] == ["weak", "weak", "flush"]
+    ch = make("clause")  # no lower threshold for the first chunk
+    chunks = ch.push(text, 0.0) + ch.flush(0.0)
+    assert [c.raw for c in chunks] == ["Hello there, my friend, how are you doing,", " I was wondering"]
+
+
+def test_config_parameters_are_used():
+    ch = make("clause", min_chars=6)
+    chunks = ch.push("Yes, sure, okay, fine.", 0.0) + ch.flush(0.0)
+    assert [c.raw for c in chunks] == ["Yes, sure,", " okay, fine."]
+    ch = make("adaptive", deadline_ms=100.0)
+    ch.push("one two three", 50.0)
+    assert ch.next_deadline() == 150.0
+    assert ch.poll(149.0) == [] and [c.raw for c in ch.poll(150.0)] == ["one two"]
+
+
+# ------------------------------------------------------------------ deadline and next_deadline
+
+
+def test_next_deadline_none_when_idle():
+    for strategy in ("sentence", "clause", "adaptive", "words", "passthrough"):
+        assert make(strategy).next_deadline() is None, strategy
+
+
+@pytest.mark.parametrize("strategy", ["sentence", "clause", "words"])
+def test_no_deadline_outside_adaptive(strategy):
+    ch = make(strategy)
+    assert ch.push("no punctuation here at all", 0.0) == []
+    assert ch.next_deadline() is None
+    assert ch.poll(100_000.0) == []
+
+
+def test_deadline_cuts_at_last_word_boundary():
+    ch = make("adaptive")
+    assert ch.push("Hello there my", 0.0) == []
+    assert ch.next_deadline() == DEADLINE
+    assert ch.poll(DEADLINE - 1) == []
+    out = ch.poll(DEADLINE)
+    assert [c.raw for c in out] == ["Hello there"], out  # the partial word stays pending
+    assert out[0].reason == "deadline" and out[0].end_ms == DEADLINE and out[0].start_ms == 0.0
+    rest = ch.flush(500.0)
+    assert [c.raw for c in rest] == [" my"] and rest[0].reason == "flush"
+
+
+def test_deadline_prefers_the_last_weak_boundary():
+    ch = make("adaptive")  # "Oh," and "Oh, yes," are shorter than first_min_chars: no weak cut on arrival
+    assert ch.push("Oh, yes, we can do", 0.0) == []
+    out = ch.poll(DEADLINE)
+    assert out and out[0].raw == "Oh, yes,", out
+
+
+def test_deadline_cut_at_a_weak_boundary_has_reason_deadline():
+    """A cut made because the deadline expired is a `deadline` cut, wherever it is placed."""
+    ch = make("adaptive")
+    ch.push("Oh, yes, we can do", 0.0)
+    out = ch.poll(DEADLINE)
+    assert out and out[0].reason == "deadline", out
+
+
+def test_deadline_needs_a_word_boundary():
+    ch = make("adaptive")
+    assert ch.push("Supercalifragilistic", 0.0) == []
+    assert ch.poll(5_000.0) == []
+    out = ch.flush(5_001.0)
+    assert [c.raw for c in out] == ["Supercalifragilistic"]
+
+
+def test_deadline_leaves_no_whitespace_only_chunk():
+    ch = make("adaptive")
+    ch.push("Hello ", 0.0)
+    out = ch.poll(DEADLINE)
+    assert [c.raw for c in out] == ["Hello"]
+    assert ch.flush(DEADLINE + 1) == []
+    assert ch.next_deadline() is None
+
+
+def test_deadline_is_measured_from_the_first_pending_fragment():
+    ch = make("adaptive")
+    assert ch.push("one two", 0.0) == []
+    assert ch.push(" three", 300.0) == []
+    assert ch.next_deadline() == DEADLINE
+    assert ch.poll(DEADLINE - 1) == []
+    assert [c.raw for c in ch.poll(DEADLINE)] == ["one two"]
+    assert ch.push(" four", 500.0) == []
+    assert ch.next_deadline() == 300.0 + DEADLINE  # " three" arrived at 300
+    assert ch.poll(699.0) == []
+    assert [c.raw for c in ch.poll(700.0)] == [" three"]
+
+
+def test_push_also_fires_an_expired_deadline():
+    ch = make("adaptive")
+    assert ch.push("alpha beta", 0.0) == []
+    out = ch.push(" gamma", 450.0)  # nobody polled; the deadline (400) has passed
+    assert out and all(c.reason == "deadline" for c in out), out
+    assert out[0].raw.startswith("alpha") and out[0].end_ms == 450.0
+
+
+def test_deadline_after_a_cut_starts_with_the_next_text():
+    ch = make("adaptive")
+    out = ch.push("Hello there, how are", 0.0)  # "Hello there," >= first_min_chars: weak cut now
+    assert [c.raw for c in out] == ["Hello there,"]
+    d = ch.next_deadline()
+    assert d == DEADLINE  # " how are" arrived at 0 as well
+    assert [c.raw for c in ch.poll(d)] == [" how"]
+
+
+# ------------------------------------------------------------------ max_chars
+
+
+def longest_word(text: str) -> int:
+    return max(len(w) for w in text.split())
+
+
+@pytest.mark.parametrize("streaming", ["whole", "words_same_time", "words_25ms"])
+def test_max_chars_bounds_every_chunk(streaming):
+    text = LONG_UNPUNCTUATED
+    assert len(text) >= 2000 and not re.search(r"[.,;:!?…—–]", text)
+    if streaming == "whole":
+        fragments, times = [text], [0.0]
+    else:
+        fragments = [f for f in re.split(r"(?=\s)", text) if f]
+        step = 0.0 if streaming == "words_same_time" else 25.0
+        times = [step * i for i in range(len(fragments))]
+    chunks = feed(make("adaptive"), fragments, times, t_flush=times[-1] + 1, poll_step=POLL_STEP if times[-1] else None)
+    check_invariants(chunks, text, len(fragments))
+    assert len(chunks) >= len(text) // MAX_CHARS
+    pos = 0
+    for c in chunks:
+        body = c.raw.strip()
+        assert len(body) <= MAX_CHARS, f"chunk #{c.index} has {len(body)} characters"
+        if c.reason == "max_chars":
+            # cut at the *last* word boundary: no room left for another word
+            assert len(body) > MAX_CHARS - longest_word(text) - 1, f"chunk #{c.index} cut early: {len(body)}"
+        pos += len(c.raw)
+        if pos < len(text):
+            assert text[pos].isspace() and not text[pos - 1].isspace(), f"chunk #{c.index} splits a word"
+    if streaming != "words_25ms":
+        assert all(c.reason == "max_chars" for c in chunks[:-1]), [c.reason for c in chunks]
+
+
+def test_max_chars_parameter_is_used():
+    text = LONG_UNPUNCTUATED[:600].rstrip()
+    ch = make("adaptive", max_chars=50)
+    chunks = ch.push(text, 0.0) + ch.flush(0.0)
+    check_invariants(chunks, text)
+    assert all(len(c.raw.strip()) <= 50 for c in chunks)
+    assert len(chunks) >= 600 // 50
+
+
+def test_max_chars_never_splits_a_long_word():
+    word = "x" * 300
+    text = "short words here " + word + " and a tail"
+    ch = make("adaptive")
+    chunks = ch.push(text, 0.0) + ch.flush(1.0)
+    check_invariants(chunks, text)
+    assert any(word in c.raw for c in chunks)
+    for c in chunks:
+        assert len(c.raw.strip()) <= MAX_CHARS or len(c.raw.split()) == 1, c
+
+
+def test_sentence_has_no_max_chars():
+    ch = make("sentence")
+    chunks = ch.push(LONG_UNPUNCTUATED, 0.0) + ch.poll(10_000.0) + ch.flush(10_001.0)
+    assert [c.raw for c in chunks] == [LONG_UNPUNCTUATED]
+
+
+# ------------------------------------------------------------------ words
+
+
+def test_words_strategy_emits_every_n_words_when_the_next_whitespace_arrives():
+    words = "one two three four five six seven eight nine ten eleven twelve thirteen".split()
+    fragments = [words[0]] + [" " + w for w in words[1:]]
+    ch = make("words")  # words=6
+    returned = [ch.push(f, 10.0 * i) for i, f in enumerate(fragments)]
+    emitted_at = [i for i, out in enumerate(returned) if out]
+    # the whitespace after word 6 comes with fragment 6 (" seven"), after word 12 with " thirteen"
+    assert emitted_at == [6, 12], returned
+    assert [c.raw for c in returned[6]] == ["one two three four five six"]
+    assert [c.raw for c in returned[12]] == [" seven eight nine ten eleven twelve"]
+    tail = ch.flush(200.0)
+    assert [c.raw for c in tail] == [" thirteen"]
+    assert returned[6][0].token_start == 0 and returned[6][0].token_end == 5
+
+
+def test_words_strategy_trailing_whitespace_in_the_same_fragment():
+    ch = make("words", words=3)
+    assert ch.push("a b", 0.0) == []
+    out = ch.push(" c ", 10.0)
+    assert [c.raw for c in out] == ["a b c"]
+    assert [c.raw for c in ch.push("d", 20.0) + ch.flush(30.0)] == [" d"]
+
+
+def test_words_strategy_ignores_punctuation():
+    ch = make("words", words=6)
+    text = "Hi. I am Bob and I like tea. Do you?"
+    chunks = ch.push(text, 0.0) + ch.flush(1.0)
+    assert [c.raw for c in chunks] == ["Hi. I am Bob and I", " like tea. Do you?"]
+
+
+# ------------------------------------------------------------------ passthrough
+
+
+def test_passthrough_every_fragment_is_a_chunk():
+    ch = make("passthrough")
+    fragments = ["Hello", " world", " ", "!", "\n", " again", "Hi there ", "you", "   "]
+    expected = [["Hello"], [" world"], [], [" !"], [], ["\n again"], ["Hi there"], [" you"], []]
+    for i, (frag, exp) in enumerate(zip(fragments, expected)):
+        out = ch.push(frag, 10.0 * i)
+        assert [c.raw for c in out] == exp, (frag, out)
+        assert all(c.reason == "fragment" and c.end_ms == 10.0 * i for c in out)
+    assert ch.flush(100.0) == []
+
+
+# ------------------------------------------------------------------ robustness
+
+
+def big_text(n: int) -> str:
+    base = (
+        "Dr. Smith paid $1,000.50 at 12:30 p.m. on www.example.org, e.g. for J. R. R. Tolkien's books… "
+        "Then 😀 שלום مرحبا — really? Yes! **Bold** `code` [link](https://example.com/a.b?x=1)\n1. Item\n"
+    )
+    return (base * (n // len(base) + 1))[:n]
+
+
+@pytest.mark.parametrize("strategy", ["sentence", "clause", "adaptive", "words", "passthrough"])
+@pytest.mark.parametrize("piece", [20_000, 7, 1])
+def test_20000_characters(strategy, piece):
+    text = big_text(20_000)
+    fragments = [text[i : i + piece] for i in range(0, len(text), piece)]
+    ch = make(strategy)
+    chunks = []
+    for i, f in enumerate(fragments):
+        t = float(i)
+        chunks += ch.poll(t) + ch.push(f, t)
+    chunks += ch.flush(float(len(fragments)))
+    check_invariants(chunks, text, len(fragments))
+    assert ch.flush(1e9) == [] and ch.poll(1e9) == []
+
+
+ALPHABET = (
+    list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+    + list("     \n\n\t\r")
+    + list(".,;:!?…—–\"“”’‘()[]«»*`_#-@/$%&=+<>|\\~^")
+    + ["...", "Dr.", "e.g.", "3.5", "1,000", "12:30", "https://x.io/a.b?c=1", "a@b.co", "\n1. "]
+    + list("😀🎉👍❤\ufe0f\u200d🇺🇸")
+    + list("שלוםمرحبا\u200f\u202e\u202c\u0301你好。")
+    + ["\x00", "\x1b", "\x07", "\x7f", "\x0b", "\x0c", "\x1c", "\x1f", "\x85", "\u00a0", "\u2028", "\u3000", "\ufeff"]
+)
+
+
+@pytest.mark.parametrize("strategy", ["sentence", "clause", "adaptive", "words", "passthrough"])
+@pytest.mark.parametrize("seed", range(40))
+def test_arbitrary_unicode_does_not_crash(strategy, seed):
+    rng = random.Random(seed)
+    text = "".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 400)))
+    cuts = sorted(rng.sample(range(1, len(text)), min(len(text) - 1, rng.randint(0, 80)))) if len(text) > 1 else []
+    fragments = [text[a:b] for a, b in zip([0] + cuts, cuts + [len(text)])] if text else []
+    ch = make(strategy)
+    chunks = []
+    t = 0.0
+    for f in fragments:
+        t += rng.choice([0.0, 1.0, 50.0, 450.0])
+        chunks += ch.poll(t) + ch.push(f, t)
+    chunks += ch.flush(t + 1)
+    check_invariants(chunks, text, len(fragments))
+    assert ch.flush(t + 2) == [] and ch.next_deadline() is None
+
+
+@pytest.mark.parametrize("text", ["a\x00b\x1bc. d\x07e.", "\x00\x00\x00", "\x1b[31mred\x1b[0m text. More."])
+@pytest.mark.parametrize("strategy", ["sentence", "clause", "adaptive", "words", "passthrough"])
+def test_control_characters(strategy, text):
+    ch = make(strategy)
+    chunks = [c for frag in text for c in ch.push(frag, 0.0)] + ch.flush(1.0)
+    check_invariants(chunks, text, len(text))
+
+
+SILENT = ["**", "** ** `` ``", "```\n```", "*`*`*", "😀", "🎉🎉 👍", "👨\u200d👩\u200d👧", "❤\ufe0f🔥", "🇺🇸", "**😀**"]
+
+
+@pytest.mark.parametrize("strategy", ["sentence", "clause", "adaptive", "words", "passthrough"])
+@pytest.mark.parametrize("text", SILENT)
+def test_markdown_or_emoji_only_reply_has_nothing_to_speak(strategy, text):
+    for fragments in ([text], list(text)):
+        ch = make(strategy)
+        chunks = [c for i, f in enumerate(fragments) for c in ch.push(f, float(i))] + ch.flush(100.0)
+        check_invariants(chunks, text, len(fragments))
+        assert chunks, "the raw text still makes chunks (the trace keeps it)"
+        assert all(c.text == "" for c in chunks), [(c.raw, c.text) for c in chunks]
+
+
+# ------------------------------------------------------------------ cost is linear in the reply length
+
+
+def _push_chars(strategy: str, text: str) -> float:
+    best = float("inf")
+    for _ in range(3):
+        ch = make(strategy)
+        start = time.perf_counter()
+        for i, c in enumerate(text):
+            ch.push(c, float(i))
+        ch.flush(float(len(text)))
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@pytest.mark.parametrize(
+    "strategy, kind",
+    [("sentence", "unpunctuated"), ("clause", "unpunctuated"), ("adaptive", "one_long_word"), ("adaptive", "mixed")],
+)
+def test_pushing_single_characters_is_linear(strategy, kind):
+    if kind == "unpunctuated":
+        make_text = lambda n: (LONG_UNPUNCTUATED + " ") * (n // len(LONG_UNPUNCTUATED) + 1)
+    elif kind == "one_long_word":
+        make_text = lambda n: "x" * n
+    else:
+        make_text = big_text
+    small, large = make_text(5_000)[:5_000], make_text(20_000)[:20_000]
+    t_small, t_large = _push_chars(strategy, small), _push_chars(strategy, large)
+    ratio = t_large / max(t_small, 1e-9)
+    assert ratio < 8, f"20,000 chars took {t_large:.3f}s, 5,000 took {t_small:.3f}s: ratio {ratio:.1f} (O(n^2)?)"

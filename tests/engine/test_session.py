@@ -1,0 +1,156 @@
+"""The turn pipeline on the real offline models: metrics, trace, cancel, errors, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from playground.core import events as ev
+from playground.core.clock import now_ms
+from playground.core.presets import LLMConfig
+from playground.engine.session import InputRefused, check_input
+from playground.llm.base import LLMError, StreamInfo, Token
+from playground.llm.replay import ReplayLLM
+from tests.conftest import local_preset, open_test_session
+
+
+def types(session, turn):
+    return [e.type for e in session.trace.turn_events(turn)]
+
+
+def first(session, turn, type_):
+    return next(e for e in session.trace.turn_events(turn) if e.type == type_)
+
+
+def replay(tokens, gap_ms=20.0):
+    """The replay provider fed with `tokens` arriving every `gap_ms`."""
+    return ReplayLLM(LLMConfig(provider="replay"), turns=[[(40.0 + i * gap_ms, t) for i, t in enumerate(tokens)]])
+
+
+async def test_two_turns_end_to_end_with_a_persistent_session(preset):
+    session = await open_test_session(preset)
+    try:
+        m1 = await session.run_turn("Hi, who is this?")
+        m2 = await session.run_turn("How so?")
+    finally:
+        await session.close()
+    # The TTS session was opened before the first turn and reused by both.
+    opened = [e for e in session.trace.events if e.type == ev.TTS_SESSION and e.get("action") == "open"]
+    assert len(opened) == 1 and opened[0].turn == ev.SESSION_TURN
+    for m in (m1, m2):
+        assert m.status == "ok" and m.tts_path == "persistent"
+        assert 0 < m.llm_ttft <= m.ttfs <= m.ttft_tts < m.ttfa <= m.first_play
+        assert m.ttfa <= m.e2e_total and m.llm_ttft <= m.llm_total
+        assert m.chunks >= 1 and m.spoken_chunks >= 1 and m.tokens > 1
+        assert all(h < 5.0 for h in m.handoffs)  # chunk emitted -> text given to TTS
+    assert first(session, 2, ev.TTS_SESSION).get("action") == "reuse"
+    assert first(session, 2, ev.TTS_SESSION).get("turns_served") == 2
+    # The conversation carries over, and the chunks add up to the reply.
+    assert [m.role for m in session.history] == ["user", "assistant", "user", "assistant"]
+    chunks = [e for e in session.trace.turn_events(1) if e.type == ev.CHUNK]
+    assert "".join(c.get("raw") for c in chunks) == first(session, 1, ev.LLM_DONE).get("text").rstrip()
+    # Every spoken chunk's playback started and ended; a turn summary closes each turn.
+    played = {e.get("chunk") for e in session.trace.turn_events(1) if e.type == ev.PLAY_END}
+    sent = {e.get("chunk") for e in session.trace.turn_events(1) if e.type == ev.TTS_SEND}
+    assert played == sent
+    assert types(session, 1)[-1] == ev.TURN_SUMMARY and types(session, 1)[0] == ev.TURN_START
+
+
+async def test_cancel_stops_llm_tts_and_playback_within_100ms(preset):
+    session = await open_test_session(preset)
+    try:
+        task = session.start_turn("Tell me a long story about the sea.")
+        while not any(e.type == ev.PLAY_START for e in session.trace.turn_events(1)):
+            await asyncio.sleep(0.005)
+        requested = now_ms()
+        assert session.cancel_turn("barge-in")
+        metrics = await task
+        stopped = now_ms()
+        assert metrics.status == "cancelled"
+        cancelled = first(session, 1, ev.TURN_CANCELLED)
+        assert cancelled.get("reason") == "barge-in" and cancelled.get("stop_ms") < 100
+        assert stopped - requested < 100
+        assert cancelled.get("played")["chunks"] == [0]
+        # Nothing of the cancelled turn arrives afterwards.
+        count = len(session.trace.turn_events(1))
+        await asyncio.sleep(0.3)
+        assert len(session.trace.turn_events(1)) == count
+        assert not session.busy
+        # The session goes on.
+        after = await session.run_turn("Are you still there?")
+        assert after.status == "ok" and after.ttfa is not None
+    finally:
+        await session.close()
+
+
+class FailingLLM(ReplayLLM):
+    """A provider that fails mid-reply, as a network provider does when its stream breaks."""
+
+    async def stream(self, messages):
+        self.info = StreamInfo()
+        for text in ("Sure", ",", " one moment"):
+            await asyncio.sleep(0.01)
+            yield Token(text, now_ms())
+        raise LLMError("test-llm: stream cut after 3 tokens (connection reset)")
+
+
+async def test_a_provider_error_fails_the_turn_and_the_session_goes_on():
+    session = await open_test_session(local_preset(), llm=FailingLLM(LLMConfig(provider="replay"), turns=[[]]))
+    try:
+        failed = await session.run_turn("Hello?")
+        assert failed.status == "error"
+        error = first(session, 1, ev.ERROR)
+        assert error.get("where") == "llm" and "stream cut after 3 tokens" in error.get("message")
+        assert session.history == []  # a failed exchange does not poison the conversation
+        session.llm = replay(["All", " good", " now."])
+        ok = await session.run_turn("Hello again?")
+        assert ok.status == "ok" and ok.ttfa is not None
+    finally:
+        await session.close()
+
+
+async def test_a_reply_without_punctuation_is_still_spoken():
+    words = [" and"] * 60
+    session = await open_test_session(local_preset(), llm=replay(["So"] + words, gap_ms=30.0))
+    try:
+        m = await session.run_turn("Talk.")
+    finally:
+        await session.close()
+    reasons = [e.get("reason") for e in session.trace.turn_events(1) if e.type == ev.CHUNK]
+    assert reasons[0] == "deadline"  # 400 ms after the first token, not at the end
+    assert m.ttfs < 40 + 400 + 50 and m.ttfa is not None and m.spoken_chunks >= 3
+
+
+async def test_markdown_or_emoji_only_reply_makes_no_tts_call():
+    session = await open_test_session(local_preset(), llm=replay(["**", "😀", " 🎉", "\n", "---"]))
+    try:
+        m = await session.run_turn("Send me a smiley.")
+    finally:
+        await session.close()
+    assert m.status == "ok" and m.chunks >= 1
+    assert m.spoken_chunks == 0 and m.ttfa is None
+    assert ev.TTS_SEND not in types(session, 1) and ev.TTS_AUDIO not in types(session, 1)
+
+
+@pytest.mark.parametrize("text", [
+    "x" * 20_000,
+    "Hello 👋🏽 مرحبا שלום \x00\x1b[31m red \u202e reversed \ufeff ok?",
+])
+async def test_long_and_odd_input_goes_through(text):
+    session = await open_test_session(local_preset("llm.max_tokens=12"))
+    try:
+        m = await session.run_turn(text)
+        assert m.status == "ok" and m.llm_ttft is not None
+        if len(text) > 10_000:
+            assert first(session, 1, ev.LLM_DONE).get("usage")["truncated_input_tokens"] > 0
+        again = await session.run_turn("And now?")
+        assert again.status == "ok"
+    finally:
+        await session.close()
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t "])
+def test_empty_input_is_refused(text):
+    with pytest.raises(InputRefused, match="nothing to say"):
+        check_input(text)
