@@ -164,8 +164,6 @@ async def run_session(preset: Preset, says: list[str], trace_path: str | None, a
     def progress(message: str) -> None:
         console.note(f"… {message}")
 
-    console.note(f"playground {__version__}: preset {preset.name} ({preset.source}), "
-                 f"chunker {preset.chunker.strategy}")
     session = await open_session(preset, audio=audio, wav_path=wav_path, warn=warn, progress=progress)
     writer = ev.JsonlTraceWriter(trace_path, session.trace.header) if trace_path else None
     if writer:
@@ -173,8 +171,9 @@ async def run_session(preset: Preset, says: list[str], trace_path: str | None, a
             writer(event)
         session.trace.subscribe(writer)
     printer = TurnPrinter(session, console)
-    console.note(f"ready: llm {session.llm.name} ({session.llm.model}), tts {session.tts.name} "
-                 f"({session.tts.path}), audio: {session.output.name}")
+    console.note(f"ready: preset {preset.name}, llm {session.llm.name} ({session.llm.model}), "
+                 f"tts {session.tts.name} ({session.tts.path}), chunker {preset.chunker.strategy}, "
+                 f"audio: {session.output.name}")
 
     loop = asyncio.get_running_loop()
     interrupted = asyncio.Event()

@@ -97,11 +97,18 @@ class Preset:
     chunker: ChunkerConfig = field(default_factory=ChunkerConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     budgets: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
+    # "section.key" -> where its value was set ("presets/x.toml: [llm] provider", "--set llm.provider=x")
+    origins: dict[str, str] = field(default_factory=dict)
+
+    def origin(self, section: str, key: str) -> str:
+        """Where a value came from, for errors found after loading (e.g. an unknown provider)."""
+        return self.origins.get(f"{section}.{key}", f"{self.source}: [{section}] {key}")
 
     def to_json(self) -> dict[str, Any]:
         """The preset as a plain dict, safe to write to a trace (no secrets are stored in it)."""
         data = dataclasses.asdict(self)
         data.pop("source")
+        data.pop("origins")
         return data
 
     def api_key(self, section: str) -> str | None:
@@ -164,6 +171,7 @@ def _set_field(preset: Preset, section: str, key: str, value: Any, where: str) -
     coerced = _coerce(value, hints[key], where)
     _check_value(section, key, coerced, where)
     setattr(config, key, coerced)
+    preset.origins[f"{section}.{key}"] = where
 
 
 def preset_from_dict(data: dict[str, Any], name: str, source: str) -> Preset:

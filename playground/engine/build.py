@@ -33,7 +33,7 @@ def build_provider(preset: Preset, kind: str) -> Any:
     name = config.provider
     known = available_providers(kind)
     if name not in known:
-        raise PresetError(f"{preset.source}: [{kind}] provider {name!r} is unknown (available: {', '.join(known)})")
+        raise PresetError(f"{preset.origin(kind, 'provider')}: unknown provider {name!r} (available: {', '.join(known)})")
     module = importlib.import_module(f"{_BASES[kind]}.{name}")
     return module.PROVIDER(config)
 

