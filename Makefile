@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
 
 bench: $(STAMP)
-	$(VENV)/bin/python -m playground.bench
+	$(VENV)/bin/python -m playground.benchmarks
 
 clean:
 	rm -rf $(VENV) build *.egg-info

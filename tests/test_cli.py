@@ -97,3 +97,52 @@ def test_replay_provider_reruns_a_trace_under_another_chunker(tmp_path):
 def test_presets_lists_the_offline_preset():
     result = playground("presets", timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("local ")
+
+
+def test_ctrl_c_cancels_the_playing_reply_and_the_repl_goes_on(tmp_path):
+    import os
+    import signal
+    import time
+
+    trace = tmp_path / "t.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "playground.cli", "run", "--no-audio", "--trace", str(trace)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proc.stdin.write("Tell me a long story about the sea.\n")
+        proc.stdin.flush()
+        deadline = time.monotonic() + 120
+        line = ""
+        while "agent: " not in line and time.monotonic() < deadline:  # the reply is playing
+            line = proc.stdout.readline()
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(input="Hello again.\n", timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "turn 1 cancelled" in err and "interrupted (Ctrl-C)" in err
+    assert "CANCELLED" in out and "agent: " in out  # the second turn was answered
+    _, events = read_trace(trace)
+    cancelled = next(e for e in events if e.type == "turn.cancelled")
+    assert cancelled.turn == 1 and cancelled.get("stop_ms") < 100
+    assert any(e.type == "turn.summary" and e.turn == 2 and e.get("metrics")["status"] == "ok" for e in events)
+
+
+def _default_output_device() -> str | None:
+    from playground.audio.output import list_devices
+
+    devices = [d for d in list_devices() if d["max_output_channels"] > 0 and d.get("default_output")]
+    return devices[0]["name"] if devices else None
+
+
+def test_run_plays_on_the_default_sound_device(tmp_path):
+    device = _default_output_device()
+    if device is None:
+        pytest.skip("no sound device (run ../shared/tools/virtual-audio.sh start for a virtual one)")
+    trace = tmp_path / "t.jsonl"
+    result = playground("run", "--say", "Hello there.", "--trace", str(trace), *SHORT)
+    assert result.returncode == 0, result.stderr
+    assert "null output" not in result.stderr
+    _, events = read_trace(trace)
+    summary = next(e for e in events if e.type == "turn.summary")
+    assert summary.get("metrics")["first_play"] is not None
+    assert any(e.type == "play.end" for e in events)

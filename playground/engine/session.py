@@ -29,6 +29,11 @@ from playground.tts.base import TTSError, TTSSession
 
 Progress = Callable[[str], None]
 MAX_INPUT_CHARS = 100_000
+DRAIN_MARGIN_S = 5.0
+
+
+class AudioStalled(RuntimeError):
+    """The output device stopped taking audio before the turn's playback finished."""
 
 
 class InputRefused(ValueError):
@@ -63,6 +68,7 @@ class _TurnState:
     audio_complete: set[int] = field(default_factory=set)
     started: set[int] = field(default_factory=set)
     ended: set[int] = field(default_factory=set)
+    audio_ms: float = 0.0  # duration of all audio handed to the output
     cancel_reason: str | None = None
     cancel_requested_at: float | None = None
 
@@ -188,7 +194,7 @@ class Session:
             failed = next((t for t in done if t.exception() is not None), None)
             if failed is not None:
                 raise failed.exception()  # type: ignore[misc]
-            await self.output.drain()
+            await self._drain(state)
             self.history += [user, Message("assistant", "".join(state.reply))]
         except asyncio.CancelledError:
             current = asyncio.current_task()
@@ -203,7 +209,8 @@ class Session:
                 self.history += [user, Message("assistant", "".join(state.reply))]
         except Exception as exc:
             await self._stop(tasks)
-            where = "llm" if isinstance(exc, LLMError) else "tts" if isinstance(exc, TTSError) else "engine"
+            where = ("llm" if isinstance(exc, LLMError) else "tts" if isinstance(exc, TTSError)
+                     else "audio" if isinstance(exc, AudioStalled) else "engine")
             clock.emit(ev.ERROR, now_ms(), where=where, message=str(exc) or type(exc).__name__)
         finally:
             self._turn = None
@@ -211,6 +218,17 @@ class Session:
         clock.emit(ev.TURN_SUMMARY, now_ms(), metrics=metrics.to_json(),
                    budget_misses={k: v[0] for k, v in budget_misses(metrics, self.preset.budgets).items()})
         return metrics
+
+    async def _drain(self, state: _TurnState) -> None:
+        """Waits for playback to finish, bounded: a device that stops calling back
+        (unplugged, suspended) must fail the turn, not hang the session."""
+        limit_s = state.audio_ms / 1000.0 + DRAIN_MARGIN_S
+        try:
+            async with asyncio.timeout(limit_s):
+                await self.output.drain()
+        except TimeoutError:
+            raise AudioStalled(f"audio: {self.output.name} stopped playing ({state.audio_ms / 1000:.1f} s of audio "
+                               f"not finished after {limit_s:.1f} s); check the device or use --no-audio") from None
 
     async def _stop(self, tasks: list[asyncio.Task[Any]]) -> None:
         """Stops everything a turn started: LLM stream, chunker, TTS context, playback."""
@@ -294,6 +312,7 @@ class Session:
                 self._chunk_audio_complete(state, current_chunk)
             current_chunk = audio.chunk
             state.pieces_queued[audio.chunk] = state.pieces_queued.get(audio.chunk, 0) + 1
+            state.audio_ms += audio.duration_ms
             self.output.play(audio.samples, audio.sample_rate, (clock.turn, audio.chunk, piece))
             piece += 1
         if current_chunk is not None:

@@ -11,6 +11,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 
+from playground.aio import iterate_queue
 from playground.core.clock import now_ms
 from playground.llm.base import Token
 
@@ -36,12 +37,7 @@ async def stream_from_thread(make_iterator: Callable[[threading.Event], Iterator
     worker = threading.Thread(target=work, name=name, daemon=True)
     worker.start()
     try:
-        while True:
-            item = await queue.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
+        async for token in iterate_queue(queue, _DONE):
+            yield token
     finally:
         stop.set()

@@ -16,6 +16,7 @@ import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from playground.aio import iterate_queue
 from playground.core.clock import now_ms
 from playground.core.presets import TTSConfig
 from playground.tts.base import AudioChunk, Progress, SessionReporter, TTSError
@@ -103,15 +104,8 @@ class PiperSession:
     async def flush(self) -> None:
         self._requests.put((self._generation, self._audio, -1, _END_OF_TURN))
 
-    async def audio(self) -> AsyncIterator[AudioChunk]:
-        audio = self._audio
-        while True:
-            item = await audio.get()
-            if item is _END_OF_TURN:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item  # type: ignore[misc]
+    def audio(self) -> AsyncIterator[AudioChunk]:
+        return iterate_queue(self._audio, _END_OF_TURN)
 
     async def cancel(self) -> None:
         self._generation += 1
