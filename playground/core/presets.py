@@ -105,10 +105,17 @@ class Preset:
         return self.origins.get(f"{section}.{key}", f"{self.source}: [{section}] {key}")
 
     def to_json(self) -> dict[str, Any]:
-        """The preset as a plain dict, safe to write to a trace (no secrets are stored in it)."""
+        """The preset as a plain dict, safe to write to a trace or share: no secrets are stored
+        in a preset, and the user's home folder in a path (a replayed trace, a voice file) is `~`."""
         data = dataclasses.asdict(self)
         data.pop("source")
         data.pop("origins")
+        home = str(Path.home())
+        for section in data.values():
+            if isinstance(section, dict):
+                for key, value in section.items():
+                    if isinstance(value, str) and home != "/" and value.startswith(home + os.sep):
+                        section[key] = "~" + value[len(home):]
         return data
 
     def api_key(self, section: str) -> str | None:

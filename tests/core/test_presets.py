@@ -78,3 +78,16 @@ def test_user_presets_are_found_by_name(tmp_path, monkeypatch):
 
 def test_strategies_match_design():
     assert STRATEGIES == ("sentence", "clause", "adaptive", "words", "passthrough")
+
+
+def test_exported_preset_hides_the_home_folder_and_holds_no_key(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.setenv("PLAYGROUND_TEST_KEY", "sk-live-do-not-leak")
+    preset = apply_overrides(load_preset("local"), [
+        f'llm.trace="{Path.home() / "calls" / "turns.jsonl"}"', 'llm.api_key_env="PLAYGROUND_TEST_KEY"'])
+    assert preset.api_key("llm") == "sk-live-do-not-leak"
+    exported = preset.to_json()
+    assert exported["llm"]["trace"] == "~/calls/turns.jsonl"
+    assert exported["llm"]["api_key_env"] == "PLAYGROUND_TEST_KEY"
+    assert "sk-live-do-not-leak" not in str(exported) and str(Path.home()) + "/" not in str(exported)
