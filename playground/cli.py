@@ -222,24 +222,28 @@ async def run_session(preset: Preset, says: list[str], trace_path: str | None, a
     return 0
 
 
-def _add_preset_options(parser: argparse.ArgumentParser) -> None:
+def _add_session_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="local", help="preset name or .toml path (default: local)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a preset field, e.g. --set chunker.strategy=sentence (repeatable)")
+    parser.add_argument("--trace", metavar="FILE", help="write the JSON Lines trace to FILE")
+    parser.add_argument("--no-audio", action="store_true", help="use the null output (real-time paced, no device)")
+    parser.add_argument("--audio", metavar="DEVICE", help="output device name or index (see the preset's [audio] output)")
+    parser.add_argument("--wav", metavar="FILE", help="also save exactly what was played to a WAV file")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="playground", description="Voice-agent playground: LLM -> chunker -> TTS -> playback, with per-turn latency.")
+    parser = argparse.ArgumentParser(
+        prog="playground",
+        description="Voice-agent playground: LLM -> chunker -> TTS -> playback, with per-turn latency. "
+                    "Without a command it starts the TUI.")
     parser.add_argument("--version", action="version", version=f"playground {__version__}")
+    _add_session_options(parser)
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="run turns headless and print their metrics")
-    _add_preset_options(run)
+    _add_session_options(run)
     run.add_argument("--say", action="append", default=[], metavar="TEXT",
                      help="a user turn (repeatable); without it, turns are read from stdin, one per line")
-    run.add_argument("--trace", metavar="FILE", help="write the JSON Lines trace to FILE")
-    run.add_argument("--no-audio", action="store_true", help="use the null output (real-time paced, no device)")
-    run.add_argument("--audio", metavar="DEVICE", help="output device name or index (see the preset's [audio] output)")
-    run.add_argument("--wav", metavar="FILE", help="also save exactly what was played to a WAV file")
     sub.add_parser("presets", help="list the presets (built-in and user)")
     return parser
 
@@ -251,11 +255,14 @@ def main(argv: Iterable[str] | None = None) -> int:
         for name, path in available_presets().items():
             console.print(f"{name:<16} {path}")
         return 0
-    if args.command is None:  # bare `playground`: the REPL on the offline preset (until the TUI lands)
-        args = build_parser().parse_args(["run"])
     try:
         preset = load_preset(args.preset, args.overrides)
         audio = "null" if args.no_audio else args.audio
+        if args.command is None:
+            from playground.ui.app import run_app
+
+            run_app(preset, audio=audio, wav_path=args.wav, trace_path=args.trace)
+            return 0
         return asyncio.run(run_session(preset, args.say, args.trace, audio, args.wav, console))
     except PresetError as exc:
         console.note(f"error: {exc}")

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+import numpy as np
+
 from playground import __version__
 from playground.chunking import Chunk, Chunker
 from playground.core import events as ev
@@ -94,6 +96,8 @@ class Session:
         self._turn: _TurnState | None = None
         self._task: asyncio.Task[TurnMetrics] | None = None
         self._send_lock = asyncio.Lock()
+        # Muted playback still runs (silence of the same length), so FIRST_PLAY stays measured.
+        self.muted = False
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -146,6 +150,11 @@ class Session:
     async def run_turn(self, text: str, t0: float | None = None) -> TurnMetrics:
         return await self.start_turn(text, t0)
 
+    async def wait_idle(self) -> None:
+        """Returns once no turn is running (a cancelled one has finished cleaning up)."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
     @property
     def busy(self) -> bool:
         return self._task is not None and not self._task.done()
@@ -170,6 +179,18 @@ class Session:
             elif e.type == ev.PLAY_END:
                 ends[e.get("chunk")] = e.t_ms
         return {"chunks": sorted(starts), "ms": round(sum(ends.get(c, s) - s for c, s in starts.items()), 1)}
+
+    def change_preset(self, preset: Preset, reason: str) -> dict[str, Any]:
+        """Applies a new preset from the next turn on, recording what changed in the trace."""
+        before, after = self.preset.to_json(), preset.to_json()
+        changes = {
+            f"{section}.{key}": value
+            for section, values in after.items() if isinstance(values, dict)
+            for key, value in values.items() if before.get(section, {}).get(key) != value
+        }
+        self.preset = preset
+        self._session_event(ev.CONFIG_CHANGE, reason=reason, changes=changes, preset=preset.name)
+        return changes
 
     def turn_metrics(self, turn: int) -> TurnMetrics:
         return compute_metrics(self.trace.turn_events(turn))
@@ -200,7 +221,7 @@ class Session:
             current = asyncio.current_task()
             if current is not None:
                 current.uncancel()  # we cancelled ourselves on purpose: the turn ends normally
-            await self._stop(tasks)
+            await self._stop(state, tasks)
             requested = state.cancel_requested_at or now_ms()
             clock.emit(ev.TURN_CANCELLED, now_ms(), reason=state.cancel_reason or "cancelled",
                        stop_ms=round(now_ms() - requested, 3), played=self._played(clock.turn),
@@ -208,7 +229,7 @@ class Session:
             if state.reply:
                 self.history += [user, Message("assistant", "".join(state.reply))]
         except Exception as exc:
-            await self._stop(tasks)
+            await self._stop(state, tasks)
             where = ("llm" if isinstance(exc, LLMError) else "tts" if isinstance(exc, TTSError)
                      else "audio" if isinstance(exc, AudioStalled) else "engine")
             clock.emit(ev.ERROR, now_ms(), where=where, message=str(exc) or type(exc).__name__)
@@ -230,9 +251,15 @@ class Session:
             raise AudioStalled(f"audio: {self.output.name} stopped playing ({state.audio_ms / 1000:.1f} s of audio "
                                f"not finished after {limit_s:.1f} s); check the device or use --no-audio") from None
 
-    async def _stop(self, tasks: list[asyncio.Task[Any]]) -> None:
+    async def _stop(self, state: _TurnState, tasks: list[asyncio.Task[Any]]) -> None:
         """Stops everything a turn started: LLM stream, chunker, TTS context, playback."""
         self.output.stop()
+        # The output's own "cut" report comes a block later, after the turn is over:
+        # record now which chunks were cut mid-playback.
+        stopped = now_ms()
+        for chunk in sorted(state.started - state.ended):
+            state.ended.add(chunk)
+            state.clock.emit(ev.PLAY_END, stopped, chunk=chunk, cut=True)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -313,7 +340,8 @@ class Session:
             current_chunk = audio.chunk
             state.pieces_queued[audio.chunk] = state.pieces_queued.get(audio.chunk, 0) + 1
             state.audio_ms += audio.duration_ms
-            self.output.play(audio.samples, audio.sample_rate, (clock.turn, audio.chunk, piece))
+            samples = np.zeros_like(audio.samples) if self.muted else audio.samples
+            self.output.play(samples, audio.sample_rate, (clock.turn, audio.chunk, piece))
             piece += 1
         if current_chunk is not None:
             self._chunk_audio_complete(state, current_chunk)

@@ -72,6 +72,8 @@ async def test_cancel_stops_llm_tts_and_playback_within_100ms(preset):
         assert cancelled.get("reason") == "barge-in" and cancelled.get("stop_ms") < 100
         assert stopped - requested < 100
         assert cancelled.get("played")["chunks"] == [0]
+        cut = [e for e in session.trace.turn_events(1) if e.type == ev.PLAY_END and e.get("cut")]
+        assert [e.get("chunk") for e in cut] == [0] and cut[0].t_ms <= cancelled.t_ms
         # Nothing of the cancelled turn arrives afterwards.
         count = len(session.trace.turn_events(1))
         await asyncio.sleep(0.3)

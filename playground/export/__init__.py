@@ -1,0 +1,1 @@
+"""Writing traces out: JSONL (more formats come with the traces issue)."""

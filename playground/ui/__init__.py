@@ -1,0 +1,1 @@
+"""The Textual app and its widgets: the only layer that imports textual."""

@@ -1,0 +1,325 @@
+"""The playground TUI: a live view of the engine's trace, and the controls to steer it.
+
+The engine runs on its own loop in a background thread (`EngineThread`); this app never
+awaits the pipeline directly. A 30 fps timer reads the events the trace gained since the
+last frame and hands them to the views, which redraw only what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Footer, Input
+
+from playground.core import events as ev
+from playground.core.metrics import compute_metrics
+from playground.core.presets import STRATEGIES, Preset, apply_overrides
+from playground.engine.runner import EngineThread
+from playground.engine.session import InputRefused, Session, check_input
+from playground.export.jsonl import write_trace_jsonl
+from playground.ui.commands import PlaygroundCommands
+from playground.ui.conversation import Conversation
+from playground.ui.help import HelpScreen
+from playground.ui.metrics_table import MetricsTable
+from playground.ui.status import StatusBar
+from playground.ui.timeline import Timeline
+from playground.ui.waterfall import Waterfall
+
+FRAME_S = 1 / 30
+
+
+class PromptInput(Input):
+    """The message box: Enter sends, Up/Down walk through what was sent before."""
+
+    BINDINGS = [
+        Binding("up", "history(-1)", "Previous", show=False, id="input.history_previous"),
+        Binding("down", "history(1)", "Next", show=False, id="input.history_next"),
+    ]
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(placeholder="Type a message and press Enter (F1: help)", **kwargs)
+        self.history: list[str] = []
+        self._position = 0
+
+    def remember(self, text: str) -> None:
+        if not self.history or self.history[-1] != text:
+            self.history.append(text)
+        self._position = len(self.history)
+
+    def action_history(self, step: int) -> None:
+        if not self.history:
+            return
+        self._position = max(0, min(len(self.history), self._position + step))
+        self.value = self.history[self._position] if self._position < len(self.history) else ""
+        self.cursor_position = len(self.value)
+
+
+class Progress(Message):
+    """Loading progress from the engine thread (post_message is thread-safe)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+async def replace_turn(session: Session, text: str, input_kind: str = "typed") -> None:
+    """Engine side of sending a message: a running reply is interrupted first (barge-in)."""
+    if session.busy:
+        session.cancel_turn("barge-in: new message")
+        await session.wait_idle()
+    session.start_turn(text, input_kind=input_kind)
+
+
+class PlaygroundApp(App):
+    TITLE = "playground"
+    COMMANDS = App.COMMANDS | {PlaygroundCommands}
+    CSS = """
+    #main { height: 1fr; }
+    #left { width: 2fr; }
+    #waterfall { height: 1fr; border: round $primary-muted; border-title-color: $text; }
+    #metrics { border: round $primary-muted; }
+    #conversation { width: 1fr; border: round $primary-muted; }
+    PromptInput { dock: bottom; margin: 0 0 1 0; }
+    .narrow #main { layout: vertical; }
+    .narrow #left { width: 1fr; height: 2fr; }
+    .narrow #conversation { width: 1fr; height: 1fr; }
+    """
+    BINDINGS = [
+        Binding("f1", "help", "Help", id="app.help"),
+        Binding("f2", "cycle_strategy", "Chunker", id="chunker.cycle"),
+        Binding("escape", "stop_reply", "Stop reply", id="turn.stop"),
+        Binding("f8", "toggle_mute", "Mute", id="audio.mute"),
+        Binding("f9", "export", "Export", id="trace.export"),
+        Binding("ctrl+l", "clear_session", "Clear", id="session.clear"),
+        Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
+    ]
+
+    def __init__(self, preset: Preset, audio: str | None = None, wav_path: str | None = None,
+                 trace_path: str | None = None, export_dir: str | Path = ".",
+                 attach: tuple[EngineThread, Session] | None = None) -> None:
+        """`attach` views a session already open on an engine thread (kept open at exit)."""
+        super().__init__()
+        self.preset = preset
+        self.audio = audio
+        self.wav_path = wav_path
+        self.trace_path = trace_path
+        self.export_dir = Path(export_dir)
+        self.engine, self.session = attach if attach else (EngineThread(), None)
+        self._owns_session = attach is None
+        self.timeline = Timeline()
+        self._seen = 0
+        self._queued: list[str] = []
+        self._writer: ev.JsonlTraceWriter | None = None
+
+    # -- layout -------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield StatusBar(id="status")
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield Waterfall(self.timeline, id="waterfall")
+                yield MetricsTable(id="metrics")
+            yield Conversation(id="conversation")
+        yield PromptInput(id="prompt")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#waterfall").border_title = "waterfall (ms after t0)"
+        self.query_one("#metrics").border_title = "turns"
+        self.query_one("#conversation").border_title = "conversation"
+        status = self.query_one(StatusBar)
+        status.preset = self.preset.name
+        status.tts_provider = self.preset.tts.provider
+        status.redraw()
+        self.query_one(PromptInput).focus()
+        self._apply_width(self.size.width)
+        self.set_interval(FRAME_S, self._frame)
+        if self._owns_session:
+            self.engine.start()
+            self._open_session()
+        elif self.session is not None:
+            self._session_ready(self.session)
+
+    def on_resize(self, event) -> None:
+        self._apply_width(event.size.width)
+
+    def _apply_width(self, width: int) -> None:
+        self.set_class(width < 110, "narrow")
+
+    # -- the session ----------------------------------------------------------------------
+
+    @work(exclusive=True, group="session")
+    async def _open_session(self) -> None:
+        from playground.engine.build import open_session
+
+        conversation = self.query_one(Conversation)
+        status = self.query_one(StatusBar)
+        status.extra = "loading models…"
+        status.redraw()
+
+        def progress(text: str) -> None:
+            self.post_message(Progress(text))
+
+        try:
+            session = await asyncio.wrap_future(self.engine.submit(open_session(
+                self.preset, audio=self.audio, wav_path=self.wav_path, warn=progress, progress=progress)))
+        except Exception as exc:  # a preset or provider problem: say it, keep the app up
+            conversation.note(f"could not open the session: {exc}")
+            status.extra = "session failed: see the conversation pane"
+            status.redraw()
+            return
+        self.session = session
+        if self.trace_path:
+            self._writer = ev.JsonlTraceWriter(self.trace_path, session.trace.header)
+            self.engine.call(self._attach_writer, session, self._writer)
+        self._session_ready(session)
+        for text in self._queued:
+            self._send(text)
+        self._queued.clear()
+
+    def _session_ready(self, session: Session) -> None:
+        status = self.query_one(StatusBar)
+        status.llm = f"{session.llm.name} ({session.llm.model})"
+        status.audio = session.output.name
+        status.extra = ""
+        status.redraw()
+        self.query_one(Conversation).note(f"ready: chunker {session.preset.chunker.strategy}; type a message")
+
+    @staticmethod
+    def _attach_writer(session: Session, writer: ev.JsonlTraceWriter) -> None:
+        for event in session.trace.events:
+            writer(event)
+        session.trace.subscribe(writer)
+
+    def on_progress(self, message: Progress) -> None:
+        self.query_one(Conversation).note(f"… {message.text}")
+        status = self.query_one(StatusBar)
+        status.extra = message.text
+        status.redraw()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        text = event.value
+        prompt = self.query_one(PromptInput)
+        try:
+            check_input(text)
+        except InputRefused as exc:
+            self.notify(str(exc), severity="warning")
+            return
+        prompt.remember(text)
+        prompt.value = ""
+        if self.session is None:
+            self._queued.append(text)
+            self.query_one(Conversation).note(f"queued until the models are loaded: {text[:60]}")
+            return
+        self._send(text)
+
+    def _send(self, text: str) -> None:
+        assert self.session is not None
+        self.engine.submit(replace_turn(self.session, text))
+
+    # -- the frame: new trace events to the views -----------------------------------------
+
+    def _frame(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        events = session.trace.events
+        end = len(events)
+        if end > self._seen:
+            conversation = self.query_one(Conversation)
+            status = self.query_one(StatusBar)
+            table = self.query_one(MetricsTable)
+            for event in events[self._seen:end]:
+                self.timeline.add(event)
+                conversation.add(event)
+                status.add(event)
+                if event.type == ev.TURN_SUMMARY:
+                    table.set_turn(compute_metrics(session.trace.turn_events(event.turn)), session.preset.budgets)
+                elif event.type == ev.TTS_SESSION and event.get("action") == "fallback":
+                    self.notify(f"TTS fell back to REST: {event.get('reason')}", severity="error", timeout=10)
+                elif event.type == ev.ERROR:
+                    self.notify(f"{event.get('where')}: {event.get('message')}", severity="error", timeout=10)
+            self._seen = end
+            status.redraw()
+        self.query_one(Waterfall).refresh_timeline()
+        self.query_one(Conversation).refresh_turns()
+
+    # -- actions --------------------------------------------------------------------------
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self))
+
+    def action_cycle_strategy(self) -> None:
+        current = self.preset.chunker.strategy
+        self.set_strategy(STRATEGIES[(STRATEGIES.index(current) + 1) % len(STRATEGIES)])
+
+    def set_strategy(self, strategy: str) -> None:
+        self.preset = apply_overrides(self.preset, [f"chunker.strategy={strategy}"])
+        if self.session is not None:
+            self.engine.call(self.session.change_preset, self.preset, "chunker strategy chosen in the UI")
+        self.notify(f"chunker: {strategy} (from the next turn)")
+
+    def action_zoom_waterfall(self, how: str) -> None:
+        waterfall = self.query_one(Waterfall)
+        {"in": waterfall.action_zoom_in, "out": waterfall.action_zoom_out, "fit": waterfall.action_zoom_fit}[how]()
+
+    def action_stop_reply(self) -> None:
+        if self.session is not None and self.session.busy:
+            self.engine.call(self.session.cancel_turn, "stopped (Esc)")
+
+    def action_toggle_mute(self) -> None:
+        if self.session is None:
+            return
+        self.session.muted = not self.session.muted
+        status = self.query_one(StatusBar)
+        status.extra = "MUTED" if self.session.muted else ""
+        status.redraw()
+
+    def action_clear_session(self) -> None:
+        """A new conversation: the LLM forgets it, the views start empty; the trace keeps everything."""
+        if self.session is not None:
+            self.engine.call(self.session.history.clear)
+            self.engine.call(self.session.cancel_turn, "session cleared")
+        self.query_one(Conversation).clear()
+        self.query_one(MetricsTable).clear_turns()
+        self.query_one(Conversation).note("session cleared: the agent starts a new conversation")
+
+    @work(exclusive=True, group="export")
+    async def action_export(self) -> None:
+        if self.session is None:
+            self.notify("nothing to export yet", severity="warning")
+            return
+        path = self.export_dir / time.strftime("playground-%Y%m%d-%H%M%S.jsonl")
+        self.notify(f"exporting {len(self.session.trace.events)} events…")
+        events = list(self.session.trace.events)
+        try:
+            await asyncio.to_thread(write_trace_jsonl, path, self.session.trace.header, events)
+        except OSError as exc:
+            self.notify(f"export failed: {path}: {exc.strerror}", severity="error")
+            return
+        self.notify(f"trace exported to {path}")
+
+    async def on_unmount(self) -> None:
+        """However the app ends: close the session (TTS, LLM, audio), the trace, the engine."""
+        if not self._owns_session:
+            return
+        session, self.session = self.session, None
+        if session is not None:
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(self.engine.submit(session.close())), 10)
+            except Exception as exc:  # shutting down: report, don't hang
+                print(f"playground: closing the session failed: {exc}")
+        if self._writer is not None:
+            self._writer.close()
+        self.engine.stop()
+
+
+def run_app(preset: Preset, audio: str | None = None, wav_path: str | None = None, trace_path: str | None = None) -> None:
+    PlaygroundApp(preset, audio=audio, wav_path=wav_path, trace_path=trace_path).run()

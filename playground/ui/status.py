@@ -1,0 +1,76 @@
+"""The status bar: preset, LLM, the persistent TTS session's state, audio device, mic."""
+
+from __future__ import annotations
+
+import time
+
+from rich.text import Text
+from textual.widgets import Static
+
+from playground.core import events as ev
+
+
+class TTSState:
+    """What the persistent TTS session is doing, from its `tts.session` events."""
+
+    def __init__(self) -> None:
+        self.state = "connecting"
+        self.opened_wall: str | None = None
+        self.turns_served = 0
+        self.reconnects = 0
+        self.fallback_reason: str | None = None
+
+    def add(self, event: ev.TraceEvent) -> None:
+        action = event.get("action")
+        if action == "open":
+            self.state = "open"
+            self.opened_wall = time.strftime("%H:%M:%S")
+        elif action == "reuse":
+            self.turns_served = event.get("turns_served", self.turns_served + 1)
+            if self.state != "fallback":
+                self.state = "open"
+        elif action == "reconnect":
+            self.reconnects += 1
+            self.state = "open"
+        elif action == "fallback":
+            self.state = "fallback"
+            self.fallback_reason = event.get("reason") or "no reason given"
+        elif action == "close":
+            self.state = "closed"
+
+    def render(self, provider: str) -> Text:
+        text = Text(f"tts {provider} ")
+        if self.state == "fallback":
+            text.append(f"FALLBACK ({self.fallback_reason})", style="bold red")
+        elif self.state == "open":
+            text.append(f"open since {self.opened_wall}, {self.turns_served} turns, {self.reconnects} reconnects",
+                        style="green")
+        else:
+            text.append(self.state, style="yellow")
+        return text
+
+
+class StatusBar(Static):
+    DEFAULT_CSS = "StatusBar { height: 1; background: $panel; color: $foreground; padding: 0 1; }"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("", **kwargs)
+        self.preset = ""
+        self.llm = "loading…"
+        self.tts_provider = "…"
+        self.tts = TTSState()
+        self.audio = "…"
+        self.mic = "mic: off"
+        self.extra = ""
+
+    def add(self, event: ev.TraceEvent) -> None:
+        if event.type == ev.TTS_SESSION:
+            self.tts.add(event)
+
+    def redraw(self) -> None:
+        sep = Text(" │ ", style="dim")
+        parts = [Text(f"preset {self.preset}"), Text(f"llm {self.llm}"), self.tts.render(self.tts_provider),
+                 Text(f"audio {self.audio}"), Text(self.mic)]
+        if self.extra:
+            parts.append(Text(self.extra, style="italic"))
+        self.update(sep.join(parts))

@@ -1,0 +1,127 @@
+"""The TUI on the real offline models (null output), driven with Pilot; asserts on widget state."""
+
+from __future__ import annotations
+
+import time
+
+from playground.core import events as ev
+from playground.core.events import read_trace
+from playground.ui.app import PlaygroundApp
+from playground.ui.conversation import Conversation
+from playground.ui.metrics_table import MetricsTable
+from playground.ui.status import StatusBar
+from tests.conftest import local_preset
+
+
+def make_app(tmp_path, *overrides: str) -> PlaygroundApp:
+    return PlaygroundApp(local_preset("llm.max_tokens=24", *overrides), audio="null", export_dir=tmp_path)
+
+
+async def wait_for(pilot, predicate, timeout: float = 90.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await pilot.pause(0.05)
+
+
+def mounted(app: PlaygroundApp, selector: str) -> bool:
+    return bool(app.query(selector))
+
+
+def summaries(app: PlaygroundApp) -> list[ev.TraceEvent]:
+    return [e for e in app.session.trace.events if e.type == ev.TURN_SUMMARY] if app.session else []
+
+
+async def send(pilot, text: str) -> None:
+    await pilot.click("#prompt")
+    for ch in text:
+        await pilot.press(ch if ch != " " else "space")
+    await pilot.press("enter")
+
+
+async def test_typing_a_turn_fills_every_view(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        started = time.monotonic()
+        await pilot.pause()
+        assert time.monotonic() - started < 1.5  # interactive while the models still load
+        await send(pilot, "Hi there")  # typed before the session is ready: queued, not lost
+        table = app.query_one(MetricsTable)
+        await wait_for(pilot, lambda: 1 in table.metrics, what="turn 1 in the table")
+        assert table.row_count == 1 and table.metrics[1].ttfa is not None
+        conversation = app.query_one(Conversation)
+        turn = conversation.turns[1]
+        assert turn.user == "Hi there" and turn.chunks and turn.played
+        await wait_for(pilot, lambda: mounted(app, "#turn-1"), timeout=5, what="the turn's text")
+        rendered = str(app.query_one("#turn-1").render())
+        assert "Hi there" in rendered and turn.chunks[0][0].strip()[:10] in rendered
+        status = app.query_one(StatusBar)
+        assert status.tts.state == "open" and status.tts.turns_served == 1 and status.audio == "null output"
+        # Up recalls what was sent.
+        await pilot.click("#prompt")
+        await pilot.press("up")
+        assert app.query_one("#prompt").value == "Hi there"
+
+
+async def test_strategy_toggle_applies_to_the_next_turn_and_is_traced(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.session is not None, what="the session")
+        await pilot.press("f2")  # adaptive -> words
+        assert app.preset.chunker.strategy == "words"
+        await send(pilot, "Hello")
+        await wait_for(pilot, lambda: 1 in app.query_one(MetricsTable).metrics, what="turn 1 in the table")
+        events = app.session.trace.events
+        change = next(e for e in events if e.type == ev.CONFIG_CHANGE)
+        assert change.get("changes") == {"chunker.strategy": "words"}
+        start = next(e for e in events if e.type == ev.TURN_START)
+        assert start.get("strategy") == "words"
+        assert app.query_one(MetricsTable).metrics[1].strategy == "words"
+
+
+async def test_a_new_message_while_the_agent_speaks_barges_in(tmp_path):
+    app = make_app(tmp_path, "llm.max_tokens=80")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.session is not None, what="the session")
+        await send(pilot, "Tell me a story")
+        await wait_for(pilot, lambda: any(e.type == ev.PLAY_START for e in app.session.trace.events), what="playback")
+        await send(pilot, "Stop")
+        table = app.query_one(MetricsTable)
+        await wait_for(pilot, lambda: 2 in table.metrics, what="both turns in the table")
+        cancelled = next(e for e in app.session.trace.events if e.type == ev.TURN_CANCELLED)
+        assert cancelled.turn == 1 and cancelled.get("reason").startswith("barge-in")
+        assert cancelled.get("stop_ms") < 100
+        assert any(e.type == ev.PLAY_END and e.turn == 1 and e.get("cut") for e in app.session.trace.events)
+        assert table.metrics[1].status == "cancelled" and table.metrics[2].status == "ok"
+        await wait_for(pilot, lambda: mounted(app, "#turn-1"), timeout=5, what="the turn's text")
+        await pilot.pause(0.1)
+        assert "cancelled" in str(app.query_one("#turn-1").render())
+
+
+async def test_export_writes_the_whole_session_trace(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.session is not None, what="the session")
+        await send(pilot, "Hello")
+        await wait_for(pilot, lambda: len(summaries(app)) == 1, what="turn 1")
+        await pilot.press("f9")
+        await wait_for(pilot, lambda: list(tmp_path.glob("playground-*.jsonl")), timeout=10, what="the export")
+        exported = next(tmp_path.glob("playground-*.jsonl"))
+        header, events = read_trace(exported)
+        assert header["preset"]["name"] == "local"
+        assert [e.type for e in events] == [e.type for e in app.session.trace.events]
+        assert not list(tmp_path.glob(".*.tmp"))  # written atomically
+
+
+async def test_help_lists_the_bindings_and_closes(tmp_path):
+    app = make_app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("f1")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ == "HelpScreen"
+        text = app.screen._bindings_text
+        for key in ("f2", "f8", "f9", "escape", "ctrl+l"):
+            assert f"`{key}`" in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.screen.__class__.__name__ != "HelpScreen"
