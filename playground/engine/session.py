@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -123,6 +124,10 @@ class Session:
         self.output.set_listener(self._on_playback)
         await asyncio.gather(self.llm.load(self.progress), self.tts.open(self._on_tts_session, self.progress))
         self.trace.header = self.header()  # now with what opening learned (devices, voice)
+        # The models and modules now loaded live as long as the session: keep the cyclic
+        # collector from rescanning them (a full collection holds the GIL; with them it took
+        # 20-80 ms, stalling every thread: python -m playground.ui.bench).
+        gc.freeze()
 
     async def close(self) -> None:
         self.cancel_turn("session closed")
@@ -319,8 +324,9 @@ class Session:
         # cut and a token cut happen close together.
         async with self._send_lock:
             for chunk in chunks:
+                # input_ms: when the token (or deadline) that made the chunker emit arrived.
                 clock.emit(ev.CHUNK, now_ms(), index=chunk.index, text=chunk.text, raw=chunk.raw,
-                           reason=chunk.reason, start_ms=round(chunk.start_ms, 3),
+                           reason=chunk.reason, start_ms=round(chunk.start_ms, 3), input_ms=round(chunk.end_ms, 3),
                            token_start=chunk.token_start, token_end=chunk.token_end)
                 if chunk.text:
                     clock.emit(ev.TTS_SEND, now_ms(), chunk=chunk.index, chars=len(chunk.text))

@@ -8,6 +8,7 @@ last frame and hands them to the views, which redraw only what changed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from pathlib import Path
 
@@ -131,14 +132,19 @@ class PlaygroundApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one("#waterfall").border_title = "waterfall (ms after t0)"
-        self.query_one("#metrics").border_title = "turns"
-        self.query_one("#conversation").border_title = "conversation"
-        status = self.query_one(StatusBar)
-        status.preset = self.preset.name
-        status.tts_provider = self.preset.tts.provider
-        status.redraw()
-        self.query_one(PromptInput).focus()
+        # Looked up once: the frame timer uses them 30 times a second (and may tick during shutdown).
+        self.waterfall = self.query_one(Waterfall)
+        self.conversation = self.query_one(Conversation)
+        self.status = self.query_one(StatusBar)
+        self.table = self.query_one(MetricsTable)
+        self.prompt = self.query_one(PromptInput)
+        self.waterfall.border_title = "waterfall (ms after t0)"
+        self.table.border_title = "turns"
+        self.conversation.border_title = "conversation"
+        self.status.preset = self.preset.name
+        self.status.tts_provider = self.preset.tts.provider
+        self.status.redraw()
+        self.prompt.focus()
         self._apply_width(self.size.width)
         self.set_interval(FRAME_S, self._frame)
         if self._owns_session:
@@ -158,11 +164,8 @@ class PlaygroundApp(App):
     @work(exclusive=True, group="session")
     async def _open_session(self) -> None:
         from playground.engine.build import open_session
-
-        conversation = self.query_one(Conversation)
-        status = self.query_one(StatusBar)
-        status.extra = "loading models…"
-        status.redraw()
+        self.status.extra = "loading models…"
+        self.status.redraw()
 
         def progress(text: str) -> None:
             self.post_message(Progress(text))
@@ -171,9 +174,9 @@ class PlaygroundApp(App):
             session = await asyncio.wrap_future(self.engine.submit(open_session(
                 self.preset, audio=self.audio, wav_path=self.wav_path, warn=progress, progress=progress)))
         except Exception as exc:  # a preset or provider problem: say it, keep the app up
-            conversation.note(f"could not open the session: {exc}")
-            status.extra = "session failed: see the conversation pane"
-            status.redraw()
+            self.conversation.note(f"could not open the session: {exc}")
+            self.status.extra = "session failed: see the conversation pane"
+            self.status.redraw()
             return
         self.session = session
         if self.trace_path:
@@ -185,12 +188,14 @@ class PlaygroundApp(App):
         self._queued.clear()
 
     def _session_ready(self, session: Session) -> None:
-        status = self.query_one(StatusBar)
-        status.llm = f"{session.llm.name} ({session.llm.model})"
-        status.audio = session.output.name
-        status.extra = ""
-        status.redraw()
-        self.query_one(Conversation).note(f"ready: chunker {session.preset.chunker.strategy}; type a message")
+        # The screen's widgets live as long as the app: out of the cyclic collector's way,
+        # as the session's models are (see Session.open).
+        gc.freeze()
+        self.status.llm = f"{session.llm.name} ({session.llm.model})"
+        self.status.audio = session.output.name
+        self.status.extra = ""
+        self.status.redraw()
+        self.conversation.note(f"ready: chunker {session.preset.chunker.strategy}; type a message")
 
     @staticmethod
     def _attach_writer(session: Session, writer: ev.JsonlTraceWriter) -> None:
@@ -199,24 +204,22 @@ class PlaygroundApp(App):
         session.trace.subscribe(writer)
 
     def on_progress(self, message: Progress) -> None:
-        self.query_one(Conversation).note(f"… {message.text}")
-        status = self.query_one(StatusBar)
-        status.extra = message.text
-        status.redraw()
+        self.conversation.note(f"… {message.text}")
+        self.status.extra = message.text
+        self.status.redraw()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         text = event.value
-        prompt = self.query_one(PromptInput)
         try:
             check_input(text)
         except InputRefused as exc:
             self.notify(str(exc), severity="warning")
             return
-        prompt.remember(text)
-        prompt.value = ""
+        self.prompt.remember(text)
+        self.prompt.value = ""
         if self.session is None:
             self._queued.append(text)
-            self.query_one(Conversation).note(f"queued until the models are loaded: {text[:60]}")
+            self.conversation.note(f"queued until the models are loaded: {text[:60]}")
             return
         self._send(text)
 
@@ -233,23 +236,20 @@ class PlaygroundApp(App):
         events = session.trace.events
         end = len(events)
         if end > self._seen:
-            conversation = self.query_one(Conversation)
-            status = self.query_one(StatusBar)
-            table = self.query_one(MetricsTable)
             for event in events[self._seen:end]:
                 self.timeline.add(event)
-                conversation.add(event)
-                status.add(event)
+                self.conversation.add(event)
+                self.status.add(event)
                 if event.type == ev.TURN_SUMMARY:
-                    table.set_turn(compute_metrics(session.trace.turn_events(event.turn)), session.preset.budgets)
+                    self.table.set_turn(compute_metrics(session.trace.turn_events(event.turn)), session.preset.budgets)
                 elif event.type == ev.TTS_SESSION and event.get("action") == "fallback":
                     self.notify(f"TTS fell back to REST: {event.get('reason')}", severity="error", timeout=10)
                 elif event.type == ev.ERROR:
                     self.notify(f"{event.get('where')}: {event.get('message')}", severity="error", timeout=10)
             self._seen = end
-            status.redraw()
-        self.query_one(Waterfall).refresh_timeline()
-        self.query_one(Conversation).refresh_turns()
+            self.status.redraw()
+        self.waterfall.refresh_timeline()
+        self.conversation.refresh_turns()
 
     # -- actions --------------------------------------------------------------------------
 
@@ -267,8 +267,7 @@ class PlaygroundApp(App):
         self.notify(f"chunker: {strategy} (from the next turn)")
 
     def action_zoom_waterfall(self, how: str) -> None:
-        waterfall = self.query_one(Waterfall)
-        {"in": waterfall.action_zoom_in, "out": waterfall.action_zoom_out, "fit": waterfall.action_zoom_fit}[how]()
+        {"in": self.waterfall.action_zoom_in, "out": self.waterfall.action_zoom_out, "fit": self.waterfall.action_zoom_fit}[how]()
 
     def action_stop_reply(self) -> None:
         if self.session is not None and self.session.busy:
@@ -278,18 +277,17 @@ class PlaygroundApp(App):
         if self.session is None:
             return
         self.session.muted = not self.session.muted
-        status = self.query_one(StatusBar)
-        status.extra = "MUTED" if self.session.muted else ""
-        status.redraw()
+        self.status.extra = "MUTED" if self.session.muted else ""
+        self.status.redraw()
 
     def action_clear_session(self) -> None:
         """A new conversation: the LLM forgets it, the views start empty; the trace keeps everything."""
         if self.session is not None:
             self.engine.call(self.session.history.clear)
             self.engine.call(self.session.cancel_turn, "session cleared")
-        self.query_one(Conversation).clear()
-        self.query_one(MetricsTable).clear_turns()
-        self.query_one(Conversation).note("session cleared: the agent starts a new conversation")
+        self.conversation.clear()
+        self.table.clear_turns()
+        self.conversation.note("session cleared: the agent starts a new conversation")
 
     @work(exclusive=True, group="export")
     async def action_export(self) -> None:

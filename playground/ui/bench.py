@@ -3,8 +3,8 @@
 The same replayed LLM stream (300 tokens/s) runs through the same engine (chunker,
 Piper, null output) turn after turn, alternately with no UI and with the TUI running
 headless (`App.run_test`), all in one run. For every spoken chunk it measures the
-hand-off from the token that completed the chunk arriving to the chunk's text being
-given to TTS (token -> chunk -> TTS), and it samples how late 1 ms timers fire on the
+hand-off from the arrival of the token that made the chunker emit it to the chunk's
+text being given to TTS (token -> chunk -> TTS), and it samples how late 1 ms timers fire on the
 engine's loop and on the UI's loop (the longest stall of each).
 """
 
@@ -53,17 +53,11 @@ class LoopLag:
 
 
 def handoffs(events: list[ev.TraceEvent]) -> list[float]:
-    """Per spoken chunk: tts.send time - arrival of the token that completed the chunk."""
-    token_t = {(e.turn, e.get("i")): e.t_ms for e in events if e.type == ev.LLM_TOKEN}
-    chunk_end = {(e.turn, e.get("index")): e.get("token_end") for e in events if e.type == ev.CHUNK}
-    out = []
-    for e in events:
-        if e.type == ev.TTS_SEND and e.get("chunk") is not None:
-            token = chunk_end.get((e.turn, e.get("chunk")))
-            arrived = token_t.get((e.turn, token))
-            if arrived is not None:
-                out.append(e.t_ms - arrived)
-    return out
+    """Per spoken chunk: tts.send time - arrival of the token (or deadline) that made the
+    chunker emit it. The chunker's own wait for a boundary is not in it: that is TTFS."""
+    emitted_by = {(e.turn, e.get("index")): e.get("input_ms") for e in events if e.type == ev.CHUNK}
+    return [e.t_ms - emitted_by[key] for e in events
+            if e.type == ev.TTS_SEND and emitted_by.get(key := (e.turn, e.get("chunk"))) is not None]
 
 
 async def run(turns: int) -> dict[str, dict[str, float]]:

@@ -55,6 +55,11 @@ class TurnText:
     def playing(self) -> bool:
         return any(c not in self.played for c in self.play_start)
 
+    def signature(self, now_turn_ms: float) -> tuple:
+        """Everything the rendering depends on: equal signatures draw the same text."""
+        spoken = tuple(self._spoken_chars(i, len(raw), now_turn_ms) for i, (raw, _) in enumerate(self.chunks))
+        return len(self.tokens), len(self.chunks), spoken, self.status
+
     def render(self, now_turn_ms: float) -> Text:
         text = Text()
         text.append("you  ", style="bold")
@@ -97,6 +102,7 @@ class Conversation(VerticalScroll):
         super().__init__(**kwargs)
         self.turns: dict[int, TurnText] = {}
         self._widgets: dict[int, Static] = {}
+        self._drawn: dict[int, tuple] = {}  # turn -> signature of what its widget shows
         self._dirty: set[int] = set()
 
     def add(self, event: ev.TraceEvent) -> None:
@@ -116,6 +122,7 @@ class Conversation(VerticalScroll):
     def clear(self) -> None:
         self.turns.clear()
         self._widgets.clear()
+        self._drawn.clear()
         self._dirty.clear()
         self.remove_children()
 
@@ -124,7 +131,14 @@ class Conversation(VerticalScroll):
         live = {n for n, t in self.turns.items() if t.playing}
         for number in sorted(self._dirty | live):
             turn = self.turns[number]
-            rendered = turn.render(now - turn.t0_seen)
+            turn_now = now - turn.t0_seen
+            # Redraw only what changed: every redraw makes Textual render (and later
+            # garbage-collect) the widget's lines, which stalls the engine thread too.
+            signature = turn.signature(turn_now)
+            if self._drawn.get(number) == signature:
+                continue
+            self._drawn[number] = signature
+            rendered = turn.render(turn_now)
             widget = self._widgets.get(number)
             if widget is None:
                 widget = self._widgets[number] = Static(rendered, id=f"turn-{number}")

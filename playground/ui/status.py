@@ -62,6 +62,7 @@ class StatusBar(Static):
         self.audio = "…"
         self.mic = "mic: off"
         self.extra = ""
+        self._shown: Text | None = None
 
     def add(self, event: ev.TraceEvent) -> None:
         if event.type == ev.TTS_SESSION:
@@ -73,4 +74,7 @@ class StatusBar(Static):
                  Text(f"audio {self.audio}"), Text(self.mic)]
         if self.extra:
             parts.append(Text(self.extra, style="italic"))
-        self.update(sep.join(parts))
+        text = sep.join(parts)
+        if text != self._shown:  # most frames change nothing here
+            self._shown = text
+            self.update(text)
