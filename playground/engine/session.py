@@ -155,6 +155,15 @@ class Session:
     async def run_turn(self, text: str, t0: float | None = None) -> TurnMetrics:
         return await self.start_turn(text, t0)
 
+    def last_user_text(self) -> str | None:
+        starts = [e for e in self.trace.events if e.type == ev.TURN_START]
+        return starts[-1].get("text") if starts else None
+
+    def forget_last_exchange(self) -> None:
+        """Drops the last user message and its reply from the conversation (to re-run it)."""
+        if len(self.history) >= 2 and self.history[-2].role == "user":
+            del self.history[-2:]
+
     async def wait_idle(self) -> None:
         """Returns once no turn is running (a cancelled one has finished cleaning up)."""
         if self._task is not None:

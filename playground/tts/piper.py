@@ -111,6 +111,20 @@ class PiperSession:
         self._generation += 1
         self._audio.put_nowait(_END_OF_TURN)
 
+    async def time_to_first_audio(self, text: str) -> float:
+        """How long this voice takes to produce the first audio of `text` (ms), synthesized
+        now in a thread of its own: for what-if comparisons, not a turn."""
+        if self._voice is None:
+            raise TTSError("piper: time_to_first_audio() before open()")
+
+        def first_audio() -> float:
+            started = now_ms()
+            for _ in self._voice.synthesize(text, syn_config=self._syn_config):
+                break
+            return now_ms() - started
+
+        return await asyncio.to_thread(first_audio)
+
     async def close(self) -> None:
         if self._worker is not None:
             self._requests.put(_STOP)

@@ -8,6 +8,7 @@ last frame and hands them to the views, which redraw only what changed.
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ from playground.ui.commands import PlaygroundCommands
 from playground.ui.conversation import Conversation
 from playground.ui.help import HelpScreen
 from playground.ui.metrics_table import MetricsTable
+from playground.ui.prompt_editor import PromptEdit, PromptEditor
+from playground.ui.rechunk import RechunkScreen
 from playground.ui.status import StatusBar
 from playground.ui.timeline import Timeline
 from playground.ui.waterfall import Waterfall
@@ -70,11 +73,14 @@ class Progress(Message):
         self.text = text
 
 
-async def replace_turn(session: Session, text: str, input_kind: str = "typed") -> None:
-    """Engine side of sending a message: a running reply is interrupted first (barge-in)."""
+async def replace_turn(session: Session, text: str, input_kind: str = "typed", rerun: bool = False) -> None:
+    """Engine side of sending a message: a running reply is interrupted first (barge-in).
+    A re-run first forgets the exchange it repeats, so both see the same conversation."""
     if session.busy:
         session.cancel_turn("barge-in: new message")
         await session.wait_idle()
+    if rerun:
+        session.forget_last_exchange()
     session.start_turn(text, input_kind=input_kind)
 
 
@@ -96,6 +102,8 @@ class PlaygroundApp(App):
         Binding("f1", "help", "Help", id="app.help"),
         Binding("f2", "cycle_strategy", "Chunker", id="chunker.cycle"),
         Binding("escape", "stop_reply", "Stop reply", id="turn.stop"),
+        Binding("f4", "edit_prompt", "Prompt", id="agent.prompt"),
+        Binding("f6", "rechunk", "Re-chunk", id="turn.rechunk"),
         Binding("f8", "toggle_mute", "Mute", id="audio.mute"),
         Binding("f9", "export", "Export", id="trace.export"),
         Binding("ctrl+l", "clear_session", "Clear", id="session.clear"),
@@ -117,6 +125,7 @@ class PlaygroundApp(App):
         self.timeline = Timeline()
         self._seen = 0
         self._queued: list[str] = []
+        self._compare_with: int | None = None  # a re-run's original turn, to compare side by side
         self._writer: ev.JsonlTraceWriter | None = None
 
     # -- layout -------------------------------------------------------------------------
@@ -238,6 +247,9 @@ class PlaygroundApp(App):
         if end > self._seen:
             for event in events[self._seen:end]:
                 self.timeline.add(event)
+                if event.type == ev.TURN_START and self._compare_with is not None:
+                    self.waterfall.compare(self._compare_with, event.turn)
+                    self._compare_with = None
                 self.conversation.add(event)
                 self.status.add(event)
                 if event.type == ev.TURN_SUMMARY:
@@ -268,6 +280,37 @@ class PlaygroundApp(App):
 
     def action_zoom_waterfall(self, how: str) -> None:
         {"in": self.waterfall.action_zoom_in, "out": self.waterfall.action_zoom_out, "fit": self.waterfall.action_zoom_fit}[how]()
+
+    def last_turn(self) -> int | None:
+        turns = self.session.trace.turns() if self.session else []
+        return turns[-1] if turns else None
+
+    def action_edit_prompt(self) -> None:
+        self.push_screen(PromptEditor(self.preset.agent.system_prompt), self._prompt_edited)
+
+    def _prompt_edited(self, edit: PromptEdit | None) -> None:
+        if edit is None:
+            return
+        self.preset = copy.deepcopy(self.preset)
+        self.preset.agent.system_prompt = edit.prompt
+        if self.session is None:
+            return
+        self.engine.call(self.session.change_preset, self.preset, "system prompt edited in the UI")
+        text = self.session.last_user_text()
+        if not edit.rerun:
+            self.notify("system prompt saved: it applies from the next turn")
+        elif text is None:
+            self.notify("system prompt saved; there is no message to re-run yet", severity="warning")
+        else:
+            self._compare_with = self.last_turn()
+            self.engine.submit(replace_turn(self.session, text, rerun=True))
+
+    def action_rechunk(self) -> None:
+        turn = self.last_turn()
+        if turn is None or self.session is None:
+            self.notify("no turn to re-chunk yet", severity="warning")
+            return
+        self.push_screen(RechunkScreen(self.session, self.engine, turn))
 
     def action_stop_reply(self) -> None:
         if self.session is not None and self.session.busy:

@@ -23,6 +23,8 @@ class PlaygroundCommands(Provider):
         app = self.app
         for strategy in STRATEGIES:
             yield f"Chunker: {strategy}", partial(app.set_strategy, strategy), STRATEGY_HELP[strategy]
+        yield "Edit the system prompt", app.action_edit_prompt, "then apply it, or re-run the last message with it"
+        yield "Re-chunk last turn", app.action_rechunk, "its recorded tokens through every strategy, side by side"
         yield "Export trace (JSONL)", app.action_export, "write the whole session's trace to a file"
         yield "Stop the reply", app.action_stop_reply, "cancel LLM, TTS and playback of the running turn"
         yield "Mute / unmute audio", app.action_toggle_mute, "silence playback (timing is still measured)"

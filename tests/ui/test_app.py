@@ -39,6 +39,15 @@ async def send(pilot, text: str) -> None:
     await pilot.press("enter")
 
 
+async def converse(pilot, app: PlaygroundApp, text: str) -> int:
+    """Waits for the session, sends `text`, waits for its row in the table; its turn number."""
+    await wait_for(pilot, lambda: app.session is not None, what="the session")
+    turn = len(app.table.metrics) + 1
+    await send(pilot, text)
+    await wait_for(pilot, lambda: turn in app.table.metrics, what=f"turn {turn} in the table")
+    return turn
+
+
 async def test_typing_a_turn_fills_every_view(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
@@ -69,14 +78,13 @@ async def test_strategy_toggle_applies_to_the_next_turn_and_is_traced(tmp_path):
         await wait_for(pilot, lambda: app.session is not None, what="the session")
         await pilot.press("f2")  # adaptive -> words
         assert app.preset.chunker.strategy == "words"
-        await send(pilot, "Hello")
-        await wait_for(pilot, lambda: 1 in app.query_one(MetricsTable).metrics, what="turn 1 in the table")
+        await converse(pilot, app, "Hello")
         events = app.session.trace.events
         change = next(e for e in events if e.type == ev.CONFIG_CHANGE)
         assert change.get("changes") == {"chunker.strategy": "words"}
         start = next(e for e in events if e.type == ev.TURN_START)
         assert start.get("strategy") == "words"
-        assert app.query_one(MetricsTable).metrics[1].strategy == "words"
+        assert app.table.metrics[1].strategy == "words"
 
 
 async def test_a_new_message_while_the_agent_speaks_barges_in(tmp_path):
@@ -101,9 +109,7 @@ async def test_a_new_message_while_the_agent_speaks_barges_in(tmp_path):
 async def test_export_writes_the_whole_session_trace(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.session is not None, what="the session")
-        await send(pilot, "Hello")
-        await wait_for(pilot, lambda: len(summaries(app)) == 1, what="turn 1")
+        await converse(pilot, app, "Hello")
         await pilot.press("f9")
         await wait_for(pilot, lambda: list(tmp_path.glob("playground-*.jsonl")), timeout=10, what="the export")
         exported = next(tmp_path.glob("playground-*.jsonl"))
@@ -125,3 +131,46 @@ async def test_help_lists_the_bindings_and_closes(tmp_path):
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen.__class__.__name__ != "HelpScreen"
+
+
+async def test_rechunk_shows_every_strategy_on_the_last_turns_tokens(tmp_path):
+    from textual.widgets import DataTable
+
+    from playground.core.presets import STRATEGIES
+    from playground.ui.rechunk import RechunkScreen
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await converse(pilot, app, "Hello, how are you?")
+        await pilot.press("f6")
+        await wait_for(pilot, lambda: isinstance(app.screen, RechunkScreen), timeout=5, what="the re-chunk screen")
+        screen = app.screen
+        table = screen.query_one(DataTable)
+        assert [str(k.value) for k in table.rows] == list(STRATEGIES)
+        # The strategy the turn used gives the TTFS the turn really had (same tokens, same times).
+        used = next(r for r in screen.results if r.strategy == "adaptive")
+        assert abs(used.ttfs - app.table.metrics[1].ttfs) < 5.0
+        await wait_for(pilot, lambda: table.get_cell("adaptive", "TTFA (est.)") != "…", timeout=20, what="TTFA estimates")
+        assert float(table.get_cell("adaptive", "TTFA (est.)")) > used.ttfs
+        await pilot.press("escape")
+
+
+async def test_edited_prompt_reruns_the_last_message_and_compares_both_turns(tmp_path):
+    from playground.ui.prompt_editor import PromptEditor
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await converse(pilot, app, "What do you sell?")
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: isinstance(app.screen, PromptEditor), timeout=5, what="the editor")
+        editor = app.screen.query_one("#prompt-text")
+        editor.text = "You sell shoes.\nAnswer in five words."
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: 2 in app.table.metrics, what="the re-run")
+        starts = [e for e in app.session.trace.events if e.type == ev.TURN_START]
+        assert [e.get("text") for e in starts] == ["What do you sell?", "What do you sell?"]
+        change = next(e for e in app.session.trace.events if e.type == ev.CONFIG_CHANGE)
+        assert change.get("changes") == {"agent.system_prompt": "You sell shoes.\nAnswer in five words."}
+        # The re-run saw the conversation as turn 1 did, with the new prompt.
+        assert [m.role for m in app.session.history] == ["user", "assistant"]
+        assert app.waterfall.compared == (1, 2)
