@@ -26,6 +26,7 @@ from playground.core.presets import STRATEGIES, Preset, apply_overrides
 from playground.engine.runner import EngineThread
 from playground.engine.session import InputRefused, Session, check_input
 from playground.export.jsonl import write_trace_jsonl
+from playground.ui.chunker_settings import ChunkerSettings
 from playground.ui.commands import PlaygroundCommands
 from playground.ui.conversation import Conversation
 from playground.ui.help import HelpScreen
@@ -102,6 +103,7 @@ class PlaygroundApp(App):
         Binding("f1", "help", "Help", id="app.help"),
         Binding("f2", "cycle_strategy", "Chunker", id="chunker.cycle"),
         Binding("escape", "stop_reply", "Stop reply", id="turn.stop"),
+        Binding("f3", "chunker_settings", "Settings", id="chunker.settings"),
         Binding("f4", "edit_prompt", "Prompt", id="agent.prompt"),
         Binding("f6", "rechunk", "Re-chunk", id="turn.rechunk"),
         Binding("f8", "toggle_mute", "Mute", id="audio.mute"),
@@ -273,10 +275,22 @@ class PlaygroundApp(App):
         self.set_strategy(STRATEGIES[(STRATEGIES.index(current) + 1) % len(STRATEGIES)])
 
     def set_strategy(self, strategy: str) -> None:
-        self.preset = apply_overrides(self.preset, [f"chunker.strategy={strategy}"])
-        if self.session is not None:
-            self.engine.call(self.session.change_preset, self.preset, "chunker strategy chosen in the UI")
+        self._use_preset(apply_overrides(self.preset, [f"chunker.strategy={strategy}"]), "chunker strategy chosen in the UI")
         self.notify(f"chunker: {strategy} (from the next turn)")
+
+    def _use_preset(self, preset: Preset, reason: str) -> None:
+        """The preset for the next turn; the change is recorded in the trace."""
+        self.preset = preset
+        if self.session is not None:
+            self.engine.call(self.session.change_preset, preset, reason)
+
+    def action_chunker_settings(self) -> None:
+        def saved(preset: Preset | None) -> None:
+            if preset is not None:
+                self._use_preset(preset, "chunker parameters edited in the UI")
+                self.notify("chunker parameters saved (from the next turn)")
+
+        self.push_screen(ChunkerSettings(self.preset), saved)
 
     def action_zoom_waterfall(self, how: str) -> None:
         {"in": self.waterfall.action_zoom_in, "out": self.waterfall.action_zoom_out, "fit": self.waterfall.action_zoom_fit}[how]()
@@ -291,11 +305,11 @@ class PlaygroundApp(App):
     def _prompt_edited(self, edit: PromptEdit | None) -> None:
         if edit is None:
             return
-        self.preset = copy.deepcopy(self.preset)
-        self.preset.agent.system_prompt = edit.prompt
+        preset = copy.deepcopy(self.preset)
+        preset.agent.system_prompt = edit.prompt
+        self._use_preset(preset, "system prompt edited in the UI")
         if self.session is None:
             return
-        self.engine.call(self.session.change_preset, self.preset, "system prompt edited in the UI")
         text = self.session.last_user_text()
         if not edit.rerun:
             self.notify("system prompt saved: it applies from the next turn")

@@ -174,3 +174,30 @@ async def test_edited_prompt_reruns_the_last_message_and_compares_both_turns(tmp
         # The re-run saw the conversation as turn 1 did, with the new prompt.
         assert [m.role for m in app.session.history] == ["user", "assistant"]
         assert app.waterfall.compared == (1, 2)
+
+
+async def test_chunker_settings_are_validated_and_apply_to_the_next_turn(tmp_path):
+    from textual.widgets import Input
+
+    from playground.ui.chunker_settings import ChunkerSettings
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.session is not None, what="the session")
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: isinstance(app.screen, ChunkerSettings), timeout=5, what="the settings")
+        deadline = app.screen.query_one("#param-deadline_ms", Input)
+        deadline.value = "soon"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        error = str(app.screen.query_one("#settings-error").render())
+        assert isinstance(app.screen, ChunkerSettings) and "chunker.deadline_ms=soon: expected a number" in error
+        deadline.value = "250"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert not isinstance(app.screen, ChunkerSettings) and app.preset.chunker.deadline_ms == 250.0
+        await converse(pilot, app, "Hello")
+        start = next(e for e in app.session.trace.events if e.type == ev.TURN_START)
+        assert start.get("chunker")["deadline_ms"] == 250.0
+        change = next(e for e in app.session.trace.events if e.type == ev.CONFIG_CHANGE)
+        assert change.get("changes") == {"chunker.deadline_ms": 250.0}
