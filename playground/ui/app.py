@@ -22,7 +22,7 @@ from textual.widgets import Footer, Input
 
 from playground.core import events as ev
 from playground.core.metrics import compute_metrics
-from playground.core.presets import STRATEGIES, Preset, apply_overrides
+from playground.core.presets import STRATEGIES, Preset, PresetError, apply_overrides, load_preset
 from playground.engine.runner import EngineThread
 from playground.engine.session import InputRefused, Session, check_input
 from playground.export.jsonl import write_trace_jsonl
@@ -31,9 +31,10 @@ from playground.ui.commands import PlaygroundCommands
 from playground.ui.conversation import Conversation
 from playground.ui.help import HelpScreen
 from playground.ui.metrics_table import MetricsTable
+from playground.ui.preset_picker import PresetPicker, needs_new_session
 from playground.ui.prompt_editor import PromptEdit, PromptEditor
 from playground.ui.rechunk import RechunkScreen
-from playground.ui.status import StatusBar
+from playground.ui.status import StatusBar, TTSState
 from playground.ui.timeline import Timeline
 from playground.ui.waterfall import Waterfall
 
@@ -106,6 +107,7 @@ class PlaygroundApp(App):
         Binding("f3", "chunker_settings", "Settings", id="chunker.settings"),
         Binding("f4", "edit_prompt", "Prompt", id="agent.prompt"),
         Binding("f6", "rechunk", "Re-chunk", id="turn.rechunk"),
+        Binding("f7", "switch_preset", "Preset", id="preset.switch"),
         Binding("f8", "toggle_mute", "Mute", id="audio.mute"),
         Binding("f9", "export", "Export", id="trace.export"),
         Binding("ctrl+l", "clear_session", "Clear", id="session.clear"),
@@ -283,6 +285,43 @@ class PlaygroundApp(App):
         self.preset = preset
         if self.session is not None:
             self.engine.call(self.session.change_preset, preset, reason)
+
+    def action_switch_preset(self) -> None:
+        self.push_screen(PresetPicker(self.preset.name), self._preset_chosen)
+
+    def _preset_chosen(self, name: str | None) -> None:
+        if name is None:
+            return
+        try:
+            chosen = load_preset(name)
+        except PresetError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        if self.session is None or not needs_new_session(self.preset, chosen):
+            self._use_preset(chosen, f"preset {name} chosen in the UI")
+            self.status.preset = chosen.name
+            self.status.redraw()
+            self.notify(f"preset {name} (from the next turn)")
+            return
+        self._restart_session(chosen)
+
+    @work(exclusive=True, group="restart")
+    async def _restart_session(self, preset: Preset) -> None:
+        """Other providers: close this session, clear the views, open one for `preset`."""
+        old, self.session = self.session, None
+        if old is not None:
+            await asyncio.wrap_future(self.engine.submit(old.close()))
+        self.preset = preset
+        self._seen = 0
+        self.timeline.clear()
+        self.conversation.clear()
+        self.table.clear_turns()
+        self.status.preset = preset.name
+        self.status.llm = "loading…"
+        self.status.tts_provider = preset.tts.provider
+        self.status.tts = TTSState()
+        self.conversation.note(f"preset {preset.name}: opening a new session")
+        self._open_session()
 
     def action_chunker_settings(self) -> None:
         def saved(preset: Preset | None) -> None:

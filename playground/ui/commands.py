@@ -23,6 +23,7 @@ class PlaygroundCommands(Provider):
         app = self.app
         for strategy in STRATEGIES:
             yield f"Chunker: {strategy}", partial(app.set_strategy, strategy), STRATEGY_HELP[strategy]
+        yield "Switch preset", app.action_switch_preset, "shipped presets and your own"
         yield "Chunker settings", app.action_chunker_settings, "min_chars, first_min_chars, deadline_ms, max_chars, words"
         yield "Edit the system prompt", app.action_edit_prompt, "then apply it, or re-run the last message with it"
         yield "Re-chunk last turn", app.action_rechunk, "its recorded tokens through every strategy, side by side"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from playground.core import events as ev
 from playground.core.events import read_trace
@@ -201,3 +202,43 @@ async def test_chunker_settings_are_validated_and_apply_to_the_next_turn(tmp_pat
         assert start.get("chunker")["deadline_ms"] == 250.0
         change = next(e for e in app.session.trace.events if e.type == ev.CONFIG_CHANGE)
         assert change.get("changes") == {"chunker.deadline_ms": 250.0}
+
+
+async def test_preset_switch_applies_or_reopens_the_session(tmp_path, monkeypatch):
+    from playground.ui.preset_picker import PresetPicker
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    folder = tmp_path / "playground" / "presets"
+    folder.mkdir(parents=True)
+    local = (Path(__file__).resolve().parents[2] / "presets" / "local.toml").read_text()
+    (folder / "terse.toml").write_text(local.replace('strategy = "adaptive"', 'strategy = "clause"')
+                                       .replace("max_tokens = 96", "max_tokens = 16"))
+    recorded = tmp_path / "recorded.jsonl"
+    recorded.write_text('{"type": "session", "version": 1}\n'
+                        '{"turn": 1, "t_ms": 50.0, "type": "llm.token", "i": 0, "text": "Recorded"}\n'
+                        '{"turn": 1, "t_ms": 60.0, "type": "llm.token", "i": 1, "text": " reply."}\n')
+    (folder / "replayed.toml").write_text(f'[llm]\nprovider = "replay"\ntrace = "{recorded}"\n')
+
+    async def choose(pilot, app, name: str) -> None:
+        await pilot.press("f7")
+        await wait_for(pilot, lambda: isinstance(app.screen, PresetPicker), timeout=5, what="the picker")
+        options = app.screen.query_one("OptionList")
+        options.highlighted = next(i for i in range(options.option_count) if options.get_option_at_index(i).id == name)
+        await pilot.press("enter")
+
+    app = make_app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.session is not None, what="the session")
+        first_session = app.session
+        # Same providers: applies from the next turn, same session.
+        await choose(pilot, app, "terse")
+        await converse(pilot, app, "Hello")
+        assert app.session is first_session
+        assert next(e for e in app.session.trace.events if e.type == ev.TURN_START).get("strategy") == "clause"
+        # Another LLM provider: a new session on it.
+        await choose(pilot, app, "replayed")
+        await wait_for(pilot, lambda: app.session is not None and app.session is not first_session, what="the new session")
+        assert app.session.llm.name == "replay" and not first_session.busy
+        await converse(pilot, app, "Play it back")
+        done = next(e for e in app.session.trace.events if e.type == ev.LLM_DONE)
+        assert done.get("text") == "Recorded reply."
