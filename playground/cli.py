@@ -245,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--say", action="append", default=[], metavar="TEXT",
                      help="a user turn (repeatable); without it, turns are read from stdin, one per line")
     sub.add_parser("presets", help="list the presets (built-in and user)")
+    view = sub.add_parser("view", help="show a recorded trace in the TUI, read-only")
+    view.add_argument("trace_file", metavar="TRACE", help="a JSONL trace written with --trace or exported (F9)")
     return parser
 
 
@@ -258,6 +260,13 @@ def main(argv: Iterable[str] | None = None) -> int:
     try:
         preset = load_preset(args.preset, args.overrides)
         audio = "null" if args.no_audio else args.audio
+        if args.command == "view":
+            from playground.core.events import read_trace
+            from playground.ui.app import view_trace
+
+            read_trace(args.trace_file)  # a broken file: one clear line, before the screen opens
+            view_trace(args.trace_file, preset)
+            return 0
         if args.command is None:
             from playground.ui.app import run_app
 
@@ -268,6 +277,12 @@ def main(argv: Iterable[str] | None = None) -> int:
         console.note(f"error: {exc}")
         return EXIT_USAGE
     except (LLMError, TTSError) as exc:
+        console.note(f"error: {exc}")
+        return 1
+    except OSError as exc:
+        console.note(f"error: {exc.filename}: {exc.strerror}")
+        return 1
+    except ValueError as exc:  # an unreadable trace names its file and line
         console.note(f"error: {exc}")
         return 1
     except KeyboardInterrupt:

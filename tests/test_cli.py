@@ -146,3 +146,13 @@ def test_run_plays_on_the_default_sound_device(tmp_path):
     summary = next(e for e in events if e.type == "turn.summary")
     assert summary.get("metrics")["first_play"] is not None
     assert any(e.type == "play.end" for e in events)
+
+
+def test_view_reports_a_broken_trace_in_one_line(tmp_path):
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text("not json\n")
+    result = playground("view", str(broken), timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {broken}:1: not a trace event (Expecting value: line 1 column 1 (char 0))"
+    missing = playground("view", str(tmp_path / "missing.jsonl"), timeout=60)
+    assert missing.returncode == 1 and "No such file or directory" in missing.stderr

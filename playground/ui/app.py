@@ -91,14 +91,15 @@ class PlaygroundApp(App):
     COMMANDS = App.COMMANDS | {PlaygroundCommands}
     CSS = """
     #main { height: 1fr; }
-    #left { width: 2fr; }
-    #waterfall { height: 1fr; border: round $primary-muted; border-title-color: $text; }
-    #metrics { border: round $primary-muted; }
+    #upper { height: 1fr; }
+    #waterfall { width: 2fr; border: round $primary-muted; border-title-color: $text; }
     #conversation { width: 1fr; border: round $primary-muted; }
+    #metrics { border: round $primary-muted; }
     PromptInput { dock: bottom; margin: 0 0 1 0; }
-    .narrow #main { layout: vertical; }
-    .narrow #left { width: 1fr; height: 2fr; }
-    .narrow #conversation { width: 1fr; height: 1fr; }
+    .narrow #upper { layout: vertical; }
+    .narrow #waterfall { width: 1fr; height: 3fr; }
+    .narrow #conversation { width: 1fr; height: 2fr; }
+    .narrow #metrics { max-height: 6; }
     """
     BINDINGS = [
         Binding("f1", "help", "Help", id="app.help"),
@@ -116,8 +117,10 @@ class PlaygroundApp(App):
 
     def __init__(self, preset: Preset, audio: str | None = None, wav_path: str | None = None,
                  trace_path: str | None = None, export_dir: str | Path = ".",
-                 attach: tuple[EngineThread, Session] | None = None) -> None:
-        """`attach` views a session already open on an engine thread (kept open at exit)."""
+                 attach: tuple[EngineThread, Session] | None = None,
+                 view: tuple[dict, list[ev.TraceEvent]] | None = None, view_name: str = "") -> None:
+        """`attach` views a session already open on an engine thread (kept open at exit);
+        `view` shows a recorded trace (header, events), read-only, with no session at all."""
         super().__init__()
         self.preset = preset
         self.audio = audio
@@ -125,7 +128,16 @@ class PlaygroundApp(App):
         self.trace_path = trace_path
         self.export_dir = Path(export_dir)
         self.engine, self.session = attach if attach else (EngineThread(), None)
-        self._owns_session = attach is None
+        self._owns_session = attach is None and view is None
+        self._view_name = view_name
+        # The trace the views read: the session's (live), or a recorded one.
+        self._trace: ev.Trace | None = None
+        self.budgets = preset.budgets
+        if view is not None:
+            header, events = view
+            self._trace = ev.Trace(header)
+            self._trace.events.extend(events)
+            self.budgets = header.get("preset", {}).get("budgets") or preset.budgets
         self.timeline = Timeline()
         self._seen = 0
         self._queued: list[str] = []
@@ -136,11 +148,11 @@ class PlaygroundApp(App):
 
     def compose(self) -> ComposeResult:
         yield StatusBar(id="status")
-        with Horizontal(id="main"):
-            with Vertical(id="left"):
+        with Vertical(id="main"):
+            with Horizontal(id="upper"):
                 yield Waterfall(self.timeline, id="waterfall")
-                yield MetricsTable(id="metrics")
-            yield Conversation(id="conversation")
+                yield Conversation(id="conversation")
+            yield MetricsTable(id="metrics")
         yield PromptInput(id="prompt")
         yield Footer()
 
@@ -165,6 +177,21 @@ class PlaygroundApp(App):
             self._open_session()
         elif self.session is not None:
             self._session_ready(self.session)
+        else:
+            self._show_recorded()
+
+    def _show_recorded(self) -> None:
+        assert self._trace is not None
+        header = self._trace.header
+        self.status.preset = f"{header.get('preset', {}).get('name', '?')} (recorded)"
+        llm = header.get("providers", {}).get("llm", {})
+        self.status.llm = f"{llm.get('name', '?')} ({llm.get('model', '?')})"
+        self.status.tts_provider = header.get("providers", {}).get("tts", {}).get("name", "?")
+        self.status.tts.recorded = True
+        self.status.audio = "recorded trace"
+        self.prompt.disabled = True
+        self.conversation.note(f"viewing {self._view_name or 'a recorded trace'} (read-only)")
+        self._frame()
 
     def on_resize(self, event) -> None:
         self._apply_width(event.size.width)
@@ -192,6 +219,7 @@ class PlaygroundApp(App):
             self.status.redraw()
             return
         self.session = session
+        self._trace = session.trace
         if self.trace_path:
             self._writer = ev.JsonlTraceWriter(self.trace_path, session.trace.header)
             self.engine.call(self._attach_writer, session, self._writer)
@@ -243,10 +271,10 @@ class PlaygroundApp(App):
     # -- the frame: new trace events to the views -----------------------------------------
 
     def _frame(self) -> None:
-        session = self.session
-        if session is None:
+        trace = self._trace
+        if trace is None:
             return
-        events = session.trace.events
+        events = trace.events
         end = len(events)
         if end > self._seen:
             for event in events[self._seen:end]:
@@ -257,7 +285,8 @@ class PlaygroundApp(App):
                 self.conversation.add(event)
                 self.status.add(event)
                 if event.type == ev.TURN_SUMMARY:
-                    self.table.set_turn(compute_metrics(session.trace.turn_events(event.turn)), session.preset.budgets)
+                    budgets = self.session.preset.budgets if self.session else self.budgets
+                    self.table.set_turn(compute_metrics(trace.turn_events(event.turn)), budgets)
                 elif event.type == ev.TTS_SESSION and event.get("action") == "fallback":
                     self.notify(f"TTS fell back to REST: {event.get('reason')}", severity="error", timeout=10)
                 elif event.type == ev.ERROR:
@@ -308,7 +337,7 @@ class PlaygroundApp(App):
     @work(exclusive=True, group="restart")
     async def _restart_session(self, preset: Preset) -> None:
         """Other providers: close this session, clear the views, open one for `preset`."""
-        old, self.session = self.session, None
+        old, self.session, self._trace = self.session, None, None
         if old is not None:
             await asyncio.wrap_future(self.engine.submit(old.close()))
         self.preset = preset
@@ -417,3 +446,8 @@ class PlaygroundApp(App):
 
 def run_app(preset: Preset, audio: str | None = None, wav_path: str | None = None, trace_path: str | None = None) -> None:
     PlaygroundApp(preset, audio=audio, wav_path=wav_path, trace_path=trace_path).run()
+
+
+def view_trace(path: str, preset: Preset) -> None:
+    """Shows a recorded trace in the TUI, read-only."""
+    PlaygroundApp(preset, view=ev.read_trace(path), view_name=str(path)).run()

@@ -19,12 +19,13 @@ class TTSState:
         self.turns_served = 0
         self.reconnects = 0
         self.fallback_reason: str | None = None
+        self.recorded = False  # a recorded trace: times from the trace, not the wall clock
 
     def add(self, event: ev.TraceEvent) -> None:
         action = event.get("action")
         if action == "open":
             self.state = "open"
-            self.opened_wall = time.strftime("%H:%M:%S")
+            self.opened_wall = f"+{event.t_ms / 1000:.1f}s" if self.recorded else time.strftime("%H:%M:%S")
         elif action == "reuse":
             self.turns_served = event.get("turns_served", self.turns_served + 1)
             if self.state != "fallback":
