@@ -67,7 +67,6 @@ class _TurnState:
     pieces_queued: dict[int, int] = field(default_factory=dict)
     pieces_done: dict[int, int] = field(default_factory=dict)
     last_end: dict[int, float] = field(default_factory=dict)
-    cut: set[int] = field(default_factory=set)
     audio_complete: set[int] = field(default_factory=set)
     started: set[int] = field(default_factory=set)
     ended: set[int] = field(default_factory=set)
@@ -206,14 +205,11 @@ class Session:
         self._session_event(ev.CONFIG_CHANGE, reason=reason, changes=changes, preset=preset.name)
         return changes
 
-    def turn_metrics(self, turn: int) -> TurnMetrics:
-        return compute_metrics(self.trace.turn_events(turn))
-
     async def _run_turn(self, state: _TurnState, text: str, input_kind: str) -> TurnMetrics:
         clock = state.clock
         chunker_config = self.preset.chunker
         clock.emit(ev.TURN_START, clock.t0, text=text, input=input_kind, strategy=chunker_config.strategy,
-                   chunker={k: v for k, v in vars(chunker_config).items()})
+                   chunker=dict(vars(chunker_config)))
         user = Message("user", text)
         tasks: list[asyncio.Task[Any]] = []
         try:
