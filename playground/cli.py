@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from playground import __version__
+from playground.commands import discover
 from playground.core import events as ev
 from playground.core.metrics import METRIC_LABELS, TurnMetrics, budget_misses, percentile
 from playground.core.presets import Preset, PresetError, available_presets, load_preset
@@ -247,6 +248,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the presets (built-in and user)")
     view = sub.add_parser("view", help="show a recorded trace in the TUI, read-only")
     view.add_argument("trace_file", metavar="TRACE", help="a JSONL trace written with --trace or exported (F9)")
+    for command in discover():
+        command_parser = sub.add_parser(command.name, help=command.help)
+        if command.session_options:
+            _add_session_options(command_parser)
+        command.add_arguments(command_parser)
+        command_parser.set_defaults(plugin=command)
     return parser
 
 
@@ -258,6 +265,9 @@ def main(argv: Iterable[str] | None = None) -> int:
             console.print(f"{name:<16} {path}")
         return 0
     try:
+        plugin = getattr(args, "plugin", None)
+        if plugin is not None:
+            return plugin.run(args, console)
         preset = load_preset(args.preset, args.overrides)
         audio = "null" if args.no_audio else args.audio
         if args.command == "view":
