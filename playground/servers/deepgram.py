@@ -1,0 +1,235 @@
+"""Deepgram Aura's TTS API on 127.0.0.1: the `/v1/speak` WebSocket and `POST /v1/speak`.
+
+Messages follow Deepgram's documentation (see /work/shared/reference/providers.md):
+`?model=&encoding=linear16&sample_rate=` with `Authorization: Token <key>`; the client
+sends `{"type": "Speak", "text"}`, `{"type": "Flush"}` (at most 20 a minute, then a
+`Warning` and the Flush is not processed), `{"type": "Clear"}` and `{"type": "Close"}`;
+the server sends `Metadata` first, binary frames of raw audio, `Flushed` and `Cleared`
+with a `sequence_id`, `Warning` with `description` and `code`, and reports errors as a
+close frame with a code and a reason.
+
+Buffering: Speak text is held until it ends at a natural boundary (. ! ? , ; : followed by
+a space or the end of the text); Flush and Close synthesize whatever is held. Loopback
+choices where the docs say nothing: only `linear16` is served; a message that is not
+JSON or has an unknown type closes the socket with 1008; the idle close is 1000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import io
+import json
+import re
+import uuid
+import wave
+from dataclasses import dataclass, field
+from typing import Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from playground.servers.base import (
+    HttpReply,
+    HttpRequest,
+    LoopbackTTSServer,
+    ReplyFaults,
+)
+
+SPEAK_PATH = "/v1/speak"
+DEFAULT_MODEL = "aura-asteria-en"
+FLUSH_LIMIT = 20
+FLUSH_WINDOW_S = 60.0
+# The last boundary in the held text after which Deepgram starts speaking without a Flush.
+_BOUNDARY = re.compile(r".*[.!?…,;:]['\")\]]*(\s+|$)", re.DOTALL)
+
+
+@dataclass
+class _Flush:
+    sequence_id: int
+
+
+_CLOSE = object()
+
+
+@dataclass
+class _Socket:
+    """One connection's state: held text, the synthesis queue, Flush and Clear counters."""
+
+    sample_rate: int
+    activity: list[float]  # loop time of the last traffic either way (for the idle close)
+    inputs: asyncio.Queue[Any] = field(default_factory=asyncio.Queue)
+    held: str = ""
+    flushes: int = 0
+    clears: int = 0
+    flush_times: collections.deque[float] = field(default_factory=collections.deque)
+    worker: asyncio.Task[None] | None = None
+
+
+def _auth_error(message: str) -> HttpReply:
+    return HttpReply.error(401, {"err_code": "INVALID_AUTH", "err_msg": message, "request_id": str(uuid.uuid4())})
+
+
+def _bad_request(message: str) -> HttpReply:
+    return HttpReply.error(400, {"err_code": "Bad Request", "err_msg": message, "request_id": str(uuid.uuid4())})
+
+
+class DeepgramServer(LoopbackTTSServer):
+    name = "deepgram"
+
+    def check_request(self, request: HttpRequest) -> HttpReply | None:
+        if request.path != SPEAK_PATH:
+            return HttpReply.error(404, {"err_code": "Not Found", "err_msg": f"no endpoint {request.path}"})
+        if self.api_key is not None:
+            scheme, _, key = request.headers.get("Authorization", "").partition(" ")
+            if scheme not in ("Token", "Bearer") or key != self.api_key:
+                return _auth_error("Invalid credentials: send the header Authorization: Token <key>.")
+        encoding = request.query.get("encoding", "linear16")
+        if encoding != "linear16":
+            return _bad_request(f"encoding {encoding!r} is not served by this loopback server (use linear16)")
+        rate = request.query.get("sample_rate", "24000")
+        if not rate.isdigit() or not 8000 <= int(rate) <= 48000:
+            return _bad_request(f"sample_rate must be an integer from 8000 to 48000, got {rate!r}")
+        container = request.query.get("container", "none" if request.method == "GET" else "wav")
+        if container not in ("none", "wav") or (request.method == "GET" and container != "none"):
+            return _bad_request(f"container {container!r} is not available here")
+        return None
+
+    # -- WebSocket --------------------------------------------------------------------------
+
+    async def serve_socket(self, ws: ServerConnection, request: HttpRequest) -> None:
+        loop = asyncio.get_running_loop()
+        model = request.query.get("model", DEFAULT_MODEL)
+        state = _Socket(int(request.query.get("sample_rate", "24000")), [loop.time()])
+        state.worker = asyncio.create_task(self._speak(ws, state))
+        try:
+            await ws.send(json.dumps({"type": "Metadata", "request_id": str(uuid.uuid4()), "model_name": model,
+                                      "model_version": "loopback-piper",
+                                      "model_uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, model))}))
+            while (message := await self.receive(ws, state.activity)) is not None:
+                if not await self._take(ws, state, message, loop.time()):
+                    return
+        except ConnectionClosed:
+            pass
+        finally:
+            if state.worker is not None:
+                state.worker.cancel()
+
+    async def _take(self, ws: ServerConnection, state: _Socket, message: str | bytes, now: float) -> bool:
+        """Handles one client message; False once the socket is closing."""
+        if isinstance(message, bytes):
+            await ws.close(1003, "binary messages are not accepted: send JSON text messages")
+            return False
+        try:
+            request = json.loads(message)
+            kind = request.get("type") if isinstance(request, dict) else None
+        except ValueError:
+            await ws.close(1008, "message is not valid JSON")
+            return False
+        if kind == "Speak":
+            text = request.get("text")
+            if not isinstance(text, str):
+                await ws.close(1008, "Speak needs a string field 'text'")
+                return False
+            state.held += text
+            boundary = _BOUNDARY.match(state.held)
+            if boundary:
+                self._hand_over(state, boundary.end())
+        elif kind == "Flush":
+            while state.flush_times and now - state.flush_times[0] >= FLUSH_WINDOW_S:
+                state.flush_times.popleft()
+            if len(state.flush_times) >= FLUSH_LIMIT:
+                await ws.send(json.dumps({"type": "Warning", "code": "FLUSH_LIMIT_EXCEEDED", "description":
+                                          f"Flush ignored: at most {FLUSH_LIMIT} Flush messages every "
+                                          f"{FLUSH_WINDOW_S:g} seconds"}))
+                return True
+            state.flush_times.append(now)
+            self._hand_over(state, len(state.held))
+            state.inputs.put_nowait(_Flush(state.flushes))
+            state.flushes += 1
+        elif kind == "Clear":
+            await self._clear(ws, state)
+        elif kind == "Close":
+            self._hand_over(state, len(state.held))
+            state.inputs.put_nowait(_CLOSE)
+            if state.worker is not None:
+                await state.worker
+            return False
+        else:
+            await ws.close(1008, f"unknown message type {kind!r} (expected Speak, Flush, Clear or Close)")
+            return False
+        return True
+
+    @staticmethod
+    def _hand_over(state: _Socket, end: int) -> None:
+        text, state.held = state.held[:end], state.held[end:]
+        if text.strip():
+            state.inputs.put_nowait(text)
+
+    async def _clear(self, ws: ServerConnection, state: _Socket) -> None:
+        """Drops held and queued text and stops the audio being sent, then confirms."""
+        state.held = ""
+        if state.worker is not None:
+            state.worker.cancel()
+            await asyncio.gather(state.worker, return_exceptions=True)
+        state.inputs = asyncio.Queue()
+        state.worker = asyncio.create_task(self._speak(ws, state))
+        await ws.send(json.dumps({"type": "Cleared", "sequence_id": state.clears}))
+        state.clears += 1
+
+    async def _speak(self, ws: ServerConnection, state: _Socket) -> None:
+        """Synthesizes handed-over text in order; a reply's faults reset after each Flushed."""
+        loop = asyncio.get_running_loop()
+        faults = ReplyFaults(self.faults)
+        try:
+            while True:
+                item = await state.inputs.get()
+                if item is _CLOSE:
+                    await ws.close(1000, "Close received")
+                    return
+                if isinstance(item, _Flush):
+                    await ws.send(json.dumps({"type": "Flushed", "sequence_id": item.sequence_id}))
+                    faults = ReplyFaults(self.faults)
+                    continue
+                async for frame in self.speech_frames(item, state.sample_rate):
+                    if not await faults.before_frame(ws):
+                        return
+                    await ws.send(faults.payload(frame))
+                    state.activity[0] = loop.time()
+        except ConnectionClosed:
+            pass
+        except Exception as exc:  # a synthesis failure is an error close, as Deepgram reports errors
+            self.log("synthesis failed", exc_info=True)
+            await ws.close(1011, f"synthesis failed: {exc}"[:120])
+
+    # -- REST -------------------------------------------------------------------------------
+
+    async def serve_rest(self, request: HttpRequest) -> HttpReply:
+        try:
+            body = request.json()
+        except ValueError:
+            return _bad_request("the body must be JSON: {\"text\": \"...\"}")
+        if not isinstance(body, dict) or not isinstance(body.get("text"), str) or not body["text"].strip():
+            return _bad_request("the body must be {\"text\": \"...\"} with some text")
+        self.received.append(body)
+        rate = int(request.query.get("sample_rate", "24000"))
+        model = request.query.get("model", DEFAULT_MODEL)
+        headers = {"dg-request-id": str(uuid.uuid4()), "dg-model-name": model, "dg-char-count": str(len(body["text"]))}
+        frames = self.speech_frames(body["text"], rate)
+        if request.query.get("container", "wav") == "none":
+            return HttpReply(200, frames, "application/octet-stream", headers)
+        pcm = b"".join([frame async for frame in frames])
+        return HttpReply(200, _wav(pcm, rate), "audio/wav", headers)
+
+
+def _wav(pcm: bytes, sample_rate: int) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(sample_rate)
+        wav.writeframes(pcm)
+    return buffer.getvalue()
+
+
+TTS_SERVER = DeepgramServer
