@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -57,9 +58,24 @@ class TTSConfig:
     base_url: str = ""
     api_key_env: str = ""
     persistent: bool = True
+    # when the WebSocket cannot be (re)connected: "rest" (speak over the REST endpoint, reported) or "none" (fail)
     fallback: str = "rest"
     output_format: str = "pcm_22050"
     speed: float = 1.0
+    # WebSocket providers: a keep-alive when nothing was sent for this long (inside the server's inactivity timeout)
+    keepalive_ms: float = 10000.0
+    # ElevenLabs: the server closes a connection that received no text for this long (1-180 s)
+    inactivity_timeout_s: int = 20
+    # after a dropped connection mid-reply: "resume" the reply on the new connection, or speak its rest over "rest"
+    on_disconnect: str = "resume"
+    reconnect_attempts: int = 3
+    # first reconnect delay; doubles per attempt (capped at 2 s)
+    reconnect_backoff_ms: float = 50.0
+    # audio owed and none arrived for this long: the connection is treated as dead
+    stall_timeout_ms: float = 5000.0
+    connect_timeout_ms: float = 5000.0
+    # ElevenLabs endpoint: "multi" (multi-stream-input, a context per turn) or "single" (stream-input)
+    contexts: str = "multi"
 
 
 @dataclass
@@ -157,8 +173,25 @@ def _check_value(section: str, key: str, value: Any, where: str) -> None:
         raise PresetError(f"{where}: must be at least 1, got {value}")
     if section == "llm" and key == "threads" and value < 0:
         raise PresetError(f"{where}: must be 0 (all cores) or more, got {value}")
-    if section == "tts" and key == "speed" and value <= 0:
+    if section == "tts":
+        _check_tts_value(key, value, where)
+
+
+TTS_CHOICES = {"fallback": ("rest", "none"), "on_disconnect": ("resume", "rest"), "contexts": ("multi", "single")}
+
+
+def _check_tts_value(key: str, value: Any, where: str) -> None:
+    if key in TTS_CHOICES and value not in TTS_CHOICES[key]:
+        raise PresetError(f"{where}: unknown value {value!r} (choose one of: {', '.join(TTS_CHOICES[key])})")
+    if key in ("speed", "keepalive_ms", "stall_timeout_ms", "connect_timeout_ms") and value <= 0:
         raise PresetError(f"{where}: must be more than 0, got {value}")
+    if key in ("reconnect_attempts", "reconnect_backoff_ms") and value < 0:
+        raise PresetError(f"{where}: must be 0 or more, got {value}")
+    if key == "inactivity_timeout_s" and not 1 <= value <= 180:
+        raise PresetError(f"{where}: must be between 1 and 180 seconds (the ElevenLabs limit), got {value}")
+    if key == "output_format" and not re.fullmatch(r"pcm_(8000|16000|22050|24000|44100|48000)", value):
+        raise PresetError(f"{where}: {value!r} is not raw PCM the playground can play; use pcm_<rate> with a rate "
+                          "of 8000, 16000, 22050, 24000, 44100 or 48000")
 
 
 def _set_field(preset: Preset, section: str, key: str, value: Any, where: str) -> None:

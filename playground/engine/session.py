@@ -345,7 +345,8 @@ class Session:
         current_chunk: int | None = None
         async for audio in self.tts.audio():
             clock.emit(ev.TTS_AUDIO, audio.t_ms, chunk=audio.chunk, samples=len(audio.samples),
-                       sample_rate=audio.sample_rate, duration_ms=round(audio.duration_ms, 1))
+                       sample_rate=audio.sample_rate, duration_ms=round(audio.duration_ms, 1),
+                       **({"alignment": audio.alignment} if audio.alignment else {}))
             if current_chunk is not None and audio.chunk != current_chunk:
                 self._chunk_audio_complete(state, current_chunk)
             current_chunk = audio.chunk

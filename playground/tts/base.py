@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import numpy as np
 
 # (action, data) -> a `tts.session` trace event; action is one of
-# open | reuse | keepalive | reconnect | fallback | close.
+# open | reuse | keepalive | reconnect | fallback | warning | close.
 SessionReporter = Callable[[str, dict[str, Any]], None]
 Progress = Callable[[str], None]
 
@@ -20,6 +20,8 @@ class AudioChunk:
     sample_rate: int
     chunk: int  # index of the text chunk this audio speaks
     t_ms: float  # monotonic arrival time, taken where the audio was produced/received
+    # what the audio speaks, when the service says: {"chars", "start_ms", "duration_ms"} relative to this audio
+    alignment: dict[str, list] | None = None
 
     @property
     def duration_ms(self) -> float:
