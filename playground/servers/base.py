@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import io
 import json
 import logging
 import threading
+import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -54,7 +56,7 @@ class Faults:
     # the next reply starts with a text frame that is not JSON / a message of an unknown type
     malformed_json: bool = False
     unknown_message: bool = False
-    # the next reply's first audio frame is not 16-bit PCM (an odd number of bytes)
+    # the next reply's first audio frame is a WAV file instead of the raw PCM asked for
     wrong_audio_format: bool = False
 
 
@@ -120,10 +122,10 @@ class ReplyFaults:
         self.frames += 1
         return True
 
-    def payload(self, pcm: bytes) -> bytes:
+    def payload(self, pcm: bytes, sample_rate: int) -> bytes:
         if self.faults.wrong_audio_format:
             self.faults.wrong_audio_format = False
-            return pcm[:-1] if len(pcm) % 2 == 0 else pcm
+            return wav_bytes(pcm, sample_rate)
         return pcm
 
 
@@ -222,6 +224,7 @@ class LoopbackTTSServer:
     """
 
     name = "loopback"
+    default_port = 0  # where `playground serve-tts` listens unless told otherwise
 
     def __init__(self, api_key: str | None = None, voice: LoopbackVoice | None = None,
                  idle_timeout_s: float = 300.0, frame_ms: float = 40.0) -> None:
@@ -362,6 +365,17 @@ def _as_json(message: str) -> Any:
         return json.loads(message)
     except ValueError:
         return message
+
+
+def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
+    """16-bit mono PCM as a WAV file."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(sample_rate)
+        wav.writeframes(pcm)
+    return buffer.getvalue()
 
 
 def audio_duration_s(pcm_bytes: int, sample_rate: int) -> float:

@@ -107,6 +107,7 @@ def _key_of(request: HttpRequest) -> str | None:
 
 class CartesiaServer(LoopbackTTSServer):
     name = "cartesia"
+    default_port = 8766  # `playground serve-tts cartesia` (ElevenLabs has 8765)
 
     def check_request(self, request: HttpRequest) -> HttpReply | None:
         routes = {WEBSOCKET_PATH: "GET", BYTES_PATH: "POST"}
@@ -234,7 +235,7 @@ class CartesiaServer(LoopbackTTSServer):
                     if not await faults.before_frame(ws):
                         return
                     chunk: dict[str, Any] = {
-                        "type": "chunk", "data": base64.b64encode(faults.payload(frame)).decode(), "done": False,
+                        "type": "chunk", "data": base64.b64encode(faults.payload(frame, context.sample_rate)).decode(), "done": False,
                         "status_code": 206, "step_time": round((loop.time() - started) * 1000, 3),
                         "context_id": context.id}
                     await ws.send(json.dumps(chunk))

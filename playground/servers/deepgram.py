@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import io
 import json
 import re
 import uuid
-import wave
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +32,7 @@ from playground.servers.base import (
     HttpRequest,
     LoopbackTTSServer,
     ReplyFaults,
+    wav_bytes,
 )
 
 SPEAK_PATH = "/v1/speak"
@@ -76,6 +75,7 @@ def _bad_request(message: str) -> HttpReply:
 
 class DeepgramServer(LoopbackTTSServer):
     name = "deepgram"
+    default_port = 8767  # `playground serve-tts deepgram` (ElevenLabs has 8765)
 
     def check_request(self, request: HttpRequest) -> HttpReply | None:
         if request.path != SPEAK_PATH:
@@ -194,7 +194,7 @@ class DeepgramServer(LoopbackTTSServer):
                 async for frame in self.speech_frames(item, state.sample_rate):
                     if not await faults.before_frame(ws):
                         return
-                    await ws.send(faults.payload(frame))
+                    await ws.send(faults.payload(frame, state.sample_rate))
                     state.activity[0] = loop.time()
         except ConnectionClosed:
             pass
@@ -219,17 +219,7 @@ class DeepgramServer(LoopbackTTSServer):
         if request.query.get("container", "wav") == "none":
             return HttpReply(200, frames, "application/octet-stream", headers)
         pcm = b"".join([frame async for frame in frames])
-        return HttpReply(200, _wav(pcm, rate), "audio/wav", headers)
-
-
-def _wav(pcm: bytes, sample_rate: int) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(sample_rate)
-        wav.writeframes(pcm)
-    return buffer.getvalue()
+        return HttpReply(200, wav_bytes(pcm, rate), "audio/wav", headers)
 
 
 TTS_SERVER = DeepgramServer
