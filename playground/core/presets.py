@@ -41,6 +41,11 @@ class LLMConfig:
     api_key_env: str = ""
     temperature: float = 0.3
     max_tokens: int = 96
+    # openai provider: give up (a named error ends the turn) when connecting, the first token,
+    # or the next token takes longer than this
+    connect_timeout_ms: float = 5000.0
+    first_token_timeout_ms: float = 15000.0
+    idle_timeout_ms: float = 10000.0
     # local provider: llama.cpp threads (0 = all cores), context size, sampling seed
     threads: int = 0
     context: int = 2048

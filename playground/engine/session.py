@@ -294,8 +294,7 @@ class Session:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
         info = self.llm.info
-        clock.emit(ev.LLM_DONE, now_ms(), tokens=index, finish_reason=info.finish_reason, usage=info.usage,
-                   text="".join(state.reply))
+        clock.emit(ev.LLM_DONE, now_ms(), tokens=index, **info.to_event(), text="".join(state.reply))
         await self._send_chunks(state, chunker.flush(now_ms() - clock.t0))
         await self.tts.flush()
 

@@ -30,6 +30,20 @@ class StreamInfo:
 
     finish_reason: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
+    # How the request reached a network server, e.g. {"reused": True, "requests": 3, "age_ms": 5012.4}
+    # or {"reused": False, "connect_ms": 0.4}: a new connection on a later turn is a handshake paid again.
+    connection: dict[str, Any] = field(default_factory=dict)
+    # Reasoning text streamed apart from the reply (`delta.reasoning_content`): counted, never spoken.
+    reasoning_chars: int = 0
+
+    def to_event(self) -> dict[str, Any]:
+        """The fields of the `llm.done` event; the network ones only when there were any."""
+        data: dict[str, Any] = {"finish_reason": self.finish_reason, "usage": self.usage}
+        if self.connection:
+            data["connection"] = self.connection
+        if self.reasoning_chars:
+            data["reasoning_chars"] = self.reasoning_chars
+        return data
 
 
 class LLMError(RuntimeError):
