@@ -1,6 +1,6 @@
 """Presets: TOML files of typed settings, validated with errors that name the place.
 
-A preset has the sections [agent], [llm], [tts], [chunker], [audio] and [budgets]
+A preset has the sections [agent], [llm], [tts], [chunker], [audio], [input] and [budgets]
 (DESIGN.md "Presets"). Every field can be overridden with `--set section.key=value`;
 overrides go through the same validation, so `--set chunker.strategy=fast` fails
 with the same kind of message as a typo in the file.
@@ -81,6 +81,8 @@ class TTSConfig:
     connect_timeout_ms: float = 5000.0
     # ElevenLabs endpoint: "multi" (multi-stream-input, a context per turn) or "single" (stream-input)
     contexts: str = "multi"
+    # flush every chunk so its audio starts at once; false lets the server buffer (for chunker.strategy = passthrough)
+    flush_chunks: bool = True
 
 
 @dataclass
@@ -105,6 +107,35 @@ class AudioConfig:
     output: str = "default"
 
 
+INPUT_MODES = ("push_to_talk", "hands_free", "off")
+
+
+@dataclass
+class InputConfig:
+    # "push_to_talk" (a key starts and ends what you say), "hands_free" (the VAD decides when
+    # you have finished), "off" (typed input only)
+    mode: str = "push_to_talk"
+    # "default" (the system's input device), or a device name or index as `playground devices` lists them
+    device: str = "default"
+    # silence after the last voiced frame that ends a hands-free utterance
+    end_silence_ms: float = 500.0
+    # utterances with less speech than this are ignored (a cough, a click)
+    min_speech_ms: float = 250.0
+    # Silero speech probability at which a frame counts as voiced
+    vad_threshold: float = 0.5
+    # an interim transcript every this much speech (0 = final transcript only)
+    interim_ms: float = 1000.0
+    # speech recognition: "tiny.en" (packaged) or a CTranslate2 Whisper model folder; threads (0 = all cores)
+    stt_model: str = "tiny.en"
+    stt_threads: int = 0
+    # hands-free with speakers: while the agent is audible, only input this many dB louder than
+    # what is being played counts as speech (so the agent's own voice does not interrupt it),
+    # until echo_tail_ms after the playback
+    echo_gate: bool = True
+    echo_margin_db: float = 6.0
+    echo_tail_ms: float = 300.0
+
+
 DEFAULT_BUDGETS: dict[str, float] = {"ttfs": 500.0, "handoff": 100.0, "ttfa": 1500.0, "e2e_total": 2500.0}
 
 
@@ -117,6 +148,7 @@ class Preset:
     tts: TTSConfig = field(default_factory=TTSConfig)
     chunker: ChunkerConfig = field(default_factory=ChunkerConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
+    input: InputConfig = field(default_factory=InputConfig)
     budgets: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
     # "section.key" -> where its value was set ("presets/x.toml: [llm] provider", "--set llm.provider=x")
     origins: dict[str, str] = field(default_factory=dict)
@@ -151,10 +183,11 @@ SECTIONS: dict[str, type] = {
     "tts": TTSConfig,
     "chunker": ChunkerConfig,
     "audio": AudioConfig,
+    "input": InputConfig,
 }
 # Metrics a budget may be set on (core.metrics keys).
 BUDGET_KEYS = ("stt", "llm_ttft", "ttfs", "ttft_tts", "ttfa", "first_play", "llm_total",
-               "tts_total", "e2e_total", "chunker_wait", "handoff")
+               "tts_total", "e2e_total", "chunker_wait", "handoff", "vad_end", "user_latency")
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
 
@@ -180,6 +213,13 @@ def _check_value(section: str, key: str, value: Any, where: str) -> None:
         raise PresetError(f"{where}: must be 0 (all cores) or more, got {value}")
     if section == "tts":
         _check_tts_value(key, value, where)
+    if section == "input":
+        if key == "mode" and value not in INPUT_MODES:
+            raise PresetError(f"{where}: unknown mode {value!r} (choose one of: {', '.join(INPUT_MODES)})")
+        if key in ("end_silence_ms", "min_speech_ms", "interim_ms", "echo_tail_ms", "stt_threads") and value < 0:
+            raise PresetError(f"{where}: must be 0 or more, got {value}")
+        if key == "vad_threshold" and not 0 < value < 1:
+            raise PresetError(f"{where}: must be between 0 and 1, got {value}")
 
 
 TTS_CHOICES = {"fallback": ("rest", "none"), "on_disconnect": ("resume", "rest"), "contexts": ("multi", "single")}

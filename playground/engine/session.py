@@ -14,7 +14,7 @@ import asyncio
 import datetime
 import gc
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -74,6 +74,8 @@ class _TurnState:
     cancel_reason: str | None = None
     cancel_requested_at: float | None = None
 
+    # (type, monotonic ms, data) of what led to the turn (a spoken turn's VAD and STT events)
+    prelude: list[tuple[str, float, dict[str, Any]]] = field(default_factory=list)
 
 class Session:
     def __init__(
@@ -140,14 +142,18 @@ class Session:
 
     # -- turns --------------------------------------------------------------------------
 
-    def start_turn(self, text: str, t0: float | None = None, input_kind: str = "typed") -> asyncio.Task[TurnMetrics]:
-        """Starts a turn (t0 = now unless given); `await` the task for its metrics."""
+    def start_turn(self, text: str, t0: float | None = None, input_kind: str = "typed",
+                   prelude: Iterable[tuple[str, float, dict[str, Any]]] = ()) -> asyncio.Task[TurnMetrics]:
+        """Starts a turn (t0 = now unless given); `await` the task for its metrics.
+
+        `prelude`: events that led to the turn, e.g. a spoken turn's VAD and STT events
+        (type, monotonic ms, data), recorded in the turn right after its turn.start."""
         text = check_input(text)
         if self._task is not None and not self._task.done():
             raise RuntimeError("a turn is already running: cancel it first")
         self.turn_count += 1
         clock = ev.TurnClock(self.trace, self.turn_count, now_ms() if t0 is None else t0)
-        self._turn = _TurnState(clock)
+        self._turn = _TurnState(clock, prelude=list(prelude))
         self._task = asyncio.create_task(self._run_turn(self._turn, text, input_kind), name=f"turn-{self.turn_count}")
         return self._task
 
@@ -172,12 +178,15 @@ class Session:
     def busy(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    def cancel_turn(self, reason: str = "cancelled") -> bool:
-        """Cancels the running turn (LLM, chunker, TTS and playback); False if none runs."""
+    def cancel_turn(self, reason: str = "cancelled", requested_at: float | None = None) -> bool:
+        """Cancels the running turn (LLM, chunker, TTS and playback); False if none runs.
+
+        `requested_at`: when the cancel was really asked for (a barge-in's speech start,
+        detected on another thread), so turn.cancelled's stop_ms counts from there."""
         if not self.busy or self._turn is None:
             return False
         self._turn.cancel_reason = reason
-        self._turn.cancel_requested_at = now_ms()
+        self._turn.cancel_requested_at = now_ms() if requested_at is None else requested_at
         assert self._task is not None
         self._task.cancel()
         return True
@@ -211,6 +220,8 @@ class Session:
         clock.emit(ev.TURN_START, clock.t0, text=text, input=input_kind, strategy=chunker_config.strategy,
                    chunker=dict(vars(chunker_config)))
         user = Message("user", text)
+        for type_, t_ms, data in state.prelude:
+            clock.emit(type_, t_ms, **data)
         tasks: list[asyncio.Task[Any]] = []
         try:
             await self.tts.begin_turn(clock.turn)

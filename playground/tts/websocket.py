@@ -42,7 +42,8 @@ Subclass hooks (provider-specific; messages are dicts sent as JSON, or str/bytes
     name, default_base_url, default_key_env           class attributes
     ends_on_final = True                              the turn ends on a `final` frame
     websocket_url() -> str                            full wss:// URL with query
-    websocket_headers(key) -> dict                    auth and version headers
+    websocket_headers(key) -> dict                    auth and version headers (key: None for a loopback
+                                                      server with no key configured)
     begin_messages(context) -> list                   a turn's context init
     chunk_messages(context, text) -> list             one chunk of text
     end_messages(context) -> list                     end of reply: speak all, then final
@@ -84,8 +85,13 @@ _BACKOFF_CAP_MS = 2000.0
 # Audio shorter than this is not used to check the sample rate against the alignment.
 _RATE_CHECK_MIN_MS = 400.0
 _RATE_TOLERANCE = 1.5
-# Second byte of an MPEG-1/2/2.5 Layer III frame header (with and without CRC).
-_MP3_LAYER3 = frozenset((0xFB, 0xFA, 0xF3, 0xF2, 0xE3, 0xE2))
+# MPEG Layer III frame headers: second byte (with and without CRC) -> version (1, 2, 2.5 as 25),
+# bitrates in kbit/s (MPEG-1, MPEG-2/2.5) and sample rates per version.
+_MP3_VERSIONS = {0xFB: 1, 0xFA: 1, 0xF3: 2, 0xF2: 2, 0xE3: 25, 0xE2: 25}
+_MP3_BITRATES = {True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+                 False: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}
+_MP3_RATES = {1: (44100, 48000, 32000), 2: (22050, 24000, 16000), 25: (11025, 12000, 8000)}
+_MP3_SECOND_BYTES = np.array(sorted(_MP3_VERSIONS), dtype=np.uint8)
 
 
 def spoken_chars(text: str) -> int:
@@ -145,16 +151,35 @@ def _sample_rate(output_format: str, provider: str) -> int:
     return int(match.group(1))
 
 
-def _not_pcm(data: bytes) -> str | None:
-    """The container the first audio of a context starts with, when it is not raw PCM. An MP3
-    frame header is checked field by field: speech PCM starts near silence (e.g. -1 = FF FF)."""
-    if data.startswith(b"ID3"):
-        return "MP3"
-    if len(data) > 2 and data[0] == 0xFF and data[1] in _MP3_LAYER3 and 0 < data[2] >> 4 < 15 and data[2] >> 2 & 3 != 3:
-        return "MP3"
-    for magic, kind in ((b"RIFF", "WAV"), (b"OggS", "Ogg"), (b"fLaC", "FLAC")):
-        if data.startswith(magic):
-            return kind
+def _mp3_frame_length(data: bytes, at: int) -> int | None:
+    """The length of the MPEG Layer III frame whose header starts at `at`, or None."""
+    if at + 3 > len(data) or data[at] != 0xFF or data[at + 1] not in _MP3_VERSIONS:
+        return None
+    version = _MP3_VERSIONS[data[at + 1]]
+    bitrate_index, rate_index, padding = data[at + 2] >> 4, data[at + 2] >> 2 & 3, data[at + 2] >> 1 & 1
+    if not 0 < bitrate_index < 15 or rate_index == 3:
+        return None
+    bitrate = _MP3_BITRATES[version == 1][bitrate_index] * 1000
+    rate = _MP3_RATES[version][rate_index]
+    return (144 if version == 1 else 72) * bitrate // rate + padding
+
+
+def _not_pcm(data: bytes, context_start: bool) -> str | None:
+    """The container of audio that is not raw PCM, else None. MP3 is found anywhere in a message
+    as three chained frame headers (chance in PCM: ~1e-12 per position); the other containers'
+    signatures only at the start of a context's audio."""
+    if context_start:
+        for magic, kind in ((b"ID3", "MP3"), (b"RIFF", "WAV"), (b"OggS", "Ogg"), (b"fLaC", "FLAC")):
+            if data.startswith(magic):
+                return kind
+    raw = np.frombuffer(data, dtype=np.uint8)
+    candidates = np.flatnonzero((raw[:-1] == 0xFF) & np.isin(raw[1:], _MP3_SECOND_BYTES))
+    for at in candidates[:256].tolist():
+        position, chained = at, 0
+        while chained < 3 and (length := _mp3_frame_length(data, position)):
+            position, chained = position + length, chained + 1
+        if chained == 3 or (chained and at == 0 and position >= len(data)):
+            return "MP3"
     return None
 
 
@@ -171,8 +196,9 @@ class WebSocketTTSSession:
         self.path = "persistent"
         self.sample_rate = 0
         self._report: SessionReporter = lambda action, data: None
-        self._key: str | None = None
+        self.key: str | None = None  # the API key, read from the environment at open
         self._ws: ClientConnection | None = None
+        self.connections = 0  # connections made so far (a hook can send something once per connection)
         self._connected_at = 0.0
         self._reader: asyncio.Task[None] | None = None
         self._background: list[asyncio.Task[None]] = []
@@ -246,9 +272,9 @@ class WebSocketTTSSession:
     async def open(self, report: SessionReporter, progress: Progress | None = None) -> None:
         self._report = report
         self.sample_rate = _sample_rate(self.config.output_format, self.name)
-        self._key = os.environ.get(self.key_env) or None
+        self.key = os.environ.get(self.key_env) or None
         # A loopback server needs no key unless the preset names one explicitly.
-        if self._key is None and (self.config.api_key_env or not self._is_loopback()):
+        if self.key is None and (self.config.api_key_env or not self._is_loopback()):
             raise TTSError(f"{self.name}: no API key: set the environment variable {self.key_env} "
                            f"(tts.api_key_env names it)")
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(self.config.connect_timeout_ms / 1000.0,
@@ -393,7 +419,7 @@ class WebSocketTTSSession:
         try:
             async with asyncio.timeout(self.config.connect_timeout_ms / 1000.0):
                 ws = await websockets.connect(
-                    url, additional_headers=self.websocket_headers(self._key), max_size=None, compression=None,
+                    url, additional_headers=self.websocket_headers(self.key), max_size=None, compression=None,
                     proxy=None if self._is_loopback() else True, open_timeout=None)
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -410,6 +436,7 @@ class WebSocketTTSSession:
             hint = f" (is `playground serve-tts {self.name}` running?)" if self._is_loopback() else ""
             raise TTSError(f"{self.name}: cannot connect to {self.base_url('ws')}: {exc}{hint}") from None
         self._ws = ws
+        self.connections += 1
         self._connected_at = now_ms()
         self._server_error = None
         self._down_reason = None
@@ -445,8 +472,9 @@ class WebSocketTTSSession:
             if error is None:
                 self._reconnects += 1
                 self.path = "reconnected"
-                self._reconnect_reason = reason
                 state = self._turn
+                if state is None or state.ended:
+                    self._reconnect_reason = reason  # between turns: the next turn reports it
                 resumed = state is not None and not state.ended and state.mode == "ws"
                 self._report("reconnect", {"path": "reconnected", "provider": self.name, "reason": reason,
                                            "downtime_ms": round(now_ms() - started, 1), "reconnects": self._reconnects,
@@ -550,12 +578,12 @@ class WebSocketTTSSession:
     def _warn(self, kind: str, message: str) -> None:
         if kind not in self._warned:  # once per kind: a broken server must not flood the trace
             self._warned.add(kind)
-            self._report("warning", {"path": self.path, "provider": self.name, "reason": message})
+            self._report("warning", {"provider": self.name, "message": message})
 
     def _on_message(self, message: str | bytes) -> None:
         try:
             frames = self.parse(message)
-        except ValueError as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever a message does to the parser, the reader goes on
             excerpt = message[:80] if isinstance(message, str) else f"{len(message)} bytes"
             self._warn("malformed", f"skipped a malformed message: {exc} ({excerpt!r})")
             return
@@ -592,7 +620,7 @@ class WebSocketTTSSession:
     def _accept_audio(self, state: _Turn, frame: Frame) -> bool:
         """False (and the turn goes on over REST) when the audio is not the PCM asked for."""
         problem = None
-        container = _not_pcm(frame.audio) if state.checked_on != state.context else None
+        container = _not_pcm(frame.audio, context_start=state.checked_on != state.context)
         state.checked_on = state.context
         if container:
             problem = f"{container} bytes instead of raw PCM ({self.config.output_format})"
@@ -713,7 +741,7 @@ class WebSocketTTSSession:
                 self._fail_turn(state, f"REST synthesis of chunk {item.index} failed: HTTP "
                                        f"{exc.response.status_code} from {exc.request.url.copy_with(query=None)}")
                 return
-            except httpx.HTTPError as exc:
+            except Exception as exc:  # noqa: BLE001 - network or provider errors fail the turn, never hang it
                 self._fail_turn(state, f"REST synthesis of chunk {item.index} failed: {exc!r}")
                 return
             if state.pending and state.pending[0] is item:

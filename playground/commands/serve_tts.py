@@ -1,0 +1,85 @@
+"""`playground serve-tts PROVIDER`: a loopback TTS server (the provider's protocol, Piper's voice).
+
+    playground serve-tts elevenlabs                  # on 127.0.0.1:8765 until Ctrl-C
+    playground serve-tts elevenlabs --port 0         # any free port
+    playground serve-tts elevenlabs --api-key-env LOOPBACK_KEY   # clients must send that key
+
+Servers are found, not registered: a module in `playground.servers` exposing `TTS_SERVER`,
+a class taking `api_key: str | None`, with `default_port`, `async start(host, port) -> base
+URL` and `async stop()`. The module's name is the provider name (`tts.provider`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import os
+import pkgutil
+from typing import TYPE_CHECKING, Any
+
+import playground.servers
+from playground.commands import Command
+
+if TYPE_CHECKING:
+    from playground.cli import Console
+
+
+def tts_servers() -> dict[str, Any]:
+    """Provider name -> loopback server class, for every server module that has one."""
+    found = {}
+    for module in pkgutil.iter_modules(playground.servers.__path__):
+        server = getattr(importlib.import_module(f"playground.servers.{module.name}"), "TTS_SERVER", None)
+        if server is not None:
+            found[module.name] = server
+    return dict(sorted(found.items()))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("provider", metavar="PROVIDER", help=f"the protocol to serve: {', '.join(tts_servers())}")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None,
+                        help="port to listen on (default: the provider's loopback port; 0 = any free port)")
+    parser.add_argument("--api-key-env", metavar="VAR", default=None,
+                        help="require clients to send the key held in this environment variable "
+                             "(default: any key or none is accepted)")
+
+
+async def serve(server: Any, host: str, port: int, console: Console) -> None:
+    url = await server.start(host, port)
+    console.print(f"{server.name} loopback server on {url} (Ctrl-C stops it)")
+    console.print(f"  use it with: --set tts.provider={server.name} --set tts.base_url={url}")
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await server.stop()
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    servers = tts_servers()
+    if args.provider not in servers:
+        console.note(f"error: no loopback TTS server for {args.provider!r} (available: {', '.join(servers)})")
+        return 2
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            console.note(f"error: --api-key-env {args.api_key_env}: that environment variable is not set")
+            return 2
+    server_class = servers[args.provider]
+    port = server_class.default_port if args.port is None else args.port
+    console.note(f"loading the loopback voice for {args.provider} …")
+    server = server_class(api_key=api_key)
+    try:
+        asyncio.run(serve(server, args.host, port, console))
+    except OSError as exc:  # most often: the port is taken
+        console.note(f"error: cannot listen on {args.host}:{port}: {exc.strerror or exc} "
+                     "(choose another with --port, or --port 0 for any free one)")
+        return 1
+    except KeyboardInterrupt:
+        console.note("stopped")
+    return 0
+
+
+COMMAND = Command(name="serve-tts", help="serve a cloud TTS protocol on 127.0.0.1, spoken by the local voice",
+                  add_arguments=add_arguments, run=run)

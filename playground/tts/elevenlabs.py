@@ -1,0 +1,176 @@
+"""The `elevenlabs` session: ElevenLabs WebSocket TTS, opened once and reused by every turn.
+
+Multi-context (`tts.contexts = "multi"`, the default): `/v1/text-to-speech/{voice_id}/
+multi-stream-input`, one `context_id` per turn (a resumed turn gets a new one), each chunk
+sent with `flush: true` so its audio starts at once (unflushed when `tts.flush_chunks =
+false`, for `chunker.strategy = passthrough`: the server then buffers by its
+`chunk_length_schedule`). End of reply: flush, then `close_context`, answered by `isFinal`.
+Barge-in closes the context. Keep-alives are `{"text": "", "context_id"}` for an open
+context, `{"text": ""}` otherwise (never as a context's first message: that makes its init
+fail with 1008).
+
+Single-context (`tts.contexts = "single"`): `/stream-input`, one stream per connection,
+the voice settings once per connection, a flush per chunk and at the end of a reply (no
+final message follows a flush, so a turn ends when the alignment has accounted for every
+chunk), keep-alive `{"text": " "}`; it has no cancel, so a barge-in reconnects.
+
+Audio is attributed to chunks by the alignment ElevenLabs sends with every audio message
+(`sync_alignment=true`): its characters count down the oldest unfinished chunk's
+characters (see `playground.tts.websocket`). The REST fallback is `POST .../stream`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+
+from playground.core.presets import TTSConfig
+from playground.tts.base import Progress, SessionReporter, TTSError
+from playground.tts.websocket import Frame, Message, WebSocketTTSSession, spoken_chars
+
+DEFAULT_MODEL = "eleven_flash_v2_5"
+# ElevenLabs' documented default schedule (characters buffered before each generation);
+# only used when chunks are not flushed (tts.flush_chunks = false).
+CHUNK_LENGTH_SCHEDULE = [120, 160, 250, 290]
+_KNOWN_KEYS = {"audio", "isFinal", "is_final", "alignment", "normalizedAlignment", "normalized_alignment",
+               "contextId", "context_id", "error", "message", "code"}
+
+
+def parse_alignment(raw: Any) -> dict[str, list] | None:
+    """ElevenLabs alignment as {"chars", "start_ms", "duration_ms"}; None when absent or unusable.
+    Accepts `charDurationsMs` (SDKs) and `charsDurationsMs` (the AsyncAPI spec)."""
+    if not isinstance(raw, dict):
+        return None
+    chars = raw.get("chars")
+    starts = raw.get("charStartTimesMs")
+    durations = raw.get("charDurationsMs", raw.get("charsDurationsMs"))
+    if not (isinstance(chars, list) and isinstance(starts, list) and isinstance(durations, list)):
+        return None
+    if not (len(chars) == len(starts) == len(durations)):
+        return None
+    return {"chars": [str(c) for c in chars], "start_ms": starts, "duration_ms": durations}
+
+
+class ElevenLabsSession(WebSocketTTSSession):
+    name = "elevenlabs"
+    default_base_url = "https://api.elevenlabs.io"
+    default_key_env = "ELEVENLABS_API_KEY"
+
+    def __init__(self, config: TTSConfig) -> None:
+        super().__init__(config)
+        self.multi = config.contexts == "multi"
+        self.ends_on_final = self.multi  # a single-context flush gives no final message
+        self._settings_sent_on = 0  # single-context: the connection the voice settings went to
+
+    async def open(self, report: SessionReporter, progress: Progress | None = None) -> None:
+        if self.config.keepalive_ms >= self.config.inactivity_timeout_s * 1000:
+            raise TTSError(f"{self.name}: tts.keepalive_ms ({self.config.keepalive_ms:g}) must be shorter than "
+                           f"tts.inactivity_timeout_s ({self.config.inactivity_timeout_s} s), or the server closes "
+                           "an idle session")
+        await super().open(report, progress)
+
+    @property
+    def model(self) -> str:
+        return self.config.model or DEFAULT_MODEL
+
+    def _voice_path(self) -> str:
+        return f"/v1/text-to-speech/{quote(self.config.voice, safe='')}"
+
+    def _voice_settings(self) -> dict[str, Any]:
+        return {"stability": 0.5, "similarity_boost": 0.8, "speed": self.config.speed}
+
+    def _init(self) -> dict[str, Any]:
+        return {"text": " ", "voice_settings": self._voice_settings(),
+                "generation_config": {"chunk_length_schedule": CHUNK_LENGTH_SCHEDULE}}
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    def websocket_url(self) -> str:
+        endpoint = "multi-stream-input" if self.multi else "stream-input"
+        query = urlencode({"model_id": self.model, "output_format": self.config.output_format,
+                           "inactivity_timeout": self.config.inactivity_timeout_s,
+                           "auto_mode": str(self.config.flush_chunks).lower(), "sync_alignment": "true"})
+        return f"{self.base_url('ws')}{self._voice_path()}/{endpoint}?{query}"
+
+    def websocket_headers(self, key: str | None) -> dict[str, str]:
+        return {"xi-api-key": key} if key else {}
+
+    def flushes_each_chunk(self) -> bool:
+        return self.config.flush_chunks
+
+    def begin_messages(self, context: str) -> list[Message]:
+        if self.multi:
+            return [{**self._init(), "context_id": context}]
+        if self._settings_sent_on == self.connections:
+            return []  # one stream per connection: its settings went with the first turn on it
+        self._settings_sent_on = self.connections
+        return [self._init()]
+
+    def chunk_messages(self, context: str, text: str) -> list[Message]:
+        message: dict[str, Any] = {"text": text.strip() + " "}  # ElevenLabs wants text ending in one space
+        if self.multi:
+            message["context_id"] = context
+        if self.config.flush_chunks:
+            message["flush"] = True
+        return [message]
+
+    def end_messages(self, context: str) -> list[Message]:
+        if self.multi:
+            return [{"context_id": context, "flush": True}, {"context_id": context, "close_context": True}]
+        return [{"text": " ", "flush": True}]
+
+    def cancel_messages(self, context: str) -> list[Message] | None:
+        return [{"context_id": context, "close_context": True}] if self.multi else None
+
+    def keepalive_message(self, context: str | None) -> Message:
+        if not self.multi:
+            return {"text": " "}  # single stream: an empty text would end it
+        return {"text": "", "context_id": context} if context else {"text": ""}
+
+    def close_messages(self) -> list[Message]:
+        return [{"close_socket": True}] if self.multi else [{"text": ""}]
+
+    def parse(self, message: str | bytes) -> list[Frame]:
+        if isinstance(message, bytes):
+            raise ValueError("a binary message (ElevenLabs sends JSON text)")  # noqa: TRY004 - malformed = ValueError
+        data = json.loads(message)  # a JSONDecodeError is a ValueError
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")  # noqa: TRY004 - malformed = ValueError
+        context = (data.get("contextId") or data.get("context_id")) if self.multi else None
+        if data.get("error"):
+            return [Frame(error=f"{data['error']}: {data.get('message', '')}".rstrip(": "), context=context)]
+        if not _KNOWN_KEYS & data.keys():
+            return [Frame(ignored=f"message with keys {', '.join(sorted(data))}"[:100])]
+        audio = b""
+        if data.get("audio"):
+            try:
+                audio = base64.b64decode(data["audio"], validate=True)
+            except (binascii.Error, TypeError) as exc:
+                raise ValueError(f"audio is not base64: {exc}") from None
+        alignment = parse_alignment(data.get("alignment")) or parse_alignment(
+            data.get("normalizedAlignment", data.get("normalized_alignment")))
+        chars = spoken_chars("".join(alignment["chars"])) if alignment else None
+        final = bool(data.get("isFinal") or data.get("is_final"))
+        return [Frame(audio=audio, chars=chars if audio else None, alignment=alignment if audio else None,
+                      context=context, final=final)]
+
+    async def synthesize_rest(self, client: httpx.AsyncClient, text: str) -> AsyncIterator[bytes]:
+        url = f"{self.base_url('http')}{self._voice_path()}/stream"
+        async with client.stream("POST", url, params={"output_format": self.config.output_format},
+                                 headers=self.websocket_headers(self.key),
+                                 json={"text": text, "model_id": self.model,
+                                       "voice_settings": self._voice_settings()}) as response:
+            if response.status_code >= 400:
+                await response.aread()
+            response.raise_for_status()
+            async for data in response.aiter_bytes():
+                yield data
+
+
+PROVIDER = ElevenLabsSession
