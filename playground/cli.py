@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterable, Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from playground import __version__
 from playground.commands import discover
@@ -24,7 +24,12 @@ from playground.engine.session import InputRefused, Session
 from playground.llm.base import LLMError
 from playground.tts.base import TTSError
 
+if TYPE_CHECKING:
+    from playground.engine.voice import VoiceLoop
+
 TABLE_METRICS = ("llm_ttft", "ttfs", "ttft_tts", "ttfa", "first_play", "llm_total", "tts_total", "e2e_total")
+# Spoken turns (--mic) also show how long end of speech took to detect and transcribe, and what the caller waited.
+VOICE_TABLE_METRICS = ("vad_end", "stt", *TABLE_METRICS, "user_latency")
 EXIT_USAGE = 2
 
 
@@ -51,16 +56,20 @@ def _cell(value: float | None, missed: bool) -> str:
     return text + ("!" if missed else "")
 
 
-def table_header() -> str:
-    labels = [METRIC_LABELS[k] for k in TABLE_METRICS]
-    return "turn " + " ".join(f"{label:>10}" for label in labels) + "  chunks  tts"
+def _width(key: str) -> int:
+    return max(10, len(METRIC_LABELS[key]))
 
 
-def table_row(m: TurnMetrics, budgets: dict[str, float], console: Console) -> str:
+def table_header(keys: Sequence[str] = TABLE_METRICS) -> str:
+    return "turn " + " ".join(f"{METRIC_LABELS[k]:>{_width(k)}}" for k in keys) + "  chunks  tts"
+
+
+def table_row(m: TurnMetrics, budgets: dict[str, float], console: Console,
+              keys: Sequence[str] = TABLE_METRICS) -> str:
     misses = budget_misses(m, budgets)
     cells = []
-    for key in TABLE_METRICS:
-        cell = f"{_cell(m.value(key), key in misses):>10}"
+    for key in keys:
+        cell = f"{_cell(m.value(key), key in misses):>{_width(key)}}"
         cells.append(console.red(cell) if key in misses else cell)
     path = m.tts_path or "-"
     if m.tts_path_reason:
@@ -72,11 +81,12 @@ def table_row(m: TurnMetrics, budgets: dict[str, float], console: Console) -> st
     return f"{m.turn:>4} " + " ".join(cells) + f"  {chunks:>6}  {path}{status}"
 
 
-def summary_rows(metrics: Sequence[TurnMetrics]) -> list[str]:
+def summary_rows(metrics: Sequence[TurnMetrics], keys: Sequence[str] = TABLE_METRICS) -> list[str]:
     rows = []
     for p in (50, 90):
-        values = [percentile([v for m in metrics if (v := m.value(k)) is not None], p) for k in TABLE_METRICS]
-        rows.append(f" p{p:<3}" + " ".join(f"{'-' if v is None else f'{v:.0f}':>10}" for v in values))
+        values = [percentile([v for m in metrics if (v := m.value(k)) is not None], p) for k in keys]
+        rows.append(f" p{p:<3}" + " ".join(f"{'-' if v is None else f'{v:.0f}':>{_width(k)}}"
+                                           for k, v in zip(keys, values)))
     return rows
 
 
@@ -91,9 +101,10 @@ def budget_line(m: TurnMetrics, budgets: dict[str, float]) -> str | None:
 class TurnPrinter:
     """Prints what a user needs while turns run: the reply, fallbacks, errors, then the row."""
 
-    def __init__(self, session: Session, console: Console) -> None:
+    def __init__(self, session: Session, console: Console, keys: Sequence[str] = TABLE_METRICS) -> None:
         self.session = session
         self.console = console
+        self.keys = keys
         self.metrics: list[TurnMetrics] = []
         self._header_printed = False
         session.trace.subscribe(self._on_event)
@@ -113,9 +124,9 @@ class TurnPrinter:
     def turn_done(self, m: TurnMetrics) -> None:
         budgets = self.session.preset.budgets
         if not self._header_printed:
-            self.console.print(table_header())
+            self.console.print(table_header(self.keys))
             self._header_printed = True
-        self.console.print(table_row(m, budgets, self.console))
+        self.console.print(table_row(m, budgets, self.console, self.keys))
         line = budget_line(m, budgets)
         if line:
             self.console.print(self.console.red(line))
@@ -123,7 +134,7 @@ class TurnPrinter:
 
     def finish(self) -> None:
         if len(self.metrics) > 1:
-            for row in summary_rows(self.metrics):
+            for row in summary_rows(self.metrics, self.keys):
                 self.console.print(row)
 
 
@@ -141,6 +152,68 @@ async def _read_lines(stream: TextIO) -> "asyncio.Queue[str | None]":
     return lines
 
 
+async def _next_line(lines: asyncio.Queue[str | None], interrupted: asyncio.Event) -> str | None:
+    """The next line, or None at EOF or when the session is interrupted."""
+    get = asyncio.ensure_future(lines.get())
+    stop = asyncio.ensure_future(interrupted.wait())
+    await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
+    stop.cancel()
+    if not get.done():
+        get.cancel()
+        return None
+    return get.result()
+
+
+async def _open_voice(session: Session, printer: TurnPrinter, mode: str | None, mic_file: str | None) -> VoiceLoop | None:
+    """Starts listening (microphone or --mic-file); None, after saying why, when there is no mic."""
+    from playground.engine.voice import VoiceLoop
+
+    console = printer.console
+
+    def spoken_turn(text: str, task: asyncio.Task[TurnMetrics]) -> None:
+        console.print(f"you (spoken): {text}")
+        task.add_done_callback(lambda done: printer.turn_done(done.result()))
+
+    voice = VoiceLoop(session, session.preset.input, mode=mode, mic_file=mic_file, on_turn=spoken_turn)
+    if not await voice.open():
+        console.note(console.red(f"mic unavailable ({voice.state.reason}); typed input still works"))
+        return None
+    gate = ", echo gate on" if voice.meter is not None else ""
+    console.note(f"mic: {voice.state.device}, {voice.mode}{gate}")
+    return voice
+
+
+async def _listen(voice: VoiceLoop, session: Session, printer: TurnPrinter, stdin: TextIO,
+                  interrupted: asyncio.Event) -> None:
+    """Spoken turns (typed lines work too) until a mic file has played out, or Ctrl-C / end of input."""
+    if voice.mic_file is not None:
+        done = asyncio.ensure_future(voice.wait_input_end())
+        stop = asyncio.ensure_future(interrupted.wait())
+        await asyncio.wait({done, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        return
+    push_to_talk = voice.mode == "push_to_talk"
+    printer.console.note("push-to-talk: press Enter to start speaking and Enter again when done" if push_to_talk
+                         else "hands-free: just speak (a pause ends what you say)")
+    printer.console.note("type a message and Enter for a typed turn; Ctrl-C stops a reply, Ctrl-C at rest quits")
+    lines = await _read_lines(stdin)
+    typed: set[asyncio.Task[None]] = set()
+    while (line := await _next_line(lines, interrupted)) is not None or not (stdin.isatty() or interrupted.is_set()):
+        if line is None:  # no terminal to type on (stdin closed): listen until Ctrl-C
+            await interrupted.wait()
+            break
+        if push_to_talk and not line.strip():
+            voice.toggle_listening()
+            printer.console.note("… listening" if voice.state.key_down else "… heard you")
+            continue
+        session.cancel_turn("barge-in: new message")
+        await session.wait_idle()
+        task = asyncio.ensure_future(_run_one(session, printer, line))  # Enter must stay free for the key
+        typed.add(task)
+        task.add_done_callback(typed.discard)
+    await asyncio.gather(*typed, return_exceptions=True)
+
+
 async def _run_one(session: Session, printer: TurnPrinter, text: str) -> None:
     try:
         task = session.start_turn(text)
@@ -152,7 +225,8 @@ async def _run_one(session: Session, printer: TurnPrinter, text: str) -> None:
 
 
 async def run_session(preset: Preset, says: list[str], trace_path: str | None, audio: str | None,
-                      wav_path: str | None, console: Console, stdin: TextIO = sys.stdin) -> int:
+                      wav_path: str | None, console: Console, stdin: TextIO = sys.stdin,
+                      mic: bool = False, mic_file: str | None = None, mode: str | None = None) -> int:
     from playground.engine.build import open_session
 
     warned: set[str] = set()
@@ -171,7 +245,8 @@ async def run_session(preset: Preset, says: list[str], trace_path: str | None, a
         for event in session.trace.events:  # what opening the session recorded
             writer(event)
         session.trace.subscribe(writer)
-    printer = TurnPrinter(session, console)
+    listening = mic or mic_file is not None
+    printer = TurnPrinter(session, console, VOICE_TABLE_METRICS if listening else TABLE_METRICS)
     console.note(f"ready: preset {preset.name}, llm {session.llm.name} ({session.llm.model}), "
                  f"tts {session.tts.name} ({session.tts.path}), chunker {preset.chunker.strategy}, "
                  f"audio: {session.output.name}")
@@ -188,27 +263,22 @@ async def run_session(preset: Preset, says: list[str], trace_path: str | None, a
         loop.add_signal_handler(signal.SIGINT, on_interrupt)
     except (NotImplementedError, RuntimeError):
         pass
+    voice = None
     try:
+        if listening:
+            voice = await _open_voice(session, printer, mode, mic_file)
         if says:
             for text in says:
                 if interrupted.is_set():
                     break
                 await _run_one(session, printer, text)
-        else:
+        if voice is not None:
+            await _listen(voice, session, printer, stdin, interrupted)
+        elif not says:
             if stdin.isatty():
                 console.note("type a message and press Enter (Ctrl-C stops a reply, Ctrl-D or Ctrl-C at the prompt quits)")
             lines = await _read_lines(stdin)
-            while True:
-                get = asyncio.ensure_future(lines.get())
-                stop = asyncio.ensure_future(interrupted.wait())
-                await asyncio.wait({get, stop}, return_when=asyncio.FIRST_COMPLETED)
-                stop.cancel()
-                if not get.done():
-                    get.cancel()
-                    break
-                line = get.result()
-                if line is None:
-                    break
+            while (line := await _next_line(lines, interrupted)) is not None:
                 await _run_one(session, printer, line)
         printer.finish()
     finally:
@@ -216,6 +286,8 @@ async def run_session(preset: Preset, says: list[str], trace_path: str | None, a
             loop.remove_signal_handler(signal.SIGINT)
         except (NotImplementedError, RuntimeError):
             pass
+        if voice is not None:
+            await voice.close()
         await session.close()
         if writer:
             writer.close()
@@ -245,6 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_session_options(run)
     run.add_argument("--say", action="append", default=[], metavar="TEXT",
                      help="a user turn (repeatable); without it, turns are read from stdin, one per line")
+    run.add_argument("--mic", action="store_true",
+                     help="spoken turns from the microphone ([input] device; `playground devices` lists them)")
+    run.add_argument("--mic-file", metavar="WAV", help="spoken turns from a 16-bit WAV file played in real time "
+                     "instead of the microphone; the session ends when it has played out")
+    run.add_argument("--mode", choices=("hands_free", "push_to_talk"),
+                     help="hands_free: a pause ends what you say; push_to_talk: Enter starts and ends it "
+                          "(default: the preset's [input] mode)")
     sub.add_parser("presets", help="list the presets (built-in and user)")
     view = sub.add_parser("view", help="show a recorded trace in the TUI, read-only")
     view.add_argument("trace_file", metavar="TRACE", help="a JSONL trace written with --trace or exported (F9)")
@@ -282,7 +361,8 @@ def main(argv: Iterable[str] | None = None) -> int:
 
             run_app(preset, audio=audio, wav_path=args.wav, trace_path=args.trace)
             return 0
-        return asyncio.run(run_session(preset, args.say, args.trace, audio, args.wav, console))
+        return asyncio.run(run_session(preset, args.say, args.trace, audio, args.wav, console,
+                                       mic=args.mic, mic_file=args.mic_file, mode=args.mode))
     except PresetError as exc:
         console.note(f"error: {exc}")
         return EXIT_USAGE

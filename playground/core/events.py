@@ -31,6 +31,13 @@ ERROR = "error"
 TURN_CANCELLED = "turn.cancelled"
 TURN_SUMMARY = "turn.summary"
 CONFIG_CHANGE = "config.change"
+# Spoken input: the VAD's speech start / end, interim and final transcripts (in the turn they
+# started, t_ms relative to its t0 = end of speech detected), and the mic's state (session).
+VAD_SPEECH_START = "vad.speech_start"
+VAD_SPEECH_END = "vad.speech_end"
+STT_INTERIM = "stt.interim"
+STT_FINAL = "stt.final"
+MIC = "mic"
 
 # Turn number used for events that belong to the session, not to a turn
 # (opening the TTS session, a reconnect between turns). Their t_ms counts from

@@ -16,6 +16,7 @@ from playground.core import events as ev
 
 # Metric key -> label shown to users (the seed's names).
 METRIC_LABELS: dict[str, str] = {
+    "vad_end": "VAD_END",
     "stt": "STT",
     "llm_ttft": "LLM_TTFT",
     "ttfs": "TTFS",
@@ -27,6 +28,7 @@ METRIC_LABELS: dict[str, str] = {
     "e2e_total": "E2E_TOTAL",
     "chunker_wait": "TTFS-LLM_TTFT",
     "handoff": "TTFT_TTS-TTFS",
+    "user_latency": "USER_LATENCY",
 }
 
 TTS_PATHS = ("persistent", "reconnected", "fallback_rest")
@@ -37,6 +39,9 @@ class TurnMetrics:
     turn: int
     status: str = "ok"  # ok | cancelled | error
     strategy: str | None = None
+    # spoken turns: speech end detected after the last voiced frame; end of speech -> FIRST_PLAY
+    vad_end: float | None = None
+    user_latency: float | None = None
     stt: float | None = None
     llm_ttft: float | None = None
     ttfs: float | None = None
@@ -88,8 +93,10 @@ def compute_metrics(turn_events: Iterable[ev.TraceEvent]) -> TurnMetrics:
     if start is not None:
         m.strategy = start.get("strategy")
 
-    stt_final = _first(events, "stt.final")
+    stt_final = _first(events, ev.STT_FINAL)
     m.stt = stt_final.t_ms if stt_final else None
+    speech_end = _first(events, ev.VAD_SPEECH_END)
+    last_voiced = speech_end.get("last_voiced_ms") if speech_end else None
 
     tokens = [e for e in events if e.type == ev.LLM_TOKEN and e.get("text")]
     m.tokens = len(tokens)
@@ -123,6 +130,9 @@ def compute_metrics(turn_events: Iterable[ev.TraceEvent]) -> TurnMetrics:
 
     play = _first(events, ev.PLAY_START)
     m.first_play = play.t_ms if play else None
+    # What the caller waits for: from the moment they stopped speaking, not from when it was detected.
+    m.vad_end = _diff(speech_end.t_ms if speech_end else None, last_voiced)
+    m.user_latency = _diff(m.first_play, last_voiced)
 
     m.chunker_wait = _diff(m.ttfs, m.llm_ttft)
     m.handoff = _diff(m.ttft_tts, m.ttfs)

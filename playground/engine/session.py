@@ -73,9 +73,9 @@ class _TurnState:
     audio_ms: float = 0.0  # duration of all audio handed to the output
     cancel_reason: str | None = None
     cancel_requested_at: float | None = None
-
     # (type, monotonic ms, data) of what led to the turn (a spoken turn's VAD and STT events)
     prelude: list[tuple[str, float, dict[str, Any]]] = field(default_factory=list)
+
 
 class Session:
     def __init__(
@@ -219,9 +219,9 @@ class Session:
         chunker_config = self.preset.chunker
         clock.emit(ev.TURN_START, clock.t0, text=text, input=input_kind, strategy=chunker_config.strategy,
                    chunker=dict(vars(chunker_config)))
-        user = Message("user", text)
         for type_, t_ms, data in state.prelude:
             clock.emit(type_, t_ms, **data)
+        user = Message("user", text)
         tasks: list[asyncio.Task[Any]] = []
         try:
             await self.tts.begin_turn(clock.turn)
