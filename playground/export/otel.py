@@ -1,0 +1,373 @@
+"""OpenTelemetry: the session as spans `session` > `turn` > `stt` / `llm` / `chunker` / `tts` /
+`playback`, the last three with one child span per chunk, built with the official SDK.
+
+The LLM span follows the GenAI semantic conventions (gen_ai.operation.name, provider,
+request model and parameters, usage, finish reasons, time to first chunk). The seed's
+markers are span events, errors set the ERROR status on the span where they happened and
+on the turn. Message text is not exported (the conventions make content opt-in).
+
+Timestamps: the trace's milliseconds on the session clock plus the header's `started_at`
+(wall clock, whole seconds), in nanoseconds since the epoch.
+
+Two outputs: an OTLP/JSON file (the protobuf JSON mapping of ExportTraceServiceRequest,
+with trace and span ids as hex as OTLP/JSON requires), and OTLP/HTTP (protobuf) to a
+collector with the SDK's exporter.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import importlib
+import json
+import logging
+import random
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from playground import __version__
+from playground.core.events import CONFIG_CHANGE, TRACE_VERSION
+from playground.export.atomic import atomic_open
+from playground.export.timeline import (
+    CHUNKER,
+    LLM,
+    PLAYBACK,
+    STT,
+    TTS,
+    Mark,
+    Progress,
+    SessionLayout,
+    Span,
+    TurnLayout,
+)
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+SERVICE_NAME = "playground"
+BATCH_SPANS = 512  # spans per OTLP/HTTP request, the SDK batch processor's default
+COLLECTOR_TIMEOUT_S = 10.0
+# gen_ai.provider.name well-known values, by the host an OpenAI-compatible base_url points at.
+_PROVIDER_BY_HOST = {"api.openai.com": "openai", "api.x.ai": "x_ai", "api.groq.com": "groq",
+                     "api.deepseek.com": "deepseek", "api.mistral.ai": "mistral_ai", "api.anthropic.com": "anthropic",
+                     "api.perplexity.ai": "perplexity"}
+# Lanes drawn as a group span under the turn with one child span per chunk: lane -> span names.
+_GROUPS = {CHUNKER: "chunker", TTS: "tts", PLAYBACK: "playback"}
+_CHILD_NAMES = {CHUNKER: "chunk", TTS: "tts.chunk", PLAYBACK: "play.chunk"}
+
+
+def _require_sdk() -> None:
+    for module in ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.http"):
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise RuntimeError(f"OpenTelemetry export needs opentelemetry-sdk and opentelemetry-exporter-otlp-proto-http "
+                               f"({exc}); reinstall the playground: pip install -e .") from None
+
+
+def epoch_ns(header: dict[str, Any]) -> int:
+    """The session's start in nanoseconds since the epoch, from the header's `started_at`."""
+    started = header.get("started_at")
+    if not started:
+        raise ValueError("the trace's session header has no started_at: OpenTelemetry needs wall-clock times")
+    try:
+        when = datetime.datetime.fromisoformat(str(started))
+    except ValueError:
+        raise ValueError(f"the trace's session header has started_at {started!r}, not an ISO 8601 time") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000
+
+
+_PRIMITIVES = (str, bool, int, float)
+
+
+def _primitive_list(value: Any) -> bool:
+    return isinstance(value, list) and len({type(v) for v in value}) == 1 and isinstance(value[0], _PRIMITIVES)
+
+
+def _attributes(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Trace data as OpenTelemetry attributes: nested dicts flattened with dots, None dropped,
+    lists of one primitive type kept, anything else as JSON text."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if value is None or value == []:
+            continue
+        if isinstance(value, dict):
+            out.update(_attributes(value, name + "."))
+        elif isinstance(value, _PRIMITIVES) or _primitive_list(value):
+            out[name] = value
+        else:
+            out[name] = json.dumps(value, ensure_ascii=False)
+    return out
+
+
+def provider_name(provider: str, base_url: str) -> str:
+    """gen_ai.provider.name: the well-known value for a known API host, else the playground's provider."""
+    return _PROVIDER_BY_HOST.get(urlsplit(base_url).hostname or "", provider)
+
+
+def _llm_attributes(span: Span, llm_config: dict[str, Any], first_chunk_ms: float | None) -> dict[str, Any]:
+    args = span.args
+    provider = str(args.get("provider") or llm_config.get("provider", "?"))
+    system = provider_name(provider, str(llm_config.get("base_url", "")))
+    attrs: dict[str, Any] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": system,
+        "gen_ai.system": system,  # the name before gen_ai.provider.name, still what many backends read
+        "gen_ai.request.model": str(args.get("model") or llm_config.get("model", "?")),
+    }
+    for key, attr in (("temperature", "gen_ai.request.temperature"), ("max_tokens", "gen_ai.request.max_tokens")):
+        if isinstance(llm_config.get(key), (int, float)):
+            attrs[attr] = llm_config[key]
+    usage = args.get("usage") or {}
+    input_tokens = usage.get("prompt_tokens", usage.get("input_tokens"))
+    output_tokens = usage.get("completion_tokens", usage.get("output_tokens"))
+    if output_tokens is None and provider == "local":
+        output_tokens = args.get("tokens")  # llama.cpp streams exactly one token per piece
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+    for attr, value in (("gen_ai.usage.input_tokens", input_tokens), ("gen_ai.usage.output_tokens", output_tokens),
+                        ("gen_ai.usage.cache_read.input_tokens", cached)):
+        if isinstance(value, int):
+            attrs[attr] = value
+    if args.get("finish_reason"):
+        attrs["gen_ai.response.finish_reasons"] = [str(args["finish_reason"])]
+    if first_chunk_ms is not None:  # seconds from the request, as the convention has it
+        attrs["gen_ai.response.time_to_first_chunk"] = round(first_chunk_ms / 1000.0, 6)
+    attrs.update(_attributes({k: v for k, v in args.items() if k not in ("provider", "model", "usage")},
+                             "playground.llm."))
+    return attrs
+
+
+def _seeded_ids(seed: str) -> IdGenerator:
+    """Trace and span ids drawn from a generator seeded by the session: exporting the same
+    trace twice gives the same ids, so a collector sees one trace, not two copies."""
+    from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+    rng = random.Random(seed)
+
+    class SeededIds(IdGenerator):
+        def generate_span_id(self) -> int:
+            return rng.getrandbits(64) or 1
+
+        def generate_trace_id(self) -> int:
+            return rng.getrandbits(128) or 1
+
+    return SeededIds()
+
+
+class _SpanWriter:
+    """Creates the SDK spans of one session with the trace's own timestamps."""
+
+    def __init__(self, header: dict[str, Any], layout: SessionLayout) -> None:
+        from opentelemetry import trace
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+            InMemorySpanExporter,
+        )
+
+        self.trace_api = trace
+        self.base_ns = epoch_ns(header)
+        self.header = header
+        self.layout = layout
+        seed = json.dumps([header.get("started_at"), header.get("preset", {}).get("name"), len(layout.turns),
+                           layout.end_ms])
+        self.provider = TracerProvider(
+            resource=Resource.create({"service.name": SERVICE_NAME,
+                                      "service.version": str(header.get("playground", ""))}),
+            id_generator=_seeded_ids(seed), shutdown_on_exit=False)
+        self.collected = InMemorySpanExporter()
+        self.provider.add_span_processor(SimpleSpanProcessor(self.collected))
+        self.tracer = self.provider.get_tracer("playground.export", __version__)
+
+    def ns(self, ms: float) -> int:
+        return self.base_ns + round(ms * 1_000_000)
+
+    def start(self, name: str, parent: Any, start_ms: float, attributes: dict[str, Any], **kwargs: Any) -> Any:
+        context = self.trace_api.set_span_in_context(parent) if parent is not None else None
+        return self.tracer.start_span(name, context=context, start_time=self.ns(start_ms), attributes=attributes,
+                                      **kwargs)
+
+    def add_marks(self, span: Any, marks: Iterable[Mark], turn_span: Any = None) -> None:
+        from opentelemetry.trace import Status, StatusCode
+
+        for mark in marks:
+            span.add_event(mark.name, _attributes(mark.args), timestamp=self.ns(mark.t_ms))
+            if mark.name.startswith("error"):
+                status = Status(StatusCode.ERROR, str(mark.args.get("message", "")))
+                for target in (span, turn_span):
+                    if target is not None:
+                        target.set_status(status)
+
+    def session(self, progress: Progress | None) -> Sequence[ReadableSpan]:
+        header, layout = self.header, self.layout
+        preset = header.get("preset", {})
+        providers = header.get("providers", {})
+        session = self.start("session", None, 0.0, _attributes({
+            "preset": preset.get("name"), "trace_version": header.get("version", TRACE_VERSION),
+            "started_at": header.get("started_at"), "llm": providers.get("llm"), "tts": providers.get("tts"),
+            "audio": providers.get("audio"), "turns": len(layout.turns)}, "playground.session."))
+        self.add_marks(session, layout.marks)
+        # The LLM settings in force for each turn: the header's preset, then any config.change before it.
+        llm_config = dict(preset.get("llm", {}))
+        changes = sorted((m for m in layout.marks if m.name == CONFIG_CHANGE), key=lambda m: m.t_ms)
+        for index, turn in enumerate(layout.turns):
+            while changes and changes[0].t_ms <= turn.span.start_ms:
+                for key, value in (changes.pop(0).args.get("changes") or {}).items():
+                    if key.startswith("llm."):
+                        llm_config[key.removeprefix("llm.")] = value
+            self.turn(session, turn, llm_config)
+            if progress is not None and index % 20 == 19:
+                progress("otel: spans", (index + 1) / len(layout.turns))
+        session.end(end_time=self.ns(layout.end_ms))
+        self.provider.shutdown()
+        return self.collected.get_finished_spans()
+
+    def turn(self, session: Any, turn: TurnLayout, llm_config: dict[str, Any]) -> None:
+        from opentelemetry.trace import SpanKind
+
+        m = turn.metrics
+        attributes = _attributes({"number": turn.number, "status": m.status, "strategy": m.strategy,
+                                  "tts_path": m.tts_path, "tts_path_reason": m.tts_path_reason,
+                                  "budget_misses": sorted(turn.misses)}, "playground.turn.")
+        attributes.update(_attributes({k: v for k, v in m.to_json().items() if k not in (
+            "status", "strategy", "tts_path", "tts_path_reason", "errors", "handoffs")}, "playground.metrics."))
+        turn_span = self.start("turn", session, turn.span.start_ms, attributes)
+        # The span each lane's marks go to (a lane without one: the turn), and when it ends.
+        targets: dict[str, tuple[Any, float]] = {}
+        for lane, name in _GROUPS.items():
+            members = [s for s in turn.children if s.lane == lane]
+            if members:
+                group = self.start(name, turn_span, min(s.start_ms for s in members), {"playground.chunks": len(members)})
+                for member in members:
+                    child = self.start(_CHILD_NAMES[lane], group, member.start_ms,
+                                       _attributes(member.args, "playground.chunk."))
+                    child.end(end_time=self.ns(member.end_ms))
+                targets[lane] = (group, max(s.end_ms for s in members))
+        for span in turn.children:
+            if span.lane == LLM:
+                request_ms = span.start_ms - turn.offset_ms
+                first_chunk = None if m.llm_ttft is None else m.llm_ttft - request_ms
+                llm = self.start("llm", turn_span, span.start_ms, _llm_attributes(span, llm_config, first_chunk),
+                                 kind=SpanKind.CLIENT)
+                targets[LLM] = (llm, span.end_ms)
+            elif span.lane == STT:
+                stt = self.start(span.name, turn_span, span.start_ms, _attributes(span.args, "playground.stt."))
+                if STT in targets:  # speech, then stt: the lane's marks go to stt
+                    previous, end = targets[STT]
+                    previous.end(end_time=self.ns(end))
+                targets[STT] = (stt, span.end_ms)
+        # Tokens are left out: the LLM span carries their count, 40,000 span events would drown the trace.
+        marks = [mark for mark in turn.marks if mark.name != "token"]
+        self.add_marks(turn_span, (mark for mark in marks if mark.lane not in targets))
+        for lane, (span, end) in targets.items():
+            self.add_marks(span, (mark for mark in marks if mark.lane == lane), turn_span)
+            span.end(end_time=self.ns(end))
+        turn_span.end(end_time=self.ns(turn.span.end_ms))
+
+
+def build_spans(header: dict[str, Any], layout: SessionLayout, progress: Progress | None = None
+                ) -> Sequence[ReadableSpan]:
+    """The session's spans, finished, with the trace's timestamps."""
+    _require_sdk()
+    return _SpanWriter(header, layout).session(progress)
+
+
+def _hex_ids(request: dict[str, Any]) -> None:
+    """OTLP/JSON carries trace and span ids as hex, where the protobuf JSON mapping has base64."""
+    for resource_spans in request.get("resourceSpans", []):
+        for scope_spans in resource_spans.get("scopeSpans", []):
+            for span in scope_spans.get("spans", []):
+                for holder in (span, *span.get("links", [])):
+                    for key in ("traceId", "spanId", "parentSpanId"):
+                        if key in holder:
+                            holder[key] = base64.b64decode(holder[key]).hex()
+
+
+def otlp_json(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
+    """The spans as an OTLP/JSON ExportTraceServiceRequest."""
+    from google.protobuf.json_format import MessageToDict
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    request = MessageToDict(encode_spans(spans), use_integers_for_enums=True)
+    _hex_ids(request)
+    return request
+
+
+def write_otlp_json(path: Path, spans: Sequence[ReadableSpan]) -> None:
+    text = json.dumps(otlp_json(spans), ensure_ascii=False, separators=(",", ":"))  # json.dumps: only its one-shot encoder is the C one
+    with atomic_open(path) as f:
+        f.write(text)
+
+
+def traces_url(endpoint: str) -> str:
+    """The OTLP/HTTP traces URL: a bare collector address gets the standard /v1/traces path."""
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"--otlp-endpoint {endpoint!r}: expected an http(s) URL such as http://127.0.0.1:4318")
+    return endpoint.rstrip("/") + "/v1/traces" if parts.path in ("", "/") else endpoint
+
+
+class _ExporterMessages(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def reason(self) -> str:
+        """The most telling of what the exporter said: an OS error (refused, unreachable), else its last
+        specific message (an HTTP status), else its summary."""
+        for message in self.messages:
+            if found := re.search(r"\[Errno -?\d+\][^'\")]+", message):
+                return found.group(0).strip()
+        specific = [m for m in self.messages if "due to timeout" not in m]
+        return (specific or self.messages or ["no reason given"])[-1]
+
+
+@contextmanager
+def _exporter_messages() -> Iterator[_ExporterMessages]:
+    """The SDK's exporter reports failures only by logging: keep its messages for our error, and
+    off stderr (the command prints one line of its own)."""
+    handler = _ExporterMessages()
+    loggers = [logging.getLogger(name) for name in ("opentelemetry.exporter.otlp.proto.http",
+                                                      "opentelemetry.exporter.otlp.common")]
+    saved = [(lg, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.propagate = False
+    try:
+        yield handler
+    finally:
+        for lg, propagate in saved:
+            lg.removeHandler(handler)
+            lg.propagate = propagate
+
+
+def send_otlp(endpoint: str, spans: Sequence[ReadableSpan], progress: Progress | None = None,
+              timeout_s: float = COLLECTOR_TIMEOUT_S) -> None:
+    """Sends the spans to an OTLP/HTTP collector; raises OSError naming the collector if it fails."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    url = traces_url(endpoint)
+    exporter = OTLPSpanExporter(endpoint=url, timeout=timeout_s)
+    try:
+        with _exporter_messages() as messages:
+            for start in range(0, len(spans), BATCH_SPANS):
+                if exporter.export(spans[start:start + BATCH_SPANS]) is not SpanExportResult.SUCCESS:
+                    raise OSError(f"OTLP collector {url} did not accept the spans "
+                                  f"({messages.reason()}); is it running and reachable?")
+                if progress is not None:
+                    progress(f"otel: sent to {url}", min(1.0, (start + BATCH_SPANS) / len(spans)))
+    finally:
+        exporter.shutdown()
