@@ -36,6 +36,7 @@ import asyncio
 import base64
 import json
 import re
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,6 +115,8 @@ class ElevenLabsServer:
         self._runner: web.AppRunner | None = None
         self._faults: list[Fault] = []
         self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._text_locks: dict[tuple[str, int], threading.Lock] = {}
         self._connections: set[_Connection] = set()
         # What clients did, for tests and for `serve-tts` users reading the log.
         self.connections = 0
@@ -155,16 +158,22 @@ class ElevenLabsServer:
     def speech(self, text: str, rate: int) -> np.ndarray:
         """The audio this server speaks for `text` at `rate` (int16), always the same."""
         key = (text, rate)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        assert self.voice is not None
-        pieces = list(self.voice.synthesize(text, rate))
-        audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
-        self._cache[key] = audio
-        if len(self._cache) > CACHE_ENTRIES:
-            self._cache.popitem(last=False)
-        return audio
+        with self._cache_lock:
+            lock = self._text_locks.setdefault(key, threading.Lock())
+        with lock:  # two contexts asking for the same text at once get the same audio
+            with self._cache_lock:
+                if key in self._cache:
+                    self._cache.move_to_end(key)
+                    return self._cache[key]
+            assert self.voice is not None
+            pieces = list(self.voice.synthesize(text, rate))
+            audio = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int16)
+            with self._cache_lock:
+                self._cache[key] = audio
+                if len(self._cache) > CACHE_ENTRIES:
+                    evicted, _ = self._cache.popitem(last=False)
+                    self._text_locks.pop(evicted, None)
+            return audio
 
     # -- handshake -----------------------------------------------------------------------
 

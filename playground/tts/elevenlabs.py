@@ -42,6 +42,11 @@ _KNOWN_KEYS = {"audio", "isFinal", "is_final", "alignment", "normalizedAlignment
                "contextId", "context_id", "error", "message", "code"}
 
 
+def _with_one_space(text: str) -> str:
+    """ElevenLabs wants text to end with one space (the same text over WebSocket and REST)."""
+    return text.strip() + " "
+
+
 def parse_alignment(raw: Any) -> dict[str, list] | None:
     """ElevenLabs alignment as {"chars", "start_ms", "duration_ms"}; None when absent or unusable.
     Accepts `charDurationsMs` (SDKs) and `charsDurationsMs` (the AsyncAPI spec)."""
@@ -113,7 +118,7 @@ class ElevenLabsSession(WebSocketTTSSession):
         return [self._init()]
 
     def chunk_messages(self, context: str, text: str) -> list[Message]:
-        message: dict[str, Any] = {"text": text.strip() + " "}  # ElevenLabs wants text ending in one space
+        message: dict[str, Any] = {"text": _with_one_space(text)}
         if self.multi:
             message["context_id"] = context
         if self.config.flush_chunks:
@@ -164,7 +169,7 @@ class ElevenLabsSession(WebSocketTTSSession):
         url = f"{self.base_url('http')}{self._voice_path()}/stream"
         async with client.stream("POST", url, params={"output_format": self.config.output_format},
                                  headers=self.websocket_headers(self.key),
-                                 json={"text": text, "model_id": self.model,
+                                 json={"text": _with_one_space(text), "model_id": self.model,
                                        "voice_settings": self._voice_settings()}) as response:
             if response.status_code >= 400:
                 await response.aread()

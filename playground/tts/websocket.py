@@ -561,8 +561,8 @@ class WebSocketTTSSession:
             self._last_write = now_ms()
 
     async def _keep_alive(self) -> None:
-        interval = self.config.keepalive_ms
         while True:
+            interval = self.config.keepalive_ms
             await asyncio.sleep(max(50.0, interval - (now_ms() - self._last_write)) / 1000.0)
             if self._ws is None or now_ms() - self._last_write < interval:
                 continue

@@ -1,0 +1,302 @@
+"""The persistent WebSocket TTS session under faults, in full engine turns against the loopback
+ElevenLabs server on real sockets: the session survives, the turn records what happened, no
+audio is repeated or lost across a reconnect, and the next turn works."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from playground.core import events as ev
+from playground.servers.elevenlabs import ElevenLabsServer, Fault
+from playground.tts.base import TTSError
+from tests.tts.loopback import (
+    REPLY,
+    SHORT_REPLY,
+    assert_audio_exact,
+    open_loopback_session,
+    replay,
+    run_turn,
+    session_events,
+)
+
+pytestmark = pytest.mark.models  # the loopback server speaks with the Piper voice
+
+
+@pytest.fixture
+async def server():
+    server = ElevenLabsServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def test_opened_before_the_first_turn_and_reused(server):
+    session, tap = await open_loopback_session(server)
+    try:
+        opened = [e for e in session.trace.events if e.type == ev.TTS_SESSION and e.get("action") == "open"]
+        assert len(opened) == 1 and opened[0].turn == ev.SESSION_TURN and opened[0].get("path") == "persistent"
+        m1 = await run_turn(session)
+        m2 = await run_turn(session)
+    finally:
+        await session.close()
+    assert server.connections == 1  # one handshake, before turn 1
+    for turn, m in ((1, m1), (2, m2)):
+        assert m.status == "ok" and m.tts_path == "persistent", m.errors
+        assert m.ttft_tts < m.ttfa
+        assert_audio_exact(session, tap, server, turn)
+    reuse = session_events(session, 2, "reuse")[0]
+    assert reuse.get("turns_served") == 2 and reuse.get("age_ms") > 0
+    # One context per turn, each closed at the end of its reply; alignment reaches the trace.
+    contexts = [m["context_id"] for m in server.received if m.get("close_context")]
+    assert contexts == ["turn-1", "turn-2"]
+    audio = [e for e in session.trace.turn_events(1) if e.type == ev.TTS_AUDIO]
+    assert all(e.get("alignment") and e.get("alignment")["chars"] for e in audio)
+
+
+@pytest.mark.parametrize("code, reason", [(1006, "1006"), (1008, "input_timeout_exceeded")])
+async def test_server_close_mid_reply_resumes_on_a_new_connection(server, code, reason):
+    session, tap = await open_loopback_session(server)
+    try:
+        server.inject(Fault("close", after_frames=1, code=code))
+        m1 = await run_turn(session)
+        m2 = await run_turn(session)
+    finally:
+        await session.close()
+    assert m1.status == "ok" and m1.tts_path == "reconnected" and reason in m1.tts_path_reason, m1.errors
+    reconnect = session_events(session, 1, "reconnect")[0]
+    assert reconnect.get("resumed_chunks")[0] == 0 and reconnect.get("downtime_ms") < 1000
+    assert_audio_exact(session, tap, server, 1)  # the re-sent chunk's first samples were not repeated
+    assert m2.status == "ok" and m2.tts_path == "persistent"
+    assert_audio_exact(session, tap, server, 2)
+    assert server.connections == 2
+
+
+async def test_server_close_mid_reply_with_rest_for_the_rest_of_the_turn(server):
+    session, tap = await open_loopback_session(server, "tts.on_disconnect=rest")
+    try:
+        server.inject(Fault("close", after_frames=1, code=1006))
+        m1 = await run_turn(session)
+        m2 = await run_turn(session)
+    finally:
+        await session.close()
+    assert m1.status == "ok" and m1.tts_path == "fallback_rest", m1.errors
+    fallback = session_events(session, 1, "fallback")[0]
+    assert "1006" in fallback.get("reason") and "on_disconnect = rest" in fallback.get("reason")
+    assert [r["text"].strip() for r in server.rest_requests][:1] == [fallback_text(session)]
+    assert_audio_exact(session, tap, server, 1)
+    assert m2.status == "ok" and m2.tts_path == "persistent"  # reconnected in the background meanwhile
+    assert_audio_exact(session, tap, server, 2)
+
+
+def fallback_text(session) -> str:
+    return next(e.get("text") for e in session.trace.turn_events(1) if e.type == ev.CHUNK and e.get("index") == 0)
+
+
+async def test_stall_is_treated_as_a_dead_connection(server):
+    session, tap = await open_loopback_session(server, "tts.stall_timeout_ms=1000")
+    try:
+        server.inject(Fault("stall", after_frames=1, seconds=5.0))
+        m1 = await run_turn(session, limit_s=15)
+        m2 = await run_turn(session)
+    finally:
+        await session.close()
+    assert m1.status == "ok" and m1.tts_path == "reconnected" and "stall" in m1.tts_path_reason, m1.errors
+    # detected after the 1 s stall timeout, not after the server's 5 s stall
+    assert m1.e2e_total - m1.ttfa < 4500
+    assert_audio_exact(session, tap, server, 1)
+    assert m2.status == "ok" and m2.tts_path == "persistent"
+    assert_audio_exact(session, tap, server, 2)
+
+
+@pytest.mark.parametrize("kind, warning", [("malformed", "malformed"), ("unknown", "unknown message")])
+async def test_malformed_and_unknown_messages_are_skipped_and_reported(server, kind, warning):
+    session, tap = await open_loopback_session(server)
+    try:
+        server.inject(Fault(kind, after_frames=1))
+        m1 = await run_turn(session)
+        m2 = await run_turn(session)
+    finally:
+        await session.close()
+    assert m1.status == "ok" and m1.tts_path == "persistent", m1.errors
+    warnings = session_events(session, 1, "warning")
+    assert len(warnings) == 1 and warning in warnings[0].get("message")
+    assert_audio_exact(session, tap, server, 1)
+    assert m2.status == "ok"
+    assert_audio_exact(session, tap, server, 2)
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize("audio, detail", [("mp3", "MP3 bytes"), ("rate", "sample rate")])
+async def test_audio_in_the_wrong_format_is_never_played(server, audio, detail):
+    session, tap = await open_loopback_session(server)
+    try:
+        server.inject(Fault("wrong_format", after_frames=1, audio=audio))
+        m1 = await run_turn(session)
+        m2 = await run_turn(session)
+    finally:
+        await session.close()
+    assert m1.status == "ok" and m1.tts_path == "fallback_rest", m1.errors
+    assert "wrong audio format" in m1.tts_path_reason and detail in m1.tts_path_reason
+    assert_audio_exact(session, tap, server, 1)  # the good first message, then the rest over REST
+    assert m2.status == "ok" and m2.tts_path == "persistent"
+    assert_audio_exact(session, tap, server, 2)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_handshake_refusal_is_named_at_open(server, status, monkeypatch):
+    monkeypatch.setenv("LOOPBACK_TTS_KEY", "not-the-key")
+    server.inject(Fault("reject", status=status))
+    with pytest.raises(TTSError) as failure:
+        async with asyncio.timeout(10):
+            await open_loopback_session(server, "tts.api_key_env=LOOPBACK_TTS_KEY")
+    message = str(failure.value)
+    assert "elevenlabs" in message and "LOOPBACK_TTS_KEY" in message and f"HTTP {status}" in message
+
+
+async def test_wrong_key_refused_by_the_server(monkeypatch):
+    server = ElevenLabsServer(api_key="right-key")
+    await server.start()
+    monkeypatch.setenv("LOOPBACK_TTS_KEY", "wrong-key")
+    try:
+        with pytest.raises(TTSError, match="refused the API key from LOOPBACK_TTS_KEY.*HTTP 401.*invalid_api_key"):
+            async with asyncio.timeout(10):
+                await open_loopback_session(server, "tts.api_key_env=LOOPBACK_TTS_KEY")
+        monkeypatch.setenv("LOOPBACK_TTS_KEY", "right-key")
+        session, _ = await open_loopback_session(server, "tts.api_key_env=LOOPBACK_TTS_KEY", reply=SHORT_REPLY)
+        try:
+            assert (await run_turn(session)).status == "ok"
+        finally:
+            await session.close()
+    finally:
+        await server.stop()
+
+
+async def test_failed_reconnect_falls_back_to_rest_and_says_why(server):
+    session, tap = await open_loopback_session(server)
+    try:
+        server.inject(Fault("close", after_frames=1, code=1006))
+        server.inject(Fault("reject", status=403))  # the reconnect is refused: retrying a refused key is useless
+        m1 = await run_turn(session)
+        m2 = await run_turn(session)
+    finally:
+        await session.close()
+    assert m1.status == "ok" and m1.tts_path == "fallback_rest", m1.errors
+    assert "reconnecting failed" in m1.tts_path_reason and "HTTP 403" in m1.tts_path_reason
+    assert_audio_exact(session, tap, server, 1)
+    # Turn 2 starts with no connection: it goes over REST at once, and reconnects behind it.
+    assert m2.status == "ok" and m2.tts_path == "fallback_rest" and "not connected" in m2.tts_path_reason
+    assert_audio_exact(session, tap, server, 2)
+    assert server.connections == 2
+
+
+async def test_reconnect_failure_with_fallback_none_fails_the_turn_not_the_session(server):
+    session, tap = await open_loopback_session(server, "tts.fallback=none")
+    try:
+        server.inject(Fault("close", after_frames=1, code=1006))
+        server.inject(Fault("reject", status=403))
+        m1 = await run_turn(session)
+        m2 = await run_turn(session)  # no connection at its start: fails at once, reconnects behind it
+        async with asyncio.timeout(5):
+            while not [e for e in session.trace.events if e.get("action") == "reconnect"]:
+                await asyncio.sleep(0.02)
+        m3 = await run_turn(session)
+    finally:
+        await session.close()
+    assert m1.status == "error" and any("tts.fallback = none" in e for e in m1.errors)
+    assert m2.status == "error" and any("not connected" in e for e in m2.errors)
+    assert m3.status == "ok" and m3.tts_path == "reconnected", m3.errors
+    assert_audio_exact(session, tap, server, 3)
+
+
+async def test_idle_session_keeps_its_connection_with_keepalives(server):
+    # The server's real inactivity timeout, set short (2 s); keep-alives every 0.5 s; idle for 3 timeouts.
+    session, tap = await open_loopback_session(server, "tts.inactivity_timeout_s=2", "tts.keepalive_ms=500",
+                                               reply=SHORT_REPLY)
+    try:
+        m1 = await run_turn(session)
+        await asyncio.sleep(6.0)
+        m2 = await run_turn(session)
+    finally:
+        await session.close()
+    assert server.connections == 1
+    assert not [e for e in session.trace.events if e.get("action") in ("reconnect", "fallback")]
+    keepalives = [e for e in session.trace.events if e.type == ev.TTS_SESSION and e.get("action") == "keepalive"]
+    assert len(keepalives) >= 8
+    assert {"text": ""} in server.received  # the no-context form between turns
+    assert m1.status == m2.status == "ok" and m2.tts_path == "persistent"
+    assert_audio_exact(session, tap, server, 2)
+
+
+async def test_without_keepalives_the_server_closes_an_idle_session_and_it_reconnects(server):
+    # The counter-test: a keep-alive interval the server's timeout does not allow for (checked
+    # at open, so a preset cannot do this) shows the timeout is real and the reconnect visible.
+    session, tap = await open_loopback_session(server, "tts.inactivity_timeout_s=1", "tts.keepalive_ms=500",
+                                               reply=SHORT_REPLY)
+    session.tts.inner.config.keepalive_ms = 60_000  # after open's check: no keep-alive goes out any more
+    try:
+        await asyncio.sleep(1.6)
+        m1 = await run_turn(session)
+    finally:
+        await session.close()
+    assert m1.status == "ok" and m1.tts_path == "reconnected" and "input_timeout_exceeded" in m1.tts_path_reason
+    assert_audio_exact(session, tap, server, 1)
+
+
+async def test_barge_in_closes_the_context(server):
+    # A slow LLM: the barge-in comes while the reply is still being written (no end of reply yet).
+    session, _ = await open_loopback_session(server, llm=replay(REPLY, turns=8, gap_ms=120.0))
+    try:
+        for _ in range(7):  # more barge-ins than the 5 contexts a connection may hold open
+            task = session.start_turn("Tell me about my order.")
+            async with asyncio.timeout(10):
+                while not any(e.type == ev.TTS_AUDIO for e in session.trace.turn_events(session.turn_count)):
+                    await asyncio.sleep(0.01)
+            session.cancel_turn("barge-in")
+            assert (await task).status == "cancelled"
+        m = await run_turn(session)
+    finally:
+        await session.close()
+    closed = [msg["context_id"] for msg in server.received if msg.get("close_context")]
+    ended = [msg["context_id"] for msg in server.received if msg.get("flush") and "text" not in msg]
+    assert closed == [f"turn-{n}" for n in range(1, 9)] and ended == ["turn-8"]
+    assert m.status == "ok" and m.tts_path == "persistent" and server.connections == 1
+
+
+async def test_missing_key_is_named_at_open_before_any_connection(monkeypatch):
+    from playground.core.presets import TTSConfig
+    from playground.tts.elevenlabs import ElevenLabsSession
+
+    monkeypatch.delenv("ELEVENLABS_API_KEY", raising=False)
+    session = ElevenLabsSession(TTSConfig(provider="elevenlabs", api_key_env="ELEVENLABS_API_KEY",
+                                          base_url="https://api.elevenlabs.io", voice="21m00Tcm4TlvDq8ikWAM"))
+    with pytest.raises(TTSError, match="elevenlabs: no API key: set the environment variable ELEVENLABS_API_KEY"):
+        await session.open(lambda action, data: None)
+
+
+async def test_persistent_false_is_a_deliberate_rest_path(server):
+    session, tap = await open_loopback_session(server, "tts.persistent=false")
+    try:
+        m1 = await run_turn(session)
+    finally:
+        await session.close()
+    opened = next(e for e in session.trace.events if e.type == ev.TTS_SESSION and e.get("action") == "open")
+    assert opened.get("deliberate") and opened.get("reason") == "preset: persistent = false"
+    assert m1.status == "ok" and m1.tts_path == "fallback_rest" and m1.tts_path_reason == "preset: persistent = false"
+    assert not session_events(session, 1, "fallback")  # not reported as a fault
+    assert server.connections == 0 and len(server.rest_requests) == m1.spoken_chunks
+    assert_audio_exact(session, tap, server, 1)
+
+
+async def test_single_context_endpoint(server):
+    session, tap = await open_loopback_session(server, "tts.contexts=single")
+    try:
+        m1 = await run_turn(session)
+        m2 = await run_turn(session)
+    finally:
+        await session.close()
+    assert m1.status == m2.status == "ok" and m2.tts_path == "persistent", (m1.errors, m2.errors)
+    assert_audio_exact(session, tap, server, 1)
+    assert_audio_exact(session, tap, server, 2)
+    assert server.connections == 1 and not any("context_id" in m for m in server.received)
