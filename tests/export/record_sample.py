@@ -4,6 +4,12 @@ answered turns with replies long enough to give ~150 events each, and one turn c
 mid-playback as a user pressing Esc would.
 
     .venv/bin/python tests/export/record_sample.py      # about 3 minutes on 2 cores
+
+tests/export/data/voice.jsonl, the spoken turn, was recorded with the CLI from speech that
+Piper made (tests/speech.py: 0.5 s silence, "What time does the museum open on Sunday?", 1.5 s
+silence):
+
+    playground run --mic-file question.wav --mode hands_free --no-audio --set llm.max_tokens=30 --trace voice.jsonl
 """
 
 from __future__ import annotations

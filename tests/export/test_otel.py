@@ -1,0 +1,222 @@
+"""OpenTelemetry export: the OTLP/JSON file, and OTLP/HTTP to a real receiver on 127.0.0.1
+that decodes each request with opentelemetry-proto."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import socket
+import threading
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
+
+import pytest
+from google.protobuf.json_format import ParseDict
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+
+from playground.core import events as ev
+from playground.export import otel
+from playground.export.formats import ExportJob, export
+from tests.export.conftest import SESSION, TWO_TURNS, VOICE, load, long_session
+
+SPAN_KIND_CLIENT = 3
+STATUS_CODE_ERROR = 2
+
+
+def spans_of(request: dict) -> list[dict]:
+    return [s for rs in request["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"]]
+
+
+def attrs(span: dict) -> dict:
+    def value(v):
+        kind, inner = next(iter(v.items()))
+        if kind == "arrayValue":
+            return [value(x) for x in inner.get("values", [])]
+        return int(inner) if kind == "intValue" else inner
+
+    return {a["key"]: value(a["value"]) for a in span.get("attributes", [])}
+
+
+def otlp_file(tmp_path, path_of_trace) -> dict:
+    header, events = load(path_of_trace)
+    path = export("otel", tmp_path / "trace.otlp.json", header, events)
+    return json.loads(path.read_bytes())
+
+
+def test_span_tree_attributes_and_times(tmp_path):
+    request = otlp_file(tmp_path, SESSION)
+    spans = spans_of(request)
+    by_id = {s["spanId"]: s for s in spans}
+    assert all(re.fullmatch(r"[0-9a-f]{16}", s["spanId"]) and re.fullmatch(r"[0-9a-f]{32}", s["traceId"])
+               for s in spans)
+    assert len({s["traceId"] for s in spans}) == 1
+
+    def parent(span):
+        return by_id[span["parentSpanId"]]["name"]
+
+    (session,) = [s for s in spans if "parentSpanId" not in s]
+    assert session["name"] == "session"
+    expected_parent = {"turn": "session", "llm": "turn", "chunker": "turn", "tts": "turn", "playback": "turn",
+                       "chunk": "chunker", "tts.chunk": "tts", "play.chunk": "playback"}
+    for span in spans:
+        if span is not session:
+            assert parent(span) == expected_parent[span["name"]], span["name"]
+            up = by_id[span["parentSpanId"]]
+            assert int(up["startTimeUnixNano"]) <= int(span["startTimeUnixNano"]) <= int(span["endTimeUnixNano"])
+            assert int(span["endTimeUnixNano"]) <= int(up["endTimeUnixNano"])
+    header, events = load(SESSION)
+    counts = Counter(s["name"] for s in spans)
+    assert counts["turn"] == 5 and counts["llm"] == 5
+    assert counts["chunk"] == sum(e.type == ev.CHUNK for e in events)
+    assert counts["tts.chunk"] == sum(e.type == ev.TTS_SEND for e in events)
+    assert counts["play.chunk"] == sum(e.type == ev.PLAY_START for e in events)
+
+    # Wall-clock times: the header's started_at plus the session clock.
+    base = otel.epoch_ns(header)
+    assert int(session["startTimeUnixNano"]) == base
+    layout = ExportJob(header, events).layout
+    turns = sorted((s for s in spans if s["name"] == "turn"), key=lambda s: int(s["startTimeUnixNano"]))
+    assert [int(t["startTimeUnixNano"]) for t in turns] == [base + round(t.span.start_ms * 1e6) for t in layout.turns]
+
+    # The LLM span speaks the GenAI conventions.
+    done = [e for e in events if e.type == ev.LLM_DONE]
+    llms = sorted((s for s in spans if s["name"] == "llm"), key=lambda s: int(s["startTimeUnixNano"]))
+    first = attrs(llms[0])
+    assert llms[0]["kind"] == SPAN_KIND_CLIENT
+    assert first["gen_ai.operation.name"] == "chat" and first["gen_ai.provider.name"] == "local"
+    assert first["gen_ai.request.model"] == "smollm2-135m-instruct"
+    assert first["gen_ai.request.max_tokens"] == header["preset"]["llm"]["max_tokens"]
+    assert first["gen_ai.usage.output_tokens"] == done[0].get("tokens") == 120
+    assert first["gen_ai.response.finish_reasons"] == ["length"]
+    assert first["gen_ai.response.time_to_first_chunk"] == pytest.approx(
+        (layout.turns[0].metrics.llm_ttft - 0.1) / 1000, abs=1e-3)
+
+    # Turn 4 was cancelled: said on the turn, with the cancel as its event.
+    turn4 = turns[3]
+    assert attrs(turn4)["playground.turn.status"] == "cancelled"
+    assert "turn.cancelled" in {e["name"] for e in turn4.get("events", [])}
+    assert attrs(turns[0])["playground.metrics.ttfs"] == pytest.approx(layout.turns[0].metrics.ttfs, abs=1e-3)
+    tts_group = next(s for s in spans if s["name"] == "tts" and s["parentSpanId"] == turns[0]["spanId"])
+    assert {"TTFT_TTS", "TTFA"} <= {e["name"] for e in tts_group["events"]}
+
+
+def test_file_is_the_protobuf_json_mapping_with_hex_ids(tmp_path):
+    header, events = load(TWO_TURNS)
+    job = ExportJob(header, events)
+    spans = otel.build_spans(job.header, job.layout)
+    request = otel.otlp_json(spans)
+    # Back to the protobuf JSON mapping (base64 ids), parsed by protobuf: the same message the encoder made.
+    for span in spans_of(request):
+        for key in ("traceId", "spanId", "parentSpanId"):
+            if key in span:
+                span[key] = base64.b64encode(bytes.fromhex(span[key])).decode()
+    assert ParseDict(request, ExportTraceServiceRequest()) == encode_spans(spans)
+
+
+def test_errors_and_spoken_turns(tmp_path):
+    header, events = load(TWO_TURNS)
+    cut = next(i for i, e in enumerate(events) if e.turn == 2 and e.type == ev.TTS_AUDIO)
+    failed = [*events[:cut + 1], ev.TraceEvent(2, events[cut].t_ms + 5.0, ev.ERROR,
+                                               {"where": "tts", "message": "piper exited"})]
+    spans = spans_of(json.loads(export("otel", tmp_path / "e.json", header, failed).read_bytes()))
+    turn2 = max((s for s in spans if s["name"] == "turn"), key=lambda s: int(s["startTimeUnixNano"]))
+    assert turn2["status"] == {"code": STATUS_CODE_ERROR, "message": "piper exited"}
+    tts = next(s for s in spans if s["name"] == "tts" and s["parentSpanId"] == turn2["spanId"])
+    assert tts["status"]["code"] == STATUS_CODE_ERROR
+
+    spans = spans_of(otlp_file(tmp_path, VOICE))
+    turn = next(s for s in spans if s["name"] == "turn")
+    speech, stt = (next(s for s in spans if s["name"] == n) for n in ("speech", "stt"))
+    assert speech["parentSpanId"] == stt["parentSpanId"] == turn["spanId"]
+    assert speech["endTimeUnixNano"] == stt["startTimeUnixNano"]
+    assert {ev.STT_FINAL, "STT"} <= {e["name"] for e in stt["events"]}
+    assert attrs(turn)["playground.metrics.user_latency"] > 0
+
+
+class Collector:
+    """An OTLP/HTTP receiver: decodes each POSTed ExportTraceServiceRequest with opentelemetry-proto."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.requests: list[tuple[str, str, ExportTraceServiceRequest]] = []
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                collector.requests.append((self.path, self.headers["Content-Type"],
+                                           ExportTraceServiceRequest.FromString(body)))
+                reply = ExportTraceServiceResponse().SerializeToString() if status == 200 else b"rejected"
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+    def spans(self) -> list:
+        return [s for _, _, r in self.requests for rs in r.resource_spans for ss in rs.scope_spans for s in ss.spans]
+
+
+def test_collector_receives_the_same_spans_as_the_file(tmp_path):
+    header, events = load(SESSION)
+    with Collector() as collector:
+        path = export("otel", tmp_path / "s.otlp.json", header, events, otlp_endpoint=collector.url)
+    assert {(p, t) for p, t, _ in collector.requests} == {("/v1/traces", "application/x-protobuf")}
+    received = collector.spans()
+    in_file = spans_of(json.loads(path.read_bytes()))
+    assert sorted((s.name, s.span_id.hex(), s.parent_span_id.hex()) for s in received) == \
+        sorted((s["name"], s["spanId"], s.get("parentSpanId", "")) for s in in_file)
+    by_id = {s.span_id: s for s in received}
+    llm = next(s for s in received if s.name == "llm")
+    assert by_id[llm.parent_span_id].name == "turn"
+    llm_attrs = {a.key: a.value for a in llm.attributes}
+    assert llm_attrs["gen_ai.operation.name"].string_value == "chat"
+    assert llm_attrs["gen_ai.request.model"].string_value == "smollm2-135m-instruct"
+    assert llm_attrs["gen_ai.usage.output_tokens"].int_value == 120
+
+
+def test_collector_gets_a_long_session_in_batches(tmp_path):
+    header, events = long_session()
+    job = ExportJob(header, events)
+    spans = otel.build_spans(job.header, job.layout)
+    with Collector() as collector:
+        otel.send_otlp(collector.url + "/v1/traces", spans)
+    assert len(collector.requests) == -(-len(spans) // otel.BATCH_SPANS) > 1
+    assert len(collector.spans()) == len(spans)
+    assert sum(s.name == "turn" for s in collector.spans()) == 200
+
+
+def test_collector_failures_are_one_clear_error():
+    header, events = load(TWO_TURNS)
+    job = ExportJob(header, events)
+    spans = otel.build_spans(job.header, job.layout)
+    with Collector(status=400) as collector, pytest.raises(OSError, match=r"did not accept the spans.*400"):
+        otel.send_otlp(collector.url, spans, timeout_s=5)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with pytest.raises(OSError, match=rf"127\.0\.0\.1:{port}/v1/traces .*Connection refused"):
+        otel.send_otlp(f"http://127.0.0.1:{port}", spans, timeout_s=2)
+    with pytest.raises(ValueError, match="expected an http"):
+        otel.traces_url("127.0.0.1:4318")

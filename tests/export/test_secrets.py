@@ -1,0 +1,65 @@
+"""Secrets never leave in an export: a fake key planted where a user could put one is in no
+format's bytes, and the OTLP/HTTP request carries none either."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from playground.core import events as ev
+from playground.export.formats import FORMATS, export_all
+from playground.export.scrub import REDACTED, scrub
+from tests.export.conftest import SESSION, load
+from tests.export.test_otel import Collector
+
+ENV_KEY = "sk-planted-ENVIRONMENT-0123456789abcdef"  # in the variable the preset names
+PASTED_KEY = "xai-pasted-into-the-preset-9f8e7d6c5b4a"  # a key put where a name belongs
+
+
+@pytest.fixture
+def leaky_trace(monkeypatch):
+    monkeypatch.setenv("PLAYGROUND_TEST_API_KEY", ENV_KEY)
+    header, events = load(SESSION)
+    header = copy.deepcopy(header)
+    header["preset"]["llm"]["api_key_env"] = "PLAYGROUND_TEST_API_KEY"
+    header["preset"]["llm"]["base_url"] = f"https://api.example.com/v1?key={ENV_KEY}"
+    header["preset"]["tts"]["api_key_env"] = PASTED_KEY
+    header["providers"]["tts"]["authorization"] = f"Bearer {PASTED_KEY}"
+    events = list(events)
+    # A --set recorded mid-session, and an error message that echoes the key back.
+    events.insert(1, ev.TraceEvent(0, 300.0, ev.CONFIG_CHANGE, {
+        "reason": "--set", "preset": "local", "changes": {"tts.api_key_env": PASTED_KEY, "llm.api_token": ENV_KEY}}))
+    last_turn = max(e.turn for e in events)
+    at = max(e.t_ms for e in events if e.turn == last_turn)
+    events.append(ev.TraceEvent(last_turn, at + 1, ev.ERROR, {"where": "llm", "message": f"401 for key {ENV_KEY}"}))
+    return header, events
+
+
+def test_no_format_contains_a_planted_key(tmp_path, leaky_trace):
+    header, events = leaky_trace
+    with Collector() as collector:
+        paths = export_all(tmp_path, "leaky", header, events, otlp_endpoint=collector.url)
+    assert len(paths) == len(FORMATS)
+    for path in paths:
+        data = path.read_bytes()
+        assert data
+        for key in (ENV_KEY, PASTED_KEY):
+            assert key.encode() not in data, f"{key} in {path.name}"
+    sent = b"".join(request.SerializeToString() for _, _, request in collector.requests)
+    assert sent and ENV_KEY.encode() not in sent and PASTED_KEY.encode() not in sent
+    # What is not a secret stays: the variable's name, the rest of the URL, the error's text.
+    native = (tmp_path / "leaky.jsonl").read_text(encoding="utf-8")
+    assert "PLAYGROUND_TEST_API_KEY" in native and "https://api.example.com/v1?key=[redacted]" in native
+    assert f"401 for key {REDACTED}" in native
+
+
+def test_scrub_keeps_names_and_shares_clean_events(monkeypatch):
+    monkeypatch.delenv("UNSET_FOR_THIS_TEST", raising=False)
+    header = {"preset": {"llm": {"api_key_env": "XAI_API_KEY", "max_tokens": 96, "secret_note": ""},
+                         "tts": {"api_key_env": "UNSET_FOR_THIS_TEST", "password": "hunter2-long"}}}
+    events = [ev.TraceEvent(1, 1.0, ev.LLM_TOKEN, {"i": 0, "text": "token"})]
+    clean_header, clean_events = scrub(header, events)
+    assert clean_header["preset"]["llm"] == header["preset"]["llm"]
+    assert clean_header["preset"]["tts"] == {"api_key_env": "UNSET_FOR_THIS_TEST", "password": REDACTED}
+    assert clean_events[0] is events[0]
