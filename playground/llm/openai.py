@@ -66,8 +66,10 @@ def _step_recorder(steps: dict[str, float]):
 class OpenAILLM:
     name = "openai"
 
-    def __init__(self, config: LLMConfig) -> None:
+    def __init__(self, config: LLMConfig, warm_up: bool = True) -> None:
+        """`warm_up=False` skips opening the connection in `load()` (turn 1 then pays the handshake)."""
         self.config = config
+        self.warm_up = warm_up
         self.model = config.model
         self.info = StreamInfo()
         self.base_url = config.base_url.rstrip("/")
@@ -114,12 +116,13 @@ class OpenAILLM:
             http2=False,
         )
         try:
-            await self._warm_up(progress)
+            if self.warm_up:
+                await self._open_connection(progress)
         except BaseException:
             await self.close()
             raise
 
-    async def _warm_up(self, progress: Progress | None) -> None:
+    async def _open_connection(self, progress: Progress | None) -> None:
         """Opens the pooled connection before the first turn and checks the key on it."""
         assert self._client is not None
         url = f"{self.base_url}/models"

@@ -34,12 +34,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Any, Self
+from typing import Any
 
 import h11
 
 from playground.core.clock import now_ms
-from playground.llm.base import LLMProvider, Message, Progress
+from playground.llm.base import LLMError, LLMProvider, Message, Progress
 
 # `playground serve-llm` listens here unless told otherwise (presets/loopback-llm.toml points at it).
 DEFAULT_PORT = 8090
@@ -66,6 +66,9 @@ class LLMFaults:
     cut_at_token: int | None = None
     # the event of token N is not valid JSON
     malformed_at_token: int | None = None
+    # an error event (`data: {"error": ...}`) instead of token N ends the stream, as a model
+    # failing after the 200 does
+    error_at_token: int | None = None
 
 
 @dataclass
@@ -139,6 +142,7 @@ class OpenAILLMServer:
         self.requests: list[tuple[str, str, int]] = []
         self.sent: list[list[float]] = []
         self.base_url = ""
+        self.port = 0
         self.on_request: Callable[[str, str, int], None] | None = None
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -151,6 +155,7 @@ class OpenAILLMServer:
         await self.llm.load(progress)
         self._server = await asyncio.start_server(self._handle, host, port)
         bound_host, bound_port = self._server.sockets[0].getsockname()[:2]
+        self.port = bound_port
         self.base_url = f"http://{bound_host}:{bound_port}/v1"
         return self.base_url
 
@@ -163,12 +168,6 @@ class OpenAILLMServer:
             task.cancel()
         await asyncio.gather(*self._handlers, return_exceptions=True)
         await self.llm.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
 
     # -- HTTP -----------------------------------------------------------------------------
 
@@ -324,7 +323,10 @@ class OpenAILLMServer:
         max_tokens = request.get("max_completion_tokens", request.get("max_tokens"))
         if not request.get("stream"):
             result: dict[str, Any] = {}
-            pieces = [t async for t in self._reply_tokens(messages, max_tokens, result)]
+            try:
+                pieces = [t async for t in self._reply_tokens(messages, max_tokens, result)]
+            except LLMError as exc:
+                raise _HttpError(500, f"The model failed: {exc}") from None
             message = {"role": "assistant", "content": "".join(pieces)}
             await self._send_json(http, writer, 200, {
                 "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
@@ -361,17 +363,24 @@ class OpenAILLMServer:
         result: dict[str, Any] = {}
         sent: list[float] = []
         self.sent.append(sent)
-        async for text in self._reply_tokens(messages, max_tokens, result):
-            index = len(sent)
-            if faults.stall_ms and index == faults.stall_after_tokens:
-                await asyncio.sleep(faults.stall_ms / 1000.0)
-            if faults.cut_at_token == index:
-                await stream.cut({"content": text})
-            if faults.malformed_at_token == index:
-                await stream.raw(b'data: {"id": "chatcmpl-broken", "choices": [{"delta": {"content": "\n\n')
-            sent.append(await stream.delta({"content": text}))
-            if style.empty_choices and index == 0:
-                await stream.chunk([])
+        try:
+            async for text in self._reply_tokens(messages, max_tokens, result):
+                index = len(sent)
+                if faults.stall_ms and index == faults.stall_after_tokens:
+                    await asyncio.sleep(faults.stall_ms / 1000.0)
+                if faults.cut_at_token == index:
+                    await stream.cut({"content": text})
+                if faults.malformed_at_token == index:
+                    await stream.raw(b'data: {"id": "chatcmpl-broken", "choices": [{"delta": {"content": "\n\n')
+                if faults.error_at_token == index:
+                    raise LLMError("injected by the loopback server")
+                sent.append(await stream.delta({"content": text}))
+                if style.empty_choices and index == 0:
+                    await stream.chunk([])
+        except LLMError as exc:  # the status is sent already: an error event ends the stream, as OpenAI does
+            await stream.raw(b"data: " + json.dumps(_HttpError(500, f"The model failed: {exc}").body()).encode() + b"\n\n")
+            await stream.end()
+            return
         await stream.delta({}, finish_reason=result.get("finish_reason", "stop"))
         if stream.include_usage:
             await stream.chunk([], usage=self._usage(messages, len(sent)))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+from contextlib import asynccontextmanager
 
 import pytest
 
@@ -40,14 +41,41 @@ async def start_server(backend=None, port: int = 0, **kwargs) -> OpenAILLMServer
     return server
 
 
+@asynccontextmanager
+async def running_server(backend=None, **kwargs):
+    server = await start_server(backend, **kwargs)
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
 def openai_preset(server: OpenAILLMServer, *overrides: str):
     return local_preset("llm.provider=openai", f"llm.base_url={server.base_url}", f"llm.model={server.model}",
                         "llm.api_key_env=", *overrides)
 
 
-async def open_openai_session(server: OpenAILLMServer, *overrides: str):
+@asynccontextmanager
+async def openai_session(server: OpenAILLMServer, *overrides: str):
+    """A session on the openai provider against `server`; its body must end within 30 s."""
     preset = openai_preset(server, *overrides)
-    return await open_test_session(preset, llm=OpenAILLM(preset.llm))
+    session = await open_test_session(preset, llm=OpenAILLM(preset.llm))
+    try:
+        async with asyncio.timeout(30):
+            yield session
+    finally:
+        await session.close()
+
+
+@asynccontextmanager
+async def loaded_provider(server: OpenAILLMServer):
+    llm = OpenAILLM(openai_preset(server).llm)
+    try:
+        async with asyncio.timeout(10):
+            await llm.load()
+            yield llm
+    finally:
+        await llm.close()
 
 
 def turn_event(session, turn, type_):
@@ -65,17 +93,9 @@ def assert_clean_turn(session, turn, metrics, words=WORDS):
 
 
 async def test_turns_through_the_replay_backed_server_reuse_one_connection():
-    server = await start_server()
-    try:
-        session = await open_openai_session(server)
-        try:
-            async with asyncio.timeout(30):
-                m1 = await session.run_turn("Hi, who is this?")
-                m2 = await session.run_turn("Can you help me?")
-        finally:
-            await session.close()
-    finally:
-        await server.stop()
+    async with running_server() as server, openai_session(server) as session:
+        m1 = await session.run_turn("Hi, who is this?")
+        m2 = await session.run_turn("Can you help me?")
     for turn, m in ((1, m1), (2, m2)):
         assert_clean_turn(session, turn, m)
         assert 40 <= m.llm_ttft <= m.ttfs <= m.ttft_tts < m.ttfa
@@ -92,16 +112,9 @@ async def test_turns_through_the_replay_backed_server_reuse_one_connection():
 
 @pytest.mark.models
 async def test_a_turn_through_the_model_backed_server():
-    server = await start_server(LocalLLM(LLMConfig(max_tokens=40)))
-    try:
-        session = await open_openai_session(server, "llm.max_tokens=24")
-        try:
-            async with asyncio.timeout(60):
-                m = await session.run_turn("Hi, who is this?")
-        finally:
-            await session.close()
-    finally:
-        await server.stop()
+    async with (running_server(LocalLLM(LLMConfig(max_tokens=40))) as server,
+                openai_session(server, "llm.max_tokens=24") as session):
+        m = await session.run_turn("Hi, who is this?")
     assert m.status == "ok" and m.spoken_chunks >= 1
     done = turn_event(session, 1, ev.LLM_DONE)
     assert done.get("text").strip() and done.get("finish_reason") in ("stop", "length")
@@ -110,17 +123,10 @@ async def test_a_turn_through_the_model_backed_server():
 
 async def test_reasoning_is_never_spoken_and_never_starts_ttfs():
     reasoning = ["The user says hi. ", "I should answer briefly."]
-    server = await start_server(replay_backend(replayed(first_ms=300.0)))
-    server.style.reasoning = reasoning  # sent at once; the reply's first token only after 300 ms
-    try:
-        session = await open_openai_session(server)
-        try:
-            async with asyncio.timeout(30):
-                m = await session.run_turn("Hi!")
-        finally:
-            await session.close()
-    finally:
-        await server.stop()
+    async with running_server(replay_backend(replayed(first_ms=300.0))) as server:
+        server.style.reasoning = reasoning  # sent at once; the reply's first token only after 300 ms
+        async with openai_session(server) as session:
+            m = await session.run_turn("Hi!")
     assert_clean_turn(session, 1, m)
     spoken = "".join(e.get("raw", "") for e in turn_events(session, 1, ev.CHUNK))
     assert "user says" not in spoken and "briefly" not in spoken
@@ -129,85 +135,57 @@ async def test_reasoning_is_never_spoken_and_never_starts_ttfs():
 
 
 async def test_comment_lines_empty_choices_and_null_content_are_tolerated():
-    server = await start_server()
-    server.style.ping = True
-    server.style.null_content = True
-    server.style.empty_choices = True
-    try:
-        session = await open_openai_session(server)
-        try:
-            async with asyncio.timeout(30):
-                m = await session.run_turn("Hi!")
-        finally:
-            await session.close()
-    finally:
-        await server.stop()
+    async with running_server() as server:
+        server.style.ping = True
+        server.style.null_content = True
+        server.style.empty_choices = True
+        async with openai_session(server) as session:
+            m = await session.run_turn("Hi!")
     assert_clean_turn(session, 1, m)
     assert turn_event(session, 1, ev.LLM_DONE).get("usage")["completion_tokens"] == len(WORDS)
 
 
 async def test_a_server_that_rejects_stream_options_is_asked_again_without_it_once():
-    server = await start_server()
-    server.style.rejects_stream_options = True
-    preset = openai_preset(server)
-    llm = OpenAILLM(preset.llm)
-    try:
-        async with asyncio.timeout(10):
-            await llm.load()
+    async with running_server() as server:
+        server.style.rejects_stream_options = True
+        async with loaded_provider(server) as llm:
             first = [t.text async for t in llm.stream([Message("user", "Hi")])]
             first_usage = llm.info.usage
             second = [t.text async for t in llm.stream([Message("user", "Hi")])]
-    finally:
-        await llm.close()
-        await server.stop()
     assert first == second == WORDS
     assert "stream_options" in first_usage["unavailable"] and "unavailable" not in llm.info.usage
     assert [status for _, _, status in server.requests] == [200, 400, 200, 200]
 
 
 async def test_closing_the_stream_early_closes_the_response_at_once():
-    server = await start_server(replay_backend(replayed([f" w{i}" for i in range(300)], gap_ms=10.0)))
-    preset = openai_preset(server)
-    llm = OpenAILLM(preset.llm)
-    try:
-        async with asyncio.timeout(10):
-            await llm.load()
-            stream = llm.stream([Message("user", "Tell me a long story.")])
-            got = [await anext(stream) for _ in range(3)]
-            closing = now_ms()
-            await stream.aclose()
-            closed_ms = now_ms() - closing
-            await asyncio.sleep(0.05)
-            sent = len(server.sent[0])
-            await asyncio.sleep(0.3)  # the replay would have sent ~30 more tokens
-            assert len(server.sent[0]) == sent < 10
-    finally:
-        await llm.close()
-        await server.stop()
+    story = replay_backend(replayed([f" w{i}" for i in range(300)], gap_ms=10.0))
+    async with running_server(story) as server, loaded_provider(server) as llm:
+        stream = llm.stream([Message("user", "Tell me a long story.")])
+        got = [await anext(stream) for _ in range(3)]
+        closing = now_ms()
+        await stream.aclose()
+        closed_ms = now_ms() - closing
+        await asyncio.sleep(0.05)
+        sent = len(server.sent[0])
+        await asyncio.sleep(0.3)  # the replay would have sent ~30 more tokens
+        assert len(server.sent[0]) == sent < 10
     assert len(got) == 3 and closed_ms < 50
 
 
 async def test_a_cancelled_turn_stops_the_server_reply_and_the_next_turn_works():
     # The first request gets a long story, the next a short answer.
-    server = await start_server(replay_backend(replayed([f" word{i}" for i in range(300)], gap_ms=10.0), replayed()))
-    try:
-        session = await open_openai_session(server)
-        try:
-            async with asyncio.timeout(30):
-                task = session.start_turn("Tell me a long story.")
-                while len(turn_events(session, 1, ev.LLM_TOKEN)) < 5:
-                    await asyncio.sleep(0.005)
-                session.cancel_turn("barge-in")
-                cancelled = await task
-                await asyncio.sleep(0.05)
-                sent = len(server.sent[0])
-                await asyncio.sleep(0.3)
-                assert len(server.sent[0]) == sent < 20
-                m2 = await session.run_turn("Short answer, please.")
-        finally:
-            await session.close()
-    finally:
-        await server.stop()
+    story = replay_backend(replayed([f" word{i}" for i in range(300)], gap_ms=10.0), replayed())
+    async with running_server(story) as server, openai_session(server) as session:
+        task = session.start_turn("Tell me a long story.")
+        while len(turn_events(session, 1, ev.LLM_TOKEN)) < 5:
+            await asyncio.sleep(0.005)
+        session.cancel_turn("barge-in")
+        cancelled = await task
+        await asyncio.sleep(0.05)
+        sent = len(server.sent[0])
+        await asyncio.sleep(0.3)
+        assert len(server.sent[0]) == sent < 20
+        m2 = await session.run_turn("Short answer, please.")
     assert cancelled.status == "cancelled" and turn_event(session, 1, ev.TURN_CANCELLED).get("stop_ms") < 100
     assert_clean_turn(session, 2, m2)
     # The cancelled stream's connection could not be reused (its body was never read to the end).
@@ -227,25 +205,19 @@ FAULTS = [
                  r"the stream stalled: no token for 300 ms after token 2 \(\[llm\] idle_timeout_ms = 300\)",
                  id="stall-between-tokens"),
     pytest.param(LLMFaults(malformed_at_token=1), r"malformed JSON in the stream", id="malformed-json"),
+    pytest.param(LLMFaults(error_at_token=2), r"the server reported an error mid-stream: The model failed: injected",
+                 id="error-event-mid-stream"),
 ]
 
 
 @pytest.mark.parametrize("faults, message", FAULTS)
 async def test_a_fault_fails_the_turn_with_a_named_error_and_the_next_turn_works(faults, message):
-    server = await start_server()
-    try:
-        session = await open_openai_session(server, *FAST_TIMEOUTS)
-        try:
-            server.faults = faults
-            async with asyncio.timeout(30):
-                started = now_ms()
-                m1 = await session.run_turn("Hi!")
-                failed_after = now_ms() - started
-                m2 = await session.run_turn("Hi again!")
-        finally:
-            await session.close()
-    finally:
-        await server.stop()
+    async with running_server() as server, openai_session(server, *FAST_TIMEOUTS) as session:
+        server.faults = faults
+        started = now_ms()
+        m1 = await session.run_turn("Hi!")
+        failed_after = now_ms() - started
+        m2 = await session.run_turn("Hi again!")
     assert m1.status == "error" and failed_after < 2000
     error = turn_event(session, 1, ev.ERROR)
     assert error.get("where") == "llm"
@@ -255,21 +227,12 @@ async def test_a_fault_fails_the_turn_with_a_named_error_and_the_next_turn_works
 
 
 async def test_connect_refused_fails_the_turn_and_the_next_turn_reconnects():
-    server = await start_server()
-    port = int(server.base_url.rsplit(":", 1)[1].split("/")[0])
-    try:
-        session = await open_openai_session(server, *FAST_TIMEOUTS)
-        try:
-            async with asyncio.timeout(30):
-                m1 = await session.run_turn("Hi!")
-                await server.stop()
-                m2 = await session.run_turn("Are you there?")
-                server = await start_server(port=port)
-                m3 = await session.run_turn("Now?")
-        finally:
-            await session.close()
-    finally:
+    async with running_server() as server, openai_session(server, *FAST_TIMEOUTS) as session:
+        m1 = await session.run_turn("Hi!")
         await server.stop()
+        m2 = await session.run_turn("Are you there?")
+        async with running_server(port=server.port):
+            m3 = await session.run_turn("Now?")
     assert_clean_turn(session, 1, m1)
     assert m2.status == "error" and "cannot connect" in turn_event(session, 2, ev.ERROR).get("message")
     assert_clean_turn(session, 3, m3)
@@ -278,29 +241,20 @@ async def test_connect_refused_fails_the_turn_and_the_next_turn_reconnects():
 
 
 async def test_a_connect_timeout_is_named_and_the_next_turn_works():
-    server = await start_server()
-    port = int(server.base_url.rsplit(":", 1)[1].split("/")[0])
-    try:
-        session = await open_openai_session(server, *FAST_TIMEOUTS)
-        try:
-            async with asyncio.timeout(30):
-                await session.run_turn("Hi!")
-                await server.stop()
-                # A listener that never accepts, its backlog full: the kernel drops new SYNs.
-                with socket.socket() as blackhole, socket.socket() as filler:
-                    blackhole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                    blackhole.bind(("127.0.0.1", port))
-                    blackhole.listen(0)
-                    filler.connect(("127.0.0.1", port))
-                    started = now_ms()
-                    m2 = await session.run_turn("Are you there?")
-                    failed_after = now_ms() - started
-                server = await start_server(port=port)
-                m3 = await session.run_turn("Now?")
-        finally:
-            await session.close()
-    finally:
+    async with running_server() as server, openai_session(server, *FAST_TIMEOUTS) as session:
+        await session.run_turn("Hi!")
         await server.stop()
+        # A listener that never accepts, its backlog full: the kernel drops new SYNs.
+        with socket.socket() as blackhole, socket.socket() as filler:
+            blackhole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            blackhole.bind(("127.0.0.1", server.port))
+            blackhole.listen(0)
+            filler.connect(("127.0.0.1", server.port))
+            started = now_ms()
+            m2 = await session.run_turn("Are you there?")
+            failed_after = now_ms() - started
+        async with running_server(port=server.port):
+            m3 = await session.run_turn("Now?")
     assert m2.status == "error" and 300 <= failed_after < 1500
     message = turn_event(session, 2, ev.ERROR).get("message")
     assert "connect timeout: no connection within 300 ms ([llm] connect_timeout_ms = 300)" in message
@@ -309,18 +263,14 @@ async def test_a_connect_timeout_is_named_and_the_next_turn_works():
 
 async def test_a_missing_api_key_fails_at_session_open_naming_the_variable(monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
-    server = await start_server()
-    try:
+    async with running_server() as server:
         with pytest.raises(LLMError, match=rf"the API key variable {KEY_ENV} is not set \(\[llm\] api_key_env\)"):
             await open_session(openai_preset(server, f"llm.api_key_env={KEY_ENV}"), audio="null")
-    finally:
-        await server.stop()
     assert server.requests == []  # nothing was sent without a key
 
 
 async def test_the_key_is_sent_as_bearer_and_a_rejected_key_fails_at_session_open(monkeypatch):
-    server = await start_server(api_key="sk-loopback")
-    try:
+    async with running_server(api_key="sk-loopback") as server:
         monkeypatch.setenv(KEY_ENV, "sk-wrong")
         with pytest.raises(LLMError, match=rf"HTTP 401 key rejected: Incorrect API key provided; check {KEY_ENV}"):
             await open_session(openai_preset(server, f"llm.api_key_env={KEY_ENV}"), audio="null")
@@ -331,8 +281,6 @@ async def test_the_key_is_sent_as_bearer_and_a_rejected_key_fails_at_session_ope
                 m = await session.run_turn("Hi!")
         finally:
             await session.close()
-    finally:
-        await server.stop()
     assert_clean_turn(session, 1, m)
     # The key never reaches the trace.
     assert "sk-loopback" not in repr(session.trace.header) + repr([e.data for e in session.trace.events])

@@ -177,13 +177,17 @@ async def test_a_cut_leaves_half_an_event_and_a_broken_chunked_body(server):
 
 async def test_a_client_hanging_up_stops_the_reply_at_once(server):
     slow = ReplayLLM(LLMConfig(provider="replay"), turns=[[(10.0 + 10.0 * i, f" w{i}") for i in range(200)]])
-    async with OpenAILLMServer(slow, model=MODEL) as slow_server, asyncio.timeout(10), httpx.AsyncClient() as client:
-        await slow_server.start()
-        async with client.stream("POST", f"{slow_server.base_url}/chat/completions", json=chat()) as response:
-            async for line in response.aiter_lines():
-                if line.startswith("data:") and len(slow_server.sent[0]) >= 3:
-                    break
-        await asyncio.sleep(0.05)
-        sent = len(slow_server.sent[0])
-        await asyncio.sleep(0.3)  # the replay would have sent ~30 more tokens
-        assert len(slow_server.sent[0]) == sent < 10
+    slow_server = OpenAILLMServer(slow, model=MODEL)
+    await slow_server.start()
+    try:
+        async with asyncio.timeout(10), httpx.AsyncClient() as client:
+            async with client.stream("POST", f"{slow_server.base_url}/chat/completions", json=chat()) as response:
+                async for line in response.aiter_lines():
+                    if line.startswith("data:") and len(slow_server.sent[0]) >= 3:
+                        break
+            await asyncio.sleep(0.05)
+            sent = len(slow_server.sent[0])
+            await asyncio.sleep(0.3)  # the replay would have sent ~30 more tokens
+            assert len(slow_server.sent[0]) == sent < 10
+    finally:
+        await slow_server.stop()
