@@ -258,9 +258,9 @@ class ElevenLabsServer:
                 return
             try:
                 data = json.loads(message.data)
-                if not isinstance(data, dict):
-                    raise ValueError("not an object")
             except ValueError:
+                data = None
+            if not isinstance(data, dict):
                 await self._fail(c, "invalid_message", f"Could not parse the message as JSON: {message.data[:80]!r}")
                 return
             self.received.append(data)
