@@ -15,8 +15,8 @@ import functools
 import io
 import json
 import logging
-import threading
 import wave
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -29,10 +29,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from playground.aio import iterate_queue
 from playground.servers.voice import LoopbackVoice
 
-_END = object()
+SPOKEN_CACHE_ENTRIES = 256
 # A REST reply (the whole synthesis) must finish within this time, like a handshake.
 HTTP_TIMEOUT_S = 120.0
 
@@ -237,6 +236,7 @@ class LoopbackTTSServer:
         self.handshakes = 0
         self.url = ""
         self._server: Server | None = None
+        self._spoken: OrderedDict[tuple[str, int], _Speech] = OrderedDict()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -323,41 +323,83 @@ class LoopbackTTSServer:
             self.received.append(message if isinstance(message, bytes) else _as_json(message))
             return message
 
+    def speech(self, text: str, sample_rate: int) -> np.ndarray | None:
+        """The audio this server speaks for `text` at `sample_rate`, once fully synthesized."""
+        entry = self._spoken.get((text, sample_rate))
+        if entry is None or not entry.done or entry.error is not None:
+            return None
+        return np.concatenate(entry.pieces) if entry.pieces else np.zeros(0, dtype="<i2")
+
     async def speech_frames(self, text: str, sample_rate: int) -> AsyncIterator[bytes]:
         """Real Piper speech of `text` at `sample_rate`, as int16 little-endian frames of
-        `frame_ms`, each yielded as soon as its sentence is synthesized (in a worker thread)."""
-        assert self.voice is not None, "start() loads the voice"
-        loop = asyncio.get_running_loop()
-        pieces: asyncio.Queue[Any] = asyncio.Queue()
-        stop = threading.Event()
-        voice = self.voice
+        `frame_ms`, each yielded as soon as its sentence is synthesized (in a worker thread).
 
-        def deliver(item: object) -> None:
-            try:
-                loop.call_soon_threadsafe(pieces.put_nowait, item)
-            except RuntimeError:  # the loop closed while the thread still ran
-                stop.set()
-
-        def synthesize() -> None:
-            try:
-                for piece in voice.synthesize(text, sample_rate):
-                    if stop.is_set():
-                        return
-                    deliver(piece)
-            except Exception as exc:  # reaches the consumer, which fails the reply
-                deliver(exc)
-            finally:
-                deliver(_END)
-
-        loop.run_in_executor(None, synthesize)
+        A text is spoken the same way every time (Piper alone varies a little): one synthesis
+        per text is kept and shared, also while it runs, so audio a client has synthesized
+        again after a reconnect is the very same samples."""
+        key = (text, sample_rate)
+        entry = self._spoken.get(key)
+        if entry is None:
+            entry = self._spoken[key] = self._start_speech(text, sample_rate)
+            if len(self._spoken) > SPOKEN_CACHE_ENTRIES:
+                self._spoken.popitem(last=False)
+        self._spoken.move_to_end(key)
         frame = max(1, int(sample_rate * self.frame_ms / 1000))
-        try:
-            async for samples in iterate_queue(pieces, _END):
-                data = np.asarray(samples, dtype="<i2")
+        index = 0
+        while True:
+            if index < len(entry.pieces):
+                data = entry.pieces[index]
+                index += 1
                 for start in range(0, len(data), frame):
                     yield data[start:start + frame].tobytes()
-        finally:
-            stop.set()
+            elif entry.done:
+                if entry.error is not None:
+                    self._spoken.pop(key, None)
+                    raise entry.error
+                return
+            else:
+                entry.changed.clear()
+                await entry.changed.wait()
+
+    def _start_speech(self, text: str, sample_rate: int) -> _Speech:
+        """Synthesizes in a worker thread; the pieces are added to the entry on the loop."""
+        assert self.voice is not None, "start() loads the voice"
+        loop = asyncio.get_running_loop()
+        entry = _Speech()
+        voice = self.voice
+
+        def add(piece: np.ndarray | None, error: BaseException | None = None) -> None:
+            if piece is None:
+                entry.done, entry.error = True, error
+            else:
+                entry.pieces.append(np.asarray(piece, dtype="<i2"))
+            entry.changed.set()
+
+        def synthesize() -> None:
+            error = None
+            try:
+                for piece in voice.synthesize(text, sample_rate):
+                    loop.call_soon_threadsafe(add, piece)
+            except Exception as exc:  # reaches the consumers, which fail their reply
+                error = exc
+            finally:
+                try:
+                    loop.call_soon_threadsafe(add, None, error)
+                except RuntimeError:
+                    pass  # the loop closed (server stopped) while the thread still ran
+
+        loop.run_in_executor(None, synthesize)
+        return entry
+
+
+@dataclass(eq=False)
+class _Speech:
+    """One synthesis of a text, shared by every reply that speaks it."""
+
+    pieces: list[np.ndarray] = field(default_factory=list)
+    done: bool = False
+    error: BaseException | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _as_json(message: str) -> Any:

@@ -76,6 +76,7 @@ def _bad_request(message: str) -> HttpReply:
 class DeepgramServer(LoopbackTTSServer):
     name = "deepgram"
     default_port = 8767  # `playground serve-tts deepgram` (ElevenLabs has 8765)
+    flush_limit = FLUSH_LIMIT  # Flush messages a socket may send per FLUSH_WINDOW_S (tests lower it)
 
     def check_request(self, request: HttpRequest) -> HttpReply | None:
         if request.path != SPEAK_PATH:
@@ -138,9 +139,9 @@ class DeepgramServer(LoopbackTTSServer):
         elif kind == "Flush":
             while state.flush_times and now - state.flush_times[0] >= FLUSH_WINDOW_S:
                 state.flush_times.popleft()
-            if len(state.flush_times) >= FLUSH_LIMIT:
+            if len(state.flush_times) >= self.flush_limit:
                 await ws.send(json.dumps({"type": "Warning", "code": "FLUSH_LIMIT_EXCEEDED", "description":
-                                          f"Flush ignored: at most {FLUSH_LIMIT} Flush messages every "
+                                          f"Flush ignored: at most {self.flush_limit} Flush messages every "
                                           f"{FLUSH_WINDOW_S:g} seconds"}))
                 return True
             state.flush_times.append(now)
