@@ -19,7 +19,15 @@ from typing import Any
 
 from playground.core.events import TRACE_VERSION
 from playground.export.atomic import atomic_open
-from playground.export.timeline import LANE_TITLES, LANES, Progress, SessionLayout, Span
+from playground.export.timeline import (
+    LANE_TITLES,
+    LANES,
+    TTS,
+    Mark,
+    Progress,
+    SessionLayout,
+    Span,
+)
 
 PID = 1
 # Track ids: a lane's first track is its base, overflow tracks follow it.
@@ -77,17 +85,25 @@ def chrome_trace(header: dict[str, Any], layout: SessionLayout, progress: Progre
     # First-fit in start order uses the fewest overlap tracks.
     spans.sort(key=lambda s: (s.start_ms, -s.end_ms))
     trace_events: list[dict[str, Any]] = []
+    placed: dict[int, int] = {}  # id(span) -> its track
     for i, span in enumerate(spans):
         ts, end = _us(span.start_ms), _us(span.end_ms)
-        tid = tracks.place(span.lane, ts, end)
+        tid = placed[id(span)] = tracks.place(span.lane, ts, end)
         trace_events.append({"name": span.name, "cat": span.lane, "ph": "X", "ts": ts, "dur": round(end - ts, 3),
                              "pid": PID, "tid": tid, "args": span.args})
         if progress is not None and i % 2000 == 1999:
             progress("chrome: spans", (i + 1) / len(spans))
-    marks = [*layout.marks, *(m for turn in layout.turns for m in turn.marks)]
-    for mark in marks:
-        trace_events.append({"name": mark.name, "cat": mark.lane, "ph": "i", "s": "p" if mark.alert else "t",
-                             "ts": _us(mark.t_ms), "pid": PID, "tid": tracks.mark(mark.lane), "args": mark.args})
+    def instant(mark: Mark, tid: int) -> dict[str, Any]:
+        return {"name": mark.name, "cat": mark.lane, "ph": "i", "s": "p" if mark.alert else "t",
+                "ts": _us(mark.t_ms), "pid": PID, "tid": tid, "args": mark.args}
+
+    trace_events.extend(instant(mark, tracks.mark(mark.lane)) for mark in layout.marks)
+    for turn in layout.turns:
+        # A piece of audio goes on the track of its chunk's TTS request (an overlap track or not).
+        audio_tracks = {s.args.get("chunk"): placed[id(s)] for s in turn.children if s.lane == TTS}
+        for mark in turn.marks:
+            tid = audio_tracks.get(mark.args.get("chunk")) if mark.name == "audio" else None
+            trace_events.append(instant(mark, tid if tid is not None else tracks.mark(mark.lane)))
     trace_events.sort(key=lambda e: e["ts"])
 
     metadata: list[dict[str, Any]] = [

@@ -52,7 +52,7 @@ class Mark:
     name: str
     t_ms: float  # session clock
     args: dict[str, Any] = field(default_factory=dict)
-    # cancels, errors, fallbacks, config changes: drawn across the whole session
+    # cancels, errors, TTS fallbacks/reconnects/warnings, config changes: drawn across the whole session
     alert: bool = False
 
 
@@ -91,7 +91,8 @@ def _mark_for(event: ev.TraceEvent, t_ms: float) -> Mark:
         return Mark(TTS, "audio", t_ms, dict(event.data))
     if kind == ev.TTS_SESSION:
         action = event.get("action", "?")
-        return Mark(TTS, f"tts.session {action}", t_ms, dict(event.data), alert=action in ("fallback", "reconnect"))
+        return Mark(TTS, f"tts.session {action}", t_ms, dict(event.data),
+                    alert=action in ("fallback", "reconnect", "warning"))
     if kind == ev.ERROR:
         lane = _ERROR_LANES.get(event.get("where"), TURN)
         return Mark(lane, f"error ({event.get('where', '?')})", t_ms, dict(event.data), alert=True)
@@ -165,7 +166,7 @@ def _turn_layout(number: int, events: list[ev.TraceEvent], offset: float, budget
     speech_end = next((e for e in events if e.type == ev.VAD_SPEECH_END), None)
     if speech_start is not None and speech_end is not None:
         children.append(Span(STT, "speech", offset + speech_start.t_ms, offset + max(speech_start.t_ms, speech_end.t_ms),
-                             dict(speech_end.data)))
+                             {**speech_start.data, **speech_end.data}))
     if metrics.stt is not None:
         children.append(Span(STT, "stt", offset + (speech_end.t_ms if speech_end else 0.0), offset + metrics.stt))
 

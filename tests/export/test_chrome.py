@@ -73,6 +73,9 @@ def test_spans_markers_and_metrics_of_two_turns(tmp_path):
     assert "TTS 2" in lanes
     turn2_tts = sorted((e for e in by_cat["tts"] if e["ts"] > turn1["ts"] + turn1["dur"]), key=lambda e: e["ts"])
     assert [lanes["TTS"], lanes["TTS 2"]] == [e["tid"] for e in turn2_tts]
+    # ... and so does the audio that answered it.
+    audio = [e for e in named(trace, "audio", "i") if e["ts"] > turn2_tts[0]["ts"]]
+    assert [(e["args"]["chunk"], e["tid"]) for e in audio] == [(0, lanes["TTS"]), (1, lanes["TTS 2"])]
 
 
 def test_cancel_is_visible_across_the_session(tmp_path):

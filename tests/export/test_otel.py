@@ -119,6 +119,31 @@ def test_file_is_the_protobuf_json_mapping_with_hex_ids(tmp_path):
     assert ParseDict(request, ExportTraceServiceRequest()) == encode_spans(spans)
 
 
+def test_cloud_llm_usage_and_provider(tmp_path):
+    # The same turns as the OpenAI-compatible provider records them against xAI: usage as the
+    # API reports it (prompt, completion, cached prompt tokens), and a --set changing the model.
+    header, events = load(TWO_TURNS)
+    header = {**header, "preset": {**header["preset"], "llm": {
+        **header["preset"]["llm"], "provider": "openai", "model": "grok-4-fast-non-reasoning",
+        "base_url": "https://api.x.ai/v1", "api_key_env": "XAI_API_KEY"}}}
+    usage = {"prompt_tokens": 812, "completion_tokens": 20, "prompt_tokens_details": {"cached_tokens": 768}}
+    start_of_2 = next(i for i, e in enumerate(events) if e.turn == 2)
+    change = ev.TraceEvent(0, 5300.0, ev.CONFIG_CHANGE, {"reason": "--set", "preset": "grok",
+                                                        "changes": {"llm.temperature": 0.9}})
+    events = [e if e.type not in (ev.LLM_REQUEST, ev.LLM_DONE) else ev.TraceEvent(
+        e.turn, e.t_ms, e.type, {**e.data, "provider": "openai", "model": "grok-4-fast-non-reasoning",
+                                 **({"usage": usage} if e.type == ev.LLM_DONE else {})}) for e in events]
+    events.insert(start_of_2, change)
+    spans = spans_of(json.loads(export("otel", tmp_path / "x.json", header, events).read_bytes()))
+    first, second = (attrs(s) for s in sorted((s for s in spans if s["name"] == "llm"),
+                                              key=lambda s: int(s["startTimeUnixNano"])))
+    assert first["gen_ai.provider.name"] == first["gen_ai.system"] == "x_ai"
+    assert first["gen_ai.request.model"] == "grok-4-fast-non-reasoning"
+    assert (first["gen_ai.usage.input_tokens"], first["gen_ai.usage.output_tokens"],
+            first["gen_ai.usage.cache_read.input_tokens"]) == (812, 20, 768)
+    assert (first["gen_ai.request.temperature"], second["gen_ai.request.temperature"]) == (0.3, 0.9)
+
+
 def test_errors_and_spoken_turns(tmp_path):
     header, events = load(TWO_TURNS)
     cut = next(i for i, e in enumerate(events) if e.turn == 2 and e.type == ev.TTS_AUDIO)
