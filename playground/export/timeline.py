@@ -109,7 +109,7 @@ def _turn_layout(number: int, events: list[ev.TraceEvent], offset: float, budget
     text = ""
     children: list[Span] = []
     marks: list[Mark] = []
-    llm_start: float | None = None
+    llm_request: ev.TraceEvent | None = None
     llm_end: ev.TraceEvent | None = None
     last_token: float | None = None
     stopped: float | None = None  # a cancel or an error ends what was still running
@@ -123,7 +123,7 @@ def _turn_layout(number: int, events: list[ev.TraceEvent], offset: float, budget
         if kind == ev.TURN_START:
             text = e.get("text", "")
         elif kind == ev.LLM_REQUEST:
-            llm_start = e.t_ms
+            llm_request = e
         elif kind == ev.LLM_DONE:
             llm_end = e
         elif kind == ev.LLM_TOKEN:
@@ -149,10 +149,9 @@ def _turn_layout(number: int, events: list[ev.TraceEvent], offset: float, budget
     last = max(e.t_ms for e in events)
     cut_at = stopped if stopped is not None else last
 
-    if llm_start is not None or last_token is not None:
-        start = llm_start if llm_start is not None else first
-        request = next((e for e in events if e.type == ev.LLM_REQUEST), None)
-        args = dict(request.data) if request else {}
+    if llm_request is not None or last_token is not None:
+        start = llm_request.t_ms if llm_request is not None else first
+        args = dict(llm_request.data) if llm_request is not None else {}
         if llm_end is not None:
             end = llm_end.t_ms
             args.update({k: v for k, v in llm_end.data.items() if k != "text"}, completed=True)
