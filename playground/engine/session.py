@@ -27,6 +27,7 @@ from playground.core import events as ev
 from playground.core.clock import now_ms
 from playground.core.metrics import TurnMetrics, budget_misses, compute_metrics
 from playground.core.presets import Preset
+from playground.engine import collector
 from playground.llm.base import LLMError, LLMProvider, Message
 from playground.tts.base import TTSError, TTSSession
 
@@ -223,6 +224,7 @@ class Session:
             clock.emit(type_, t_ms, **data)
         user = Message("user", text)
         tasks: list[asyncio.Task[Any]] = []
+        collector.turn_started()
         try:
             await self.tts.begin_turn(clock.turn)
             messages = [Message("system", self.preset.agent.system_prompt), *self.history, user]
@@ -256,6 +258,7 @@ class Session:
             clock.emit(ev.ERROR, now_ms(), where=where, message=str(exc) or type(exc).__name__)
         finally:
             self._turn = None
+            collector.turn_ended()
         metrics = compute_metrics(self.trace.turn_events(clock.turn))
         clock.emit(ev.TURN_SUMMARY, now_ms(), metrics=metrics.to_json(),
                    budget_misses={k: v[0] for k, v in budget_misses(metrics, self.preset.budgets).items()})

@@ -1,18 +1,27 @@
 """The conversation pane: user and agent turns, chunk boundaries and what was spoken.
 
-Each turn is one `Static`, updated only when its text changed (never one widget or
-message per token). The agent's text is drawn chunk by chunk: a bar after each chunk
-coloured by the reason it was cut, the part already played highlighted (within the
-playing chunk by elapsed time), text not yet chunked dimmed.
+The agent's text is drawn chunk by chunk: a bar after each chunk coloured by the
+reason it was cut, the part already played highlighted (within the playing chunk by
+elapsed time), text not yet chunked dimmed.
+
+It is a Line API widget: each turn (and each note from the app) is wrapped to the
+pane's width once per change and kept as strips; the screen asks only for the
+visible lines. With one `Static` per turn, every change re-measured every turn's
+text to lay out the pane, which blocked the UI loop for 20-45 ms in long sessions
+(`python -m playground.ui.bench`).
 """
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from rich.text import Text
-from textual.containers import VerticalScroll
-from textual.widgets import Static
+from textual.events import Resize
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
 
 from playground.core import events as ev
 from playground.core.clock import now_ms
@@ -89,21 +98,40 @@ class TurnText:
         return max(0, min(length, int(length * (now_turn_ms - start) / duration)))
 
 
-class Conversation(VerticalScroll):
+@dataclass
+class _Block:
+    """One turn or note as drawn: its strips at `width`, for the text of `signature`."""
+
+    turn: int | None  # None for a note
+    text: Text
+    signature: tuple = ()
+    width: int = 0
+    strips: list[Strip] = field(default_factory=list)
+
+
+class Conversation(ScrollView, can_focus=True):
     """All turns of the session; `refresh_turns()` is called by the app's frame timer."""
 
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"conversation--note"}
     DEFAULT_CSS = """
-    Conversation { padding: 0 1; }
-    Conversation > Static { margin-bottom: 1; }
-    Conversation > .note { color: $text-muted; }
+    Conversation {
+        padding: 0 1;
+        /* Always shown, so the wrap width does not change when the text outgrows the view. */
+        overflow-y: scroll;
+        scrollbar-size-vertical: 1;
+        & > .conversation--note { color: $text-muted; }
+    }
     """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.turns: dict[int, TurnText] = {}
-        self._widgets: dict[int, Static] = {}
-        self._drawn: dict[int, tuple] = {}  # turn -> signature of what its widget shows
+        self._blocks: list[_Block] = []
+        self._turn_blocks: dict[int, _Block] = {}
+        self._starts: list[int] = []  # first line of each block (a blank line follows each)
         self._dirty: set[int] = set()
+
+    # -- the app's API ----------------------------------------------------------------
 
     def add(self, event: ev.TraceEvent) -> None:
         if event.turn == ev.SESSION_TURN:
@@ -116,35 +144,96 @@ class Conversation(VerticalScroll):
 
     def note(self, message: str) -> None:
         """A line from the app (loading progress, refusals), between turns."""
-        self.mount(Static(message, classes="note"))
-        self.scroll_end(animate=False)
+        self._blocks.append(_Block(None, Text(message)))
+        self._relayout(follow=True)
 
     def clear(self) -> None:
         self.turns.clear()
-        self._widgets.clear()
-        self._drawn.clear()
+        self._blocks.clear()
+        self._turn_blocks.clear()
         self._dirty.clear()
-        self.remove_children()
+        self._relayout(follow=True)
+
+    def turn_text(self, number: int) -> str:
+        """The turn as the pane shows it, as plain text."""
+        block = self._turn_blocks.get(number)
+        return block.text.plain if block else ""
 
     def refresh_turns(self) -> None:
         now = now_ms()
         live = {n for n, t in self.turns.items() if t.playing}
+        changed = False
         for number in sorted(self._dirty | live):
             turn = self.turns[number]
             turn_now = now - turn.t0_seen
-            # Redraw only what changed: every redraw makes Textual render (and later
-            # garbage-collect) the widget's lines, which stalls the engine thread too.
+            # Re-wrap only what changed: most frames of a live turn change nothing visible.
             signature = turn.signature(turn_now)
-            if self._drawn.get(number) == signature:
+            block = self._turn_blocks.get(number)
+            if block is not None and block.signature == signature:
                 continue
-            self._drawn[number] = signature
-            rendered = turn.render(turn_now)
-            widget = self._widgets.get(number)
-            if widget is None:
-                widget = self._widgets[number] = Static(rendered, id=f"turn-{number}")
-                self.mount(widget)
-            else:
-                widget.update(rendered)
-        if self._dirty:
-            self.scroll_end(animate=False)
+            if block is None:
+                block = self._turn_blocks[number] = _Block(number, Text())
+                self._blocks.append(block)
+            block.text, block.signature, block.width = turn.render(turn_now), signature, 0
+            changed = True
         self._dirty.clear()
+        if changed:
+            self._relayout(follow=self.scroll_offset.y >= self.max_scroll_y)
+
+    # -- layout -----------------------------------------------------------------------
+
+    @property
+    def _wrap_width(self) -> int:
+        return max(self.scrollable_content_region.width, 1)
+
+    def _wrap(self, block: _Block, width: int) -> None:
+        if block.width == width and block.strips:
+            return
+        console = self.app.console
+        base = self.rich_style
+        if block.turn is None:  # a note: in the theme's muted colour, which may have changed
+            block.text.style = self.get_component_rich_style("conversation--note")
+        lines = console.render_lines(block.text, console.options.update_width(width), style=base, pad=False)
+        block.strips = [Strip(line).adjust_cell_length(width, base).simplify() for line in lines]
+        block.width = width
+
+    def _relayout(self, follow: bool) -> None:
+        """Wraps blocks that changed, recomputes where each starts, refreshes the view."""
+        if not self.is_mounted:
+            return
+        width = self._wrap_width
+        self._starts = []
+        line = 0
+        for block in self._blocks:
+            self._wrap(block, width)
+            self._starts.append(line)
+            line += len(block.strips) + 1
+        self.virtual_size = Size(width, max(line - 1, 0))
+        if follow:
+            self.scroll_to(y=self.max_scroll_y, animate=False)
+        self.refresh()
+
+    def on_mount(self) -> None:
+        self._relayout(follow=True)
+
+    def on_resize(self, event: Resize) -> None:
+        self._relayout(follow=self.scroll_offset.y >= self.max_scroll_y)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        for block in self._blocks:
+            block.width = 0  # every wrapped strip holds old colours
+        self._relayout(follow=False)
+
+    # -- rendering --------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        width = self._wrap_width
+        line = y + self.scroll_offset.y
+        index = bisect.bisect_right(self._starts, line) - 1
+        if index >= 0:
+            block = self._blocks[index]
+            offset = line - self._starts[index]
+            if offset < len(block.strips) and block.width == width:
+                return block.strips[offset]
+        return Strip.blank(width, self.rich_style)
