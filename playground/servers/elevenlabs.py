@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 from aiohttp import WSMsgType, web
 
+from playground.core.clock import now_ms
 from playground.servers.voice import LoopbackVoice
 
 MAX_CONTEXTS = 5
@@ -122,6 +123,7 @@ class ElevenLabsServer:
         self.connections = 0
         self.received: list[dict[str, Any]] = []
         self.rest_requests: list[dict[str, Any]] = []
+        self.struck: list[tuple[str, float]] = []  # (fault kind, monotonic ms) as each fault struck
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -390,6 +392,7 @@ class ElevenLabsServer:
                              **self._context_field(c, context)})
 
     async def _strike(self, c: _Connection, context: _Context, fault: Fault) -> None:
+        self.struck.append((fault.kind, now_ms()))
         if fault.kind == "close":
             if fault.code == 1006:
                 if c.request.transport is not None:
