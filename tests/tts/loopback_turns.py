@@ -1,11 +1,15 @@
-"""Helpers for the Cartesia and Deepgram session tests: full engine turns (replayed LLM
-tokens, the null output) against a loopback server, and exact audio checks."""
+"""The Cartesia and Deepgram session tests' common part: full engine turns (replayed LLM
+tokens, the null output) against a loopback server, exact audio checks, and the fault
+tests every provider passes (`SessionContract`)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from typing import Any, ClassVar
 
 import numpy as np
+import pytest
 
 from playground.audio.output import open_output
 from playground.core import events as ev
@@ -13,13 +17,15 @@ from playground.core.presets import apply_overrides, load_preset
 from playground.engine.session import Session
 from playground.llm.replay import ReplayLLM
 from playground.servers.base import LoopbackTTSServer
+from playground.servers.voice import LoopbackVoice
+from playground.tts.base import TTSError
 from tests.tts.loopback import RATE, AudioTap, session_events, spoken_chunks
 
 # Every chunk of these ends at a boundary, so the servers speak each chunk as it comes.
 REPLIES = ["Hello there, this is the loopback voice. How can I help you today?",
            "Sure, I can do that. It will take a moment."]
 LONG_REPLY = "This reply goes on for a long while, so that it can be interrupted. " * 4
-__all__ = ["LONG_REPLY", "RATE", "REPLIES", "AudioTap", "session_events", "spoken_chunks"]
+__all__ = ["RATE", "REPLIES", "AudioTap", "SessionContract", "session_events", "spoken_chunks"]
 
 
 def tokens(text: str, gap_ms: float = 10.0) -> list[tuple[float, str]]:
@@ -58,3 +64,130 @@ def assert_reply_spoken_once(session: Session, tap: AudioTap, server: LoopbackTT
     got = turn_audio(tap, turn)
     assert len(got) == len(expected), f"turn {turn}: {len(got)} samples, expected {len(expected)}"
     assert np.array_equal(got, expected), f"turn {turn}: the audio differs from what the server spoke"
+
+
+def actions(session: Session, turn: int) -> list[str]:
+    return [e.get("action") for e in session_events(session, turn)]
+
+
+class SessionContract:
+    """What every loopback provider's session does, in full turns. A test module subclasses
+    it (as `Test...`), names its preset, session and server classes and the message a
+    barge-in sends, and adds the tests of its own protocol."""
+
+    preset: ClassVar[str]
+    session_class: ClassVar[type]
+    server_class: ClassVar[type[LoopbackTTSServer]]
+    cancel_message: ClassVar[dict[str, Any]]  # what the client sends to stop turn 1's audio
+
+    @pytest.fixture(scope="class")
+    def voice(self) -> LoopbackVoice:
+        return LoopbackVoice()
+
+    @pytest.fixture
+    async def server(self, voice):
+        server = self.server_class(voice=voice)
+        await server.start()
+        yield server
+        await server.stop()
+
+    async def open_session(self, server, replies=REPLIES, *overrides: str) -> tuple[Session, AudioTap]:
+        return await open_turns(self.preset, self.session_class, server, replies, *overrides)
+
+    async def run_turns(self, server, *texts: str, replies=REPLIES, overrides=()) -> tuple[Session, AudioTap]:
+        async with asyncio.timeout(60):
+            session, tap = await self.open_session(server, replies, *overrides)
+            try:
+                for text in texts:
+                    await session.run_turn(text)
+            finally:
+                await session.close()
+        return session, tap
+
+    async def test_barge_in_stops_the_audio_and_the_next_turn_is_clean(self, server):
+        async with asyncio.timeout(60):
+            session, tap = await self.open_session(server, [LONG_REPLY, REPLIES[1]])
+            try:
+                task = session.start_turn("Tell me a long story.")
+                while not any(e.type == ev.PLAY_START for e in session.trace.turn_events(1)):
+                    await asyncio.sleep(0.02)
+                session.cancel_turn("barge-in")
+                await task
+                await asyncio.sleep(0.3)  # audio of turn 1 still in flight must not reach turn 2
+                await session.run_turn("Something else.")
+            finally:
+                await session.close()
+        assert self.cancel_message in server.received
+        assert any(e.type == ev.TURN_CANCELLED for e in session.trace.turn_events(1))
+        assert_reply_spoken_once(session, tap, server, 2)
+
+    @pytest.mark.parametrize("code, reason", [(1006, ""), (1008, "policy violation (injected)")])
+    async def test_server_close_mid_reply_reconnects_and_resumes(self, server, code, reason):
+        server.faults.close_code, server.faults.close_reason, server.faults.close_after_frames = code, reason, 3
+        session, tap = await self.run_turns(server, "Hi!", "Again?")
+        reconnect = session_events(session, 1, "reconnect")
+        assert len(reconnect) == 1 and str(code) in reconnect[0].get("reason") and reason in reconnect[0].get("reason")
+        assert server.handshakes == 2
+        assert_reply_spoken_once(session, tap, server, 1)
+        assert_reply_spoken_once(session, tap, server, 2)
+
+    async def test_a_stall_is_detected_and_the_turn_resumes(self, server):
+        server.faults.stall_s, server.faults.stall_after_frames = 4.0, 2
+        session, tap = await self.run_turns(server, "Hi!", "Again?")
+        assert "stall" in session_events(session, 1, "reconnect")[0].get("reason")
+        assert_reply_spoken_once(session, tap, server, 1)
+        assert_reply_spoken_once(session, tap, server, 2)
+
+    async def test_malformed_and_unknown_messages_are_reported_and_skipped(self, server):
+        server.faults.malformed_json = server.faults.unknown_message = True
+        session, tap = await self.run_turns(server, "Hi!")
+        reasons = [e.get("message") for e in session_events(session, 1, "warning")]
+        assert any("malformed" in r for r in reasons) and any("loopback_unknown" in r for r in reasons)
+        assert "reconnect" not in actions(session, 1)
+        assert_reply_spoken_once(session, tap, server, 1)
+
+    async def test_wrong_audio_format_falls_back_to_rest_for_the_turn(self, server):
+        server.faults.wrong_audio_format = True
+        session, tap = await self.run_turns(server, "Hi!", "Again?")
+        fallback = session_events(session, 1, "fallback")
+        assert len(fallback) == 1 and "WAV" in fallback[0].get("reason")
+        assert self.cancel_message in server.received  # the broken audio was stopped
+        assert_reply_spoken_once(session, tap, server, 1)
+        assert session_events(session, 2, "reuse")[0].get("path") == "persistent"
+        assert_reply_spoken_once(session, tap, server, 2)
+
+    async def test_a_refused_reconnect_falls_back_to_rest(self, server):
+        async with asyncio.timeout(60):
+            session, tap = await self.open_session(server)
+            server.faults.close_code, server.faults.close_after_frames = 1006, 2
+            server.faults.reject_handshakes, server.faults.reject_status = 1, 403
+            try:
+                await session.run_turn("Hi!")
+                await session.run_turn("Again?")
+            finally:
+                await session.close()
+        fallback = session_events(session, 1, "fallback")
+        assert fallback and "403" in fallback[-1].get("reason")
+        assert_reply_spoken_once(session, tap, server, 1)
+        assert errors(session, 2) == [] and len(turn_audio(tap, 2)) > 0
+
+    async def test_a_refused_key_is_named_at_open(self, voice, monkeypatch):
+        server = self.server_class(api_key="right", voice=voice)
+        await server.start()
+        monkeypatch.setenv("LOOPBACK_TTS_KEY", "wrong")
+        try:
+            async with asyncio.timeout(20):
+                with pytest.raises(TTSError, match=rf"{server.name}.*LOOPBACK_TTS_KEY.*401"):
+                    await self.open_session(server, REPLIES, "tts.api_key_env=LOOPBACK_TTS_KEY")
+                monkeypatch.setenv("LOOPBACK_TTS_KEY", "right")
+                session, _ = await self.open_session(server, REPLIES, "tts.api_key_env=LOOPBACK_TTS_KEY")
+                await session.close()
+        finally:
+            await server.stop()
+        assert server.handshakes == 1
+
+    async def test_persistent_false_speaks_every_turn_over_rest(self, server):
+        session, tap = await self.run_turns(server, "Hi!", overrides=["tts.persistent=false"])
+        assert server.handshakes == 0
+        assert session_events(session, 1, "reuse")[0].get("path") == "fallback_rest"
+        assert_reply_spoken_once(session, tap, server, 1)
