@@ -7,11 +7,14 @@ on the same LLM behaviour.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from playground.chunking.chunker import Chunk, Chunker
 from playground.core import events as ev
+from playground.core.metrics import percentile
 from playground.core.presets import STRATEGIES, ChunkerConfig
 
 RecordedToken = tuple[float, str]  # (t_ms after t0, text)
@@ -56,7 +59,14 @@ def rechunk(tokens: Sequence[RecordedToken], end_ms: float | None, config: Chunk
     for t, text in tokens:
         deadline = chunker.next_deadline()
         while deadline is not None and deadline <= t:  # no token came in time: the deadline fires
-            chunks += chunker.poll(deadline)
+            cut = chunker.poll(deadline)
+            if not cut:
+                # The chunker checks `now - start >= deadline_ms`, which can miss `start + deadline_ms`
+                # by a rounding error: poll one representable step later.
+                cut = chunker.poll(math.nextafter(deadline, math.inf))
+            if not cut:
+                break  # cannot cut yet: the next push checks the deadline again
+            chunks += cut
             deadline = chunker.next_deadline()
         chunks += chunker.push(text, t)
     last = tokens[-1][0] if tokens else 0.0
@@ -67,3 +77,125 @@ def rechunk(tokens: Sequence[RecordedToken], end_ms: float | None, config: Chunk
 def rechunk_all(tokens: Sequence[RecordedToken], end_ms: float | None, config: ChunkerConfig) -> list[Rechunked]:
     """Every strategy, with the other chunker parameters as given."""
     return [rechunk(tokens, end_ms, replace(config, strategy=s)) for s in STRATEGIES]
+
+
+# -- whole traces: every recorded turn under several chunker configurations ---------------
+
+
+@dataclass
+class RecordedTurn:
+    turn: int
+    user_text: str
+    tokens: list[RecordedToken]
+    done_ms: float | None
+    strategy: str | None  # the chunker it ran with ...
+    chunker: dict[str, Any]  # ... and that chunker's parameters (empty when the trace has none)
+    ttfs: float | None  # what it recorded
+    ttfa: float | None
+    # The recorded TTS's time to first audio per character of its first chunk: send -> first audio.
+    tts_ms_per_char: float | None
+
+    def chunker_config(self, base: ChunkerConfig) -> ChunkerConfig:
+        """`base` with the parameters this turn ran with (fields this version does not know are left out)."""
+        known = {f.name for f in fields(ChunkerConfig)}
+        return replace(base, **{k: v for k, v in self.chunker.items() if k in known})
+
+
+def tts_ms_per_char(turn_events: Sequence[ev.TraceEvent]) -> float | None:
+    """ms from sending the turn's first chunk to TTS to its first audio, per character; None
+    when the trace has no audio for it (no TTS, or TTFA was not measured, e.g. a REST fallback)."""
+    send = next((e for e in turn_events if e.type == ev.TTS_SEND and e.get("chars")), None)
+    if send is None:
+        return None
+    audio = next((e for e in turn_events if e.type == ev.TTS_AUDIO and e.get("chunk") == send.get("chunk")), None)
+    return None if audio is None else (audio.t_ms - send.t_ms) / send.get("chars")
+
+
+def recorded_turns(events: Sequence[ev.TraceEvent]) -> list[RecordedTurn]:
+    """The turns of a trace that have LLM tokens, in order."""
+    by_turn: dict[int, list[ev.TraceEvent]] = {}
+    for e in events:
+        if e.turn != ev.SESSION_TURN:
+            by_turn.setdefault(e.turn, []).append(e)
+    turns = []
+    for n in sorted(by_turn):
+        turn_events = by_turn[n]
+        tokens, done = turn_tokens(turn_events)
+        if not tokens:
+            continue
+        start = next((e for e in turn_events if e.type == ev.TURN_START), None)
+        chunk = next((e for e in turn_events if e.type == ev.CHUNK), None)
+        audio = next((e for e in turn_events if e.type == ev.TTS_AUDIO), None)
+        turns.append(RecordedTurn(
+            turn=n, user_text=start.get("text", "") if start else "", tokens=tokens, done_ms=done,
+            strategy=start.get("strategy") if start else None, chunker=(start.get("chunker") or {}) if start else {},
+            ttfs=chunk.t_ms if chunk else None, ttfa=audio.t_ms if audio else None,
+            tts_ms_per_char=tts_ms_per_char(turn_events)))
+    return turns
+
+
+@dataclass
+class Variant:
+    """Chunker settings to compare (applied over each turn's recorded parameters), and their label."""
+
+    label: str
+    settings: dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    """One recorded turn under one variant."""
+
+    variant: Variant
+    result: Rechunked
+    # TTFS + the first spoken chunk's characters x the recorded ms per character; None for
+    # passthrough, whose first audio depends on how the TTS server buffers the fragments
+    ttfa_estimate: float | None
+
+    @property
+    def first_text(self) -> str:
+        return next((c.text for c in self.result.chunks if c.text), "")
+
+
+@dataclass
+class TurnComparison:
+    turn: RecordedTurn
+    outcomes: list[Outcome]
+    ms_per_char: float | None  # what the TTFA estimate used (this turn's, else the trace's median)
+
+    def score(self, outcome: Outcome) -> float | None:
+        """What the winner is chosen by: the estimated TTFA, or TTFS when TTFA cannot be estimated."""
+        return outcome.ttfa_estimate if self.ms_per_char is not None else outcome.result.ttfs
+
+    @property
+    def winners(self) -> list[Outcome]:
+        """The outcomes with the best score (several on a tie); passthrough leaves chunking to the
+        TTS server, so its TTFS says nothing about first audio and it never wins."""
+        scored = [(score, o) for o in self.outcomes
+                  if o.result.strategy != "passthrough" and (score := self.score(o)) is not None]
+        if not scored:
+            return []
+        best = min(score for score, _ in scored)
+        return [o for score, o in scored if score - best < 0.5]
+
+
+def compare_turns(turns: Sequence[RecordedTurn], variants: Sequence[Variant],
+                  base: ChunkerConfig | None = None) -> list[TurnComparison]:
+    """Every turn through every variant, each over the parameters the turn was recorded with
+    (on top of `base`). TTFA is estimated from the turn's own recorded TTS speed, or the
+    median over the trace's turns when the turn has none."""
+    base = base or ChunkerConfig()
+    trace_rate = percentile([t.tts_ms_per_char for t in turns if t.tts_ms_per_char is not None], 50)
+    comparisons = []
+    for turn in turns:
+        rate = turn.tts_ms_per_char if turn.tts_ms_per_char is not None else trace_rate
+        recorded = turn.chunker_config(base)
+        outcomes = []
+        for variant in variants:
+            result = rechunk(turn.tokens, turn.done_ms, replace(recorded, **variant.settings))
+            first = next((c for c in result.chunks if c.text), None)
+            unknown = rate is None or first is None or result.strategy == "passthrough"
+            estimate = None if unknown else first.end_ms + len(first.text) * rate
+            outcomes.append(Outcome(variant, result, estimate))
+        comparisons.append(TurnComparison(turn, outcomes, rate))
+    return comparisons

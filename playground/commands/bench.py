@@ -1,0 +1,220 @@
+"""`playground bench`: a scripted conversation run N times, percentiles per metric, a budget gate.
+
+    playground bench --preset local --script phone-call --runs 5
+    playground bench --script calls/support.txt --runs 10 --vs 'chunker.strategy=sentence' --out bench/
+
+Each run is a fresh session (a new "call": models loaded, TTS session opened) that speaks
+the script's lines as turns, one per line. Warm-up runs come first and are not counted.
+With --vs, variant B (the preset with those settings) runs alternately with A in ABBA
+order, so both see the same machine state, and the B/A ratios are printed.
+
+Every run's trace is written to --out. The exit status is 1 when a p50 misses its budget
+(or a turn failed), so the command is a latency regression gate for CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from playground.commands import Command
+from playground.core.metrics import METRIC_LABELS, TurnMetrics, percentile
+from playground.core.presets import Preset, PresetError, apply_overrides, load_preset
+from playground.data import find
+
+if TYPE_CHECKING:
+    from playground.cli import Console
+
+BENCH_METRICS = ("llm_ttft", "ttfs", "ttft_tts", "ttfa", "first_play", "llm_total", "tts_total", "e2e_total",
+                 "chunker_wait", "handoff")
+PERCENTILES = (50, 90, 99)
+EXIT_OVER_BUDGET = 1
+
+
+@dataclass
+class Variant:
+    name: str  # A or B
+    preset: Preset
+    description: str
+    metrics: list[TurnMetrics] = field(default_factory=list)
+
+    def p(self, key: str, q: float) -> float | None:
+        return percentile([v for m in self.metrics if (v := m.value(key)) is not None], q)
+
+
+@dataclass(frozen=True)
+class Run:
+    variant: Variant
+    label: str  # A-run01, B-warmup1
+    measured: bool
+
+
+def read_script(name_or_path: str) -> list[str]:
+    path = find("script", name_or_path)
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    turns = [line for line in lines if line and not line.startswith("#")]
+    if not turns:
+        raise ValueError(f"{path}: no turns (one user line per turn; lines starting with # are comments)")
+    return turns
+
+
+def abba(index: int, names: list[str]) -> list[str]:
+    """The order of the variants in round `index`: A B, B A, A B, ... (ABBA over two rounds)."""
+    return names if index % 2 == 0 else names[::-1]
+
+
+def schedule(variants: list[Variant], runs: int, warmup: int) -> list[Run]:
+    order: list[Run] = []
+    for i in range(warmup):
+        order += [Run(v, f"{v.name}-warmup{i + 1}", False) for v in variants]
+    by_name = {v.name: v for v in variants}
+    for i in range(runs):
+        order += [Run(by_name[n], f"{n}-run{i + 1:02d}", True) for n in abba(i, list(by_name))]
+    return order
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def percentile_table(variant: Variant, console: Console) -> list[str]:
+    budgets = variant.preset.budgets
+    lines = [f"{'metric':<15}" + "".join(f"{f'p{q}':>8}" for q in PERCENTILES) + f"{'budget':>8}  over budget"]
+    for key in BENCH_METRICS:
+        values = [v for m in variant.metrics if (v := m.value(key)) is not None]
+        if not values:
+            continue
+        cells = "".join(f"{_ms(variant.p(key, q)):>8}" for q in PERCENTILES)
+        limit = budgets.get(key)
+        over = ""
+        if limit is not None:
+            misses = sum(1 for v in values if v > limit)
+            over = f"{misses}/{len(values)} turns"
+            if (variant.p(key, 50) or 0) > limit:
+                over = console.red(over + "  p50 OVER BUDGET")
+        lines.append(f"{METRIC_LABELS[key]:<15}{cells}{_ms(limit):>8}  {over}")
+    return lines
+
+
+def ratio_table(a: Variant, b: Variant) -> list[str]:
+    lines = [f"{'metric':<15}{'A p50':>8}{'B p50':>8}{'B/A':>8}{'A p90':>8}{'B p90':>8}{'B/A':>8}"]
+    for key in BENCH_METRICS:
+        cells = ""
+        for q in (50, 90):
+            va, vb = a.p(key, q), b.p(key, q)
+            ratio = f"x{vb / va:.2f}" if va and vb is not None else "-"
+            cells += f"{_ms(va):>8}{_ms(vb):>8}{ratio:>8}"
+        if cells.strip(" -x."):
+            lines.append(f"{METRIC_LABELS[key]:<15}{cells}")
+    return lines
+
+
+def gate(variants: list[Variant]) -> list[str]:
+    """What fails the gate: p50s over budget and turns that did not finish."""
+    failures = []
+    for v in variants:
+        for key, limit in v.preset.budgets.items():
+            p50 = v.p(key, 50)
+            if p50 is not None and p50 > limit:
+                failures.append(f"{v.name}: {METRIC_LABELS.get(key, key)} p50 {p50:.0f} ms > budget {limit:.0f} ms")
+        failed = [m for m in v.metrics if m.status != "ok"]
+        if failed:
+            failures.append(f"{v.name}: {len(failed)} of {len(v.metrics)} turns did not finish "
+                            f"({'; '.join(sorted({e for m in failed for e in m.errors} or {m.status for m in failed}))})")
+    return failures
+
+
+async def run_all(runs: list[Run], lines: list[str], audio: str | None, out: Path, console: Console) -> None:
+    from rich.console import Console as RichConsole
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from playground.engine.build import open_session
+    from playground.export.jsonl import write_trace_jsonl
+
+    warned: set[str] = set()
+
+    def warn(message: str) -> None:
+        if message not in warned:
+            warned.add(message)
+            console.note(message)
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   console=RichConsole(file=console.err), transient=False)
+    with bar:
+        task = bar.add_task("bench", total=len(runs) * len(lines))
+        for run in runs:
+            bar.update(task, description=f"{run.label:<11}")
+            session = await open_session(run.variant.preset, audio=audio, warn=warn)
+            try:
+                for line in lines:
+                    m = await session.run_turn(line)
+                    if run.measured:
+                        run.variant.metrics.append(m)
+                    bar.advance(task)
+            finally:
+                await session.close()
+                write_trace_jsonl(out / f"{run.label}.jsonl", session.trace.header, session.trace.events)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default="local", help="preset name or .toml path (default: local)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a preset field for every run, e.g. --set budgets.ttfa=1200 (repeatable)")
+    parser.add_argument("--script", required=True, metavar="FILE",
+                        help="the conversation: one user line per turn (# comments), or a shipped script (phone-call)")
+    parser.add_argument("--runs", type=int, default=5, metavar="N", help="measured runs per variant (default 5)")
+    parser.add_argument("--warmup", type=int, default=1, metavar="K", help="uncounted runs first (default 1)")
+    parser.add_argument("--vs", metavar="'SECTION.KEY=VALUE ...'",
+                        help="variant B: the preset with these settings, run alternately with A (ABBA)")
+    parser.add_argument("--out", metavar="DIR", help="folder for every run's trace (default: bench-DATE-TIME)")
+    parser.add_argument("--no-audio", action="store_true", help="use the null output (real-time paced, no device)")
+    parser.add_argument("--audio", metavar="DEVICE", help="output device name or index")
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    if args.runs < 1 or args.warmup < 0:
+        raise PresetError(f"--runs must be at least 1 and --warmup 0 or more (got {args.runs} and {args.warmup})")
+    lines = read_script(args.script)
+    preset = load_preset(args.preset, args.overrides)
+    variants = [Variant("A", preset, f"preset {preset.name}" + "".join(f", {o}" for o in args.overrides))]
+    if args.vs:
+        settings = shlex.split(args.vs)
+        variants.append(Variant("B", apply_overrides(preset, settings), "A with " + ", ".join(settings)))
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out or f"bench-{stamp}")
+    out.mkdir(parents=True, exist_ok=True)
+    runs = schedule(variants, args.runs, args.warmup)
+    console.note(f"bench: {len(lines)} turns x {args.runs} runs per variant (+{args.warmup} warm-up), "
+                 f"{len(runs)} sessions; traces to {out}/")
+    asyncio.run(run_all(runs, lines, "null" if args.no_audio else args.audio, out, console))
+
+    for v in variants:
+        console.print(f"{v.name}: {v.description} ({len(v.metrics)} turns)")
+        for line in percentile_table(v, console):
+            console.print(line)
+        fallbacks = sum(1 for m in v.metrics if m.tts_path not in (None, "persistent"))
+        if fallbacks:
+            console.print(console.red(f"TTS was not the persistent session in {fallbacks} turn(s)"))
+        console.print()
+    if len(variants) == 2:
+        console.print("B/A ratios")
+        for line in ratio_table(*variants):
+            console.print(line)
+        console.print()
+    console.print(f"traces: {out}/ ({len(runs)} files)")
+    failures = gate(variants)
+    if failures:
+        for failure in failures:
+            console.print(console.red(f"FAIL {failure}"))
+        return EXIT_OVER_BUDGET
+    console.print("PASS: every p50 within its budget")
+    return 0
+
+
+COMMAND = Command(name="bench", help="run a scripted conversation N times: percentiles, budgets, A/B (a CI gate)",
+                  add_arguments=add_arguments, run=run)

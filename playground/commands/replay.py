@@ -1,0 +1,179 @@
+"""`playground replay TRACE`: recorded turns rerun through the current chunker and TTS.
+
+    playground replay turns.jsonl --set chunker.strategy=clause --no-audio
+    playground replay seed-turn4 --turn 4 --tts local --trace replayed.jsonl
+
+The `replay` LLM provider emits each recorded turn's tokens at their recorded times
+(relative to the LLM request), so a chunker or TTS change is measured on exactly the
+same LLM behaviour. Each turn runs with the chunker parameters it was recorded with
+(unless `--preset` is given), then `--set` overrides. The turns print as in `run`,
+then each recorded turn's metrics beside its replay's, and how close the replayed
+token times came to the recorded ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from playground.chunking.compare import RecordedTurn, recorded_turns
+from playground.commands import Command
+from playground.core import events as ev
+from playground.core.metrics import compute_metrics, percentile
+from playground.core.presets import Preset, PresetError, apply_overrides, load_preset, preset_from_dict
+from playground.data import find
+
+if TYPE_CHECKING:
+    from playground.cli import Console
+
+TIMING_TARGET_MS = 2.0  # replayed token time - recorded, at p99
+
+
+def recorded_preset(header: dict[str, Any], source: str) -> Preset | None:
+    """The preset a trace was recorded with (its header), or None when the trace has none."""
+    data = header.get("preset")
+    if not isinstance(data, dict):
+        return None
+    sections = {k: v for k, v in data.items() if k != "name"}
+    return preset_from_dict(sections, name=str(data.get("name", "recorded")), source=f"{source}: recorded preset")
+
+
+def base_preset(args: argparse.Namespace, source: str, header: dict[str, Any]) -> Preset:
+    """The preset the replay runs: --preset or the recorded one, its TTS per --tts, the replay LLM."""
+    preset = load_preset(args.preset) if args.preset else recorded_preset(header, source) or load_preset("local")
+    if args.tts == "local":
+        preset.tts = load_preset("local").tts
+    else:
+        from playground.engine.build import available_providers
+
+        known = available_providers("tts")
+        if preset.tts.provider not in known:
+            raise PresetError(f"{preset.origin('tts', 'provider')}: TTS provider {preset.tts.provider!r} is not "
+                              f"available here (available: {', '.join(known)}); replay with --tts local")
+    preset.llm = replace(preset.llm, provider="replay", trace=source, replay_turn=args.turn)
+    return apply_overrides(preset, args.overrides)  # checked now, before anything loads
+
+
+def turn_preset(base: Preset, turn: RecordedTurn, recorded_chunker: bool, overrides: list[str]) -> Preset:
+    """The preset one turn replays with: its recorded chunker parameters (when asked), then --set."""
+    if not recorded_chunker:
+        return base
+    return apply_overrides(replace(base, chunker=turn.chunker_config(base.chunker)), overrides)
+
+
+def timing_errors(recorded: Sequence[ev.TraceEvent], replayed: Sequence[ev.TraceEvent]) -> list[float]:
+    """Per token: replayed time - recorded time (ms), both after their turn's LLM request."""
+    from playground.llm.replay import recorded_tokens
+
+    return [b[0] - a[0] for a, b in zip(recorded_tokens(recorded), recorded_tokens(replayed))]
+
+
+def _events_by_turn(events: Sequence[ev.TraceEvent]) -> dict[int, list[ev.TraceEvent]]:
+    by_turn: dict[int, list[ev.TraceEvent]] = {}
+    for e in events:
+        by_turn.setdefault(e.turn, []).append(e)
+    return by_turn
+
+
+async def replay_turns(turns: list[RecordedTurn], preset_for: Callable[[RecordedTurn], Preset], audio: str | None,
+                       wav_path: str | None, console: Console) -> ev.Trace:
+    """Runs the recorded turns, in order, on one session; returns the session's trace."""
+    from playground.cli import TurnPrinter, _run_one
+    from playground.engine.build import open_session
+
+    session = await open_session(preset_for(turns[0]), audio=audio, wav_path=wav_path, warn=console.note,
+                                 progress=lambda message: console.note(f"… {message}"))
+    printer = TurnPrinter(session, console)
+    console.note(f"ready: replaying {len(turns)} turn(s) with tts {session.tts.name} ({session.tts.path}), "
+                 f"audio: {session.output.name}")
+    try:
+        for turn in turns:
+            preset = preset_for(turn)
+            if preset.to_json() != session.preset.to_json():
+                session.change_preset(preset, f"replay of recorded turn {turn.turn}")
+            await _run_one(session, printer, turn.user_text or f"(recorded turn {turn.turn})")
+        printer.finish()
+    finally:
+        await session.close()
+    return session.trace
+
+
+def side_by_side(recorded: list[RecordedTurn], recorded_events: Sequence[ev.TraceEvent], trace: ev.Trace,
+                 budgets: dict[str, float], console: Console) -> list[float]:
+    """Prints each recorded turn's row above its replay's; returns the token timing errors."""
+    from playground.cli import table_header, table_row
+
+    before = _events_by_turn(recorded_events)
+    after = _events_by_turn(trace.events)
+    errors: list[float] = []
+    console.print()
+    console.print("recorded vs replayed (the same tokens at the same times)")
+    console.print(table_header())
+    for turn, replayed_turn in zip(recorded, trace.turns()):
+        old = compute_metrics(before[turn.turn])
+        new = replace(compute_metrics(after[replayed_turn]), turn=turn.turn)
+        console.print(f"{table_row(old, budgets, console)}   recorded, {old.strategy or '?'}")
+        console.print(f"{table_row(new, budgets, console)}   replayed, {new.strategy or '?'}")
+        errors += timing_errors(before[turn.turn], after[replayed_turn])
+    return errors
+
+
+def timing_line(errors: list[float]) -> str:
+    if not errors:
+        return "token timing: no tokens replayed"
+    p50, p99 = percentile(errors, 50), percentile(errors, 99)
+    worst = max(errors, key=abs)
+    verdict = ("within" if p99 is not None and abs(p99) <= TIMING_TARGET_MS else "OVER") + \
+        f" the {TIMING_TARGET_MS:g} ms target at p99"
+    return (f"token timing, replayed - recorded (after the LLM request), {len(errors)} tokens: "
+            f"p50 {p50:+.2f} ms, p99 {p99:+.2f} ms, worst {worst:+.2f} ms ({verdict})")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("trace_file", metavar="TRACE", help="a JSONL trace, or the name of a shipped one (seed-turn4)")
+    parser.add_argument("--turn", type=int, default=0, metavar="N", help="replay only recorded turn N")
+    parser.add_argument("--tts", choices=("local", "preset"), default="local",
+                        help="local: the offline Piper voice (default); preset: the preset's TTS "
+                             "(the recorded one unless --preset), which may be a cloud service")
+    parser.add_argument("--preset", help="run under this preset instead of the recorded one "
+                                         "(its chunker replaces the recorded turns' chunker)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a field, e.g. --set chunker.strategy=clause (repeatable)")
+    parser.add_argument("--trace", metavar="FILE", help="write the replay's JSONL trace to FILE")
+    parser.add_argument("--no-audio", action="store_true", help="use the null output (real-time paced, no device)")
+    parser.add_argument("--audio", metavar="DEVICE", help="output device name or index")
+    parser.add_argument("--wav", metavar="FILE", help="also save what was played to a WAV file")
+
+
+def run(args: argparse.Namespace, console: Console) -> int:
+    from playground.export.jsonl import write_trace_jsonl
+
+    path = find("trace", args.trace_file)
+    header, events = ev.read_trace(path)
+    turns = recorded_turns(events)
+    if args.turn:
+        turns = [t for t in turns if t.turn == args.turn]
+    if not turns:
+        which = f"no tokens for turn {args.turn}" if args.turn else "no turn with llm.token events"
+        raise ValueError(f"{path}: {which}, so there is nothing to replay")
+    base = base_preset(args, str(path), header)
+
+    def preset_for(turn: RecordedTurn) -> Preset:
+        return turn_preset(base, turn, recorded_chunker=not args.preset, overrides=args.overrides)
+
+    console.note(f"replaying {path}: {len(turns)} turn(s), recorded with "
+                 f"{header.get('providers', {}).get('tts', {}).get('name', '?')} TTS")
+    trace = asyncio.run(replay_turns(turns, preset_for, "null" if args.no_audio else args.audio, args.wav, console))
+    if args.trace:
+        write_trace_jsonl(args.trace, trace.header, trace.events)
+        console.note(f"trace written to {args.trace}")
+    errors = side_by_side(turns, events, trace, base.budgets, console)
+    console.print(timing_line(errors))
+    return 0
+
+
+COMMAND = Command(name="replay", help="rerun recorded turns (same tokens, same times) through the current chunker and TTS",
+                  add_arguments=add_arguments, run=run)

@@ -1,0 +1,107 @@
+"""Benchmarks for `playground compare` and `playground replay` (issue 6 targets), rerunnable by anyone.
+
+    .venv/bin/python scripts/bench_trace_tools.py [--compare-turns 100] [--replays 3]
+
+1. compare: a trace of 100 turns, each the recorded turns of tests/data/two-turns.jsonl and
+   the shipped seed-turn4 played back to back (about 100 tokens a turn, like the offline
+   preset's max_tokens=96 replies), through the 5 strategies: wall time of the whole
+   command (reading the file included), median of 5 runs. Target: under 1 s.
+2. replay: tests/data/two-turns.jsonl (a real recorded session) replayed through the real
+   chunker and Piper voice with the null output, several times: replayed - recorded token
+   time (after the LLM request) p50 / p99 / worst. Target: within 2 ms at p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from playground.chunking.compare import recorded_turns
+from playground.cli import Console, build_parser
+from playground.commands.replay import _events_by_turn, timing_errors
+from playground.core import events as ev
+from playground.core.metrics import percentile
+from playground.data import find
+from playground.export.jsonl import write_trace_jsonl
+
+ROOT = Path(__file__).resolve().parent.parent
+RECORDED = ROOT / "tests" / "data" / "two-turns.jsonl"
+
+
+def long_trace(path: Path, turns: int) -> int:
+    """Writes a `turns`-turn trace of recorded tokens; returns how many tokens it holds."""
+    header, _ = ev.read_trace(RECORDED)
+    sources = [t for trace in (RECORDED, find("trace", "seed-turn4")) for t in recorded_turns(ev.read_trace(trace)[1])]
+    events: list[ev.TraceEvent] = []
+    tokens = 0
+    for n in range(1, turns + 1):
+        events.append(ev.TraceEvent(n, 0.0, ev.TURN_START, {"text": f"turn {n}", "strategy": "adaptive"}))
+        offset = 0.0
+        for source in sources:
+            for t, text in source.tokens:
+                events.append(ev.TraceEvent(n, offset + t, ev.LLM_TOKEN, {"i": tokens, "text": text}))
+                tokens += 1
+            offset += source.tokens[-1][0] + 50.0
+        events.append(ev.TraceEvent(n, offset, ev.LLM_DONE, {}))
+    write_trace_jsonl(path, header, events)
+    return tokens
+
+
+def playground(argv: list[str]) -> int:
+    """A subcommand run in this process, its output discarded."""
+    args = build_parser().parse_args(argv)
+    return args.plugin.run(args, Console(io.StringIO(), io.StringIO()))
+
+
+def bench_compare(turns: int) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "long.jsonl"
+        tokens = long_trace(path, turns)
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            status = playground(["compare", str(path)])
+            times.append(time.perf_counter() - started)
+            assert status == 0
+    print(f"compare: {turns} turns ({tokens} tokens) x 5 strategies: median {statistics.median(times) * 1000:.0f} ms "
+          f"over 5 runs (min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f}); target < 1000 ms")
+
+
+def bench_replay(replays: int) -> None:
+    _, recorded = ev.read_trace(RECORDED)
+    before = _events_by_turn(recorded)
+    errors: list[float] = []
+    with tempfile.TemporaryDirectory() as folder:
+        for i in range(replays):
+            out = Path(folder) / f"replay-{i}.jsonl"
+            status = playground(["replay", str(RECORDED), "--no-audio", "--trace", str(out)])
+            assert status == 0
+            after = _events_by_turn(ev.read_trace(out)[1])
+            run_errors = [e for a, b in zip(sorted(t for t in before if t), sorted(t for t in after if t))
+                          for e in timing_errors(before[a], after[b])]
+            print(f"  replay {i + 1}: {len(run_errors)} tokens, p99 {percentile(run_errors, 99):+.2f} ms, "
+                  f"worst {max(run_errors, key=abs):+.2f} ms", file=sys.stderr)
+            errors += run_errors
+    print(f"replay timing: {len(errors)} tokens in {replays} replays of {RECORDED.name}, replayed - recorded: "
+          f"p50 {percentile(errors, 50):+.2f} ms, p99 {percentile(errors, 99):+.2f} ms, "
+          f"worst {max(errors, key=abs):+.2f} ms; target |p99| <= 2 ms")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--compare-turns", type=int, default=100)
+    parser.add_argument("--replays", type=int, default=3, help="replays of the recorded session (0: skip)")
+    args = parser.parse_args(argv)
+    bench_compare(args.compare_turns)
+    if args.replays:
+        bench_replay(args.replays)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
