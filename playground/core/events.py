@@ -31,6 +31,8 @@ ERROR = "error"
 TURN_CANCELLED = "turn.cancelled"
 TURN_SUMMARY = "turn.summary"
 CONFIG_CHANGE = "config.change"
+# Opening a session (session level): a component (llm, tts, stt) loading / ready / failed.
+SESSION_LOAD = "session.load"
 # Spoken input: the VAD's speech start / end, interim and final transcripts (in the turn they
 # started, t_ms relative to its t0 = end of speech detected), and the mic's state (session).
 VAD_SPEECH_START = "vad.speech_start"

@@ -44,10 +44,12 @@ async def open_session(
     wav_path: str | None = None,
     warn: Callable[[str], None] = print,
     progress: Progress | None = None,
+    on_created: Callable[[Session], None] | None = None,
 ) -> Session:
     """An opened session for `preset`: LLM loaded, TTS session open, audio output running.
 
-    `audio` overrides the preset's [audio] output ("null" for no device).
+    `audio` overrides the preset's [audio] output ("null" for no device). `on_created`
+    gets the session before it opens, so a UI can follow its loading in the trace.
     """
     from playground.audio.output import open_output
 
@@ -55,6 +57,8 @@ async def open_session(
     tts = build_provider(preset, "tts")
     output = await open_output(audio or preset.audio.output, wav_path=wav_path, warn=warn)
     session = Session(preset, llm, tts, output, progress=progress)
+    if on_created is not None:
+        on_created(session)
     try:
         await session.open()
     except BaseException:

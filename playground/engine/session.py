@@ -14,7 +14,7 @@ import asyncio
 import datetime
 import gc
 import platform
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -124,12 +124,28 @@ class Session:
         """Loads the LLM and opens the persistent TTS session, before any turn (the output is open)."""
         self.trace.header = self.header()
         self.output.set_listener(self._on_playback)
-        await asyncio.gather(self.llm.load(self.progress), self.tts.open(self._on_tts_session, self.progress))
+        await asyncio.gather(
+            self._load("llm", self.llm.name, self.llm.load(self.progress)),
+            self._load("tts", self.tts.name, self.tts.open(self._on_tts_session, self.progress)),
+        )
         self.trace.header = self.header()  # now with what opening learned (devices, voice)
         # The models and modules now loaded live as long as the session: keep the cyclic
         # collector from rescanning them (a full collection holds the GIL; with them it took
         # 20-80 ms, stalling every thread: python -m playground.ui.bench).
         gc.freeze()
+
+    async def _load(self, component: str, provider: str, opening: Awaitable[None]) -> None:
+        """Runs one component's loading, recorded as `session.load` events (the UI's progress)."""
+        started = now_ms()
+        self._session_event(ev.SESSION_LOAD, component=component, provider=provider, state="loading")
+        try:
+            await opening
+        except BaseException as exc:
+            self._session_event(ev.SESSION_LOAD, component=component, provider=provider, state="failed",
+                                ms=round(now_ms() - started, 1), message=str(exc) or type(exc).__name__)
+            raise
+        self._session_event(ev.SESSION_LOAD, component=component, provider=provider, state="ready",
+                            ms=round(now_ms() - started, 1))
 
     async def close(self) -> None:
         self.cancel_turn("session closed")

@@ -30,6 +30,7 @@ from playground.ui.chunker_settings import ChunkerSettings
 from playground.ui.commands import PlaygroundCommands
 from playground.ui.conversation import Conversation
 from playground.ui.help import HelpScreen
+from playground.ui.loading import LoadingBar
 from playground.ui.metrics_table import MetricsTable
 from playground.ui.preset_picker import PresetPicker, needs_new_session
 from playground.ui.prompt_editor import PromptEdit, PromptEditor
@@ -73,6 +74,14 @@ class Progress(Message):
     def __init__(self, text: str) -> None:
         super().__init__()
         self.text = text
+
+
+class SessionCreated(Message):
+    """The session exists and starts loading (from the engine thread)."""
+
+    def __init__(self, session: Session) -> None:
+        super().__init__()
+        self.session = session
 
 
 async def replace_turn(session: Session, text: str, input_kind: str = "typed", rerun: bool = False) -> None:
@@ -153,6 +162,7 @@ class PlaygroundApp(App):
                 yield Waterfall(self.timeline, id="waterfall")
                 yield Conversation(id="conversation")
             yield MetricsTable(id="metrics")
+        yield LoadingBar(id="loading")
         yield PromptInput(id="prompt")
         yield Footer()
 
@@ -163,6 +173,8 @@ class PlaygroundApp(App):
         self.status = self.query_one(StatusBar)
         self.table = self.query_one(MetricsTable)
         self.prompt = self.query_one(PromptInput)
+        self.loading = self.query_one(LoadingBar)
+        self.loading.display = self._owns_session
         self.waterfall.border_title = "waterfall (ms after t0)"
         self.table.border_title = "turns"
         self.conversation.border_title = "conversation"
@@ -212,7 +224,8 @@ class PlaygroundApp(App):
 
         try:
             session = await asyncio.wrap_future(self.engine.submit(open_session(
-                self.preset, audio=self.audio, wav_path=self.wav_path, warn=progress, progress=progress)))
+                self.preset, audio=self.audio, wav_path=self.wav_path, warn=progress, progress=progress,
+                on_created=self._follow_loading)))
         except Exception as exc:  # a preset or provider problem: say it, keep the app up
             self.conversation.note(f"could not open the session: {exc}")
             self.status.extra = "session failed: see the conversation pane"
@@ -227,6 +240,14 @@ class PlaygroundApp(App):
         for text in self._queued:
             self._send(text)
         self._queued.clear()
+
+    def _follow_loading(self, session: Session) -> None:
+        """On the engine thread, before the session opens."""
+        self.post_message(SessionCreated(session))
+
+    def on_session_created(self, message: SessionCreated) -> None:
+        # From here on the frame timer shows the session's `session.load` events.
+        self._trace = message.session.trace
 
     def _session_ready(self, session: Session) -> None:
         # The screen's widgets live as long as the app: out of the cyclic collector's way,
@@ -284,6 +305,7 @@ class PlaygroundApp(App):
                     self._compare_with = None
                 self.conversation.add(event)
                 self.status.add(event)
+                self.loading.add(event)
                 if event.type == ev.TURN_SUMMARY:
                     budgets = self.session.preset.budgets if self.session else self.budgets
                     self.table.set_turn(compute_metrics(trace.turn_events(event.turn)), budgets)
@@ -293,6 +315,8 @@ class PlaygroundApp(App):
                     self.notify(f"{event.get('where')}: {event.get('message')}", severity="error", timeout=10)
             self._seen = end
             self.status.redraw()
+        if self.loading.display:
+            self.loading.tick()
         self.waterfall.refresh_timeline()
         self.conversation.refresh_turns()
 
@@ -349,6 +373,7 @@ class PlaygroundApp(App):
         self.status.llm = "loading…"
         self.status.tts_provider = preset.tts.provider
         self.status.tts = TTSState()
+        self.loading.reset()
         self.conversation.note(f"preset {preset.name}: opening a new session")
         self._open_session()
 

@@ -156,3 +156,17 @@ async def test_long_and_odd_input_goes_through(text):
 def test_empty_input_is_refused(text):
     with pytest.raises(InputRefused, match="nothing to say"):
         check_input(text)
+
+
+async def test_opening_records_each_components_loading_and_names_a_failure(tmp_path):
+    from playground.engine.build import open_session
+    from playground.tts.base import TTSError
+
+    created = []
+    missing = tmp_path / "missing-voice.onnx"
+    with pytest.raises(TTSError, match="missing-voice.onnx"):
+        await open_session(local_preset(f"tts.voice={missing}"), audio="null", on_created=created.append)
+    loads = [(e.get("component"), e.get("state")) for e in created[0].trace.events if e.type == ev.SESSION_LOAD]
+    assert ("tts", "loading") in loads and ("tts", "failed") in loads and ("llm", "loading") in loads
+    failed = next(e for e in created[0].trace.events if e.type == ev.SESSION_LOAD and e.get("state") == "failed")
+    assert "missing-voice.onnx" in failed.get("message") and failed.get("provider") == "piper"

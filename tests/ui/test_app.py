@@ -9,6 +9,7 @@ from playground.core import events as ev
 from playground.core.events import read_trace
 from playground.ui.app import PlaygroundApp
 from playground.ui.conversation import Conversation
+from playground.ui.loading import LoadingBar
 from playground.ui.metrics_table import MetricsTable
 from playground.ui.status import StatusBar
 from tests.conftest import local_preset
@@ -51,6 +52,8 @@ async def test_typing_a_turn_fills_every_view(tmp_path):
         started = time.monotonic()
         await pilot.pause()
         assert time.monotonic() - started < 1.5  # interactive while the models still load
+        loading = app.query_one(LoadingBar)
+        assert loading.display  # the models load in the background, with progress
         await send(pilot, "Hi there")  # typed before the session is ready: queued, not lost
         table = app.query_one(MetricsTable)
         await wait_for(pilot, lambda: 1 in table.metrics, what="turn 1 in the table")
@@ -61,6 +64,9 @@ async def test_typing_a_turn_fills_every_view(tmp_path):
         await wait_for(pilot, lambda: conversation.turn_text(1), timeout=5, what="the turn's text")
         rendered = conversation.turn_text(1)
         assert "Hi there" in rendered and turn.chunks[0][0].strip()[:10] in rendered
+        assert set(loading.components) == {"llm", "tts"} and loading.done and not loading.display
+        loads = [e for e in app.session.trace.events if e.type == ev.SESSION_LOAD and e.get("state") == "ready"]
+        assert {e.get("component") for e in loads} == {"llm", "tts"} and all(e.get("ms") > 0 for e in loads)
         status = app.query_one(StatusBar)
         assert status.tts.state == "open" and status.tts.turns_served == 1 and status.audio == "null output"
         # Up recalls what was sent.
