@@ -25,7 +25,7 @@ from playground.core.metrics import compute_metrics
 from playground.core.presets import STRATEGIES, Preset, PresetError, apply_overrides, load_preset
 from playground.engine.runner import EngineThread
 from playground.engine.session import InputRefused, Session, check_input
-from playground.export.jsonl import write_trace_jsonl
+from playground.export.formats import export_all
 from playground.ui.chunker_settings import ChunkerSettings
 from playground.ui.commands import PlaygroundCommands
 from playground.ui.conversation import Conversation
@@ -441,18 +441,32 @@ class PlaygroundApp(App):
 
     @work(exclusive=True, group="export")
     async def action_export(self) -> None:
+        """The whole session in every export format (JSONL, Chrome/Perfetto, OTLP, CSV,
+        Markdown), written in a thread with progress, secrets scrubbed."""
         if self.session is None:
             self.notify("nothing to export yet", severity="warning")
             return
-        path = self.export_dir / time.strftime("playground-%Y%m%d-%H%M%S.jsonl")
-        self.notify(f"exporting {len(self.session.trace.events)} events…")
+        stem = time.strftime("playground-%Y%m%d-%H%M%S")
         events = list(self.session.trace.events)
+        self.notify(f"exporting {len(events):,} events to {self.export_dir}/{stem}.*…")
+
+        def progress(stage: str, fraction: float) -> None:
+            self.call_from_thread(self._export_progress, stage, fraction)
+
         try:
-            await asyncio.to_thread(write_trace_jsonl, path, self.session.trace.header, events)
-        except OSError as exc:
-            self.notify(f"export failed: {path}: {exc.strerror}", severity="error")
+            paths = await asyncio.to_thread(export_all, self.export_dir, stem, self.session.trace.header, events,
+                                            progress=progress)
+        except (OSError, ValueError, RuntimeError) as exc:
+            self.notify(f"export failed: {exc}", severity="error", timeout=10)
             return
-        self.notify(f"trace exported to {path}")
+        finally:
+            self.status.extra = ""
+            self.status.redraw()
+        self.notify("exported: " + ", ".join(p.name for p in paths), timeout=8)
+
+    def _export_progress(self, stage: str, fraction: float) -> None:
+        self.status.extra = f"export {stage} {fraction:.0%}"
+        self.status.redraw()
 
     async def on_unmount(self) -> None:
         """However the app ends: close the session (TTS, LLM, audio), the trace, the engine."""

@@ -27,7 +27,8 @@ class PlaygroundCommands(Provider):
         yield "Chunker settings", app.action_chunker_settings, "min_chars, first_min_chars, deadline_ms, max_chars, words"
         yield "Edit the system prompt", app.action_edit_prompt, "then apply it, or re-run the last message with it"
         yield "Re-chunk last turn", app.action_rechunk, "its recorded tokens through every strategy, side by side"
-        yield "Export trace (JSONL)", app.action_export, "write the whole session's trace to a file"
+        yield ("Export session (JSONL, Chrome/Perfetto, OTLP, CSV, Markdown)", app.action_export,
+               "write the whole session in every export format, secrets scrubbed")
         yield "Stop the reply", app.action_stop_reply, "cancel LLM, TTS and playback of the running turn"
         yield "Mute / unmute audio", app.action_toggle_mute, "silence playback (timing is still measured)"
         yield "Clear session", app.action_clear_session, "start a new conversation"

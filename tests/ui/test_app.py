@@ -108,16 +108,19 @@ async def test_a_new_message_while_the_agent_speaks_barges_in(tmp_path):
         await wait_for(pilot, lambda: "cancelled" in conversation.turn_text(1), timeout=5, what="the turn's status")
 
 
-async def test_export_writes_the_whole_session_trace(tmp_path):
+async def test_export_writes_the_whole_session_in_every_format(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
         await converse(pilot, app, "Hello")
         await pilot.press("f9")
-        await wait_for(pilot, lambda: list(tmp_path.glob("playground-*.jsonl")), timeout=10, what="the export")
+        await wait_for(pilot, lambda: list(tmp_path.glob("playground-*.md")), timeout=10, what="the export")
         exported = next(tmp_path.glob("playground-*.jsonl"))
         header, events = read_trace(exported)
         assert header["preset"]["name"] == "local"
         assert [e.type for e in events] == [e.type for e in app.session.trace.events]
+        stem = exported.name.removesuffix(".jsonl")
+        for suffix in (".chrome.json", ".otlp.json", ".csv", ".md"):  # every format, beside it
+            assert (tmp_path / f"{stem}{suffix}").stat().st_size > 0
         assert not list(tmp_path.glob(".*.tmp"))  # written atomically
 
 
