@@ -53,16 +53,27 @@ def tokens(text: str) -> list[str]:
     return pieces
 
 
+# What the seed's agent ran with, as far as the seed tells (keys live in environment variables).
+# Only these fields are written: a reader fills in its own defaults for the rest, so the file
+# stays the same when presets gain fields.
+RECORDED_PRESET = {
+    "name": "seed-phase2",
+    "agent": {"system_prompt": "(not recorded: the seed's call had 13,215 system characters)"},
+    "llm": {"provider": "openai", "model": "grok-4-fast-non-reasoning", "base_url": "https://api.x.ai/v1",
+            "api_key_env": "XAI_API_KEY"},
+    "tts": {"provider": "elevenlabs", "voice": "", "api_key_env": "ELEVENLABS_API_KEY", "persistent": True,
+            "fallback": "rest"},
+    "chunker": {"strategy": "sentence"},
+}
+# The summary's metrics: the seed's own, and what its Turn 4 analysis reasons with.
+SUMMARY_KEYS = ("status", "strategy", "llm_ttft", "ttfs", "ttft_tts", "ttfa", "first_play", "llm_total", "tts_total",
+                "e2e_total", "chunker_wait", "handoff", "tokens", "tokens_per_s", "chunks", "spoken_chunks",
+                "tts_path", "tts_path_reason")
+
+
 def recorded_preset() -> Preset:
-    """What the seed's agent ran with, as far as the seed tells (keys live in env variables)."""
-    return preset_from_dict({
-        "agent": {"system_prompt": "(not recorded: the seed's call had 13,215 system characters)"},
-        "llm": {"provider": "openai", "model": "grok-4-fast-non-reasoning", "base_url": "https://api.x.ai/v1",
-                "api_key_env": "XAI_API_KEY"},
-        "tts": {"provider": "elevenlabs", "voice": "", "api_key_env": "ELEVENLABS_API_KEY", "persistent": True,
-                "fallback": "rest"},
-        "chunker": {"strategy": "sentence"},
-    }, name="seed-phase2", source="seed/phase2-streaming-analysis.md")
+    sections = {k: v for k, v in RECORDED_PRESET.items() if k != "name"}
+    return preset_from_dict(sections, name=RECORDED_PRESET["name"], source="seed/phase2-streaming-analysis.md")
 
 
 def turn_events() -> list[ev.TraceEvent]:
@@ -78,7 +89,7 @@ def turn_events() -> list[ev.TraceEvent]:
 
     events = [
         event(0.0, ev.TURN_START, text=USER_TEXT, input="speech", strategy="sentence",
-              chunker=dict(vars(preset.chunker))),
+              chunker=RECORDED_PRESET["chunker"]),
         event(0.0, ev.TTS_SESSION, action="fallback", path="fallback_rest", provider="elevenlabs",
               reason="no persistent TTS session found for the call (active sessions: [])"),
         event(0.0, ev.LLM_REQUEST, provider="openai", model=preset.llm.model),
@@ -97,7 +108,8 @@ def turn_events() -> list[ev.TraceEvent]:
     ]
     events.sort(key=lambda e: e.t_ms)  # stable: a chunk stays after the token that completed it
     metrics = compute_metrics(events)
-    events.append(event(LAST_TOKEN_MS, ev.TURN_SUMMARY, metrics=metrics.to_json(),
+    summary = metrics.to_json()
+    events.append(event(LAST_TOKEN_MS, ev.TURN_SUMMARY, metrics={k: summary[k] for k in SUMMARY_KEYS},
                         budget_misses={k: v[0] for k, v in budget_misses(metrics, preset.budgets).items()}))
     return events
 
@@ -105,7 +117,7 @@ def turn_events() -> list[ev.TraceEvent]:
 def header() -> dict:
     return {
         "started_at": "2025-11-20T03:03:31+00:00",
-        "preset": recorded_preset().to_json(),
+        "preset": RECORDED_PRESET,
         "providers": {"llm": {"name": "openai", "model": "grok-4-fast-non-reasoning"},
                       "tts": {"name": "elevenlabs", "voice": ""}, "audio": "phone call"},
         "reconstructed": {

@@ -1,0 +1,76 @@
+"""`playground bench`: a scripted conversation on the offline preset, the budget gate, A/B order."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from playground.commands.bench import Variant, read_script, schedule
+from playground.core.events import read_trace
+from playground.core.presets import load_preset
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SHORT = ("--no-audio", "--set", "llm.max_tokens=24", "--runs", "1", "--warmup", "0")
+# Budgets no machine misses: the gate must pass on a busy test machine too.
+GENEROUS = [arg for key in ("ttfs", "handoff", "ttfa", "e2e_total") for arg in ("--set", f"budgets.{key}=600000")]
+
+
+def bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    script = tmp_path / "two-lines.txt"
+    script.write_text("# two short turns\nHi, who is this?\n\nHow so?\n")
+    return subprocess.run([sys.executable, "-m", "playground.cli", "bench", "--preset", "local", "--script",
+                           str(script), "--out", str(tmp_path / "traces"), *SHORT, *args],
+                          check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+@pytest.mark.models
+def test_bench_passes_within_budget_and_writes_every_trace(tmp_path):
+    result = bench(tmp_path, *GENEROUS)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "A: preset local, llm.max_tokens=24" in out and "(2 turns)" in out
+    header = next(line for line in out.splitlines() if line.startswith("metric"))
+    assert header.split()[:4] == ["metric", "p50", "p90", "p99"]
+    for label in ("LLM_TTFT", "TTFS", "TTFA", "FIRST_PLAY", "E2E_TOTAL"):
+        assert any(line.startswith(label + " ") for line in out.splitlines()), label
+    assert "PASS: every p50 within its budget" in out
+    assert "A-run01" in result.stderr and "2/2" in result.stderr  # the progress bar
+    (trace,) = sorted((tmp_path / "traces").iterdir())
+    assert trace.name == "A-run01.jsonl"
+    _, events = read_trace(trace)
+    assert [e.get("text") for e in events if e.type == "turn.start"] == ["Hi, who is this?", "How so?"]
+    assert sum(e.type == "turn.summary" for e in events) == 2
+
+
+@pytest.mark.models
+def test_bench_fails_a_p50_over_budget_and_compares_a_b(tmp_path):
+    result = bench(tmp_path, "--set", "budgets.ttfa=1", "--vs", "chunker.strategy=sentence")
+    assert result.returncode == 1, result.stderr
+    out = result.stdout
+    assert "FAIL A: TTFA p50 " in out and "> budget 1 ms" in out and "FAIL B: TTFA p50 " in out
+    assert "B: A with chunker.strategy=sentence" in out
+    ratios = out.split("B/A ratios")[1].splitlines()
+    ttfs = next(line for line in ratios if line.startswith("TTFS "))
+    assert ttfs.split()[3].startswith("x")
+    assert sorted(p.name for p in (tmp_path / "traces").iterdir()) == ["A-run01.jsonl", "B-run01.jsonl"]
+    _, b_events = read_trace(tmp_path / "traces" / "B-run01.jsonl")
+    assert {e.get("strategy") for e in b_events if e.type == "turn.start"} == {"sentence"}
+
+
+def test_runs_alternate_in_abba_order_after_the_warm_up():
+    preset = load_preset("local")
+    variants = [Variant("A", preset, "a"), Variant("B", preset, "b")]
+    assert [r.label for r in schedule(variants, runs=3, warmup=1)] == [
+        "A-warmup1", "B-warmup1", "A-run01", "B-run01", "B-run02", "A-run02", "A-run03", "B-run03"]
+    assert [r.measured for r in schedule(variants[:1], runs=2, warmup=1)] == [False, True, True]
+
+
+def test_scripts_by_name_or_path_and_empty_ones(tmp_path):
+    assert read_script("phone-call")[0] == "Hi, who is this?"
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing but a comment\n\n")
+    with pytest.raises(ValueError, match="empty.txt: no turns"):
+        read_script(str(empty))
