@@ -156,12 +156,14 @@ class _Utterance:
 class VoiceLoop:
     """Spoken input for an open `Session`. `await open()`, then speak; `await close()` at the end.
 
-    `mic_file` feeds a WAV file in real time instead of the microphone (`speed` > 1 faster).
-    `on_turn(text, task)` is called on the loop for every spoken turn started.
+    `mic_file` feeds a WAV file in real time instead of the microphone (`speed` > 1 faster);
+    `source` an input of the caller's (not yet started). `on_turn(text, task)` is called on
+    the loop for every spoken turn started.
     """
 
     def __init__(self, session: Session, config: InputConfig, mode: str | None = None,
-                 mic_file: str | None = None, speed: float = 1.0, on_turn: TurnStarted | None = None) -> None:
+                 mic_file: str | None = None, speed: float = 1.0, on_turn: TurnStarted | None = None,
+                 source: AudioInput | None = None) -> None:
         self.session = session
         self.config = config
         self.mode = mode or (config.mode if config.mode != "off" else HANDS_FREE)
@@ -172,7 +174,7 @@ class VoiceLoop:
         self.on_turn = on_turn or (lambda text, task: None)
         self.state = VoiceState(self.mode)
         self.stt = WhisperSTT(config.stt_model, config.stt_threads)
-        self.source: AudioInput | None = None
+        self.source = source
         self.meter: PlaybackMeter | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stt_pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="stt")
@@ -196,7 +198,10 @@ class VoiceLoop:
         try:
             self._vad = await asyncio.to_thread(SileroVAD)
             await self._loop.run_in_executor(self._stt_pool, self.stt.load, self.session.progress)
-            self.source = await asyncio.to_thread(open_input, self.config.device, self.mic_file, self.speed)
+            if self.source is None:
+                self.source = await asyncio.to_thread(open_input, self.config.device, self.mic_file, self.speed)
+            else:
+                self.source.start()
         except (MicUnavailable, VADUnavailable, STTError) as exc:
             self.state.mic, self.state.reason = "unavailable", str(exc)
             self._mic_event("unavailable", reason=str(exc))

@@ -1,0 +1,292 @@
+"""Spoken turns end to end on the real models: WAV speech (Piper, made at test time) -> Silero VAD
+-> faster-whisper -> the session's LLM -> Piper -> the real-time null output."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from playground.audio.input import SAMPLE_RATE, AudioInput
+from playground.core import events as ev
+from playground.core.clock import now_ms
+from playground.engine.voice import VoiceLoop
+from tests.conftest import local_preset, open_test_session
+from tests.speech import mostly_heard, noise, silence, speech, words, write_wav
+
+QUESTION = "What is the capital of France?"
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:")) / 1024
+
+
+class Heard:
+    """The spoken turns a VoiceLoop started: (transcript, task)."""
+
+    def __init__(self) -> None:
+        self.turns: list[tuple[str, asyncio.Task]] = []
+
+    def __call__(self, text: str, task: asyncio.Task) -> None:
+        self.turns.append((text, task))
+
+    async def metrics(self):
+        return [await task for _, task in self.turns]
+
+
+async def start_listening(session, wav: Path, mode: str = "hands_free", speed: float = 1.0,
+                          **overrides) -> tuple[VoiceLoop, Heard]:
+    """A VoiceLoop on `session` fed by `wav` (playing from now on)."""
+    config = session.preset.input
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    heard = Heard()
+    voice = VoiceLoop(session, config, mode=mode, mic_file=str(wav), speed=speed, on_turn=heard)
+    assert await voice.open(), voice.state.reason
+    return voice, heard
+
+
+async def until_played_out(voice: VoiceLoop, timeout: float = 90.0) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            await voice.wait_input_end()
+    finally:
+        await voice.close()
+
+
+async def listen_to(session, wav: Path, mode: str = "hands_free", speed: float = 1.0,
+                    **overrides) -> tuple[VoiceLoop, Heard]:
+    """Feeds `wav` through a VoiceLoop on `session` until it has played out and its turns are done."""
+    voice, heard = await start_listening(session, wav, mode, speed, **overrides)
+    await until_played_out(voice)
+    return voice, heard
+
+
+def turn_events(session, turn: int, type_: str):
+    return [e for e in session.trace.turn_events(turn) if e.type == type_]
+
+
+@pytest.fixture
+async def session():
+    session = await open_test_session(local_preset())
+    yield session
+    await session.close()
+
+
+async def test_a_spoken_question_becomes_a_turn_with_its_transcript_and_voice_metrics(session, tmp_path):
+    wav = write_wav(tmp_path / "q.wav", silence(0.5), speech(QUESTION), silence(1.5))
+    voice, heard = await listen_to(session, wav)
+    [(text, _)] = heard.turns
+    assert words(text) == words(QUESTION)
+    [m] = await heard.metrics()
+    assert m.status == "ok" and m.first_play is not None  # the agent answered aloud
+
+    start = turn_events(session, 1, ev.TURN_START)[0]
+    assert start.get("input") == "voice" and start.get("text") == text
+    types = [e.type for e in session.trace.turn_events(1)]
+    assert types.index(ev.VAD_SPEECH_START) < types.index(ev.VAD_SPEECH_END) < types.index(ev.STT_FINAL)
+    assert types.index(ev.STT_FINAL) < types.index(ev.LLM_REQUEST)
+    speech_start = turn_events(session, 1, ev.VAD_SPEECH_START)[0]
+    speech_end = turn_events(session, 1, ev.VAD_SPEECH_END)[0]
+    # t0 is the end of speech detected; the speech itself ended end_silence_ms (+ up to 2 frames) earlier
+    assert speech_end.t_ms == 0 and speech_end.get("trigger") == "silence"
+    assert 500 <= m.vad_end <= 600
+    assert speech_start.get("onset_ms") < speech_start.t_ms < speech_end.get("last_voiced_ms") < 0
+    assert 1500 < speech_end.get("speech_ms") < 3000  # Piper says the question in ~2 s
+    assert 0 < m.stt == turn_events(session, 1, ev.STT_FINAL)[0].t_ms
+    assert m.stt <= m.llm_ttft <= m.first_play
+    assert m.user_latency == pytest.approx(m.vad_end + m.first_play)
+    assert voice.state.transcript == text and voice.state.mic == "ended"
+    assert [e.get("status") for e in session.trace.events if e.type == ev.MIC] == ["listening", "ended"]
+
+
+async def test_silence_only_makes_no_turn(session, tmp_path):
+    wav = write_wav(tmp_path / "silence.wav", silence(3.0))
+    voice, heard = await listen_to(session, wav)
+    assert heard.turns == [] and session.turn_count == 0
+    assert voice.state.ignored == 0
+
+
+async def test_noise_makes_no_turn(session, tmp_path):
+    # Steady hiss at -26 dBFS (a fan, a bad line) is not speech: the VAD never starts, so no
+    # turn (a turn answering noise would interrupt and confuse the caller).
+    wav = write_wav(tmp_path / "noise.wav", noise(4.0, amplitude=0.05))
+    _, heard = await listen_to(session, wav)
+    assert heard.turns == [] and session.turn_count == 0
+    assert not any(e.type == ev.STT_FINAL for e in session.trace.events)
+
+
+async def test_two_utterances_separated_by_a_pause_make_two_turns(session, tmp_path):
+    first, second = "Hello, can you hear me?", "Please tell me the time."
+    wav = write_wav(tmp_path / "two.wav", silence(0.3), speech(first), silence(1.5), speech(second), silence(1.2))
+    _, heard = await listen_to(session, wav)
+    assert [words(text) for text, _ in heard.turns] == [words(first), words(second)]
+    first_turn, second_turn = await heard.metrics()
+    # (the second utterance may start while the first reply plays: then it cuts it, a barge-in)
+    assert second_turn.status == "ok"
+    assert all(m.stt is not None and m.vad_end is not None for m in (first_turn, second_turn))
+
+
+class CuedInput(AudioInput):
+    """Speech parts fed in real time like a mic file, each after its cue (an Event) is set:
+    lets a test speak exactly while the agent's reply is playing."""
+
+    hears_playback = False
+
+    def __init__(self, parts: list[tuple[threading.Event | None, np.ndarray]]) -> None:
+        super().__init__("cued speech", SAMPLE_RATE)
+        self.parts = parts
+
+    def start(self) -> None:
+        threading.Thread(target=self._feed, daemon=True).start()
+
+    def _feed(self) -> None:
+        step = SAMPLE_RATE // 50
+        for cue, audio in self.parts:
+            if cue is not None:
+                while not cue.wait(0.02):
+                    self._put(np.zeros(step, dtype=np.float32), now_ms())  # silence while waiting
+            samples = audio.astype(np.float32) / 32768
+            deadline = time.perf_counter()
+            for start in range(0, len(samples), step):
+                deadline += step / SAMPLE_RATE
+                time.sleep(max(0.0, deadline - time.perf_counter()))
+                self._put(samples[start:start + step], now_ms())
+        self.close()
+
+
+async def test_speech_during_the_reply_cuts_it_within_150_ms():
+    session = await open_test_session(local_preset("llm.max_tokens=120"))
+    story = "Tell me a long story about a lighthouse keeper."
+    stop = "Stop, that is enough."
+    playing = threading.Event()
+
+    def on_event(event: ev.TraceEvent) -> None:
+        if event.type == ev.PLAY_START and event.turn == 1:
+            threading.Timer(0.5, playing.set).start()  # half a second into the reply
+
+    session.trace.subscribe(on_event)
+    heard = Heard()
+    source = CuedInput([(None, np.concatenate([silence(0.3), speech(story), silence(1.0)])),
+                        (playing, np.concatenate([speech(stop), silence(1.2)]))])
+    voice = VoiceLoop(session, session.preset.input, mode="hands_free", on_turn=heard, source=source)
+    try:
+        assert await voice.open()
+        await until_played_out(voice, timeout=90)
+    finally:
+        await session.close()
+    assert len(heard.turns) == 2, heard.turns
+    assert mostly_heard(heard.turns[0][0], story) and mostly_heard(heard.turns[1][0], stop), heard.turns
+    first, second = await heard.metrics()
+    assert (first.status, second.status) == ("cancelled", "ok")
+    cancelled = turn_events(session, 1, ev.TURN_CANCELLED)[0]
+    assert cancelled.get("reason").startswith("barge-in")
+    # from the frame that confirmed the speech start to LLM, TTS and playback all stopped
+    assert cancelled.get("stop_ms") < 150
+    assert cancelled.get("played")["chunks"] and cancelled.get("played")["ms"] >= 400
+    assert any(e.get("cut") for e in turn_events(session, 1, ev.PLAY_END))
+    assert turn_events(session, 2, ev.VAD_SPEECH_START)[0].get("barge_in") == 1
+    assert voice.state.barge_ins == 1
+
+
+async def test_a_one_minute_monologue_is_transcribed_in_bounded_memory(session, tmp_path):
+    sentences = [
+        "The harbour was quiet in the early morning, and the boats rocked gently on the grey water",
+        "A fisherman walked along the pier, carrying a basket of nets and a flask of coffee",
+        "He had worked on this coast for forty years and knew every rock under the waves",
+        "The gulls followed him, hoping for a piece of bread or a small fish",
+        "At the end of the pier his daughter was already waiting with the engine running",
+        "Together they checked the weather, the fuel and the radio before they left",
+        "The sea was calm, but the forecast spoke of wind in the afternoon",
+        "They decided to fish near the island and to come back before lunch",
+    ]
+    monologue = speech(". ".join(sentences) + ".")
+    minute = [monologue] * max(1, round(60 * 16000 / len(monologue)))
+    seconds = sum(len(a) for a in minute) / 16000
+    assert seconds >= 55
+    wav = write_wav(tmp_path / "monologue.wav", silence(0.3), *minute, silence(3.0))
+    # fed 3x faster than real time to keep the test short; the VAD and STT path is the same
+    voice, heard = await start_listening(session, wav, speed=3.0)
+    loaded = rss_mb()  # the models are loaded: what follows is the cost of listening and transcribing
+    peak = [loaded]
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.wait(0.1) and not heard.turns:  # until the reply's LLM and TTS work starts
+            peak.append(rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        await until_played_out(voice, timeout=150)
+    finally:
+        sampling.set()
+        sampler.join()
+    [(text, _)] = heard.turns
+    assert mostly_heard(text, " ".join(sentences), share=0.8)
+    assert turn_events(session, 1, ev.STT_FINAL)[0].get("audio_ms") >= seconds * 1000
+    grown = max(peak) - loaded
+    print(f"RSS: {loaded:.0f} MB with the models loaded, peak {max(peak):.0f} MB while listening (+{grown:.0f} MB)")
+    # The minute's audio itself is 3.8 MB (an utterance is cut at MAX_UTTERANCE_S = 2 minutes); the
+    # rest is Whisper's passes (features, CTranslate2 buffers) and the threads' allocator arenas.
+    assert grown < 200, f"RSS grew by {grown:.0f} MB while listening to one minute"
+
+
+async def test_push_to_talk_takes_what_was_said_between_key_down_and_up(session, tmp_path):
+    question = "Where is the nearest train station?"
+    said = speech(question)
+    wav = write_wav(tmp_path / "ptt.wav", silence(0.6), said, silence(2.5))
+    heard = Heard()
+    voice = VoiceLoop(session, session.preset.input, mode="push_to_talk", mic_file=str(wav), on_turn=heard)
+    assert await voice.open()  # the file starts playing now, in real time
+    try:
+        await asyncio.sleep(0.3)
+        voice.start_listening()
+        assert voice.state.key_down
+        await asyncio.sleep(0.3 + len(said) / 16000 + 0.7)  # key up 0.7 s after the speech
+        voice.stop_listening()
+        async with asyncio.timeout(60):
+            await voice.wait_input_end()
+    finally:
+        await voice.close()
+    [(text, _)] = heard.turns
+    assert mostly_heard(text, question)
+    end = turn_events(session, 1, ev.VAD_SPEECH_END)[0]
+    assert end.get("trigger") == "key"
+    [m] = await heard.metrics()
+    # t0 is the key release; the speech ended ~0.7 s before it
+    assert m.status == "ok" and 500 < m.vad_end < 1000
+
+
+async def test_no_microphone_leaves_typed_input_working(session):
+    voice = VoiceLoop(session, session.preset.input, mode="hands_free")
+    voice.config.device = "no such microphone xyz"
+    assert not await voice.open()
+    assert voice.state.mic == "unavailable"
+    assert "no such microphone xyz" in voice.state.reason or "PortAudio" in voice.state.reason
+    [mic] = [e for e in session.trace.events if e.type == ev.MIC]
+    assert mic.get("status") == "unavailable" and mic.get("reason") == voice.state.reason
+    await voice.close()
+    metrics = await session.run_turn("Hello?")
+    assert metrics.status == "ok" and metrics.first_play is not None
+
+
+async def test_without_portaudio_the_mic_is_unavailable_and_says_what_to_install(session, monkeypatch):
+    real_import = builtins.__import__
+
+    def failing_import(name, *args, **kwargs):
+        if name == "sounddevice":
+            raise OSError("PortAudio library not found")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", failing_import)
+    voice = VoiceLoop(session, session.preset.input, mode="hands_free")
+    assert not await voice.open()
+    assert "libportaudio2" in voice.state.reason
+    await voice.close()
