@@ -234,8 +234,9 @@ class Session:
     async def _run_turn(self, state: _TurnState, text: str, input_kind: str) -> TurnMetrics:
         clock = state.clock
         chunker_config = self.preset.chunker
+        # session_ms: where this turn's t0 falls on the session clock (session events' clock).
         clock.emit(ev.TURN_START, clock.t0, text=text, input=input_kind, strategy=chunker_config.strategy,
-                   chunker=dict(vars(chunker_config)))
+                   chunker=dict(vars(chunker_config)), session_ms=round(clock.t0 - self.started_at, 3))
         for type_, t_ms, data in state.prelude:
             clock.emit(type_, t_ms, **data)
         user = Message("user", text)

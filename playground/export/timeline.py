@@ -2,11 +2,10 @@
 OpenTelemetry exports draw, computed once from the events.
 
 Turn events count milliseconds from their turn's t0 and session events (turn 0) from
-the session's start. A version-1 trace does not record where each t0 falls on the
-session's clock, so turns are placed in file order, each right after everything written
-before it (the session's opening, the previous turn, a reconnect between turns). That is
-exact for turns run back to back (`run --say`, bench, replay); idle time between typed
-turns is not in the trace and does not appear.
+the session's start. `turn.start` records where its t0 falls on the session's clock
+(`session_ms`); traces written before it was recorded place turns in file order, each
+right after everything written before it (exact for turns run back to back; idle time
+between typed turns does not appear).
 """
 
 from __future__ import annotations
@@ -222,7 +221,8 @@ def layout(header: dict[str, Any], events: list[ev.TraceEvent], progress: Progre
             cursor = max(cursor, e.t_ms)
             continue
         if e.turn not in offsets:
-            offsets[e.turn] = cursor - first_t[e.turn]
+            recorded = e.get("session_ms") if e.type == ev.TURN_START else None
+            offsets[e.turn] = recorded if recorded is not None else cursor - first_t[e.turn]
         cursor = max(cursor, offsets[e.turn] + e.t_ms)
 
     turns = []
