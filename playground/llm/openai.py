@@ -138,15 +138,9 @@ class OpenAILLM:
         if stream is not None:
             self._connections[stream] = [started, 1]
         if progress:
-            listed = ""
-            if response.status_code == 200:
-                try:
-                    listed = f", {len(response.json().get('data', []))} models listed"
-                except (ValueError, AttributeError):
-                    listed = ""
-            else:
-                listed = f", GET /models answered HTTP {response.status_code}"
-            progress(f"openai LLM: connected to {self.base_url} in {now_ms() - started:.0f} ms{listed}")
+            # Any answer proves the connection; a non-200 here (a server without /models) is no fault.
+            progress(f"openai LLM: connected to {self.base_url} in {now_ms() - started:.0f} ms "
+                     f"(GET /models: HTTP {response.status_code})")
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -275,33 +269,26 @@ class OpenAILLM:
         if chunk.get("error"):
             raise LLMError(f"{self._where()}: the server reported an error mid-stream: "
                            f"{_server_message(data.encode())}")
-        # Groq reports usage under x_groq; others in `usage` (null on all but the last chunk).
-        usage = chunk.get("usage") or (chunk.get("x_groq") or {}).get("usage")
-        if usage:
-            info.usage = self._usage(usage)
         pieces: list[tuple[str, str]] = []
-        for choice in chunk.get("choices") or []:  # `choices: []` carries only usage
-            if choice.get("finish_reason"):
-                info.finish_reason = choice["finish_reason"]
-            delta = choice.get("delta") or {}
-            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if reasoning:
-                info.reasoning_chars += len(reasoning)
-                pieces.append(("reasoning", reasoning))
-            if delta.get("content"):  # `content: null` is allowed
-                pieces.append(("content", delta["content"]))
+        try:
+            # Kept as the server reports it (prompt_tokens, completion_tokens, prompt_tokens_details.
+            # cached_tokens, ...). Groq sends it under x_groq; others in `usage`, null but on the last chunk.
+            usage = chunk.get("usage") or (chunk.get("x_groq") or {}).get("usage")
+            if usage:
+                info.usage = dict(usage)
+            for choice in chunk.get("choices") or []:  # `choices: []` carries only usage
+                if choice.get("finish_reason"):
+                    info.finish_reason = choice["finish_reason"]
+                delta = choice.get("delta") or {}
+                reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+                if reasoning:
+                    info.reasoning_chars += len(reasoning)
+                    pieces.append(("reasoning", reasoning))
+                if delta.get("content"):  # `content: null` is allowed
+                    pieces.append(("content", str(delta["content"])))
+        except (AttributeError, TypeError):  # a field of the wrong type (a list where an object belongs)
+            raise LLMError(f"{self._where()}: unexpected stream event shape: {_quote(data)}") from None
         return pieces
-
-    @staticmethod
-    def _usage(usage: dict[str, Any]) -> dict[str, Any]:
-        result = {"prompt_tokens": usage.get("prompt_tokens"), "completion_tokens": usage.get("completion_tokens")}
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-        if cached is not None:
-            result["cached_tokens"] = cached
-        reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens")
-        if reasoning:
-            result["reasoning_tokens"] = reasoning
-        return result
 
     # -- errors, one line each: what happened, the value involved, what to do -------------
 

@@ -101,8 +101,9 @@ async def test_turns_through_the_replay_backed_server_reuse_one_connection():
         assert 40 <= m.llm_ttft <= m.ttfs <= m.ttft_tts < m.ttfa
     done1, done2 = turn_event(session, 1, ev.LLM_DONE), turn_event(session, 2, ev.LLM_DONE)
     # Usage as the server reported it; turn 2's prompt starts with turn 1's (cached prefix).
-    assert done1.get("usage")["completion_tokens"] == len(WORDS) and done1.get("usage")["cached_tokens"] == 0
-    assert done2.get("usage")["cached_tokens"] > 0 and done2.get("usage")["prompt_tokens"] > done1.get("usage")["prompt_tokens"]
+    usage1, usage2 = done1.get("usage"), done2.get("usage")
+    assert usage1["completion_tokens"] == len(WORDS) and usage1["prompt_tokens_details"]["cached_tokens"] == 0
+    assert usage2["prompt_tokens_details"]["cached_tokens"] > 0 and usage2["prompt_tokens"] > usage1["prompt_tokens"]
     # The connection opened by load() served both turns: no handshake in any turn.
     assert done1.get("connection")["reused"] and done1.get("connection")["requests"] == 2
     assert done2.get("connection")["reused"] and done2.get("connection")["requests"] == 3
