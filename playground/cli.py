@@ -74,7 +74,7 @@ def table_row(m: TurnMetrics, budgets: dict[str, float], console: Console,
     path = m.tts_path or "-"
     if m.tts_path_reason:
         path += f" ({m.tts_path_reason})"
-    if m.tts_path == "fallback_rest":
+    if m.tts_path_fault:
         path = console.red(path)
     chunks = f"{m.spoken_chunks}/{m.chunks}"
     status = "" if m.status == "ok" else f"  {console.red(m.status.upper())}"
@@ -113,8 +113,9 @@ class TurnPrinter:
         c = self.console
         if event.type == ev.LLM_DONE:
             c.print(f"agent: {event.get('text', '').strip()}")
-        elif event.type == ev.TTS_SESSION and event.get("action") in ("fallback", "reconnect"):
-            c.note(c.red(f"tts: {event.get('action')} ({event.get('reason', 'no reason given')})"))
+        elif event.type == ev.TTS_SESSION and event.get("action") in ("fallback", "reconnect", "warning"):
+            detail = event.get("reason") or event.get("message") or "no reason given"
+            c.note(c.red(f"tts {event.get('provider', '')}: {event.get('action')} ({detail})"))
         elif event.type == ev.ERROR:
             c.note(c.red(f"error in turn {event.turn}: {event.get('where')}: {event.get('message')}"))
         elif event.type == ev.TURN_CANCELLED:

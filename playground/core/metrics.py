@@ -63,6 +63,14 @@ class TurnMetrics:
     # Per spoken chunk: chunk emitted -> text given to TTS (ms).
     handoffs: list[float] = field(default_factory=list)
 
+    @property
+    def tts_path_fault(self) -> bool:
+        """The turn did not get the persistent session it should have had. REST chosen in
+        the preset (`persistent = false`) is a deliberate choice, not a fault."""
+        if self.tts_path == "fallback_rest":
+            return not (self.tts_path_reason or "").startswith("preset:")
+        return False
+
     def value(self, key: str) -> float | None:
         return getattr(self, key)
 

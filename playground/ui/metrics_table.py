@@ -52,7 +52,9 @@ class MetricsTable(DataTable):
             path += f" ({m.tts_path_reason})"
         if m.status != "ok":
             path += f" {m.status.upper()}"
-        cells.append(Text(path, style=PATH_STYLES.get(m.tts_path or "", "") if m.status == "ok" else "bold red"))
+        deliberate_rest = m.tts_path == "fallback_rest" and not m.tts_path_fault
+        style = "" if deliberate_rest else PATH_STYLES.get(m.tts_path or "", "")
+        cells.append(Text(path, style=style if m.status == "ok" else "bold red"))
         return cells
 
     def _rebuild(self) -> None:

@@ -19,6 +19,9 @@ class TTSState:
         self.turns_served = 0
         self.reconnects = 0
         self.fallback_reason: str | None = None
+        self.fallbacks = 0
+        self.warnings = 0
+        self.rest_by_choice = False  # the preset asks for REST (persistent = false)
         self.recorded = False  # a recorded trace: times from the trace, not the wall clock
 
     def add(self, event: ev.TraceEvent) -> None:
@@ -28,26 +31,37 @@ class TTSState:
             self.opened_wall = f"+{event.t_ms / 1000:.1f}s" if self.recorded else time.strftime("%H:%M:%S")
         elif action == "reuse":
             self.turns_served = event.get("turns_served", self.turns_served + 1)
-            if self.state != "fallback":
+            self.rest_by_choice = str(event.get("reason", "")).startswith("preset:")
+            # Each turn starts on whatever path the session has now: a later turn back on
+            # the persistent connection clears the red FALLBACK (the count stays).
+            if event.get("path") != "fallback_rest":
                 self.state = "open"
         elif action == "reconnect":
             self.reconnects += 1
-            self.state = "open"
         elif action == "fallback":
             self.state = "fallback"
+            self.fallbacks += 1
             self.fallback_reason = event.get("reason") or "no reason given"
+        elif action == "warning":
+            self.warnings += 1
         elif action == "close":
             self.state = "closed"
 
     def render(self, provider: str) -> Text:
         text = Text(f"tts {provider} ")
-        if self.state == "fallback":
+        if self.rest_by_choice:
+            text.append(f"REST by preset (persistent = false), {self.turns_served} turns")
+        elif self.state == "fallback":
             text.append(f"FALLBACK ({self.fallback_reason})", style="bold red")
         elif self.state == "open":
             text.append(f"open since {self.opened_wall}, {self.turns_served} turns, {self.reconnects} reconnects",
                         style="green")
+            if self.fallbacks:
+                text.append(f", {self.fallbacks} fallbacks (last: {self.fallback_reason})", style="yellow")
         else:
             text.append(self.state, style="yellow")
+        if self.warnings:
+            text.append(f", {self.warnings} warnings", style="yellow")
         return text
 
 

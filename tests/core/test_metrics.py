@@ -95,3 +95,11 @@ def test_percentile():
     assert percentile([5.0], 90) == 5.0
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
     assert percentile([10.0, 20.0], 90) == pytest.approx(19.0)
+
+
+def test_rest_by_preset_is_a_choice_and_any_other_fallback_is_a_fault():
+    from playground.core.metrics import TurnMetrics
+
+    assert TurnMetrics(turn=1, tts_path="fallback_rest", tts_path_reason="server closed (1006)").tts_path_fault
+    assert not TurnMetrics(turn=1, tts_path="fallback_rest", tts_path_reason="preset: persistent = false").tts_path_fault
+    assert not TurnMetrics(turn=1, tts_path="reconnected").tts_path_fault
