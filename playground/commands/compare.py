@@ -20,12 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from playground.chunking.compare import Outcome, TurnComparison, Variant, compare_turns, recorded_turns
+from playground.chunking.compare import Outcome, TurnComparison, Variant, compare_turns
 from playground.commands import Command
-from playground.core import events as ev
+from playground.commands.replay import read_recorded, recorded_preset
 from playground.core.metrics import percentile
 from playground.core.presets import STRATEGIES, ChunkerConfig, Preset, PresetError, apply_overrides
-from playground.data import find
 
 if TYPE_CHECKING:
     from playground.cli import Console
@@ -77,8 +76,6 @@ def variants(strategies: list[str], sets: list[str]) -> list[Variant]:
 
 def base_chunker(header: dict, source: str) -> ChunkerConfig:
     """The chunker of the trace's recorded preset: parameters for turns that did not record theirs."""
-    from playground.commands.replay import recorded_preset
-
     preset = recorded_preset(header, source)
     return preset.chunker if preset else ChunkerConfig()
 
@@ -127,8 +124,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     started = time.perf_counter()
-    path = find("trace", args.trace_file)
-    header, events = ev.read_trace(path)
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown:
@@ -137,12 +132,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     chosen = variants(strategies, args.variants)
     if not chosen:
         raise PresetError("--strategies: nothing to compare (give at least one strategy or a --set variant)")
-    turns = recorded_turns(events)
-    if args.turn:
-        turns = [t for t in turns if t.turn == args.turn]
-    if not turns:
-        which = f"no tokens for turn {args.turn}" if args.turn else "no turn with llm.token events"
-        raise ValueError(f"{path}: {which}, so there is nothing to re-chunk")
+    path, header, _, turns = read_recorded(args.trace_file, args.turn, "re-chunk")
     comparisons = compare_turns(turns, chosen, base_chunker(header, str(path)))
     elapsed = time.perf_counter() - started
 

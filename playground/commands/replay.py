@@ -17,6 +17,7 @@ import argparse
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from playground.chunking.compare import RecordedTurn, recorded_turns
@@ -138,27 +139,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tts", choices=("local", "preset"), default="local",
                         help="local: the offline Piper voice (default); preset: the preset's TTS "
                              "(the recorded one unless --preset), which may be a cloud service")
-    parser.add_argument("--preset", help="run under this preset instead of the recorded one "
-                                         "(its chunker replaces the recorded turns' chunker)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a field, e.g. --set chunker.strategy=clause (repeatable)")
-    parser.add_argument("--trace", metavar="FILE", help="write the replay's JSONL trace to FILE")
-    parser.add_argument("--no-audio", action="store_true", help="use the null output (real-time paced, no device)")
-    parser.add_argument("--audio", metavar="DEVICE", help="output device name or index")
-    parser.add_argument("--wav", metavar="FILE", help="also save what was played to a WAV file")
+    # The session options' --preset says "default: local"; here no --preset means the recorded one.
+    parser.set_defaults(preset=None)
+    parser.description = ("Reruns recorded turns: the replay LLM emits their tokens at the recorded times into "
+                          "the chunker and TTS. Runs under the recorded preset (each turn with the chunker it "
+                          "was recorded with) unless --preset is given; --set overrides either.")
+
+
+def read_recorded(trace_file: str, turn: int, purpose: str) -> tuple[Path, dict[str, Any], list[ev.TraceEvent],
+                                                                     list[RecordedTurn]]:
+    """A trace (path or shipped name): its file, header, events and turns with tokens (only `turn` if given)."""
+    path = find("trace", trace_file)
+    header, events = ev.read_trace(path)
+    turns = recorded_turns(events)
+    if turn:
+        turns = [t for t in turns if t.turn == turn]
+    if not turns:
+        which = f"no tokens for turn {turn}" if turn else "no turn with llm.token events"
+        raise ValueError(f"{path}: {which}, so there is nothing to {purpose}")
+    return path, header, events, turns
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
     from playground.export.jsonl import write_trace_jsonl
 
-    path = find("trace", args.trace_file)
-    header, events = ev.read_trace(path)
-    turns = recorded_turns(events)
-    if args.turn:
-        turns = [t for t in turns if t.turn == args.turn]
-    if not turns:
-        which = f"no tokens for turn {args.turn}" if args.turn else "no turn with llm.token events"
-        raise ValueError(f"{path}: {which}, so there is nothing to replay")
+    path, header, events, turns = read_recorded(args.trace_file, args.turn, "replay")
     base = base_preset(args, str(path), header)
 
     def preset_for(turn: RecordedTurn) -> Preset:
@@ -176,4 +181,4 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
 
 COMMAND = Command(name="replay", help="rerun recorded turns (same tokens, same times) through the current chunker and TTS",
-                  add_arguments=add_arguments, run=run)
+                  add_arguments=add_arguments, run=run, session_options=True)
