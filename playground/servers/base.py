@@ -345,9 +345,15 @@ class LoopbackTTSServer:
                 self._spoken.popitem(last=False)
         self._spoken.move_to_end(key)
         frame = max(1, int(sample_rate * self.frame_ms / 1000))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         index = 0
         while True:
             if index < len(entry.pieces):
+                # a text spoken before comes no faster than its synthesis did: latency stays real
+                wait = entry.ready_s[index] - (loop.time() - started)
+                if wait > 0:
+                    await asyncio.sleep(wait)
                 data = entry.pieces[index]
                 index += 1
                 for start in range(0, len(data), frame):
@@ -367,12 +373,14 @@ class LoopbackTTSServer:
         loop = asyncio.get_running_loop()
         entry = _Speech()
         voice = self.voice
+        started = loop.time()
 
         def add(piece: np.ndarray | None, error: BaseException | None = None) -> None:
             if piece is None:
                 entry.done, entry.error = True, error
             else:
                 entry.pieces.append(np.asarray(piece, dtype="<i2"))
+                entry.ready_s.append(loop.time() - started)
             entry.changed.set()
 
         def synthesize() -> None:
@@ -397,6 +405,7 @@ class _Speech:
     """One synthesis of a text, shared by every reply that speaks it."""
 
     pieces: list[np.ndarray] = field(default_factory=list)
+    ready_s: list[float] = field(default_factory=list)  # when each piece was ready, after the start
     done: bool = False
     error: BaseException | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
