@@ -228,6 +228,39 @@ class WavFileInput(AudioInput):
             self._thread.join(timeout=1.0)
 
 
+class CuedInput(AudioInput):
+    """Recorded parts (int16, 16 kHz) fed in real time like a microphone, each once its cue
+    (a threading.Event) is set, with silence while waiting: speech at a moment chosen by the
+    caller, e.g. while the agent's reply plays (tests, benchmarks). Ends after the last part."""
+
+    hears_playback = False
+
+    def __init__(self, parts: list[tuple[threading.Event | None, np.ndarray]], name: str = "cued speech") -> None:
+        super().__init__(name, SAMPLE_RATE)
+        self.parts = parts
+
+    def start(self) -> None:
+        threading.Thread(target=self._feed, name="cued-input", daemon=True).start()
+
+    def _feed(self) -> None:
+        step = round(SAMPLE_RATE * BLOCK_SECONDS)
+        quiet = np.zeros(step, dtype=np.float32)
+        deadline = time.perf_counter()
+        for cue, audio in self.parts:
+            samples = audio.astype(np.float32) / 32768.0
+            position = 0
+            while position < len(samples):
+                deadline += BLOCK_SECONDS
+                if self._closed.wait(max(0.0, deadline - time.perf_counter())):
+                    return
+                if cue is not None and not cue.is_set():
+                    self._put(quiet, now_ms())
+                    continue
+                self._put(samples[position:position + step], now_ms())
+                position += step
+        self._blocks.put(_END)
+
+
 def open_input(device: str = "default", mic_file: str | Path | None = None, speed: float = 1.0) -> AudioInput:
     """A started input: `mic_file` when given, else the microphone `device` ("default",
     an index or part of a name). Raises MicUnavailable with the reason."""

@@ -6,15 +6,13 @@ from __future__ import annotations
 import asyncio
 import builtins
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from playground.audio.input import SAMPLE_RATE, AudioInput
+from playground.audio.input import CuedInput
 from playground.core import events as ev
-from playground.core.clock import now_ms
 from playground.engine.voice import VoiceLoop
 from tests.conftest import local_preset, open_test_session
 from tests.speech import mostly_heard, noise, silence, speech, words, write_wav
@@ -131,34 +129,6 @@ async def test_two_utterances_separated_by_a_pause_make_two_turns(session, tmp_p
     # (the second utterance may start while the first reply plays: then it cuts it, a barge-in)
     assert second_turn.status == "ok"
     assert all(m.stt is not None and m.vad_end is not None for m in (first_turn, second_turn))
-
-
-class CuedInput(AudioInput):
-    """Speech parts fed in real time like a mic file, each after its cue (an Event) is set:
-    lets a test speak exactly while the agent's reply is playing."""
-
-    hears_playback = False
-
-    def __init__(self, parts: list[tuple[threading.Event | None, np.ndarray]]) -> None:
-        super().__init__("cued speech", SAMPLE_RATE)
-        self.parts = parts
-
-    def start(self) -> None:
-        threading.Thread(target=self._feed, daemon=True).start()
-
-    def _feed(self) -> None:
-        step = SAMPLE_RATE // 50
-        for cue, audio in self.parts:
-            if cue is not None:
-                while not cue.wait(0.02):
-                    self._put(np.zeros(step, dtype=np.float32), now_ms())  # silence while waiting
-            samples = audio.astype(np.float32) / 32768
-            deadline = time.perf_counter()
-            for start in range(0, len(samples), step):
-                deadline += step / SAMPLE_RATE
-                time.sleep(max(0.0, deadline - time.perf_counter()))
-                self._put(samples[start:start + step], now_ms())
-        self.close()
 
 
 async def test_speech_during_the_reply_cuts_it_within_150_ms():
