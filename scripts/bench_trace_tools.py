@@ -8,7 +8,8 @@
    command (reading the file included), median of 5 runs. Target: under 1 s.
 2. replay: tests/data/two-turns.jsonl (a real recorded session) replayed through the real
    chunker and Piper voice with the null output, several times: replayed - recorded token
-   time (after the LLM request) p50 / p99 / worst. Target: within 2 ms at p99.
+   time (after the LLM request) p50 / p99 / worst, also split into the session's first turn
+   (its first synthesis runs on a cold Piper voice) and the later ones. Target: 2 ms at p99.
 """
 
 from __future__ import annotations
@@ -75,21 +76,29 @@ def bench_compare(turns: int) -> None:
 def bench_replay(replays: int) -> None:
     _, recorded = ev.read_trace(RECORDED)
     before = _events_by_turn(recorded)
-    errors: list[float] = []
+    first_turn: list[float] = []  # the session's first synthesis runs on a cold voice meanwhile
+    later_turns: list[float] = []
     with tempfile.TemporaryDirectory() as folder:
         for i in range(replays):
             out = Path(folder) / f"replay-{i}.jsonl"
             status = playground(["replay", str(RECORDED), "--no-audio", "--trace", str(out)])
             assert status == 0
             after = _events_by_turn(ev.read_trace(out)[1])
-            run_errors = [e for a, b in zip(sorted(t for t in before if t), sorted(t for t in after if t))
-                          for e in timing_errors(before[a], after[b])]
-            print(f"  replay {i + 1}: {len(run_errors)} tokens, p99 {percentile(run_errors, 99):+.2f} ms, "
-                  f"worst {max(run_errors, key=abs):+.2f} ms", file=sys.stderr)
-            errors += run_errors
+            pairs = list(zip(sorted(t for t in before if t), sorted(t for t in after if t)))
+            run_errors = [timing_errors(before[a], after[b]) for a, b in pairs]
+            first_turn += run_errors[0]
+            later_turns += [e for errors in run_errors[1:] for e in errors]
+            flat = [e for errors in run_errors for e in errors]
+            print(f"  replay {i + 1}: {len(flat)} tokens, p99 {percentile(flat, 99):+.2f} ms, "
+                  f"worst {max(flat, key=abs):+.2f} ms", file=sys.stderr)
+    errors = first_turn + later_turns
     print(f"replay timing: {len(errors)} tokens in {replays} replays of {RECORDED.name}, replayed - recorded: "
           f"p50 {percentile(errors, 50):+.2f} ms, p99 {percentile(errors, 99):+.2f} ms, "
           f"worst {max(errors, key=abs):+.2f} ms; target |p99| <= 2 ms")
+    for name, part in (("first turn", first_turn), ("later turns", later_turns)):
+        if part:
+            print(f"  {name}: {len(part)} tokens, p50 {percentile(part, 50):+.2f} ms, p99 {percentile(part, 99):+.2f} ms, "
+                  f"worst {max(part, key=abs):+.2f} ms")
 
 
 def main(argv: list[str] | None = None) -> int:

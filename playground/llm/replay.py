@@ -7,14 +7,15 @@ none): the replayed LLM_TTFT and gaps between tokens match the recording.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Sequence
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
 from playground.core import events as ev
 from playground.core.clock import now_ms
 from playground.core.presets import LLMConfig
 from playground.llm.base import LLMError, Message, Progress, StreamInfo, Token
+from playground.llm.threaded import stream_from_thread
 
 RecordedToken = tuple[float, str]  # (ms after the recorded request, text)
 
@@ -24,13 +25,18 @@ def recorded_tokens(turn_events: Sequence[ev.TraceEvent]) -> list[RecordedToken]
     return [(e.t_ms - request, e.get("text", "")) for e in turn_events if e.type == ev.LLM_TOKEN and e.get("text")]
 
 
-async def sleep_until(target_ms: float) -> None:
-    """Sleeps until the monotonic time `target_ms`; the last millisecond is spun for precision."""
-    remaining = target_ms - now_ms()
-    if remaining > 1.5:
-        await asyncio.sleep((remaining - 1.0) / 1000.0)
-    while now_ms() < target_ms:
-        await asyncio.sleep(0)
+def paced(tokens: Sequence[RecordedToken], start_ms: float, stop: threading.Event) -> Iterator[str]:
+    """The tokens' texts, each released at `start_ms` + its recorded offset (or at once when late).
+
+    Runs in a worker thread, like a real provider's reader: the token is stamped where it is
+    released, and an event loop that is busy then (TTS audio, playback reports) no longer
+    delays it. `stop` (the stream closed: a cancelled turn) ends the wait at once.
+    """
+    for offset, text in tokens:
+        remaining = start_ms + offset - now_ms()
+        if remaining > 0 and stop.wait(remaining / 1000.0):
+            return
+        yield text
 
 
 class ReplayLLM:
@@ -76,9 +82,8 @@ class ReplayLLM:
         self._next += 1
         self.info = StreamInfo(finish_reason="stop")
         start = now_ms()
-        for offset, text in tokens:
-            await sleep_until(start + offset)
-            yield Token(text, now_ms())
+        async for token in stream_from_thread(lambda stop: paced(tokens, start, stop), "replay-llm"):
+            yield token
 
     async def close(self) -> None:
         return None
