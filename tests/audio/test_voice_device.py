@@ -8,7 +8,6 @@ default input), as tests/audio/test_audio_device.py.
 from __future__ import annotations
 
 import asyncio
-import faulthandler
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ from playground.engine.session import Session
 from playground.engine.voice import VoiceLoop
 from playground.llm.local import LocalLLM
 from playground.tts.piper import PiperSession
-from tests.audio.test_audio_device import SKIP_REASON
+from tests.audio.test_audio_device import SKIP_REASON, hang_guard  # noqa: F401 - a fixture, used by name
 from tests.conftest import local_preset
 from tests.speech import mostly_heard, silence, speech
 
@@ -29,15 +28,8 @@ pytestmark = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "
 QUESTION = "What is the capital of France?"
 
 
-@pytest.fixture
-def hang_guard():
-    """A stuck PortAudio call cannot be cancelled from Python: dump the stacks and exit instead."""
-    faulthandler.dump_traceback_later(180, exit=True)
-    yield
-    faulthandler.cancel_dump_traceback_later()
-
-
-async def test_a_question_played_into_the_sink_is_answered_aloud(hang_guard):
+@pytest.mark.usefixtures("hang_guard")
+async def test_a_question_played_into_the_sink_is_answered_aloud():
     preset = local_preset()
     warnings: list[str] = []
     output = await open_output("default", warn=warnings.append)

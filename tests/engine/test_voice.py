@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import builtins
 import threading
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 from playground.audio.input import CuedInput
 from playground.core import events as ev
 from playground.engine.voice import VoiceLoop
+from tests.audio.test_audio_output import portaudio_missing  # noqa: F401 - a fixture, used by name
 from tests.conftest import local_preset, open_test_session
 from tests.speech import mostly_heard, noise, silence, speech, words, write_wav
 
@@ -247,15 +247,8 @@ async def test_no_microphone_leaves_typed_input_working(session):
     assert metrics.status == "ok" and metrics.first_play is not None
 
 
-async def test_without_portaudio_the_mic_is_unavailable_and_says_what_to_install(session, monkeypatch):
-    real_import = builtins.__import__
-
-    def failing_import(name, *args, **kwargs):
-        if name == "sounddevice":
-            raise OSError("PortAudio library not found")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", failing_import)
+@pytest.mark.usefixtures("portaudio_missing")
+async def test_without_portaudio_the_mic_is_unavailable_and_says_what_to_install(session):
     voice = VoiceLoop(session, session.preset.input, mode="hands_free")
     assert not await voice.open()
     assert "libportaudio2" in voice.state.reason
