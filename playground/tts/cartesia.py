@@ -144,15 +144,10 @@ class CartesiaSession(WebSocketTTSSession):
             frames.append(Frame(chunk_done=True, context=context))
         return frames
 
-    async def synthesize_rest(self, client: httpx.AsyncClient, text: str) -> AsyncIterator[bytes]:
+    def synthesize_rest(self, client: httpx.AsyncClient, text: str) -> AsyncIterator[bytes]:
         settings = {k: v for k, v in self._settings().items() if k not in ("add_timestamps", "max_buffer_delay_ms")}
-        async with client.stream("POST", f"{self.base_url('http')}/tts/bytes", headers=self.websocket_headers(self.key),
-                                 json={**settings, "transcript": _transcript(text)}) as response:
-            if response.status_code >= 400:
-                await response.aread()
-            response.raise_for_status()
-            async for data in response.aiter_bytes():
-                yield data
+        return self.post_for_audio(client, f"{self.base_url('http')}/tts/bytes", headers=self.websocket_headers(self.key),
+                                   json={**settings, "transcript": _transcript(text)})
 
 
 def _transcript(text: str) -> str:

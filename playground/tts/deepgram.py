@@ -104,15 +104,9 @@ class DeepgramSession(WebSocketTTSSession):
             return [Frame(error=f"the Flush was refused ({reason}); the reply's end would never be confirmed")]
         return []
 
-    async def synthesize_rest(self, client: httpx.AsyncClient, text: str) -> AsyncIterator[bytes]:
-        url = f"{self.base_url('http')}/v1/speak?{self._query(container='none')}"
-        async with client.stream("POST", url, headers=self.websocket_headers(self.key),
-                                 json={"text": _speakable(text)}) as response:
-            if response.status_code >= 400:
-                await response.aread()
-            response.raise_for_status()
-            async for data in response.aiter_bytes():
-                yield data
+    def synthesize_rest(self, client: httpx.AsyncClient, text: str) -> AsyncIterator[bytes]:
+        return self.post_for_audio(client, f"{self.base_url('http')}/v1/speak?{self._query(container='none')}",
+                                   headers=self.websocket_headers(self.key), json={"text": _speakable(text)})
 
 
 def _speakable(text: str) -> str:

@@ -165,17 +165,12 @@ class ElevenLabsSession(WebSocketTTSSession):
         return [Frame(audio=audio, chars=chars if audio else None, alignment=alignment if audio else None,
                       context=context, final=final)]
 
-    async def synthesize_rest(self, client: httpx.AsyncClient, text: str) -> AsyncIterator[bytes]:
-        url = f"{self.base_url('http')}{self._voice_path()}/stream"
-        async with client.stream("POST", url, params={"output_format": self.config.output_format},
-                                 headers=self.websocket_headers(self.key),
-                                 json={"text": _with_one_space(text), "model_id": self.model,
-                                       "voice_settings": self._voice_settings()}) as response:
-            if response.status_code >= 400:
-                await response.aread()
-            response.raise_for_status()
-            async for data in response.aiter_bytes():
-                yield data
+    def synthesize_rest(self, client: httpx.AsyncClient, text: str) -> AsyncIterator[bytes]:
+        return self.post_for_audio(client, f"{self.base_url('http')}{self._voice_path()}/stream",
+                                   params={"output_format": self.config.output_format},
+                                   headers=self.websocket_headers(self.key),
+                                   json={"text": _with_one_space(text), "model_id": self.model,
+                                         "voice_settings": self._voice_settings()})
 
 
 PROVIDER = ElevenLabsSession

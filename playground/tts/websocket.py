@@ -252,6 +252,16 @@ class WebSocketTTSSession:
 
     # -- helpers for subclasses ----------------------------------------------------------
 
+    @staticmethod
+    async def post_for_audio(client: httpx.AsyncClient, url: str, **request: Any) -> AsyncIterator[bytes]:
+        """A REST synthesis request's body as it streams in (an HTTP error raises, its body read)."""
+        async with client.stream("POST", url, **request) as response:
+            if response.status_code >= 400:
+                await response.aread()
+            response.raise_for_status()
+            async for data in response.aiter_bytes():
+                yield data
+
     def base_url(self, scheme: str) -> str:
         """`tts.base_url` (or the provider's default) with its scheme turned to `ws` or `http`
         (kept secure when it was: https/wss), without a trailing slash."""
@@ -473,9 +483,11 @@ class WebSocketTTSSession:
                 self._reconnects += 1
                 self.path = "reconnected"
                 state = self._turn
-                if state is None or state.ended:
-                    self._reconnect_reason = reason  # between turns: the next turn reports it
                 resumed = state is not None and not state.ended and state.mode == "ws"
+                if not resumed:
+                    # No turn is on the new connection yet (between turns, or this one went
+                    # over REST): the next turn is the first on it and reports it.
+                    self._reconnect_reason = reason
                 self._report("reconnect", {"path": "reconnected", "provider": self.name, "reason": reason,
                                            "downtime_ms": round(now_ms() - started, 1), "reconnects": self._reconnects,
                                            "resumed_chunks": [c.index for c in state.pending] if resumed else []})

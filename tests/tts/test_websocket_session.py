@@ -86,7 +86,8 @@ async def test_server_close_mid_reply_with_rest_for_the_rest_of_the_turn(server)
     assert "1006" in fallback.get("reason") and "on_disconnect = rest" in fallback.get("reason")
     assert [r["text"].strip() for r in server.rest_requests][:1] == [fallback_text(session)]
     assert_audio_exact(session, tap, server, 1)
-    assert m2.status == "ok" and m2.tts_path == "persistent"  # reconnected in the background meanwhile
+    # Reconnected in the background meanwhile: turn 2 is the first on the new connection.
+    assert m2.status == "ok" and m2.tts_path == "reconnected" and "1006" in m2.tts_path_reason
     assert_audio_exact(session, tap, server, 2)
 
 
