@@ -381,7 +381,8 @@ class Chunker:
     def _check_deadline(self) -> None:
         if not self._adaptive or self._content_start is None:
             return
-        if self._now - self._content_t < self.config.deadline_ms:
+        # The same sum as next_deadline(): `now - start < deadline` can round the other way.
+        if self._now < self._content_t + self.config.deadline_ms:
             return
         where = self._deadline_cut()
         if where is not None:

@@ -7,7 +7,6 @@ on the same LLM behaviour.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -60,10 +59,6 @@ def rechunk(tokens: Sequence[RecordedToken], end_ms: float | None, config: Chunk
         deadline = chunker.next_deadline()
         while deadline is not None and deadline <= t:  # no token came in time: the deadline fires
             cut = chunker.poll(deadline)
-            if not cut:
-                # The chunker checks `now - start >= deadline_ms`, which can miss `start + deadline_ms`
-                # by a rounding error: poll one representable step later.
-                cut = chunker.poll(math.nextafter(deadline, math.inf))
             if not cut:
                 break  # cannot cut yet: the next push checks the deadline again
             chunks += cut

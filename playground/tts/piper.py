@@ -75,12 +75,12 @@ class PiperSession:
         if progress:
             progress(f"loading Piper voice {model.stem}")
         started = now_ms()
+        self._syn_config = SynthesisConfig(length_scale=1.0 / self.config.speed)
         try:
-            self._voice = await asyncio.to_thread(PiperVoice.load, model, config_file)
+            self._voice = await asyncio.to_thread(self._load_warm, PiperVoice, model, config_file)
         except Exception as exc:  # onnxruntime raises its own types
             raise TTSError(f"piper: could not load voice {model}: {exc}") from exc
         self.sample_rate = self._voice.config.sample_rate
-        self._syn_config = SynthesisConfig(length_scale=1.0 / self.config.speed)
         self._worker = threading.Thread(target=self._synthesize_forever, name="tts-piper", daemon=True)
         self._worker.start()
         self._opened_at = now_ms()
@@ -88,6 +88,14 @@ class PiperSession:
                         "sample_rate": self.sample_rate, "load_ms": round(self._opened_at - started, 1)})
         if progress:
             progress(f"Piper voice {model.stem} ready ({self.sample_rate} Hz)")
+
+    def _load_warm(self, voice_class, model: Path, config_file: Path):
+        """Loads the voice and synthesizes once: onnxruntime's first run allocates and
+        optimizes for ~200 ms holding the GIL, which would otherwise land in turn 1."""
+        voice = voice_class.load(model, config_file)
+        for _ in voice.synthesize("Hello.", syn_config=self._syn_config):
+            pass
+        return voice
 
     async def begin_turn(self, turn: int) -> None:
         if self._voice is None:
