@@ -12,7 +12,9 @@ import copy
 import gc
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -35,9 +37,12 @@ from playground.ui.metrics_table import MetricsTable
 from playground.ui.preset_picker import PresetPicker, needs_new_session
 from playground.ui.prompt_editor import PromptEdit, PromptEditor
 from playground.ui.rechunk import RechunkScreen
-from playground.ui.status import StatusBar, TTSState
+from playground.ui.status import StatusBar, TTSState, mic_text
 from playground.ui.timeline import Timeline
 from playground.ui.waterfall import Waterfall
+
+if TYPE_CHECKING:
+    from playground.engine.voice import VoiceLoop
 
 FRAME_S = 1 / 30
 
@@ -116,6 +121,7 @@ class PlaygroundApp(App):
         Binding("escape", "stop_reply", "Stop reply", id="turn.stop"),
         Binding("f3", "chunker_settings", "Settings", id="chunker.settings"),
         Binding("f4", "edit_prompt", "Prompt", id="agent.prompt"),
+        Binding("f5", "push_to_talk", "Talk", id="voice.talk"),
         Binding("f6", "rechunk", "Re-chunk", id="turn.rechunk"),
         Binding("f7", "switch_preset", "Preset", id="preset.switch"),
         Binding("f8", "toggle_mute", "Mute", id="audio.mute"),
@@ -152,6 +158,7 @@ class PlaygroundApp(App):
         self._queued: list[str] = []
         self._compare_with: int | None = None  # a re-run's original turn, to compare side by side
         self._writer: ev.JsonlTraceWriter | None = None
+        self.voice: VoiceLoop | None = None
 
     # -- layout -------------------------------------------------------------------------
 
@@ -240,6 +247,37 @@ class PlaygroundApp(App):
         for text in self._queued:
             self._send(text)
         self._queued.clear()
+        if session.preset.input.mode != "off":
+            await self._open_voice(session)
+
+    async def _open_voice(self, session: Session) -> None:
+        """Spoken input (the preset's [input] mode): loads VAD and STT, then listens; the mic's
+        state shows in the status bar, and typed input works whatever happens here."""
+        from playground.engine.voice import VoiceLoop
+
+        async def open_on_engine() -> VoiceLoop:
+            voice = VoiceLoop(session, session.preset.input)
+            self.voice = voice  # its state (loading…) shows while it opens
+            await voice.open()
+            return voice
+
+        try:
+            voice = await asyncio.wrap_future(self.engine.submit(open_on_engine()))
+        except Exception as exc:  # the STT could not load: say so, keep typing
+            self.voice = None
+            self.status.mic = Text(f"mic unavailable ({exc})", style="bold red")
+            self.status.redraw()
+            return
+        if voice.state.mic == "unavailable":
+            self.notify(f"mic unavailable ({voice.state.reason}); typed input still works", severity="warning")
+
+    async def _close_voice(self) -> None:
+        voice, self.voice = self.voice, None
+        if voice is not None:
+            try:
+                await asyncio.wait_for(asyncio.wrap_future(self.engine.submit(voice.close())), 10)
+            except Exception as exc:  # closing must go on
+                self.notify(f"closing the mic failed: {exc}", severity="error")
 
     def _follow_loading(self, session: Session) -> None:
         """On the engine thread, before the session opens."""
@@ -317,10 +355,25 @@ class PlaygroundApp(App):
             self.status.redraw()
         if self.loading.display:
             self.loading.tick()
+        if self.voice is not None:
+            self.status.mic = mic_text(self.voice.state)
+            self.status.redraw()
         self.waterfall.refresh_timeline()
         self.conversation.refresh_turns()
 
     # -- actions --------------------------------------------------------------------------
+
+    def action_push_to_talk(self) -> None:
+        """Push-to-talk: F5 starts listening (cutting a reply that plays), F5 again ends the
+        utterance. Terminals report no key release, so it is a toggle, not hold-to-talk."""
+        voice = self.voice
+        if voice is None or voice.state.mic != "listening":
+            reason = voice.state.reason if voice is not None and voice.state.reason else "the mic is not listening"
+            self.notify(f"push-to-talk: {reason}", severity="warning")
+        elif voice.mode != "push_to_talk":
+            self.notify("hands-free: just speak (a pause ends what you say)")
+        else:
+            self.engine.call(voice.toggle_listening)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self))
@@ -361,6 +414,7 @@ class PlaygroundApp(App):
     @work(exclusive=True, group="restart")
     async def _restart_session(self, preset: Preset) -> None:
         """Other providers: close this session, clear the views, open one for `preset`."""
+        await self._close_voice()
         old, self.session, self._trace = self.session, None, None
         if old is not None:
             await asyncio.wrap_future(self.engine.submit(old.close()))
@@ -472,6 +526,7 @@ class PlaygroundApp(App):
         """However the app ends: close the session (TTS, LLM, audio), the trace, the engine."""
         if not self._owns_session:
             return
+        await self._close_voice()
         session, self.session = self.session, None
         if session is not None:
             try:

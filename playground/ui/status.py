@@ -65,6 +65,33 @@ class TTSState:
         return text
 
 
+LEVEL_CELLS = " ▁▂▃▄▅▆▇█"
+LEVEL_FLOOR_DB = -60.0
+
+
+def mic_text(state) -> Text:
+    """The mic as the status bar shows it, from the voice loop's `VoiceState` (or None: off)."""
+    if state is None or state.mic == "off":
+        return Text("mic off")
+    if state.mic == "unavailable":
+        return Text(f"mic unavailable ({state.reason})", style="bold red")
+    if state.mic != "listening":
+        return Text(f"mic {state.mic}…", style="yellow")
+    text = Text(f"mic {state.mode.replace('_', '-')} ")
+    # One cell per 7.5 dB from -60 dBFS: enough to see speech against silence and playback.
+    fraction = max(0.0, min(1.0, (state.level_db - LEVEL_FLOOR_DB) / -LEVEL_FLOOR_DB))
+    text.append(LEVEL_CELLS[round(fraction * (len(LEVEL_CELLS) - 1))], style="green" if state.speaking else "dim")
+    if state.mode == "push_to_talk":
+        text.append(" F5: talking" if state.key_down else " F5 to talk", style="bold" if state.key_down else "dim")
+    if state.speaking:
+        text.append(" ● speaking", style="bold green")
+    elif state.transcribing:
+        text.append(" transcribing…", style="italic")
+    if state.echo_gated:
+        text.append(" (echo gate)", style="dim")
+    return text
+
+
 class StatusBar(Static):
     DEFAULT_CSS = "StatusBar { height: 1; background: $panel; color: $foreground; padding: 0 1; }"
 
@@ -75,7 +102,7 @@ class StatusBar(Static):
         self.tts_provider = "…"
         self.tts = TTSState()
         self.audio = "…"
-        self.mic = "mic: off"
+        self.mic = Text("mic off")
         self.extra = ""
         self._shown: Text | None = None
 
@@ -86,7 +113,7 @@ class StatusBar(Static):
     def redraw(self) -> None:
         sep = Text(" │ ", style="dim")
         parts = [Text(f"preset {self.preset}"), Text(f"llm {self.llm}"), self.tts.render(self.tts_provider),
-                 Text(f"audio {self.audio}"), Text(self.mic)]
+                 Text(f"audio {self.audio}"), self.mic]
         if self.extra:
             parts.append(Text(self.extra, style="italic"))
         text = sep.join(parts)

@@ -123,6 +123,31 @@ async def test_export_writes_the_whole_session_in_every_format(tmp_path):
         assert not list(tmp_path.glob(".*.tmp"))  # written atomically
 
 
+async def test_push_to_talk_key_and_the_mic_in_the_status_bar(tmp_path):
+    app = make_app(tmp_path, "input.mode=push_to_talk")
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_for(pilot, lambda: app.voice is not None and app.voice.state.mic in ("listening", "unavailable"),
+                       what="the mic to open")
+        voice = app.voice
+        if voice.state.mic == "unavailable":  # no input device here: said, and typing still works
+            assert "mic unavailable" in str(app.status.mic) and voice.state.reason
+            await converse(pilot, app, "Hello")
+            return
+        await pilot.pause(0.1)
+        assert "F5 to talk" in app.status.mic.plain
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: voice.state.key_down and "F5: talking" in app.status.mic.plain, timeout=5,
+                       what="push-to-talk down")
+        await pilot.pause(0.5)
+        await pilot.press("f5")
+        await wait_for(pilot, lambda: not voice.state.key_down, timeout=5, what="push-to-talk up")
+        # The virtual device's monitor heard silence: no words, no turn, and it is counted, not lost.
+        await wait_for(pilot, lambda: voice.state.ignored >= 1, timeout=20, what="the silent utterance")
+        assert not [e for e in app.session.trace.events if e.type == ev.TURN_START]
+        mics = [e for e in app.session.trace.events if e.type == ev.MIC]
+        assert mics and mics[0].get("status") == "listening"
+
+
 async def test_help_lists_the_bindings_and_closes(tmp_path):
     app = make_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
