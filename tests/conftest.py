@@ -24,6 +24,14 @@ async def open_test_session(preset: Preset, llm=None, wav_path=None) -> Session:
     return session
 
 
+@pytest.fixture(scope="session")
+def loopback_voice():
+    """The Piper voice behind the loopback TTS servers: stateless, so loaded once for all tests."""
+    from playground.servers.voice import LoopbackVoice
+
+    return LoopbackVoice()
+
+
 @pytest.fixture
 def preset() -> Preset:
     return local_preset()

@@ -24,14 +24,9 @@ VERSION = "2025-04-16"
 RATE = 16000
 
 
-@pytest.fixture(scope="module")
-def voice() -> LoopbackVoice:
-    return LoopbackVoice()
-
-
 @pytest.fixture
-async def server(voice):
-    server = TTS_SERVER(api_key=KEY, voice=voice)
+async def server(loopback_voice):
+    server = TTS_SERVER(api_key=KEY, voice=loopback_voice)
     await server.start()
     yield server
     await server.stop()
@@ -71,7 +66,7 @@ def speech_seconds(voice: LoopbackVoice, text: str) -> float:
     return sum(len(piece) for piece in voice.synthesize(text, RATE)) / RATE
 
 
-async def test_a_context_streams_real_speech_with_timestamps_and_done(server, voice):
+async def test_a_context_streams_real_speech_with_timestamps_and_done(server, loopback_voice):
     text = ["Hello there, ", "this is the loopback ", "Cartesia server."]
     async with asyncio.timeout(30):
         async with await connect(server) as ws:
@@ -83,7 +78,7 @@ async def test_a_context_streams_real_speech_with_timestamps_and_done(server, vo
     samples = np.frombuffer(audio, dtype="<i2")
     assert len(audio) % 2 == 0 and np.abs(samples).max() > 1000  # speech, not silence
     # the transcripts are spoken as one text at the requested rate (Piper varies a few %)
-    assert len(samples) / RATE == pytest.approx(speech_seconds(voice, "".join(text)), rel=0.25)
+    assert len(samples) / RATE == pytest.approx(speech_seconds(loopback_voice, "".join(text)), rel=0.25)
     stamps = [m["word_timestamps"] for m in others if m["type"] == "timestamps"]
     words = [w for s in stamps for w in s["words"]]
     assert words == "".join(text).split()
@@ -151,7 +146,7 @@ async def test_invalid_requests_are_answered_with_errors(server):
         assert others[0]["type"] == "error" and "has ended" in others[0]["message"]
 
 
-async def test_cancel_stops_a_context_and_the_socket_goes_on(server, voice):
+async def test_cancel_stops_a_context_and_the_socket_goes_on(server, loopback_voice):
     long_text = "This sentence is long enough to take a while to speak. " * 6
     async with asyncio.timeout(30), await connect(server) as ws:
         await ws.send(request("talk", long_text, False))
@@ -167,7 +162,7 @@ async def test_cancel_stops_a_context_and_the_socket_goes_on(server, voice):
         # what was already synthesized may still arrive, but the context stops and never finishes
         assert all(m["type"] == "chunk" for m in late)
         late_s = sum(len(base64.b64decode(m["data"])) for m in late) / 2 / RATE
-        assert late_s < speech_seconds(voice, long_text) / 2
+        assert late_s < speech_seconds(loopback_voice, long_text) / 2
         await ws.send(request("next", "Still here.", False))
         assert (await read_context(ws))[1][-1] == {"type": "done", "context_id": "next", "status_code": 200,
                                                    "done": True}
@@ -237,8 +232,8 @@ async def test_stall_malformed_unknown_and_wrong_format_faults(server):
         assert others[-1]["type"] == "done" and len(audio) % 2 == 0
 
 
-async def test_idle_socket_is_closed(voice):
-    server = TTS_SERVER(voice=voice, idle_timeout_s=0.5)
+async def test_idle_socket_is_closed(loopback_voice):
+    server = TTS_SERVER(voice=loopback_voice, idle_timeout_s=0.5)
     await server.start()
     try:
         async with asyncio.timeout(5), await connect(server) as ws:
@@ -251,14 +246,14 @@ async def test_idle_socket_is_closed(voice):
         await server.stop()
 
 
-async def test_rest_bytes(server, voice):
+async def test_rest_bytes(server, loopback_voice):
     body = json.loads(request("", "Hello from the REST endpoint.", False))
     headers = {"X-API-Key": KEY, "Cartesia-Version": VERSION}
     async with asyncio.timeout(20), httpx.AsyncClient(base_url=server.url) as client:
         reply = await client.post("/tts/bytes", json=body, headers=headers)
         assert reply.status_code == 200 and reply.headers["content-type"] == "application/octet-stream"
         seconds = len(reply.content) / 2 / RATE
-        assert seconds == pytest.approx(speech_seconds(voice, body["transcript"]), rel=0.25)
+        assert seconds == pytest.approx(speech_seconds(loopback_voice, body["transcript"]), rel=0.25)
         refused = await client.post("/tts/bytes", json=body, headers={**headers, "X-API-Key": "wrong"})
         assert refused.status_code == 401 and refused.json()["error_code"] == "unauthorized"
         bad = await client.post("/tts/bytes", json={**body, "voice": "x"}, headers=headers)

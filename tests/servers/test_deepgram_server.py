@@ -25,14 +25,9 @@ RATE = 24000
 QUERY = f"model=aura-asteria-en&encoding=linear16&sample_rate={RATE}"
 
 
-@pytest.fixture(scope="module")
-def voice() -> LoopbackVoice:
-    return LoopbackVoice()
-
-
 @pytest.fixture
-async def server(voice):
-    server = TTS_SERVER(api_key=KEY, voice=voice)
+async def server(loopback_voice):
+    server = TTS_SERVER(api_key=KEY, voice=loopback_voice)
     await server.start()
     yield server
     await server.stop()
@@ -69,7 +64,7 @@ def speech_seconds(voice: LoopbackVoice, text: str) -> float:
     return sum(len(piece) for piece in voice.synthesize(text, RATE)) / RATE
 
 
-async def test_speak_and_flush_give_real_audio_then_flushed(server, voice):
+async def test_speak_and_flush_give_real_audio_then_flushed(server, loopback_voice):
     async with asyncio.timeout(30):
         ws = await connect(server)
         await speak(ws, "Hello there, ", "this is the loopback Deepgram server")
@@ -79,7 +74,7 @@ async def test_speak_and_flush_give_real_audio_then_flushed(server, voice):
         samples = np.frombuffer(audio, dtype="<i2")
         assert len(audio) % 2 == 0 and np.abs(samples).max() > 1000
         text = "Hello there, this is the loopback Deepgram server"
-        assert len(samples) / RATE == pytest.approx(speech_seconds(voice, text), rel=0.25)
+        assert len(samples) / RATE == pytest.approx(speech_seconds(loopback_voice, text), rel=0.25)
         await speak(ws, "Second reply.")
         await ws.send(json.dumps({"type": "Flush"}))
         assert (await read_until(ws, "Flushed"))[1][-1]["sequence_id"] == 1
@@ -210,13 +205,13 @@ async def test_stall_malformed_unknown_and_wrong_format_faults(server):
         await ws.close()
 
 
-async def test_rest_speak(server, voice):
+async def test_rest_speak(server, loopback_voice):
     text = "Hello from the REST endpoint."
     headers = {"Authorization": f"Token {KEY}"}
     async with asyncio.timeout(20), httpx.AsyncClient(base_url=server.url) as client:
         raw = await client.post(f"/v1/speak?{QUERY}&container=none", json={"text": text}, headers=headers)
         assert raw.status_code == 200 and raw.headers["dg-char-count"] == str(len(text))
-        assert len(raw.content) / 2 / RATE == pytest.approx(speech_seconds(voice, text), rel=0.25)
+        assert len(raw.content) / 2 / RATE == pytest.approx(speech_seconds(loopback_voice, text), rel=0.25)
         wav = await client.post(f"/v1/speak?{QUERY}", json={"text": text}, headers=headers)
         with wave.open(io.BytesIO(wav.content)) as audio:
             assert (audio.getframerate(), audio.getsampwidth(), audio.getnchannels()) == (RATE, 2, 1)

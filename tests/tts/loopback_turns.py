@@ -17,7 +17,6 @@ from playground.core.presets import apply_overrides, load_preset
 from playground.engine.session import Session
 from playground.llm.replay import ReplayLLM
 from playground.servers.base import LoopbackTTSServer
-from playground.servers.voice import LoopbackVoice
 from playground.tts.base import TTSError
 from tests.tts.loopback import RATE, AudioTap, session_events, spoken_chunks
 
@@ -80,13 +79,9 @@ class SessionContract:
     server_class: ClassVar[type[LoopbackTTSServer]]
     cancel_message: ClassVar[dict[str, Any]]  # what the client sends to stop turn 1's audio
 
-    @pytest.fixture(scope="class")
-    def voice(self) -> LoopbackVoice:
-        return LoopbackVoice()
-
     @pytest.fixture
-    async def server(self, voice):
-        server = self.server_class(voice=voice)
+    async def server(self, loopback_voice):
+        server = self.server_class(voice=loopback_voice)
         await server.start()
         yield server
         await server.stop()
@@ -171,8 +166,8 @@ class SessionContract:
         assert_reply_spoken_once(session, tap, server, 1)
         assert errors(session, 2) == [] and len(turn_audio(tap, 2)) > 0
 
-    async def test_a_refused_key_is_named_at_open(self, voice, monkeypatch):
-        server = self.server_class(api_key="right", voice=voice)
+    async def test_a_refused_key_is_named_at_open(self, loopback_voice, monkeypatch):
+        server = self.server_class(api_key="right", voice=loopback_voice)
         await server.start()
         monkeypatch.setenv("LOOPBACK_TTS_KEY", "wrong")
         try:
