@@ -8,7 +8,9 @@ events pass through `scrub`, which removes:
 - the string value of any field whose name says it is a credential (key, token, secret,
   password, authorization, credential) unless the value is an environment variable's name;
 - anywhere in any string, the value of each environment variable named by an `api_key_env`
-  field (in the header or a `config.change`), as set in the exporting process.
+  field (in the header or a `config.change`), as set in the exporting process;
+- the user's home folder at the start of a path anywhere in a string (an error naming a
+  voice file, a failed `session.load`), written `~` as the preset's own paths are.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from playground.core.events import CONFIG_CHANGE, TraceEvent
@@ -53,18 +56,22 @@ def known_secrets(header: dict[str, Any], events: Iterable[TraceEvent]) -> list[
 class Scrubber:
     def __init__(self, secrets: list[str]) -> None:
         self.secrets = secrets
+        home = str(Path.home())
+        self.home = home + os.sep if home != os.sep else ""
 
     def text(self, value: str) -> str:
         for secret in self.secrets:
             if secret in value:
                 value = value.replace(secret, REDACTED)
+        if self.home and self.home in value:
+            value = value.replace(self.home, "~" + os.sep)
         return value
 
     def value(self, value: Any, field_name: str = "") -> Any:
         if isinstance(value, str):
             if value and field_name and _SECRET_FIELD.search(field_name) and not _ENV_NAME.fullmatch(value):
                 return REDACTED
-            return self.text(value) if self.secrets else value
+            return self.text(value)
         if isinstance(value, dict):
             return {key: self.value(item, str(key)) for key, item in value.items()}
         if isinstance(value, list):

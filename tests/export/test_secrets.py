@@ -4,6 +4,7 @@ format's bytes, and the OTLP/HTTP request carries none either."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from tests.export.test_otel import Collector
 
 ENV_KEY = "sk-planted-ENVIRONMENT-0123456789abcdef"  # in the variable the preset names
 PASTED_KEY = "xai-pasted-into-the-preset-9f8e7d6c5b4a"  # a key put where a name belongs
+HOME = str(Path.home())
 
 
 @pytest.fixture
@@ -33,6 +35,8 @@ def leaky_trace(monkeypatch):
     last_turn = max(e.turn for e in events)
     at = max(e.t_ms for e in events if e.turn == last_turn)
     events.append(ev.TraceEvent(last_turn, at + 1, ev.ERROR, {"where": "llm", "message": f"401 for key {ENV_KEY}"}))
+    events.append(ev.TraceEvent(0, at + 2, ev.SESSION_LOAD, {
+        "component": "tts", "state": "failed", "message": f"piper: voice file {HOME}/voices/x.onnx not found"}))
     return header, events
 
 
@@ -46,12 +50,13 @@ def test_no_format_contains_a_planted_key(tmp_path, leaky_trace):
         assert data
         for key in (ENV_KEY, PASTED_KEY):
             assert key.encode() not in data, f"{key} in {path.name}"
+        assert f"{HOME}/voices".encode() not in data, f"the home folder in {path.name}"
     sent = b"".join(request.SerializeToString() for _, _, request in collector.requests)
     assert sent and ENV_KEY.encode() not in sent and PASTED_KEY.encode() not in sent
     # What is not a secret stays: the variable's name, the rest of the URL, the error's text.
     native = (tmp_path / "leaky.jsonl").read_text(encoding="utf-8")
     assert "PLAYGROUND_TEST_API_KEY" in native and "https://api.example.com/v1?key=[redacted]" in native
-    assert f"401 for key {REDACTED}" in native
+    assert f"401 for key {REDACTED}" in native and "voice file ~/voices/x.onnx not found" in native
 
 
 def test_scrub_keeps_names_and_shares_clean_events(monkeypatch):
