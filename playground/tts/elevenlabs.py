@@ -160,7 +160,8 @@ class ElevenLabsSession(WebSocketTTSSession):
                 raise ValueError(f"audio is not base64: {exc}") from None
         alignment = parse_alignment(data.get("alignment")) or parse_alignment(
             data.get("normalizedAlignment", data.get("normalized_alignment")))
-        chars = spoken_chars("".join(alignment["chars"])) if alignment else None
+        # with sync_alignment every audio message is aligned: one without alignment covers no characters
+        chars = spoken_chars("".join(alignment["chars"])) if alignment else 0
         final = bool(data.get("isFinal") or data.get("is_final"))
         return [Frame(audio=audio, chars=chars if audio else None, alignment=alignment if audio else None,
                       context=context, final=final)]

@@ -32,7 +32,8 @@ Attributing audio to chunks
 The turn keeps the chunks it sent whose audio has not fully arrived, oldest first.
 Audio belongs to the oldest one. A frame's `chars` (the non-space characters its
 alignment covers) is subtracted from that chunk's count; when it reaches zero the chunk
-is complete and the next audio belongs to the next chunk. A provider without alignment
+is complete and the next audio belongs to the next chunk (audio whose alignment covers
+only whitespace still belongs to the chunk just completed: it is its trailing space). A provider without alignment
 sets `chunk_done` when the server marks a chunk's end (e.g. a per-chunk flush reply).
 The turn ends at the context's `final` frame (or, for providers with `ends_on_final =
 False`, once every chunk is accounted for after `flush`).
@@ -658,7 +659,10 @@ class WebSocketTTSSession:
         state.leftover = data[len(data) - len(data) % 2:]
         samples = np.frombuffer(data[:len(data) - len(data) % 2], dtype="<i2").astype(np.int16, copy=False)
         state.progress_at = now_ms()
-        target = state.pending[0] if state.pending else state.last
+        # Audio whose alignment covers no character but whitespace is the tail of the chunk just
+        # completed (its trailing space or silence), not the start of the next one.
+        trailing = frame.chars == 0 and state.last is not None
+        target = state.pending[0] if state.pending and not trailing else state.last
         if target is None:
             return  # audio with no chunk sent: nothing it could speak
         self._deliver(state, target, samples, frame.alignment)

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
 from playground.core import events as ev
-from playground.servers.elevenlabs import ElevenLabsServer, Fault
+from playground.servers.elevenlabs import FRAME_S, ElevenLabsServer, Fault
 from playground.tts.base import TTSError
 from tests.tts.loopback import (
+    RATE,
     REPLY,
     SHORT_REPLY,
     assert_audio_exact,
@@ -19,6 +21,7 @@ from tests.tts.loopback import (
     replay,
     run_turn,
     session_events,
+    spoken_chunks,
 )
 
 pytestmark = pytest.mark.models  # the loopback server speaks with the Piper voice
@@ -53,6 +56,32 @@ async def test_opened_before_the_first_turn_and_reused(server):
     assert contexts == ["turn-1", "turn-2"]
     audio = [e for e in session.trace.turn_events(1) if e.type == ev.TTS_AUDIO]
     assert all(e.get("alignment") and e.get("alignment")["chars"] for e in audio)
+
+
+@pytest.mark.parametrize("last_message_covers, chars_left", [("the trailing space", 1.5), ("nothing", 0.5)])
+async def test_audio_after_the_last_character_stays_with_its_chunk(server, last_message_covers, chars_left):
+    """Piper's speech length varies a little, so a chunk's last audio message sometimes aligns only
+    its trailing space, or no character at all: that audio is the chunk's tail, not the next
+    chunk's start, even when the next chunk was already sent (all tokens arrive at once here)."""
+    session, tap = await open_loopback_session(server, llm=replay(REPLY, turns=2, gap_ms=0.0))
+    try:
+        await run_turn(session)
+        step = int(RATE * FRAME_S)
+        for text in spoken_chunks(session, 1).values():
+            spoken = text.strip() + " "
+            # the first message ends `chars_left` characters before the text's end; the second is the tail
+            length = round(step * len(spoken) / (len(spoken) - chars_left))
+            speech = server.speech(spoken, RATE)[:length]
+            server._cache[(spoken, RATE)] = np.pad(speech, (0, length - len(speech)))
+        m2 = await run_turn(session)
+    finally:
+        await session.close()
+    events = session.trace.turn_events(2)
+    tail_chars = [" "] if last_message_covers == "the trailing space" else None
+    tails = [e for e in events if e.type == ev.TTS_AUDIO and (e.get("alignment") or {}).get("chars") == tail_chars]
+    last_send = max(e.t_ms for e in events if e.type == ev.TTS_SEND)
+    assert m2.status == "ok" and tails and tails[0].t_ms > last_send
+    assert_audio_exact(session, tap, server, 2)
 
 
 @pytest.mark.parametrize("code, reason", [(1006, "1006"), (1008, "input_timeout_exceeded")])
