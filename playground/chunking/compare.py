@@ -96,14 +96,38 @@ class RecordedTurn:
         return replace(base, **{k: v for k, v in self.chunker.items() if k in known})
 
 
-def tts_ms_per_char(turn_events: Sequence[ev.TraceEvent]) -> float | None:
-    """ms from sending the turn's first chunk to TTS to its first audio, per character; None
-    when the trace has no audio for it (no TTS, or TTFA was not measured, e.g. a REST fallback)."""
+@dataclass(frozen=True)
+class FirstTTS:
+    """The turn's first chunk sent to TTS and how long TTS took to its first audio."""
+
+    chunk: int  # its index
+    chars: int  # characters of the text TTS got
+    latency_ms: float  # tts.send -> first tts.audio of that chunk
+
+    @property
+    def ms_per_char(self) -> float:
+        return self.latency_ms / self.chars
+
+
+def first_tts(turn_events: Sequence[ev.TraceEvent]) -> FirstTTS | None:
+    """None when the trace has no audio for the turn's first chunk sent (no TTS, or TTFA was not
+    measured, e.g. a REST fallback)."""
     send = next((e for e in turn_events if e.type == ev.TTS_SEND and e.get("chars")), None)
     if send is None:
         return None
     audio = next((e for e in turn_events if e.type == ev.TTS_AUDIO and e.get("chunk") == send.get("chunk")), None)
-    return None if audio is None else (audio.t_ms - send.t_ms) / send.get("chars")
+    return None if audio is None else FirstTTS(send.get("chunk"), send.get("chars"), audio.t_ms - send.t_ms)
+
+
+def tts_ms_per_char(turn_events: Sequence[ev.TraceEvent]) -> float | None:
+    """ms from sending the turn's first chunk to TTS to its first audio, per character (None: see `first_tts`)."""
+    first = first_tts(turn_events)
+    return None if first is None else first.ms_per_char
+
+
+def estimated_tts_ms(text: str, ms_per_char: float) -> float:
+    """Send -> first audio for `text` at a recorded TTS speed: how `compare` and the oracle bound estimate TTFA."""
+    return len(text) * ms_per_char
 
 
 def recorded_turns(events: Sequence[ev.TraceEvent]) -> list[RecordedTurn]:
@@ -190,7 +214,7 @@ def compare_turns(turns: Sequence[RecordedTurn], variants: Sequence[Variant],
             result = rechunk(turn.tokens, turn.done_ms, replace(recorded, **variant.settings))
             first = next((c for c in result.chunks if c.text), None)
             unknown = rate is None or first is None or result.strategy == "passthrough"
-            estimate = None if unknown else first.end_ms + len(first.text) * rate
+            estimate = None if unknown else first.end_ms + estimated_tts_ms(first.text, rate)
             outcomes.append(Outcome(variant, result, estimate))
         comparisons.append(TurnComparison(turn, outcomes, rate))
     return comparisons

@@ -10,6 +10,9 @@ order, so both see the same machine state, and the B/A ratios are printed.
 
 Every run's trace is written to --out. The exit status is 1 when a p50 misses its budget
 (or a turn failed), so the command is a latency regression gate for CI.
+
+With --oracle, every counted turn's measured TTFA is set against its oracle bound, the
+earliest first audio its recorded tokens allowed (playground.chunking.oracle).
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from playground.chunking.oracle import TARGET_RATIO, OracleBound, median_ratios, oracle_bound
 from playground.commands import Command
+from playground.core import events as ev
 from playground.core.metrics import METRIC_LABELS, TurnMetrics, percentile
 from playground.core.presets import Preset, PresetError, apply_overrides, load_preset
 from playground.data import find
@@ -34,6 +39,7 @@ BENCH_METRICS = ("llm_ttft", "ttfs", "ttft_tts", "ttfa", "first_play", "llm_tota
                  "chunker_wait", "handoff")
 PERCENTILES = (50, 90, 99)
 EXIT_OVER_BUDGET = 1
+ORACLE_CHUNK_CHARS = 40
 
 
 @dataclass
@@ -114,6 +120,46 @@ def ratio_table(a: Variant, b: Variant) -> list[str]:
     return lines
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"x{value:.2f}"
+
+
+def oracle_row(label: str, turn: int, bound: OracleBound) -> str:
+    text = bound.best_chunk_text
+    if text is None:
+        text = f"({bound.unknown})"
+    elif len(text) > ORACLE_CHUNK_CHARS:
+        text = text[:ORACLE_CHUNK_CHARS - 1] + "…"
+    return (f"{label:<11}{turn:>5}{_ms(bound.measured_ttfa):>7}{_ms(bound.own_bound):>11}{_ratio(bound.own_ratio):>10}"
+            f"{_ms(bound.best_bound):>12}{_ratio(bound.best_ratio):>11}  {text}")
+
+
+def oracle_table(variant: Variant, runs: list[Run], out: Path, console: Console) -> list[str]:
+    """Each counted turn of `variant` against its oracle bound, from the traces its runs wrote to `out`."""
+    header = f"{'run':<11}{'turn':>5}{'TTFA':>7}{'own bound':>11}{'TTFA/own':>10}{'best bound':>12}{'TTFA/best':>11}"
+    lines = [header + "  best first chunk"]
+    bounds = []
+    for run in runs:
+        if not run.measured or run.variant is not variant:
+            continue
+        _, events = ev.read_trace(out / f"{run.label}.jsonl")
+        for turn in sorted({e.turn for e in events} - {ev.SESSION_TURN}):
+            bound = oracle_bound([e for e in events if e.turn == turn], variant.preset.chunker)
+            bounds.append(bound)
+            lines.append(oracle_row(run.label, turn, bound))
+    own, best = median_ratios(bounds)
+    counted = sum(1 for b in bounds if b.own_ratio is not None)
+    if own is None:
+        verdict = console.red("no turn has a bound")
+    elif own <= TARGET_RATIO:
+        verdict = f"within the {TARGET_RATIO:.2f}x target"
+    else:
+        verdict = console.red(f"NOT within the {TARGET_RATIO:.2f}x target")
+    lines.append(f"median over {counted} turn(s): TTFA/own bound {_ratio(own)}, TTFA/best bound {_ratio(best)}: "
+                 f"{verdict}")
+    return lines
+
+
 def gate(variants: list[Variant]) -> list[str]:
     """What fails the gate: p50s over budget and turns that did not finish."""
     failures = []
@@ -174,6 +220,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", help="folder for every run's trace (default: bench-DATE-TIME)")
     parser.add_argument("--no-audio", action="store_true", help="use the null output (real-time paced, no device)")
     parser.add_argument("--audio", metavar="DEVICE", help="output device name or index")
+    parser.add_argument("--oracle", action="store_true",
+                        help="per turn: measured TTFA against the earliest first audio its recorded tokens allowed")
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -205,6 +253,18 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print("B/A ratios")
         for line in ratio_table(*variants):
             console.print(line)
+        console.print()
+    if args.oracle:
+        for v in variants:
+            console.print(f"{v.name}: oracle bound (earliest possible first audio: arrival of the token ending a first "
+                          "chunk + the TTS time to first audio for it)")
+            for line in oracle_table(v, runs, out, console):
+                console.print(line)
+            console.print()
+        console.print("own bound: the strategy's own first chunk, with the TTS time measured for it. best bound: the "
+                      "acceptable first chunk (a boundary the chunker recognizes, a weak one with at least "
+                      "chunker.first_min_chars characters) heard first, its TTS time at the recorded ms per character "
+                      "as in `playground compare`.")
         console.print()
     console.print(f"traces: {out}/ ({len(runs)} files)")
     failures = gate(variants)

@@ -8,8 +8,9 @@ recorded chunker parameters) and every `--set` variant. TTFA is estimated from t
 speed the trace recorded: TTFS + the first chunk's characters x (send -> first audio of
 the recorded first chunk, per character).
 
-The table is a list of columns, so another per-outcome number (e.g. an oracle bound)
-is one more `Column`.
+The table is a list of columns, so another per-outcome number is one more `Column`.
+"vs oracle" is each variant's TTFA est. over the turn's oracle bound: the earliest first
+audio the recorded tokens allowed (playground.chunking.oracle).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from playground.chunking.compare import Outcome, TurnComparison, Variant, compare_turns
+from playground.chunking.oracle import OracleBound, oracle_bound
 from playground.commands import Command
 from playground.commands.replay import read_recorded, recorded_preset
 from playground.core.metrics import percentile
@@ -36,6 +38,14 @@ def _ms(value: float | None) -> str:
 
 def _count(value: int | None) -> str:
     return "-" if value is None else str(value)
+
+
+def _ratio(value: float | None, bound: float | None) -> str:
+    return "-" if value is None or not bound else f"x{value / bound:.2f}"
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= FIRST_CHUNK_CHARS else text[:FIRST_CHUNK_CHARS - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -80,20 +90,27 @@ def base_chunker(header: dict, source: str) -> ChunkerConfig:
     return preset.chunker if preset else ChunkerConfig()
 
 
-def turn_lines(c: TurnComparison, label_width: int) -> list[str]:
+def oracle_line(bound: OracleBound) -> str:
+    if bound.best_bound is None:
+        return f"  oracle bound -: {bound.unknown}"
+    return (f"  oracle bound {_ms(bound.best_bound)} ms (recorded TTFA {_ratio(bound.measured_ttfa, bound.best_bound)}),"
+            f" first chunk: {_shorten(bound.best_chunk_text or '')}")
+
+
+def turn_lines(c: TurnComparison, bound: OracleBound, label_width: int) -> list[str]:
     t = c.turn
     text = t.user_text if len(t.user_text) <= 60 else t.user_text[:59] + "…"
     recorded = (f"turn {t.turn}  \"{text}\"  recorded with {t.strategy or '?'}: LLM_TTFT {_ms(t.tokens[0][0])}, "
                 f"TTFS {_ms(t.ttfs)}, TTFA {_ms(t.ttfa)}, LLM_TOTAL {_ms(t.tokens[-1][0])} ms")
-    lines = [recorded]
-    header = f"  {'':1} {'variant':<{label_width}}" + "".join(f" {col.label:>{col.width}}" for col in COLUMNS)
+    lines = [recorded, oracle_line(bound)]
+    columns = (*COLUMNS, Column("vs oracle", 9, lambda o, _: _ratio(o.ttfa_estimate, bound.best_bound)))
+    header = f"  {'':1} {'variant':<{label_width}}" + "".join(f" {col.label:>{col.width}}" for col in columns)
     lines.append(header + "  first chunk")
     winners = c.winners
     for o in c.outcomes:
         mark = "*" if any(o is w for w in winners) else " "
-        first = o.first_text if len(o.first_text) <= FIRST_CHUNK_CHARS else o.first_text[:FIRST_CHUNK_CHARS - 1] + "…"
-        cells = "".join(f" {col.cell(o, c):>{col.width}}" for col in COLUMNS)
-        lines.append(f"  {mark} {o.variant.label:<{label_width}}{cells}  {first}")
+        cells = "".join(f" {col.cell(o, c):>{col.width}}" for col in columns)
+        lines.append(f"  {mark} {o.variant.label:<{label_width}}{cells}  {_shorten(o.first_text)}")
     if winners:
         by = "estimated TTFA" if c.ms_per_char is not None else "TTFS"
         names = " = ".join(o.variant.label for o in winners) + (" (tie)" if len(winners) > 1 else "")
@@ -132,16 +149,18 @@ def run(args: argparse.Namespace, console: Console) -> int:
     chosen = variants(strategies, args.variants)
     if not chosen:
         raise PresetError("--strategies: nothing to compare (give at least one strategy or a --set variant)")
-    path, header, _, turns = read_recorded(args.trace_file, args.turn, "re-chunk")
-    comparisons = compare_turns(turns, chosen, base_chunker(header, str(path)))
+    path, header, events, turns = read_recorded(args.trace_file, args.turn, "re-chunk")
+    base = base_chunker(header, str(path))
+    comparisons = compare_turns(turns, chosen, base)
+    bounds = [oracle_bound([e for e in events if e.turn == t.turn], t.chunker_config(base)) for t in turns]
     elapsed = time.perf_counter() - started
 
     label_width = max(len("variant"), *(len(v.label) for v in chosen)) + 1
     console.print(f"{path}: {len(turns)} recorded turn(s) through {len(chosen)} chunker variant(s), "
                   "tokens at their recorded times, no TTS called")
-    for c in comparisons:
+    for c, bound in zip(comparisons, bounds):
         console.print()
-        for line in turn_lines(c, label_width):
+        for line in turn_lines(c, bound, label_width):
             console.print(line)
     if len(comparisons) > 1:
         console.print()
@@ -150,6 +169,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     console.print()
     console.print("* winner (earliest TTFA est.). TTFA est. = TTFS + the first chunk's characters x the recorded "
                   "TTS time to first audio per character (send -> first audio of the turn's first chunk; the trace's median for turns without).")
+    console.print("oracle bound: the earliest first audio the recorded tokens allowed: arrival of the token ending the "
+                  "acceptable first chunk heard first + its TTS time at the recorded ms per character. "
+                  "vs oracle = TTFA est. / oracle bound (below x1.00: a first chunk that ends at no boundary).")
     if any(o.result.strategy == "passthrough" for o in comparisons[0].outcomes):
         console.print("passthrough hands every token to TTS and leaves chunking to the TTS server: no TTFA estimate, "
                       "never the winner.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from playground.commands.bench import Variant, read_script, schedule
+from playground.core import events as ev
 from playground.core.events import read_trace
 from playground.core.presets import load_preset
 
@@ -18,9 +20,10 @@ SHORT = ("--no-audio", "--set", "llm.max_tokens=24", "--runs", "1", "--warmup", 
 GENEROUS = [arg for key in ("ttfs", "handoff", "ttfa", "e2e_total") for arg in ("--set", f"budgets.{key}=600000")]
 
 
-def bench(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    script = tmp_path / "two-lines.txt"
-    script.write_text("# two short turns\nHi, who is this?\n\nHow so?\n")
+def bench(tmp_path: Path, *args: str, lines: str = "# two short turns\nHi, who is this?\n\nHow so?\n"
+          ) -> subprocess.CompletedProcess:
+    script = tmp_path / "script.txt"
+    script.write_text(lines)
     return subprocess.run([sys.executable, "-m", "playground.cli", "bench", "--preset", "local", "--script",
                            str(script), "--out", str(tmp_path / "traces"), *SHORT, *args],
                           check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
@@ -58,6 +61,32 @@ def test_bench_fails_a_p50_over_budget_and_compares_a_b(tmp_path):
     assert sorted(p.name for p in (tmp_path / "traces").iterdir()) == ["A-run01.jsonl", "B-run01.jsonl"]
     _, b_events = read_trace(tmp_path / "traces" / "B-run01.jsonl")
     assert {e.get("strategy") for e in b_events if e.type == "turn.start"} == {"sentence"}
+
+
+@pytest.mark.models
+def test_bench_oracle_sets_each_turn_against_its_bound(tmp_path):
+    result = bench(tmp_path, *GENEROUS, "--oracle", lines="Hi, who is this?\n")
+    assert result.returncode == 0, result.stderr
+    section = result.stdout.split("A: oracle bound (earliest possible first audio")[1].splitlines()
+    assert section[1].split() == ["run", "turn", "TTFA", "own", "bound", "TTFA/own", "best", "bound", "TTFA/best",
+                                  "best", "first", "chunk"]
+    cells = section[2].split()
+    # The own bound from the run's trace by hand: arrival of the token with the first chunk's last
+    # character + that chunk's tts.send -> first tts.audio.
+    _, events = ev.read_trace(tmp_path / "traces" / "A-run01.jsonl")
+    chunk = next(e for e in events if e.type == ev.CHUNK and e.get("text"))
+    send = next(e for e in events if e.type == ev.TTS_SEND and e.get("chunk") == chunk.get("index"))
+    audio = next(e for e in events if e.type == ev.TTS_AUDIO and e.get("chunk") == chunk.get("index"))
+    token = next(e for e in events if e.type == ev.LLM_TOKEN and e.get("i") == chunk.get("token_end"))
+    ttfa = next(e for e in events if e.type == ev.TURN_SUMMARY).get("metrics")["ttfa"]
+    own = token.t_ms + audio.t_ms - send.t_ms
+    assert cells[:5] == ["A-run01", "1", f"{ttfa:.0f}", f"{own:.0f}", f"x{ttfa / own:.2f}"]
+    assert float(cells[5]) > 0 and re.fullmatch(r"x\d+\.\d\d", cells[6]) and len(cells) > 7  # best bound, its text
+    # TTFA is the send plus the same TTS time, and the chunk is sent after its last token arrived.
+    assert ttfa >= own - 0.001
+    median = next(line for line in section if line.startswith("median over 1 turn(s): "))
+    verdict = "within the 1.15x target" if ttfa / own <= 1.15 else "NOT within the 1.15x target"
+    assert f"TTFA/own bound x{ttfa / own:.2f}" in median and median.endswith(verdict)
 
 
 def test_runs_alternate_in_abba_order_after_the_warm_up():

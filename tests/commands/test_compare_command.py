@@ -18,6 +18,7 @@ from playground.data import find
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TWO_TURNS = ROOT / "tests" / "data" / "two-turns.jsonl"
+SESSION = ROOT / "tests" / "export" / "data" / "session.jsonl"  # turn 4 cancelled
 
 
 def compare(*argv: str) -> str:
@@ -28,9 +29,9 @@ def compare(*argv: str) -> str:
 
 
 def row(output: str, label: str) -> list[str]:
-    """The cells of a variant's row: [TTFS, chunker wait, chunks, shortest, longest, TTFA est.]."""
+    """The cells of a variant's row: [TTFS, chunker wait, chunks, shortest, longest, TTFA est., vs oracle]."""
     line = next(line for line in output.splitlines() if re.match(rf"^  [* ] {re.escape(label)}\s{{2}}", line))
-    return line[4 + len(label):].split()[:6]
+    return line[4 + len(label):].split()[:7]
 
 
 def test_seed_turn4_by_name_sentence_waits_6_6_s_and_adaptive_under_1_s():
@@ -41,6 +42,7 @@ def test_seed_turn4_by_name_sentence_waits_6_6_s_and_adaptive_under_1_s():
     assert "winner: adaptive, earliest TTFS" in out and row(out, "passthrough")[5] == "-"
     assert "TTFA can't be estimated for turn(s) 4" in out  # the seed's REST fallback measured no TTFA
     assert "recorded with sentence: LLM_TTFT 534, TTFS 6621, TTFA -, LLM_TOTAL 6793 ms" in out
+    assert "  oracle bound -: no TTS audio for the first chunk sent" in out and row(out, "adaptive")[6] == "-"
 
 
 def test_seed_trace_matches_the_seed_numbers():
@@ -71,6 +73,22 @@ def test_estimated_ttfa_of_the_recorded_strategy_matches_the_recorded_turn():
         (outcome,) = c.outcomes
         assert abs(outcome.result.ttfs - c.turn.ttfs) < 1.0
         assert abs(outcome.ttfa_estimate - c.turn.ttfa) < 1.0
+
+
+def test_oracle_bound_per_turn_and_each_variant_against_it():
+    out = compare(str(TWO_TURNS))
+    # Turn 1: the comma ending "...local gym," (41 chars) arrived at 207.179, TTS took 195.811 ms for it:
+    # bound 402.990, recorded TTFA 403.285 -> x1.00. sentence waits for " He" (446.738) to confirm
+    # "Joe.": est. 446.738 + 46 x 195.811 / 41 = 666.427 -> x1.65; words cuts before any boundary: x0.74.
+    assert "  oracle bound 403 ms (recorded TTFA x1.00), first chunk: Just a couple of guys from the local gym," in out
+    turn_1 = out.split("turn 2 ")[0]
+    assert row(turn_1, "sentence")[5:] == ["666", "x1.65"]
+    assert row(turn_1, "adaptive")[5:] == ["403", "x1.00"] and row(turn_1, "words")[6] == "x0.74"
+    assert row(turn_1, "passthrough")[5:] == ["-", "-"]
+    # Turn 2: "." at 156.466 + 146.426 = 302.892; recorded TTFA 309.688 -> x1.02.
+    assert "  oracle bound 303 ms (recorded TTFA x1.02), first chunk: He's a guy who's" in out
+    cancelled = compare(str(SESSION), "--turn", "4", "--strategies", "adaptive")
+    assert "  oracle bound -: turn cancelled (user pressed Esc): its reply is incomplete" in cancelled
 
 
 def test_strategies_and_set_variants():
