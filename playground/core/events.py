@@ -120,27 +120,37 @@ class JsonlTraceWriter:
     """Writes a session's trace as JSON Lines: the session header, then every event.
 
     Events are buffered and written when a turn ends (never a file write per token
-    on the event loop); `close` writes whatever is left, so nothing is lost.
+    on the event loop); `close` writes whatever is left, so nothing is lost. Like every
+    export, the file holds no secret (`playground.core.scrub`): a trace is made to be shared.
     """
 
     def __init__(self, path: str | Path, header: dict[str, Any]) -> None:
+        from playground.core.scrub import Scrubber, known_secrets  # it builds on this module
+
         self.path = Path(path)
         self._file: IO[str] = self.path.open("w", encoding="utf-8")
-        self._pending: list[str] = []
-        self._write_now(header_line(header))
+        self._pending: list[TraceEvent] = []
+        self._header = header
+        self._known_secrets = known_secrets
+        self._scrubber = Scrubber(known_secrets(header, []))
+        self._write_now(self._scrubber.value(header_line(header)))
 
     def _write_now(self, obj: dict[str, Any]) -> None:
         self._file.write(json.dumps(obj, ensure_ascii=False) + "\n")
         self._file.flush()
 
     def __call__(self, event: TraceEvent) -> None:
-        self._pending.append(json.dumps(event.to_json(), ensure_ascii=False))
+        self._pending.append(event)
+        if event.type == CONFIG_CHANGE:  # a preset change may name another key's variable
+            self._scrubber.secrets = sorted({*self._scrubber.secrets, *self._known_secrets(self._header, [event])},
+                                            key=len, reverse=True)
         if event.type in (TURN_SUMMARY, TTS_SESSION, CONFIG_CHANGE):
             self.flush()
 
     def flush(self) -> None:
         if self._pending and not self._file.closed:
-            self._file.write("\n".join(self._pending) + "\n")
+            lines = (json.dumps(self._scrubber.value(e.to_json()), ensure_ascii=False) for e in self._pending)
+            self._file.write("\n".join(lines) + "\n")
             self._file.flush()
             self._pending.clear()
 

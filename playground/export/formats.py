@@ -3,7 +3,7 @@
     export("chrome", "turns.json", header, events)
     export_all("exports/", "session-1", header, events, progress=report)
 
-The header and events are scrubbed of secrets first (`playground.export.scrub`) and laid
+The header and events are scrubbed of secrets first (`playground.core.scrub`) and laid
 out once (`playground.export.timeline`) for all the formats written from them. Every file
 is written atomically. `progress(stage, fraction)` is called as the work goes (from the
 calling thread: a UI running this in a worker thread hands it over to its own loop).
@@ -19,7 +19,7 @@ from typing import Any
 from playground.core.events import TraceEvent
 from playground.export import chrome, otel, tables
 from playground.export.jsonl import write_trace_jsonl
-from playground.export.scrub import scrub
+from playground.core.scrub import scrub
 from playground.export.timeline import Progress, SessionLayout, layout
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from playground.core import events as ev
+from playground.core.scrub import REDACTED, scrub
 from playground.export.formats import FORMATS, export_all
-from playground.export.scrub import REDACTED, scrub
 from tests.export.conftest import SESSION, load
 from tests.export.test_otel import Collector
 
@@ -38,6 +38,21 @@ def leaky_trace(monkeypatch):
     events.append(ev.TraceEvent(0, at + 2, ev.SESSION_LOAD, {
         "component": "tts", "state": "failed", "message": f"piper: voice file {HOME}/voices/x.onnx not found"}))
     return header, events
+
+
+def test_the_live_trace_file_contains_no_planted_key(tmp_path, leaky_trace):
+    """`--trace` writes while the session runs (JsonlTraceWriter): scrubbed the same way."""
+    header, events = leaky_trace
+    path = tmp_path / "live.jsonl"
+    writer = ev.JsonlTraceWriter(path, header)
+    for event in events:
+        writer(event)
+    writer.close()
+    data = path.read_text(encoding="utf-8")
+    assert ENV_KEY not in data and PASTED_KEY not in data and f"{HOME}/voices" not in data
+    read_header, read_events = ev.read_trace(path)
+    assert len(read_events) == len(events) and read_header["preset"]["llm"]["api_key_env"] == "PLAYGROUND_TEST_API_KEY"
+    assert f"401 for key {REDACTED}" in data and "voice file ~/voices/x.onnx not found" in data
 
 
 def test_no_format_contains_a_planted_key(tmp_path, leaky_trace):
