@@ -48,6 +48,10 @@ class LLMConfig:
     idle_timeout_ms: float = 10000.0
     # local provider: llama.cpp threads (0 = all cores), context size, sampling seed
     threads: int = 0
+    # local provider: generation waits from the first chunk's hand-off to TTS until its first audio,
+    # so on a small machine the synthesis TTFA waits for has the cores; the LLM catches up while it plays
+    # (TTFA p50 x0.57 on 2 cores: see the README's overlap benchmark)
+    pause_until_first_audio: bool = True
     context: int = 2048
     seed: int = 7
     # replay provider: the trace whose llm.token events are replayed, and which turn
@@ -67,6 +71,8 @@ class TTSConfig:
     fallback: str = "rest"
     output_format: str = "pcm_22050"
     speed: float = 1.0
+    # piper: onnxruntime threads per synthesis (0 = all cores)
+    threads: int = 0
     # WebSocket providers: a keep-alive when nothing was sent for this long (inside the server's inactivity timeout)
     keepalive_ms: float = 10000.0
     # ElevenLabs: the server closes a connection that received no text for this long (1-180 s)
@@ -230,7 +236,7 @@ def _check_tts_value(key: str, value: Any, where: str) -> None:
         raise PresetError(f"{where}: unknown value {value!r} (choose one of: {', '.join(TTS_CHOICES[key])})")
     if key in ("speed", "keepalive_ms", "stall_timeout_ms", "connect_timeout_ms") and value <= 0:
         raise PresetError(f"{where}: must be more than 0, got {value}")
-    if key in ("reconnect_attempts", "reconnect_backoff_ms") and value < 0:
+    if key in ("reconnect_attempts", "reconnect_backoff_ms", "threads") and value < 0:
         raise PresetError(f"{where}: must be 0 or more, got {value}")
     if key == "inactivity_timeout_s" and not 1 <= value <= 180:
         raise PresetError(f"{where}: must be between 1 and 180 seconds (the ElevenLabs limit), got {value}")

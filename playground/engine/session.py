@@ -72,6 +72,7 @@ class _TurnState:
     started: set[int] = field(default_factory=set)
     ended: set[int] = field(default_factory=set)
     audio_ms: float = 0.0  # duration of all audio handed to the output
+    sent_any: bool = False  # a chunk was handed to TTS
     cancel_reason: str | None = None
     cancel_requested_at: float | None = None
     # (type, monotonic ms, data) of what led to the turn (a spoken turn's VAD and STT events)
@@ -275,6 +276,7 @@ class Session:
             clock.emit(ev.ERROR, now_ms(), where=where, message=str(exc) or type(exc).__name__)
         finally:
             self._turn = None
+            self._resume_generation()
             collector.turn_ended()
         metrics = compute_metrics(self.trace.turn_events(clock.turn))
         clock.emit(ev.TURN_SUMMARY, now_ms(), metrics=metrics.to_json(),
@@ -329,6 +331,18 @@ class Session:
         await self._send_chunks(state, chunker.flush(now_ms() - clock.t0))
         await self.tts.flush()
 
+    def _pause_generation(self) -> None:
+        """llm.pause_until_first_audio: the local LLM waits while the first chunk is synthesized,
+        so that synthesis, which TTFA waits for, does not share the cores with generation."""
+        gate = getattr(self.llm, "may_generate", None)
+        if gate is not None and self.preset.llm.pause_until_first_audio:
+            gate.clear()
+
+    def _resume_generation(self) -> None:
+        gate = getattr(self.llm, "may_generate", None)
+        if gate is not None:
+            gate.set()
+
     async def _watch_deadlines(self, state: _TurnState, chunker: Chunker, changed: asyncio.Event) -> None:
         """Polls the chunker when its deadline passes with no token arriving.
 
@@ -365,6 +379,9 @@ class Session:
                            token_start=chunk.token_start, token_end=chunk.token_end)
                 if chunk.text:
                     clock.emit(ev.TTS_SEND, now_ms(), chunk=chunk.index, chars=len(chunk.text))
+                    if not state.sent_any:
+                        state.sent_any = True
+                        self._pause_generation()
                     await self.tts.send(chunk.index, chunk.text)
 
     # -- consumer: TTS audio -> playback ------------------------------------------------
@@ -374,6 +391,8 @@ class Session:
         piece = 0
         current_chunk: int | None = None
         async for audio in self.tts.audio():
+            if piece == 0:
+                self._resume_generation()
             clock.emit(ev.TTS_AUDIO, audio.t_ms, chunk=audio.chunk, samples=len(audio.samples),
                        sample_rate=audio.sample_rate, duration_ms=round(audio.duration_ms, 1),
                        **({"alignment": audio.alignment} if audio.alignment else {}))

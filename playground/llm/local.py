@@ -57,6 +57,9 @@ class LocalLLM:
         self._llama = None
         # llama.cpp contexts are not thread-safe: one generation at a time.
         self._lock = threading.Lock()
+        # Cleared by the session to pause generation between tokens (llm.pause_until_first_audio).
+        self.may_generate = threading.Event()
+        self.may_generate.set()
 
     async def load(self, progress: Progress | None = None) -> None:
         if self._llama is not None:
@@ -114,7 +117,7 @@ class LocalLLM:
                 finally:
                     completion.close()
 
-        return stream_from_thread(generate, name="llm-local")
+        return stream_from_thread(generate, name="llm-local", gate=self.may_generate)
 
     def _fit_context(self, payload: list[dict[str, str]], info: StreamInfo) -> list[dict[str, str]]:
         """Keeps prompt + reply inside llama.cpp's context window: drops the oldest

@@ -93,6 +93,8 @@ class PiperSession:
         """Loads the voice and synthesizes once: onnxruntime's first run allocates and
         optimizes for ~200 ms holding the GIL, which would otherwise land in turn 1."""
         voice = voice_class.load(model, config_file)
+        if self.config.threads:
+            voice.session = _onnx_session(model, self.config.threads)
         for _ in voice.synthesize("Hello.", syn_config=self._syn_config):
             pass
         return voice
@@ -164,4 +166,17 @@ class PiperSession:
                     self._deliver(target, AudioChunk(samples, piece.sample_rate, chunk, now_ms()))
             except Exception as exc:  # a voice failure fails the turn, not the session
                 self._deliver(target, TTSError(f"piper: synthesis failed for chunk {chunk}: {exc}"))
+
+
+def _onnx_session(model: Path, threads: int):
+    """The voice's onnxruntime session limited to `threads` (tts.threads): on a small machine
+    the LLM and the audio threads keep a core while a chunk is synthesized."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    return onnxruntime.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
+
+
 PROVIDER = PiperSession
+

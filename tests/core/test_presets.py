@@ -41,6 +41,8 @@ def test_overrides_are_parsed_as_toml_values():
     ("sound.volume=3", "--set sound.volume=3: unknown section [sound]"),
     ("budgets.latency=3", "--set budgets.latency=3: no metric 'latency' to budget"),
     ("strategy", "--set strategy: expected section.key=value"),
+    ("llm.pause_until_first_audio=1", "--set llm.pause_until_first_audio=1: expected true or false, got int 1"),
+    ("tts.threads=-2", "--set tts.threads=-2: must be 0 or more"),
 ])
 def test_bad_overrides_name_the_override_and_the_field(override, message):
     with pytest.raises(PresetError) as info:

@@ -170,3 +170,24 @@ async def test_opening_records_each_components_loading_and_names_a_failure(tmp_p
     assert ("tts", "loading") in loads and ("tts", "failed") in loads and ("llm", "loading") in loads
     failed = next(e for e in created[0].trace.events if e.type == ev.SESSION_LOAD and e.get("state") == "failed")
     assert "missing-voice.onnx" in failed.get("message") and failed.get("provider") == "piper"
+
+
+async def test_generation_pauses_until_the_first_audio():
+    """llm.pause_until_first_audio: from the first chunk's hand-off to TTS until its first audio,
+    llama.cpp generates nothing (at most the token already being computed arrives), then the
+    reply goes on to its end; tts.threads limits Piper's onnxruntime threads."""
+    preset = local_preset("llm.pause_until_first_audio=true", "tts.threads=1", "llm.max_tokens=48")
+    session = await open_test_session(preset)
+    try:
+        assert session.tts._voice.session.get_session_options().intra_op_num_threads == 1
+        m = await session.run_turn("Tell me about your store, please.")
+    finally:
+        await session.close()
+    assert m.status == "ok", m.errors
+    events = session.trace.turn_events(1)
+    sent = next(e.t_ms for e in events if e.type == ev.TTS_SEND)
+    audio = next(e.t_ms for e in events if e.type == ev.TTS_AUDIO)
+    tokens = [e.t_ms for e in events if e.type == ev.LLM_TOKEN]
+    assert len([t for t in tokens if sent < t < audio]) <= 1
+    assert len([t for t in tokens if t > audio]) > 3  # generation resumed with the first audio
+    assert session.llm.may_generate.is_set()  # never left paused after the turn
