@@ -20,7 +20,8 @@ test: $(STAMP)
 	$(VENV)/bin/python -m pytest -q
 
 bench: $(STAMP)
-	$(VENV)/bin/python -m playground.benchmarks
+	$(VENV)/bin/python -m playground.benchmarks --overlap
+	$(VENV)/bin/python -m playground.ui.bench --turns 10
 
 clean:
 	rm -rf $(VENV) build *.egg-info

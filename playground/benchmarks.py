@@ -1,13 +1,21 @@
-"""Benchmarks for the foundation's targets, rerunnable by anyone: `make bench`.
+"""Benchmarks for the latency targets, rerunnable by anyone: `make bench`.
 
-    python -m playground.benchmarks [--turns 10] [--audio null] [--set section.key=value ...]
+    python -m playground.benchmarks [--turns 20] [--strategies adaptive,clause,sentence,words]
+                                    [--overlap] [--audio null] [--set section.key=value ...]
 
-1. Pipeline: one warm offline session; short questions, strategies alternating turn by
-   turn in ABBA order so both see the same machine state and prompt cache; medians
-   of TTFA and FIRST_PLAY per strategy and their ratio; chunk -> TTS hand-off p50/p99.
-2. Chunker: microseconds per pushed token, p50/p99, per strategy, over replies streamed
-   as the real SmolLM2 tokenizer splits them.
-3. Memory: peak RSS of the process after the session (LLM + voice loaded) ran its turns.
+1. Pipeline: one warm offline session; short questions, the strategies taking turns in
+   ABBA order so all see the same machine state and prompt cache; p50/p90 of LLM_TTFT,
+   TTFS, TTFA, FIRST_PLAY and E2E_TOTAL per strategy with the ratio to `sentence`;
+   chunk -> TTS hand-off p50/p99; the oracle bound (measured TTFA / earliest possible).
+2. Chunker: microseconds per pushed token, p50/p99, per strategy, and the chunker wait
+   (emission - arrival of the token that brought the boundary) per boundary kind, over
+   replies streamed as the real SmolLM2 tokenizer splits them.
+3. Memory: peak RSS of the session (LLM + voice), then with the STT model loaded too.
+4. Startup: `playground` launched in a child process, the time to an interactive TUI and
+   to the first turn being accepted (models loaded), median of 3 launches.
+5. With --overlap: the offline preset's ways of sharing 2 cores between llama.cpp and
+   Piper (llm.threads, tts.threads, llm.pause_until_first_audio), each in fresh sessions, in
+   ABBA blocks; TTFA and FIRST_PLAY p50/p90 per configuration.
 
 Replies are capped (llm.max_tokens=40 unless --set says otherwise): the null output plays
 every reply in real time, and TTFA / FIRST_PLAY are decided by the first chunk.
@@ -18,10 +26,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import resource
+import statistics
+import subprocess
 import sys
 import time
 
 from playground.chunking import Chunker
+from playground.chunking.oracle import TARGET_RATIO, median_ratios, oracle_bound
 from playground.core.metrics import TurnMetrics, percentile
 from playground.core.presets import STRATEGIES, apply_overrides, load_preset
 
@@ -47,30 +58,59 @@ CHUNKER_TEXTS = [
 ] * 4
 
 
+PIPELINE_METRICS = ("llm_ttft", "ttfs", "ttfa", "first_play", "e2e_total")
+# How llama.cpp and Piper share the cores (--overlap): name -> preset overrides
+OVERLAP_CONFIGS = {
+    "both on all cores": [],
+    "llm.threads=1": ["llm.threads=1"],
+    "tts.threads=1": ["tts.threads=1"],
+    "pause LLM until first audio": ["llm.pause_until_first_audio=true"],
+}
+STARTUP_LAUNCHES = 3
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
-async def pipeline(turns: int, audio: str, overrides: list[str]) -> tuple[dict[str, list[TurnMetrics]], float, list[list[str]]]:
+def _p(metrics: list[TurnMetrics], key: str, q: float) -> float | None:
+    return percentile([v for m in metrics if m.status == "ok" and (v := m.value(key)) is not None], q)
+
+
+async def open_bench_session(overrides: list[str]):
     from playground.engine.build import open_session
 
-    base = load_preset("local", ["llm.max_tokens=40", *overrides])
-    session = await open_session(base, audio=audio, warn=lambda m: print(m, file=sys.stderr),
+    preset = load_preset("local", ["llm.max_tokens=40", *overrides])
+    session = await open_session(preset, audio="null", warn=lambda m: print(m, file=sys.stderr),
                                  progress=lambda m: print(f"… {m}", file=sys.stderr))
-    results: dict[str, list[TurnMetrics]] = {"adaptive": [], "sentence": []}
+    session.history.clear()
+    await session.run_turn("Hello?")  # warm-up: first evaluation of the system prompt
+    return session
+
+
+async def run_alternating(session, variants: dict[str, list[str]], turns: int,
+                          results: dict[str, list[TurnMetrics]], first_question: int = 0) -> None:
+    """`turns` turns per variant (preset overrides applied per turn), in ABBA order."""
+    base = session.preset
+    for i in range(turns):
+        order = list(variants) if i % 2 == 0 else list(reversed(variants))
+        for name in order:
+            session.preset = apply_overrides(base, variants[name])
+            session.history.clear()  # same short context every turn: a warm session, a short question
+            m = await session.run_turn(QUESTIONS[(first_question + i) % len(QUESTIONS)])
+            results[name].append(m)
+            print(f"  turn {session.turn_count:>3} {name:<28} TTFA {_ms(m.ttfa):>5} ms  "
+                  f"FIRST_PLAY {_ms(m.first_play):>5} ms  ({m.status})", file=sys.stderr)
+    session.preset = base
+
+
+async def pipeline(turns: int, strategies: list[str], overrides: list[str]):
+    """Per-strategy metrics, oracle bounds of the default strategy, RSS with and without STT, fragments."""
+    session = await open_bench_session(overrides)
+    results: dict[str, list[TurnMetrics]] = {name: [] for name in strategies}
     try:
-        session.history.clear()
-        await session.run_turn("Hello?")  # warm-up: first evaluation of the system prompt
-        for i in range(turns):
-            # ABBA order: neither strategy always runs second on an identical, fully cached prompt.
-            order = list(results) if i % 2 == 0 else list(reversed(results))
-            for strategy in order:
-                session.preset = apply_overrides(base, [f"chunker.strategy={strategy}"])
-                session.history.clear()  # same short context every turn: a warm session, a short question
-                m = await session.run_turn(QUESTIONS[i % len(QUESTIONS)])
-                results[strategy].append(m)
-                print(f"  turn {session.turn_count:>3} {strategy:<9} TTFA {_ms(m.ttfa):>5} ms  "
-                      f"FIRST_PLAY {_ms(m.first_play):>5} ms  ({m.status})", file=sys.stderr)
+        await run_alternating(session, {name: [f"chunker.strategy={name}"] for name in strategies}, turns, results)
+        bounds = [oracle_bound(session.trace.turn_events(m.turn), session.preset.chunker) for m in results[strategies[0]]]
         rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         tokenize = session.llm._llama.tokenize  # the model's own tokenizer, for the chunker benchmark
         detokenize = session.llm._llama.detokenize
@@ -78,9 +118,30 @@ async def pipeline(turns: int, audio: str, overrides: list[str]) -> tuple[dict[s
             [detokenize([t]).decode("utf-8", "replace") for t in tokenize(text.encode(), add_bos=False)]
             for text in CHUNKER_TEXTS
         ]
+        from playground.stt.whisper import WhisperSTT
+
+        # loaded beside the open session, as a spoken-input session has it (load includes a warm-up pass)
+        stt = WhisperSTT(session.preset.input.stt_model, session.preset.input.stt_threads)
+        await asyncio.to_thread(stt.load)
+        rss_stt_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     finally:
         await session.close()
-    return results, rss_mb, fragments
+    return results, bounds, (rss_mb, rss_stt_mb), fragments
+
+
+async def overlap(turns: int, overrides: list[str]) -> dict[str, list[TurnMetrics]]:
+    """Each configuration in fresh sessions, blocks of turns in ABBA order (threads are fixed at load)."""
+    results: dict[str, list[TurnMetrics]] = {name: [] for name in OVERLAP_CONFIGS}
+    block = max(1, turns // 2)
+    for round_ in range(2):
+        order = list(OVERLAP_CONFIGS) if round_ == 0 else list(reversed(OVERLAP_CONFIGS))
+        for name in order:
+            session = await open_bench_session([*overrides, *OVERLAP_CONFIGS[name]])
+            try:
+                await run_alternating(session, {name: []}, block, results, first_question=round_ * block)
+            finally:
+                await session.close()
+    return results
 
 
 def chunker_cost(fragments: list[list[str]]) -> dict[str, tuple[float, float, int]]:
@@ -103,21 +164,95 @@ def chunker_cost(fragments: list[list[str]]) -> dict[str, tuple[float, float, in
     return costs
 
 
-def report(results: dict[str, list[TurnMetrics]], rss_mb: float, costs: dict[str, tuple[float, float, int]], turns: int) -> str:
+def boundary_kind(chunk_raw: str, boundary_fragment: str, offset_in_fragment: int) -> str:
+    """How a strong/weak cut's boundary could be known: `unambiguous` when its character alone
+    decides (? ! ; — , after a word) or what confirms it came in the same token (". "),
+    `next token` when only the next token could tell ("example" "." "com", "3,000", "/a,b")."""
+    stripped = chunk_raw.rstrip("\"”’)]»")
+    mark = stripped[-1:]
+    word = stripped.split()[-1] if stripped.split() else ""
+    url_like = "/" in word or "@" in word or word.lower().startswith("www.")
+    if mark in "?!;—" or (mark == "," and not word[-2:-1].isdigit() and not url_like):
+        return "unambiguous"
+    return "unambiguous" if offset_in_fragment < len(boundary_fragment) else "next token"
+
+
+def chunker_waits(fragments: list[list[str]], gap_ms: float = 30.0) -> dict[str, list[float]]:
+    """Boundary kind -> chunker waits (ms) over the replies pushed `gap_ms` apart (adaptive, strong and weak cuts)."""
+    waits: dict[str, list[float]] = {"unambiguous": [], "next token": []}
+    config = load_preset("local").chunker
+    for reply in fragments:
+        chunker = Chunker(config)
+        arrivals = [i * gap_ms for i in range(len(reply))]
+        chunks = [c for i, fragment in enumerate(reply) for c in chunker.push(fragment, arrivals[i])]
+        position = 0
+        for chunk in chunks:
+            end = position + len(chunk.raw)  # the chunk's last character, in the reply
+            position = end
+            if chunk.reason not in ("strong", "weak"):
+                continue
+            upto = 0
+            for i, fragment in enumerate(reply):
+                if upto + len(fragment) >= end:
+                    kind = boundary_kind(chunk.raw, fragment, end - upto)
+                    waits[kind].append(chunk.end_ms - arrivals[i])
+                    break
+                upto += len(fragment)
+    return waits
+
+
+def startup_times() -> tuple[float, float]:
+    """Medians over launches of `playground` (child process): seconds to an interactive TUI and to the first turn accepted."""
+    interactive, accepted = [], []
+    for _ in range(STARTUP_LAUNCHES):
+        started = time.perf_counter()
+        child = subprocess.Popen([sys.executable, "-m", "playground.benchmarks", "--startup-child"],
+                                 stdout=subprocess.PIPE, text=True)
+        assert child.stdout is not None
+        for line in child.stdout:
+            if line.startswith("interactive"):
+                interactive.append(time.perf_counter() - started)
+            elif line.startswith("accepted"):
+                accepted.append(time.perf_counter() - started)
+        child.wait()
+    return statistics.median(interactive), statistics.median(accepted)
+
+
+async def startup_child() -> None:
+    """Runs the TUI headless on the offline preset; prints when it is interactive and when a turn is accepted."""
+    from playground.ui.app import PlaygroundApp
+
+    app = PlaygroundApp(load_preset("local"), audio="null")
+    async with app.run_test(size=(120, 40)):
+        print("interactive", flush=True)  # mounted: keys are handled (typed text is queued until the models load)
+        while app.session is None:  # set once the models are loaded
+            await asyncio.sleep(0.005)  # not pilot.pause(): it would wait for the loading to end
+        print("accepted", flush=True)
+
+
+def report(results: dict[str, list[TurnMetrics]], bounds, rss: tuple[float, float],
+           costs: dict[str, tuple[float, float, int]], waits: dict[str, list[float]],
+           startup: tuple[float, float] | None, turns: int) -> str:
+    default = next(iter(results))
     lines = [f"## Pipeline: offline preset, warm session, {turns} short questions per strategy (alternating)", "",
-             "| strategy | LLM_TTFT p50 | TTFS p50 | TTFA p50 | FIRST_PLAY p50 | E2E_TOTAL p50 | turns ok |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    medians: dict[str, dict[str, float | None]] = {}
+             "| strategy | " + " | ".join(f"{k.upper()} p50 / p90" for k in PIPELINE_METRICS) + " | turns ok |",
+             "| --- |" + " ---: |" * (len(PIPELINE_METRICS) + 1)]
     for strategy, ms in results.items():
-        ok = [m for m in ms if m.status == "ok"]
-        medians[strategy] = {k: percentile([v for m in ok if (v := m.value(k)) is not None], 50)
-                             for k in ("llm_ttft", "ttfs", "ttfa", "first_play", "e2e_total")}
-        med = medians[strategy]
-        lines.append(f"| {strategy} | {_ms(med['llm_ttft'])} | {_ms(med['ttfs'])} | {_ms(med['ttfa'])} | "
-                     f"{_ms(med['first_play'])} | {_ms(med['e2e_total'])} | {len(ok)}/{len(ms)} |")
-    a, s = medians["adaptive"], medians["sentence"]
-    if a["ttfa"] and s["ttfa"] and a["first_play"] and s["first_play"]:
-        lines += ["", f"adaptive / sentence: TTFA x{a['ttfa'] / s['ttfa']:.2f}, FIRST_PLAY x{a['first_play'] / s['first_play']:.2f}"]
+        cells = [f"{_ms(_p(ms, k, 50))} / {_ms(_p(ms, k, 90))}" for k in PIPELINE_METRICS]
+        ok = sum(m.status == "ok" for m in ms)
+        lines.append(f"| {strategy} | " + " | ".join(cells) + f" | {ok}/{len(ms)} |")
+    if "sentence" in results:
+        lines += ["", "p50 ratio to `sentence`:", ""]
+        for strategy, ms in results.items():
+            ratios = []
+            for k in PIPELINE_METRICS:
+                mine, theirs = _p(ms, k, 50), _p(results["sentence"], k, 50)
+                ratios.append(f"{k.upper()} x{mine / theirs:.2f}" if mine and theirs else f"{k.upper()} -")
+            lines.append(f"- {strategy}: " + ", ".join(ratios))
+    own, best = median_ratios(bounds)
+    verdict = "within" if own is not None and own <= TARGET_RATIO else "NOT within"
+    lines += ["", f"Oracle bound, {default} ({len(bounds)} turns): measured TTFA / own bound median "
+              f"x{own or 0:.3f} ({verdict} the x{TARGET_RATIO} target); / best acceptable first chunk x{best or 0:.3f}"]
     handoffs = [h for ms in results.values() for m in ms for h in m.handoffs]
     lines += ["", f"Hand-off (chunk emitted -> text given to TTS), {len(handoffs)} chunks: "
               f"p50 {percentile(handoffs, 50) * 1000:.0f} µs, p99 {percentile(handoffs, 99) * 1000:.0f} µs", "",
@@ -125,19 +260,55 @@ def report(results: dict[str, list[TurnMetrics]], rss_mb: float, costs: dict[str
               "| strategy | p50 µs | p99 µs | tokens |", "| --- | ---: | ---: | ---: |"]
     for strategy, (p50, p99, n) in costs.items():
         lines.append(f"| {strategy} | {p50:.1f} | {p99:.1f} | {n} |")
-    lines += ["", f"## Memory: peak RSS of the session (SmolLM2 + Piper loaded, {2 * turns + 1} turns run): {rss_mb:.0f} MB"]
+    lines += ["", "## Chunker wait (emission - arrival of the boundary's token), adaptive, tokens 30 ms apart", ""]
+    for kind, values in waits.items():
+        if values:
+            lines.append(f"- {kind}: {len(values)} boundaries, p50 {percentile(values, 50):.1f} ms, "
+                         f"p99 {percentile(values, 99):.1f} ms")
+    lines += ["", f"## Memory: peak RSS {rss[0]:.0f} MB (SmolLM2 + Piper, {len(results) * turns + 1} turns run); "
+              f"{rss[1]:.0f} MB with faster-whisper tiny.en loaded too"]
+    if startup:
+        lines += ["", f"## Startup (median of {STARTUP_LAUNCHES} launches): interactive TUI in {startup[0]:.2f} s, "
+                  f"first turn accepted (models loaded) in {startup[1]:.2f} s"]
+    return "\n".join(lines)
+
+
+def overlap_report(results: dict[str, list[TurnMetrics]]) -> str:
+    lines = ["## Overlap: sharing the cores between llama.cpp and Piper (adaptive, fresh sessions, ABBA blocks)", "",
+             "| configuration | TTFA p50 / p90 | FIRST_PLAY p50 / p90 | E2E_TOTAL p50 | turns ok |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    for name, ms in results.items():
+        ok = sum(m.status == "ok" for m in ms)
+        lines.append(f"| {name} | {_ms(_p(ms, 'ttfa', 50))} / {_ms(_p(ms, 'ttfa', 90))} | "
+                     f"{_ms(_p(ms, 'first_play', 50))} / {_ms(_p(ms, 'first_play', 90))} | "
+                     f"{_ms(_p(ms, 'e2e_total', 50))} | {ok}/{len(ms)} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m playground.benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--turns", type=int, default=10, help="turns per strategy (default 10)")
-    parser.add_argument("--audio", default="null", help="output: null (default) or a device")
+    parser.add_argument("--turns", type=int, default=20, help="turns per strategy (default 20)")
+    parser.add_argument("--strategies", default="adaptive,clause,sentence,words",
+                        help="comma-separated, the first is the one the oracle bound is computed for")
+    parser.add_argument("--overlap", action="store_true", help="also compare the ways of sharing the cores")
+    parser.add_argument("--no-startup", action="store_true", help="skip the startup launches")
+    parser.add_argument("--startup-child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = parser.parse_args(argv)
-    results, rss_mb, fragments = asyncio.run(pipeline(args.turns, args.audio, args.overrides))
-    print(report(results, rss_mb, chunker_cost(fragments), args.turns))
+    if args.startup_child:
+        asyncio.run(startup_child())
+        return 0
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        parser.error(f"unknown strategy {', '.join(unknown)} (choose from {', '.join(STRATEGIES)})")
+    startup = None if args.no_startup else startup_times()
+    results, bounds, rss, fragments = asyncio.run(pipeline(args.turns, strategies, args.overrides))
+    print(report(results, bounds, rss, chunker_cost(fragments), chunker_waits(fragments), startup, args.turns))
+    if args.overlap:
+        print()
+        print(overlap_report(asyncio.run(overlap(args.turns, args.overrides))))
     return 0
 
 

@@ -421,3 +421,27 @@ def test_smollm2_tokenizer_streams_like_an_llm(smollm2_tokenizer):
     assert len(fragments) > 5
     emoji = smollm2_tokenizer("Great news 🎉 done")  # a token may end inside a UTF-8 sequence
     assert "".join(emoji) == "Great news 🎉 done"
+
+
+# ------------------------------------------------------------------ zero lookahead
+
+
+@pytest.mark.parametrize("streaming", ["words", "chars", "smollm2"])
+def test_unambiguous_boundaries_are_cut_by_the_token_that_brings_them(streaming, request):
+    """Issue 7: the chunker wait (emission - arrival of the boundary's token) is 0 for every
+    unambiguous boundary of the corpus (? ! ; — a comma after a word, or a "." whose confirming
+    character came in the same token). The rest ("example" "." "com", "Well..." " I") wait for
+    the character that decides them; the corpus cases check that they are cut right."""
+    from playground.benchmarks import chunker_waits
+
+    gap_ms = 30.0
+    replies = []
+    for case in CASES:
+        fragments = split_fragments(case.text, "words" if streaming == "smollm2" else streaming, request)
+        if streaming == "smollm2":
+            tokens = request.getfixturevalue("smollm2_tokenizer")(case.text)
+            fragments = tokens if "".join(tokens) == case.text else fragments
+        replies.append(fragments)
+    waits = chunker_waits(replies, gap_ms)
+    assert len(waits["unambiguous"]) >= 10, waits
+    assert max(waits["unambiguous"]) == 0.0
