@@ -333,9 +333,11 @@ class Session:
 
     def _pause_generation(self) -> None:
         """llm.pause_until_first_audio: the local LLM waits while the first chunk is synthesized,
-        so that synthesis, which TTFA waits for, does not share the cores with generation."""
+        so that synthesis, which TTFA waits for, does not share the cores with generation. Not
+        when the TTS buffers text until it has enough (unflushed chunks): it would wait forever."""
         gate = getattr(self.llm, "may_generate", None)
-        if gate is not None and self.preset.llm.pause_until_first_audio:
+        flushes_each_chunk = getattr(self.tts, "flushes_each_chunk", lambda: True)
+        if gate is not None and self.preset.llm.pause_until_first_audio and flushes_each_chunk():
             gate.clear()
 
     def _resume_generation(self) -> None:

@@ -33,6 +33,8 @@ async def stream_from_thread(make_iterator: Callable[[threading.Event], Iterator
             while True:
                 while gate is not None and not gate.is_set() and not stop.is_set():
                     gate.wait(GATE_POLL_S)
+                if stop.is_set():
+                    break  # not one more token computed for a closed stream
                 text = next(tokens, None)
                 if text is None or stop.is_set():
                     break

@@ -8,9 +8,25 @@ import threading
 from playground.llm.threaded import stream_from_thread
 
 
-def counting_iterator(pulled: list[int]):
+class Handshake:
+    """Holds the worker inside token 1 (past the gate) until the test has closed the gate."""
+
+    def __init__(self) -> None:
+        self.in_token_1 = threading.Event()
+        self.gate_closed = threading.Event()
+
+    async def close(self, gate: threading.Event) -> None:
+        await asyncio.to_thread(self.in_token_1.wait)
+        gate.clear()
+        self.gate_closed.set()
+
+
+def counting_iterator(pulled: list[int], handshake: Handshake):
     def make(stop: threading.Event):
         for i in range(100):
+            if i == 1:
+                handshake.in_token_1.set()
+                handshake.gate_closed.wait()
             pulled.append(i)  # the "generation" of token i happens here, when it is pulled
             yield f"t{i} "
     return make
@@ -20,14 +36,13 @@ async def test_a_closed_gate_pauses_generation_and_an_open_one_resumes_it():
     pulled: list[int] = []
     gate = threading.Event()
     gate.set()
-    stream = stream_from_thread(counting_iterator(pulled), "test-gated", gate=gate)
+    handshake = Handshake()
+    stream = stream_from_thread(counting_iterator(pulled, handshake), "test-gated", gate=gate)
     first = await anext(stream)
     assert first.text == "t0 "
-    gate.clear()
-    await asyncio.sleep(0.3)
-    paused_at = len(pulled)
-    await asyncio.sleep(0.3)
-    assert len(pulled) == paused_at < 100  # nothing generated while the gate is closed
+    await handshake.close(gate)
+    await asyncio.sleep(0.5)
+    assert len(pulled) == 2  # nothing generated while the gate is closed
     gate.set()
     texts = [first.text] + [token.text async for token in stream]
     assert texts == [f"t{i} " for i in range(100)] and len(pulled) == 100  # nothing lost or repeated
@@ -37,11 +52,13 @@ async def test_closing_the_stream_ends_a_paused_worker():
     pulled: list[int] = []
     gate = threading.Event()
     gate.set()
-    stream = stream_from_thread(counting_iterator(pulled), "test-gated-close", gate=gate)
+    handshake = Handshake()
+    stream = stream_from_thread(counting_iterator(pulled, handshake), "test-gated-close", gate=gate)
     await anext(stream)
-    gate.clear()
+    await handshake.close(gate)
     await asyncio.sleep(0.1)
     await stream.aclose()
-    await asyncio.sleep(0.2)  # the worker polls its stop flag while paused
     workers = [t for t in threading.enumerate() if t.name == "test-gated-close"]
-    assert not workers and len(pulled) < 100
+    for worker in workers:
+        await asyncio.to_thread(worker.join, 2.0)  # the worker polls its stop flag while paused
+    assert not any(worker.is_alive() for worker in workers) and len(pulled) == 2
