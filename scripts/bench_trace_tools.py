@@ -1,13 +1,14 @@
 """Benchmarks for `playground compare` and `playground replay` (issue 6 targets), rerunnable by anyone.
 
-    .venv/bin/python scripts/bench_trace_tools.py [--compare-turns 100] [--replays 3]
+    .venv/bin/python scripts/bench_trace_tools.py [--compare-turns 100 | --no-compare] [--replays 3] [--set key=value]
 
 1. compare: a trace of 100 turns, each the recorded turns of tests/data/two-turns.jsonl and
    the shipped seed-turn4 played back to back (about 100 tokens a turn, like the offline
    preset's max_tokens=96 replies), through the 5 strategies: wall time of the whole
    command (reading the file included), median of 5 runs. Target: under 1 s.
 2. replay: tests/data/two-turns.jsonl (a real recorded session) replayed through the real
-   chunker and Piper voice with the null output, several times: replayed - recorded token
+   chunker and Piper voice with the null output, several times, each a fresh `playground
+   replay` process (`--set` overrides pass through): replayed - recorded token
    time (after the LLM request) p50 / p99 / worst, also split into the session's first turn
    (its first synthesis runs on a cold Piper voice) and the later ones. Target: 2 ms at p99.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -73,7 +75,7 @@ def bench_compare(turns: int) -> None:
           f"over 5 runs (min {min(times) * 1000:.0f}, max {max(times) * 1000:.0f}); target < 1000 ms")
 
 
-def bench_replay(replays: int) -> None:
+def bench_replay(replays: int, settings: list[str]) -> None:
     _, recorded = ev.read_trace(RECORDED)
     before = _events_by_turn(recorded)
     first_turn: list[float] = []  # the session's first synthesis runs on a cold voice meanwhile
@@ -81,8 +83,11 @@ def bench_replay(replays: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         for i in range(replays):
             out = Path(folder) / f"replay-{i}.jsonl"
-            status = playground(["replay", str(RECORDED), "--no-audio", "--trace", str(out)])
-            assert status == 0
+            # A process per replay, as a user runs it: a session closed earlier in the same
+            # process could free its voice in the middle of the next one.
+            subprocess.run([sys.executable, "-m", "playground.cli", "replay", str(RECORDED), "--no-audio",
+                            "--trace", str(out), *[arg for setting in settings for arg in ("--set", setting)]],
+                           check=True, capture_output=True, cwd=ROOT)
             after = _events_by_turn(ev.read_trace(out)[1])
             pairs = list(zip(sorted(t for t in before if t), sorted(t for t in after if t)))
             run_errors = [timing_errors(before[a], after[b]) for a, b in pairs]
@@ -105,10 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--compare-turns", type=int, default=100)
     parser.add_argument("--replays", type=int, default=3, help="replays of the recorded session (0: skip)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a preset override for the replays")
+    parser.add_argument("--no-compare", action="store_true", help="skip the compare benchmark")
     args = parser.parse_args(argv)
-    bench_compare(args.compare_turns)
+    if not args.no_compare:
+        bench_compare(args.compare_turns)
     if args.replays:
-        bench_replay(args.replays)
+        bench_replay(args.replays, args.set)
     return 0
 
 

@@ -8,6 +8,7 @@ none): the replayed LLM_TTFT and gaps between tokens match the recording.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
@@ -25,6 +26,12 @@ def recorded_tokens(turn_events: Sequence[ev.TraceEvent]) -> list[RecordedToken]
     return [(e.t_ms - request, e.get("text", "")) for e in turn_events if e.type == ev.LLM_TOKEN and e.get("text")]
 
 
+# A thread woken from a long sleep on an idle core was up to 4 ms late while Piper kept the
+# other core busy (2-core VMs): the last few milliseconds are slept in short steps instead.
+WAKE_EARLY_MS = 5.0
+SHORT_SLEEP_S = 0.0002
+
+
 def paced(tokens: Sequence[RecordedToken], start_ms: float, stop: threading.Event) -> Iterator[str]:
     """The tokens' texts, each released at `start_ms` + its recorded offset (or at once when late).
 
@@ -33,10 +40,21 @@ def paced(tokens: Sequence[RecordedToken], start_ms: float, stop: threading.Even
     delays it. `stop` (the stream closed: a cancelled turn) ends the wait at once.
     """
     for offset, text in tokens:
-        remaining = start_ms + offset - now_ms()
-        if remaining > 0 and stop.wait(remaining / 1000.0):
+        if not sleep_until(start_ms + offset, stop):
             return
         yield text
+
+
+def sleep_until(due_ms: float, stop: threading.Event) -> bool:
+    """Sleeps until `due_ms` (now_ms clock); False when `stop` is set first."""
+    long_sleep_ms = due_ms - WAKE_EARLY_MS - now_ms()
+    if long_sleep_ms > 0 and stop.wait(long_sleep_ms / 1000.0):
+        return False
+    while (left_ms := due_ms - now_ms()) > 0:
+        if stop.is_set():
+            return False
+        time.sleep(min(SHORT_SLEEP_S, left_ms / 1000.0))  # releases the GIL: the engine loop runs meanwhile
+    return True
 
 
 class ReplayLLM:

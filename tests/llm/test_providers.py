@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import threading
 
 import pytest
 
@@ -10,7 +11,7 @@ from playground.core.clock import now_ms
 from playground.core.presets import LLMConfig
 from playground.llm.base import LLMError, Message
 from playground.llm.local import LocalLLM, find_model_file
-from playground.llm.replay import ReplayLLM
+from playground.llm.replay import WAKE_EARLY_MS, ReplayLLM, sleep_until
 from playground.tts.base import TTSError
 from playground.tts.piper import find_voice_files
 
@@ -24,6 +25,18 @@ async def test_replay_emits_tokens_at_their_recorded_times():
     assert [t.text for t in got] == [text for _, text in recorded]
     errors = sorted(abs((t.t_ms - start) - offset) for t, (offset, _) in zip(got, recorded))
     assert errors[len(errors) // 2] < 1.0 and errors[-1] < 5.0
+
+
+def test_replay_sleeps_never_early_and_stops_at_once():
+    stop = threading.Event()
+    for wait_ms in (0.5, WAKE_EARLY_MS / 2, 20.0):
+        due = now_ms() + wait_ms
+        assert sleep_until(due, stop) and now_ms() >= due
+    stopper = threading.Timer(0.05, stop.set)
+    stopper.start()
+    started = now_ms()
+    assert not sleep_until(started + 10_000, stop)
+    assert now_ms() - started < 1_000
 
 
 async def test_replay_reports_an_unreadable_trace(tmp_path):
