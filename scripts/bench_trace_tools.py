@@ -26,7 +26,7 @@ from pathlib import Path
 
 from playground.chunking.compare import recorded_turns
 from playground.cli import Console, build_parser
-from playground.commands.replay import _events_by_turn, timing_errors
+from playground.commands.replay import timing_errors
 from playground.core import events as ev
 from playground.core.metrics import percentile
 from playground.data import find
@@ -77,7 +77,7 @@ def bench_compare(turns: int) -> None:
 
 def bench_replay(replays: int, settings: list[str]) -> None:
     _, recorded = ev.read_trace(RECORDED)
-    before = _events_by_turn(recorded)
+    before = ev.events_by_turn(recorded)
     first_turn: list[float] = []  # the session's first synthesis runs on a cold voice meanwhile
     later_turns: list[float] = []
     with tempfile.TemporaryDirectory() as folder:
@@ -88,7 +88,7 @@ def bench_replay(replays: int, settings: list[str]) -> None:
             subprocess.run([sys.executable, "-m", "playground.cli", "replay", str(RECORDED), "--no-audio",
                             "--trace", str(out), *[arg for setting in settings for arg in ("--set", setting)]],
                            check=True, capture_output=True, cwd=ROOT)
-            after = _events_by_turn(ev.read_trace(out)[1])
+            after = ev.events_by_turn(ev.read_trace(out)[1])
             pairs = list(zip(sorted(t for t in before if t), sorted(t for t in after if t)))
             run_errors = [timing_errors(before[a], after[b]) for a, b in pairs]
             first_turn += run_errors[0]

@@ -132,13 +132,10 @@ def estimated_tts_ms(text: str, ms_per_char: float) -> float:
 
 def recorded_turns(events: Sequence[ev.TraceEvent]) -> list[RecordedTurn]:
     """The turns of a trace that have LLM tokens, in order."""
-    by_turn: dict[int, list[ev.TraceEvent]] = {}
-    for e in events:
-        if e.turn != ev.SESSION_TURN:
-            by_turn.setdefault(e.turn, []).append(e)
     turns = []
-    for n in sorted(by_turn):
-        turn_events = by_turn[n]
+    for n, turn_events in sorted(ev.events_by_turn(events).items()):
+        if n == ev.SESSION_TURN:
+            continue
         tokens, done = turn_tokens(turn_events)
         if not tokens:
             continue

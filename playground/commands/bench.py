@@ -143,8 +143,10 @@ def oracle_table(variant: Variant, runs: list[Run], out: Path, console: Console)
         if not run.measured or run.variant is not variant:
             continue
         _, events = ev.read_trace(out / f"{run.label}.jsonl")
-        for turn in sorted({e.turn for e in events} - {ev.SESSION_TURN}):
-            bound = oracle_bound([e for e in events if e.turn == turn], variant.preset.chunker)
+        for turn, turn_events in sorted(ev.events_by_turn(events).items()):
+            if turn == ev.SESSION_TURN:
+                continue
+            bound = oracle_bound(turn_events, variant.preset.chunker)
             bounds.append(bound)
             lines.append(oracle_row(run.label, turn, bound))
     own, best = median_ratios(bounds)

@@ -25,6 +25,7 @@ from playground.chunking.compare import Outcome, TurnComparison, Variant, compar
 from playground.chunking.oracle import OracleBound, oracle_bound
 from playground.commands import Command
 from playground.commands.replay import read_recorded, recorded_preset
+from playground.core.events import events_by_turn
 from playground.core.metrics import percentile
 from playground.core.presets import STRATEGIES, ChunkerConfig, Preset, PresetError, apply_overrides
 
@@ -152,7 +153,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
     path, header, events, turns = read_recorded(args.trace_file, args.turn, "re-chunk")
     base = base_chunker(header, str(path))
     comparisons = compare_turns(turns, chosen, base)
-    bounds = [oracle_bound([e for e in events if e.turn == t.turn], t.chunker_config(base)) for t in turns]
+    by_turn = events_by_turn(events)
+    bounds = [oracle_bound(by_turn[t.turn], t.chunker_config(base)) for t in turns]
     elapsed = time.perf_counter() - started
 
     label_width = max(len("variant"), *(len(v.label) for v in chosen)) + 1

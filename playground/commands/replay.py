@@ -72,13 +72,6 @@ def timing_errors(recorded: Sequence[ev.TraceEvent], replayed: Sequence[ev.Trace
     return [b[0] - a[0] for a, b in zip(recorded_tokens(recorded), recorded_tokens(replayed))]
 
 
-def _events_by_turn(events: Sequence[ev.TraceEvent]) -> dict[int, list[ev.TraceEvent]]:
-    by_turn: dict[int, list[ev.TraceEvent]] = {}
-    for e in events:
-        by_turn.setdefault(e.turn, []).append(e)
-    return by_turn
-
-
 async def replay_turns(turns: list[RecordedTurn], preset_for: Callable[[RecordedTurn], Preset], audio: str | None,
                        wav_path: str | None, console: Console) -> ev.Trace:
     """Runs the recorded turns, in order, on one session; returns the session's trace."""
@@ -107,8 +100,8 @@ def side_by_side(recorded: list[RecordedTurn], recorded_events: Sequence[ev.Trac
     """Prints each recorded turn's row above its replay's; returns the token timing errors."""
     from playground.cli import table_header, table_row
 
-    before = _events_by_turn(recorded_events)
-    after = _events_by_turn(trace.events)
+    before = ev.events_by_turn(recorded_events)
+    after = ev.events_by_turn(trace.events)
     errors: list[float] = []
     console.print()
     console.print("recorded vs replayed (the same tokens at the same times)")

@@ -112,6 +112,14 @@ class TurnClock:
         return self.trace.add(TraceEvent(self.turn, t_mono_ms - self.t0, type_, data))
 
 
+def events_by_turn(events: Iterable[TraceEvent]) -> dict[int, list[TraceEvent]]:
+    """Each turn's events in trace order, by turn number (the session's own under SESSION_TURN)."""
+    by_turn: dict[int, list[TraceEvent]] = {}
+    for e in events:
+        by_turn.setdefault(e.turn, []).append(e)
+    return by_turn
+
+
 def header_line(header: dict[str, Any]) -> dict[str, Any]:
     return {"type": SESSION, "version": TRACE_VERSION, **header}
 

@@ -78,9 +78,7 @@ class ReplayLLM:
             raise LLMError(f"replay LLM: cannot read {self.config.trace}: {exc.strerror}") from None
         except ValueError as exc:
             raise LLMError(f"replay LLM: {exc}") from None
-        by_turn: dict[int, list[ev.TraceEvent]] = {}
-        for e in events:
-            by_turn.setdefault(e.turn, []).append(e)
+        by_turn = ev.events_by_turn(events)
         turns = {n: recorded_tokens(es) for n, es in sorted(by_turn.items()) if n != ev.SESSION_TURN}
         turns = {n: toks for n, toks in turns.items() if toks}
         if self.config.replay_turn:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from playground.commands.replay import _events_by_turn, base_preset, timing_errors
-from playground.core.events import read_trace
+from playground.commands.replay import base_preset, timing_errors
+from playground.core.events import events_by_turn, read_trace
 from playground.core.metrics import percentile
 from playground.core.presets import PresetError
 
@@ -39,7 +39,7 @@ def test_replay_reruns_the_recorded_tokens_under_another_chunker(tmp_path):
 
     _, recorded = read_trace(TWO_TURNS)
     _, replayed = read_trace(out)
-    before, after = _events_by_turn(recorded), _events_by_turn(replayed)
+    before, after = events_by_turn(recorded), events_by_turn(replayed)
     for turn in (1, 2):
         assert [e.get("text") for e in after[turn] if e.type == "llm.token"] == \
             [e.get("text") for e in before[turn] if e.type == "llm.token"]
