@@ -133,15 +133,20 @@ class JsonlTraceWriter:
     """
 
     def __init__(self, path: str | Path, header: dict[str, Any]) -> None:
-        from playground.core.scrub import Scrubber, known_secrets  # it builds on this module
+        from playground.core.scrub import Scrubber  # it builds on this module
 
         self.path = Path(path)
         self._file: IO[str] = self.path.open("w", encoding="utf-8")
         self._pending: list[TraceEvent] = []
         self._header = header
-        self._known_secrets = known_secrets
-        self._scrubber = Scrubber(known_secrets(header, []))
+        self._config_changes: list[TraceEvent] = []  # a preset change may name another key's variable
+        self._scrubber = Scrubber(self._known_secrets())
         self._write_now(self._scrubber.value(header_line(header)))
+
+    def _known_secrets(self) -> list[str]:
+        from playground.core.scrub import known_secrets
+
+        return known_secrets(self._header, self._config_changes)
 
     def _write_now(self, obj: dict[str, Any]) -> None:
         self._file.write(json.dumps(obj, ensure_ascii=False) + "\n")
@@ -149,9 +154,9 @@ class JsonlTraceWriter:
 
     def __call__(self, event: TraceEvent) -> None:
         self._pending.append(event)
-        if event.type == CONFIG_CHANGE:  # a preset change may name another key's variable
-            self._scrubber.secrets = sorted({*self._scrubber.secrets, *self._known_secrets(self._header, [event])},
-                                            key=len, reverse=True)
+        if event.type == CONFIG_CHANGE:
+            self._config_changes.append(event)
+            self._scrubber.secrets = self._known_secrets()
         if event.type in (TURN_SUMMARY, TTS_SESSION, CONFIG_CHANGE):
             self.flush()
 
