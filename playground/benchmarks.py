@@ -33,6 +33,7 @@ import time
 
 from playground.chunking import Chunker
 from playground.chunking.oracle import TARGET_RATIO, median_ratios, oracle_bound
+from playground.core.formatting import format_ms
 from playground.core.metrics import TurnMetrics, percentile
 from playground.core.presets import STRATEGIES, apply_overrides, load_preset
 
@@ -69,12 +70,12 @@ OVERLAP_CONFIGS = {
 STARTUP_LAUNCHES = 3
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
-
-
 def _p(metrics: list[TurnMetrics], key: str, q: float) -> float | None:
     return percentile([v for m in metrics if m.status == "ok" and (v := m.value(key)) is not None], q)
+
+
+def _p50_p90(metrics: list[TurnMetrics], key: str) -> str:
+    return f"{format_ms(_p(metrics, key, 50))} / {format_ms(_p(metrics, key, 90))}"
 
 
 async def open_bench_session(overrides: list[str]):
@@ -99,8 +100,8 @@ async def run_alternating(session, variants: dict[str, list[str]], turns: int,
             session.history.clear()  # same short context every turn: a warm session, a short question
             m = await session.run_turn(QUESTIONS[(first_question + i) % len(QUESTIONS)])
             results[name].append(m)
-            print(f"  turn {session.turn_count:>3} {name:<28} TTFA {_ms(m.ttfa):>5} ms  "
-                  f"FIRST_PLAY {_ms(m.first_play):>5} ms  ({m.status})", file=sys.stderr)
+            print(f"  turn {session.turn_count:>3} {name:<28} TTFA {format_ms(m.ttfa):>5} ms  "
+                  f"FIRST_PLAY {format_ms(m.first_play):>5} ms  ({m.status})", file=sys.stderr)
     session.preset = base
 
 
@@ -238,7 +239,7 @@ def report(results: dict[str, list[TurnMetrics]], bounds, rss: tuple[float, floa
              "| strategy | " + " | ".join(f"{k.upper()} p50 / p90" for k in PIPELINE_METRICS) + " | turns ok |",
              "| --- |" + " ---: |" * (len(PIPELINE_METRICS) + 1)]
     for strategy, ms in results.items():
-        cells = [f"{_ms(_p(ms, k, 50))} / {_ms(_p(ms, k, 90))}" for k in PIPELINE_METRICS]
+        cells = [_p50_p90(ms, k) for k in PIPELINE_METRICS]
         ok = sum(m.status == "ok" for m in ms)
         lines.append(f"| {strategy} | " + " | ".join(cells) + f" | {ok}/{len(ms)} |")
     if "sentence" in results:
@@ -279,9 +280,8 @@ def overlap_report(results: dict[str, list[TurnMetrics]]) -> str:
              "| --- | ---: | ---: | ---: | ---: |"]
     for name, ms in results.items():
         ok = sum(m.status == "ok" for m in ms)
-        lines.append(f"| {name} | {_ms(_p(ms, 'ttfa', 50))} / {_ms(_p(ms, 'ttfa', 90))} | "
-                     f"{_ms(_p(ms, 'first_play', 50))} / {_ms(_p(ms, 'first_play', 90))} | "
-                     f"{_ms(_p(ms, 'e2e_total', 50))} | {ok}/{len(ms)} |")
+        lines.append(f"| {name} | {_p50_p90(ms, 'ttfa')} | {_p50_p90(ms, 'first_play')} | "
+                     f"{format_ms(_p(ms, 'e2e_total', 50))} | {ok}/{len(ms)} |")
     return "\n".join(lines)
 
 

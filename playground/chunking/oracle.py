@@ -45,14 +45,14 @@ class OracleBound:
 
     @property
     def own_ratio(self) -> float | None:
-        return _ratio(self.measured_ttfa, self.own_bound)
+        return ratio(self.measured_ttfa, self.own_bound)
 
     @property
     def best_ratio(self) -> float | None:
-        return _ratio(self.measured_ttfa, self.best_bound)
+        return ratio(self.measured_ttfa, self.best_bound)
 
 
-def _ratio(measured: float | None, bound: float | None) -> float | None:
+def ratio(measured: float | None, bound: float | None) -> float | None:
     return None if measured is None or not bound else measured / bound
 
 

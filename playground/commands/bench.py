@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from playground.chunking.oracle import TARGET_RATIO, OracleBound, median_ratios, oracle_bound
 from playground.commands import Command
 from playground.core import events as ev
+from playground.core.formatting import format_ms, format_ratio, shorten
 from playground.core.metrics import METRIC_LABELS, TurnMetrics, percentile
 from playground.core.presets import Preset, PresetError, apply_overrides, load_preset
 from playground.data import find
@@ -84,10 +85,6 @@ def schedule(variants: list[Variant], runs: int, warmup: int) -> list[Run]:
     return order
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
-
-
 def percentile_table(variant: Variant, console: Console) -> list[str]:
     budgets = variant.preset.budgets
     lines = [f"{'metric':<15}" + "".join(f"{f'p{q}':>8}" for q in PERCENTILES) + f"{'budget':>8}  over budget"]
@@ -95,7 +92,7 @@ def percentile_table(variant: Variant, console: Console) -> list[str]:
         values = [v for m in variant.metrics if (v := m.value(key)) is not None]
         if not values:
             continue
-        cells = "".join(f"{_ms(variant.p(key, q)):>8}" for q in PERCENTILES)
+        cells = "".join(f"{format_ms(variant.p(key, q)):>8}" for q in PERCENTILES)
         limit = budgets.get(key)
         over = ""
         if limit is not None:
@@ -103,7 +100,7 @@ def percentile_table(variant: Variant, console: Console) -> list[str]:
             over = f"{misses}/{len(values)} turns"
             if (variant.p(key, 50) or 0) > limit:
                 over = console.red(over + "  p50 OVER BUDGET")
-        lines.append(f"{METRIC_LABELS[key]:<15}{cells}{_ms(limit):>8}  {over}")
+        lines.append(f"{METRIC_LABELS[key]:<15}{cells}{format_ms(limit):>8}  {over}")
     return lines
 
 
@@ -114,24 +111,17 @@ def ratio_table(a: Variant, b: Variant) -> list[str]:
         for q in (50, 90):
             va, vb = a.p(key, q), b.p(key, q)
             ratio = f"x{vb / va:.2f}" if va and vb is not None else "-"
-            cells += f"{_ms(va):>8}{_ms(vb):>8}{ratio:>8}"
+            cells += f"{format_ms(va):>8}{format_ms(vb):>8}{ratio:>8}"
         if cells.strip(" -x."):
             lines.append(f"{METRIC_LABELS[key]:<15}{cells}")
     return lines
 
 
-def _ratio(value: float | None) -> str:
-    return "-" if value is None else f"x{value:.2f}"
-
-
 def oracle_row(label: str, turn: int, bound: OracleBound) -> str:
-    text = bound.best_chunk_text
-    if text is None:
-        text = f"({bound.unknown})"
-    elif len(text) > ORACLE_CHUNK_CHARS:
-        text = text[:ORACLE_CHUNK_CHARS - 1] + "…"
-    return (f"{label:<11}{turn:>5}{_ms(bound.measured_ttfa):>7}{_ms(bound.own_bound):>11}{_ratio(bound.own_ratio):>10}"
-            f"{_ms(bound.best_bound):>12}{_ratio(bound.best_ratio):>11}  {text}")
+    text = f"({bound.unknown})" if bound.best_chunk_text is None else shorten(bound.best_chunk_text, ORACLE_CHUNK_CHARS)
+    return (f"{label:<11}{turn:>5}{format_ms(bound.measured_ttfa):>7}{format_ms(bound.own_bound):>11}"
+            f"{format_ratio(bound.own_ratio):>10}{format_ms(bound.best_bound):>12}{format_ratio(bound.best_ratio):>11}"
+            f"  {text}")
 
 
 def oracle_table(variant: Variant, runs: list[Run], out: Path, console: Console) -> list[str]:
@@ -157,8 +147,8 @@ def oracle_table(variant: Variant, runs: list[Run], out: Path, console: Console)
         verdict = f"within the {TARGET_RATIO:.2f}x target"
     else:
         verdict = console.red(f"NOT within the {TARGET_RATIO:.2f}x target")
-    lines.append(f"median over {counted} turn(s): TTFA/own bound {_ratio(own)}, TTFA/best bound {_ratio(best)}: "
-                 f"{verdict}")
+    lines.append(f"median over {counted} turn(s): TTFA/own bound {format_ratio(own)}, "
+                 f"TTFA/best bound {format_ratio(best)}: {verdict}")
     return lines
 
 

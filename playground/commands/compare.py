@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from playground.chunking.compare import Outcome, TurnComparison, Variant, compare_turns
-from playground.chunking.oracle import OracleBound, oracle_bound
+from playground.chunking.oracle import OracleBound, oracle_bound, ratio
 from playground.commands import Command
 from playground.commands.replay import read_recorded, recorded_preset
 from playground.core.events import events_by_turn
+from playground.core.formatting import format_ms, format_ratio, shorten
 from playground.core.metrics import percentile
 from playground.core.presets import STRATEGIES, ChunkerConfig, Preset, PresetError, apply_overrides
 
@@ -33,20 +34,8 @@ if TYPE_CHECKING:
     from playground.cli import Console
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
-
-
 def _count(value: int | None) -> str:
     return "-" if value is None else str(value)
-
-
-def _ratio(value: float | None, bound: float | None) -> str:
-    return "-" if value is None or not bound else f"x{value / bound:.2f}"
-
-
-def _shorten(text: str) -> str:
-    return text if len(text) <= FIRST_CHUNK_CHARS else text[:FIRST_CHUNK_CHARS - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -57,12 +46,12 @@ class Column:
 
 
 COLUMNS = (
-    Column("TTFS", 6, lambda o, c: _ms(o.result.ttfs)),
-    Column("chunker wait", 12, lambda o, c: _ms(o.result.chunker_wait)),
+    Column("TTFS", 6, lambda o, c: format_ms(o.result.ttfs)),
+    Column("chunker wait", 12, lambda o, c: format_ms(o.result.chunker_wait)),
     Column("chunks", 6, lambda o, c: str(len(o.result.chunks))),
     Column("shortest", 8, lambda o, c: _count(o.result.shortest)),
     Column("longest", 7, lambda o, c: _count(o.result.longest)),
-    Column("TTFA est.", 9, lambda o, c: _ms(o.ttfa_estimate)),
+    Column("TTFA est.", 9, lambda o, c: format_ms(o.ttfa_estimate)),
 )
 FIRST_CHUNK_CHARS = 48
 
@@ -94,28 +83,28 @@ def base_chunker(header: dict, source: str) -> ChunkerConfig:
 def oracle_line(bound: OracleBound) -> str:
     if bound.best_bound is None:
         return f"  oracle bound -: {bound.unknown}"
-    return (f"  oracle bound {_ms(bound.best_bound)} ms (recorded TTFA {_ratio(bound.measured_ttfa, bound.best_bound)}),"
-            f" first chunk: {_shorten(bound.best_chunk_text or '')}")
+    return (f"  oracle bound {format_ms(bound.best_bound)} ms (recorded TTFA {format_ratio(bound.best_ratio)}),"
+            f" first chunk: {shorten(bound.best_chunk_text or '', FIRST_CHUNK_CHARS)}")
 
 
 def turn_lines(c: TurnComparison, bound: OracleBound, label_width: int) -> list[str]:
     t = c.turn
-    text = t.user_text if len(t.user_text) <= 60 else t.user_text[:59] + "…"
-    recorded = (f"turn {t.turn}  \"{text}\"  recorded with {t.strategy or '?'}: LLM_TTFT {_ms(t.tokens[0][0])}, "
-                f"TTFS {_ms(t.ttfs)}, TTFA {_ms(t.ttfa)}, LLM_TOTAL {_ms(t.tokens[-1][0])} ms")
+    recorded = (f"turn {t.turn}  \"{shorten(t.user_text, 60)}\"  recorded with {t.strategy or '?'}: "
+                f"LLM_TTFT {format_ms(t.tokens[0][0])}, TTFS {format_ms(t.ttfs)}, TTFA {format_ms(t.ttfa)}, "
+                f"LLM_TOTAL {format_ms(t.tokens[-1][0])} ms")
     lines = [recorded, oracle_line(bound)]
-    columns = (*COLUMNS, Column("vs oracle", 9, lambda o, _: _ratio(o.ttfa_estimate, bound.best_bound)))
+    columns = (*COLUMNS, Column("vs oracle", 9, lambda o, _: format_ratio(ratio(o.ttfa_estimate, bound.best_bound))))
     header = f"  {'':1} {'variant':<{label_width}}" + "".join(f" {col.label:>{col.width}}" for col in columns)
     lines.append(header + "  first chunk")
     winners = c.winners
     for o in c.outcomes:
         mark = "*" if any(o is w for w in winners) else " "
         cells = "".join(f" {col.cell(o, c):>{col.width}}" for col in columns)
-        lines.append(f"  {mark} {o.variant.label:<{label_width}}{cells}  {_shorten(o.first_text)}")
+        lines.append(f"  {mark} {o.variant.label:<{label_width}}{cells}  {shorten(o.first_text, FIRST_CHUNK_CHARS)}")
     if winners:
         by = "estimated TTFA" if c.ms_per_char is not None else "TTFS"
         names = " = ".join(o.variant.label for o in winners) + (" (tie)" if len(winners) > 1 else "")
-        lines.append(f"  winner: {names}, earliest {by}: {_ms(c.score(winners[0]))} ms")
+        lines.append(f"  winner: {names}, earliest {by}: {format_ms(c.score(winners[0]))} ms")
     return lines
 
 
@@ -125,9 +114,9 @@ def summary_lines(comparisons: list[TurnComparison], labels: list[str], label_wi
     for i, label in enumerate(labels):
         outcomes = [c.outcomes[i] for c in comparisons]
         wins = sum(1 for c in comparisons if any(c.outcomes[i] is w for w in c.winners))
-        lines.append(f"  {label:<{label_width}}{_ms(percentile([o.result.ttfs for o in outcomes], 50)):>8}"
-                     f"{_ms(percentile([o.result.chunker_wait for o in outcomes], 50)):>14}"
-                     f"{_ms(percentile([o.ttfa_estimate for o in outcomes], 50)):>11}{wins:>6}")
+        lines.append(f"  {label:<{label_width}}{format_ms(percentile([o.result.ttfs for o in outcomes], 50)):>8}"
+                     f"{format_ms(percentile([o.result.chunker_wait for o in outcomes], 50)):>14}"
+                     f"{format_ms(percentile([o.ttfa_estimate for o in outcomes], 50)):>11}{wins:>6}")
     return lines
 
 

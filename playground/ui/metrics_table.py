@@ -5,14 +5,11 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
+from playground.core.formatting import format_ms
 from playground.core.metrics import METRIC_LABELS, TurnMetrics, budget_misses, percentile
 from playground.ui.styles import PATH_STYLES
 
 COLUMNS = ("llm_ttft", "ttfs", "ttft_tts", "ttfa", "first_play", "llm_total", "tts_total", "e2e_total")
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
 
 
 class MetricsTable(DataTable):
@@ -44,7 +41,7 @@ class MetricsTable(DataTable):
         misses = budget_misses(m, self.budgets)
         cells: list[Text | str] = [str(m.turn), m.strategy or "-"]
         for key in COLUMNS:
-            cells.append(Text(_ms(m.value(key)) + ("!" if key in misses else ""),
+            cells.append(Text(format_ms(m.value(key)) + ("!" if key in misses else ""),
                               style="bold red" if key in misses else "", justify="right"))
         cells.append(f"{m.spoken_chunks}/{m.chunks}")
         path = m.tts_path or "-"
@@ -64,7 +61,7 @@ class MetricsTable(DataTable):
         if len(self.metrics) > 1:
             for p in (50, 90):
                 values = [percentile([v for m in self.metrics.values() if (v := m.value(k)) is not None], p) for k in COLUMNS]
-                self.add_row(Text(f"p{p}", style="bold"), "", *[Text(_ms(v), justify="right", style="bold") for v in values],
+                self.add_row(Text(f"p{p}", style="bold"), "", *[Text(format_ms(v), justify="right", style="bold") for v in values],
                              "", "", key=f"p{p}")
         if self.row_count:
             self.move_cursor(row=len(self.metrics) - 1)

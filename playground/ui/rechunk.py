@@ -17,12 +17,9 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from playground.chunking.compare import Rechunked, rechunk_all, turn_tokens
+from playground.core.formatting import format_ms
 from playground.engine.runner import EngineThread
 from playground.engine.session import Session
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
 
 
 async def estimate_ttfa(session: Session, results: list[Rechunked]) -> dict[str, float]:
@@ -72,7 +69,7 @@ class RechunkScreen(ModalScreen[None]):
             first = next((c.text for c in r.chunks if c.text), "")
             name = Text(r.strategy + (" (used)" if r.strategy == self.used else ""),
                         style="bold green" if best is not None and r is best else "")
-            table.add_row(name, _ms(r.ttfs), _ms(r.chunker_wait), "…", str(len(r.chunks)),
+            table.add_row(name, format_ms(r.ttfs), format_ms(r.chunker_wait), "…", str(len(r.chunks)),
                           str(r.shortest or "-"), str(r.longest or "-"), first[:60], key=r.strategy)
         self.query_one("#rechunk-note", Static).update("estimating TTFA with the local voice…")
         self._fill_ttfa()
@@ -82,7 +79,7 @@ class RechunkScreen(ModalScreen[None]):
             estimates = await asyncio.wrap_future(self.engine.submit(estimate_ttfa(self.session, self.results)))
             table = self.query_one(DataTable)
             for strategy, value in estimates.items():
-                table.update_cell(strategy, "TTFA (est.)", _ms(value))
+                table.update_cell(strategy, "TTFA (est.)", format_ms(value))
             note = ("TTFA (est.) = TTFS + the local voice's time to the first audio of that first chunk"
                     if estimates else "TTFA can only be estimated with a local voice")
             self.query_one("#rechunk-note", Static).update(note)
