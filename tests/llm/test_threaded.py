@@ -32,15 +32,22 @@ def counting_iterator(pulled: list[int], handshake: Handshake):
     return make
 
 
-async def test_a_closed_gate_pauses_generation_and_an_open_one_resumes_it():
+async def paused_after_token_1(name: str):
+    """A gated stream of 100 counted tokens, read up to its first token, its gate closed while
+    the worker is inside token 1: (stream, first token, gate, tokens pulled)."""
     pulled: list[int] = []
     gate = threading.Event()
     gate.set()
     handshake = Handshake()
-    stream = stream_from_thread(counting_iterator(pulled, handshake), "test-gated", gate=gate)
+    stream = stream_from_thread(counting_iterator(pulled, handshake), name, gate=gate)
     first = await anext(stream)
-    assert first.text == "t0 "
     await handshake.close(gate)
+    return stream, first, gate, pulled
+
+
+async def test_a_closed_gate_pauses_generation_and_an_open_one_resumes_it():
+    stream, first, gate, pulled = await paused_after_token_1("test-gated")
+    assert first.text == "t0 "
     await asyncio.sleep(0.5)
     assert len(pulled) == 2  # nothing generated while the gate is closed
     gate.set()
@@ -49,13 +56,7 @@ async def test_a_closed_gate_pauses_generation_and_an_open_one_resumes_it():
 
 
 async def test_closing_the_stream_ends_a_paused_worker():
-    pulled: list[int] = []
-    gate = threading.Event()
-    gate.set()
-    handshake = Handshake()
-    stream = stream_from_thread(counting_iterator(pulled, handshake), "test-gated-close", gate=gate)
-    await anext(stream)
-    await handshake.close(gate)
+    stream, _, _, pulled = await paused_after_token_1("test-gated-close")
     await asyncio.sleep(0.1)
     await stream.aclose()
     workers = [t for t in threading.enumerate() if t.name == "test-gated-close"]
