@@ -112,6 +112,11 @@ class PlaybackQueue:
         self._last_serial = 0
 
     @property
+    def pending(self) -> bool:
+        """Audio is queued or being played."""
+        return self._current is not None or bool(self._segments)
+
+    @property
     def last_serial(self) -> int:
         """Serial of the most recently enqueued segment (0 before the first)."""
         return self._last_serial
@@ -222,6 +227,9 @@ class AudioOutput:
     then `await close()`. Subclasses implement `_prepare` (choose device and rate),
     `_start(queue)` (make the audio thread call `queue.fill`) and `_stop`.
     """
+
+    # Audio is handed over at the device's real-time rate (False: UnpacedOutput).
+    paced = True
 
     def __init__(self, name: str, device_rate: int, wav_path: str | Path | None = None) -> None:
         self.name = name
@@ -364,6 +372,30 @@ class NullOutput(AudioOutput):
                 deadline = time.perf_counter()
 
 
+class UnpacedOutput(NullOutput):
+    """No device and no pacing: queued audio is taken as fast as it arrives.
+
+    For measuring the first-audio metrics of many turns without playing every reply in
+    real time (`--audio unpaced`): TTFA and FIRST_PLAY are what a device would show,
+    but nothing after the first sample is real time, so a turn on this output records
+    `unpaced` and its playback gaps are not measured."""
+
+    BLOCK_SECONDS = 0.5
+    paced = False
+
+    def __init__(self, device_rate: int = DEFAULT_SOURCE_RATE, wav_path: str | Path | None = None) -> None:
+        super().__init__(device_rate, wav_path)
+        self.name = "unpaced output"
+
+    def _pace(self, playback: PlaybackQueue) -> None:
+        block = np.zeros(max(1, round(self.device_rate * self.BLOCK_SECONDS)), dtype=np.int16)
+        while not self._stopping.is_set():
+            if playback.pending:
+                playback.fill(block)
+            else:
+                self._stopping.wait(0.001)
+
+
 class SoundDeviceOutput(AudioOutput):
     """A PortAudio output stream (sounddevice), int16 mono, low latency.
 
@@ -428,6 +460,9 @@ class SoundDeviceOutput(AudioOutput):
         stream.close()
 
 
+NO_DEVICE_OUTPUTS: dict[str, type[NullOutput]] = {"null": NullOutput, "unpaced": UnpacedOutput}
+
+
 def _parse_device(spec: str | int) -> int | str | None:
     if isinstance(spec, int):
         return spec
@@ -442,14 +477,15 @@ async def open_output(spec: str | int = "default", wav_path: str | Path | None =
                       preferred_rate: int = DEFAULT_SOURCE_RATE) -> AudioOutput:
     """Opens and returns the output `spec` names (the caller only has to `close()` it).
 
-    `spec`: "null" (no device, real-time paced), "default" (the system's default output),
+    `spec`: "null" (no device, real-time paced), "unpaced" (no device, no pacing: first-audio
+    metrics only), "default" (the system's default output),
     or a device index or name as `list_devices()` shows them. `wav_path`: also write
     what is played to this WAV file. If the device cannot be used (PortAudio missing, no
     such device, opening fails), `warn` is called once with the reason and what to do,
     and an opened NullOutput is returned instead.
     """
-    if str(spec).strip() == "null":
-        output: AudioOutput = NullOutput(preferred_rate, wav_path)
+    if str(spec).strip() in NO_DEVICE_OUTPUTS:
+        output: AudioOutput = NO_DEVICE_OUTPUTS[str(spec).strip()](preferred_rate, wav_path)
     else:
         output = SoundDeviceOutput(_parse_device(spec), preferred_rate, wav_path)
         try:

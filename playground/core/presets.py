@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 STRATEGIES = ("sentence", "clause", "adaptive", "words", "passthrough")
+CONTEXT_TRIMS = ("shift", "block")
 
 
 class PresetError(ValueError):
@@ -53,6 +54,10 @@ class LLMConfig:
     # (TTFA p50 x0.57 on 2 cores: see the README's overlap benchmark)
     pause_until_first_audio: bool = True
     context: int = 2048
+    # local provider: when the conversation outgrows the context, the oldest exchanges leave by
+    # "shift" (llama.cpp's KV cache is shifted: nothing is evaluated again) or "block" (half the
+    # history leaves at once, so the prompt is evaluated again only rarely): playground.llm.context
+    context_trim: str = "shift"
     seed: int = 7
     # replay provider: the trace whose llm.token events are replayed, and which turn
     trace: str = ""
@@ -108,7 +113,8 @@ class ChunkerConfig:
 
 @dataclass
 class AudioConfig:
-    # "default" (the system's output device), "null" (no device, real-time paced),
+    # "default" (the system's output device), "null" (no device, real-time paced), "unpaced" (no device
+    # and no pacing: first-audio metrics of many turns fast; playback gaps are not measured),
     # or a device name or index as `playground devices` lists them
     output: str = "default"
 
@@ -215,6 +221,8 @@ def _check_value(section: str, key: str, value: Any, where: str) -> None:
             raise PresetError(f"{where}: must be more than 0 ms, got {value}")
     if section == "llm" and key in ("max_tokens", "context") and value < 1:
         raise PresetError(f"{where}: must be at least 1, got {value}")
+    if section == "llm" and key == "context_trim" and value not in CONTEXT_TRIMS:
+        raise PresetError(f"{where}: unknown value {value!r} (choose one of: {', '.join(CONTEXT_TRIMS)})")
     if section == "llm" and key == "threads" and value < 0:
         raise PresetError(f"{where}: must be 0 (all cores) or more, got {value}")
     if section == "tts":

@@ -237,7 +237,9 @@ class Session:
         chunker_config = self.preset.chunker
         # session_ms: where this turn's t0 falls on the session clock (session events' clock).
         clock.emit(ev.TURN_START, clock.t0, text=text, input=input_kind, strategy=chunker_config.strategy,
-                   chunker=dict(vars(chunker_config)), session_ms=round(clock.t0 - self.started_at, 3))
+                   chunker=dict(vars(chunker_config)), session_ms=round(clock.t0 - self.started_at, 3),
+                   # an output that does not play in real time: no playback timing past the first sample
+                   **({} if getattr(self.output, "paced", True) else {"unpaced": True}))
         for type_, t_ms, data in state.prelude:
             clock.emit(type_, t_ms, **data)
         user = Message("user", text)

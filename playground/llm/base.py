@@ -35,6 +35,10 @@ class StreamInfo:
     connection: dict[str, Any] = field(default_factory=dict)
     # Reasoning text streamed apart from the reply (`delta.reasoning_content`): counted, never spoken.
     reasoning_chars: int = 0
+    # What of the conversation the prompt held, where the provider had to fit a context window
+    # (`playground.llm.context`): messages sent, history messages dropped, and at a turn that
+    # dropped more, how many and how ("shift" kept the prompt cache, "block" re-evaluated once).
+    context: dict[str, Any] = field(default_factory=dict)
 
     def to_event(self) -> dict[str, Any]:
         """The fields of the `llm.done` event; the network ones only when there were any."""
@@ -43,6 +47,8 @@ class StreamInfo:
             data["connection"] = self.connection
         if self.reasoning_chars:
             data["reasoning_chars"] = self.reasoning_chars
+        if self.context:
+            data["context"] = self.context
         return data
 
 

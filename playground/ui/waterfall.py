@@ -487,6 +487,11 @@ class Waterfall(ScrollView, can_focus=True):
         details: list[tuple[str, str, bool]] = []
         if band.strategy:
             details.append((band.strategy, "waterfall--muted", False))
+        if band.context_trim:
+            # A block drop re-evaluated the whole prompt (a slow first token); a shift kept the cache.
+            dropped, how = band.context_trim
+            block = how != "shift"
+            details.append((f"ctx -{dropped} msgs ({how})", "waterfall--cancelled" if block else "waterfall--muted", block))
         path = band.tts_path
         if path:
             name = "FALLBACK" if path == "fallback_rest" else path

@@ -18,6 +18,7 @@ from playground.audio import (
     AudioDeviceError,
     NullOutput,
     PlaybackQueue,
+    UnpacedOutput,
     import_sounddevice,
     list_devices,
     open_output,
@@ -311,3 +312,20 @@ async def test_unknown_device_falls_back_to_null_with_one_warning():
         assert "playground devices" in warnings[0]
     finally:
         await output.close()
+
+
+async def test_the_unpaced_output_takes_audio_as_fast_as_it_comes_and_reports_it():
+    output = await open_output("unpaced")
+    recorder = Recorder()
+    output.set_listener(recorder)
+    try:
+        assert isinstance(output, UnpacedOutput) and not output.paced
+        started = time.perf_counter()
+        for i in range(3):
+            output.play(tone(440, 2.0, 22050), 22050, i)
+        await output.drain()
+        elapsed = time.perf_counter() - started
+    finally:
+        await output.close()
+    assert elapsed < 1.0  # 6 s of audio
+    assert recorder.kinds() == [(START, 0), (END, 0), (START, 1), (END, 1), (START, 2), (END, 2)]

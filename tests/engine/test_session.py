@@ -145,7 +145,7 @@ async def test_long_and_odd_input_goes_through(text):
         m = await session.run_turn(text)
         assert m.status == "ok" and m.llm_ttft is not None
         if len(text) > 10_000:
-            assert first(session, 1, ev.LLM_DONE).get("usage")["truncated_input_tokens"] > 0
+            assert first(session, 1, ev.LLM_DONE).get("context")["truncated_input_tokens"] > 0
         again = await session.run_turn("And now?")
         assert again.status == "ok"
     finally:

@@ -328,3 +328,25 @@ async def test_a_theme_change_redraws_in_the_new_colours():
         light = {segment.style.color for segment in lane_segments(waterfall, 1, "play")}
         assert waterfall.get_component_rich_style("waterfall--play").color in light
         assert light != dark
+
+
+async def test_a_turn_whose_context_window_moved_says_so_in_its_title():
+    def with_context(turn: int, context: dict) -> list[TraceEvent]:
+        events = reply(turn)
+        done_at = max(e.t_ms for e in events if e.type == ev.LLM_TOKEN) + 1.0
+        return sorted([*events, TraceEvent(turn, done_at, ev.LLM_DONE, {"context": context})], key=lambda e: e.t_ms)
+
+    turns = [*with_context(1, {"messages": 9, "dropped": 0}),
+             *with_context(2, {"messages": 9, "dropped": 2, "trimmed": 2, "how": "shift"}),
+             *with_context(3, {"messages": 5, "dropped": 8, "trimmed": 6, "how": "block"})]
+    app = WaterfallApp(Timeline())
+    async with app.run_test(size=(80, 24)) as pilot:
+        waterfall = app.query_one(Waterfall)
+        await show(pilot, waterfall, turns)
+        screen = []
+        for scroll_y in range(0, waterfall.max_scroll_y + 1):
+            waterfall.scroll_to(y=scroll_y, animate=False)
+            screen += [waterfall.render_line(y).text for y in range(waterfall.size.height)]
+    titles = {row.split()[0].lstrip("▶"): row for row in screen if row.lstrip("▶ ").startswith("#")}
+    assert "ctx" not in titles["#1"]
+    assert "ctx -6 msgs (block)" in titles["#3"]  # a re-evaluated prompt stays visible at 80 columns
