@@ -52,6 +52,13 @@ def check_input(text: str) -> str:
     return text.strip()
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def _package_version(name: str) -> str | None:
     try:
         return metadata.version(name)
@@ -126,8 +133,8 @@ class Session:
         self.trace.header = self.header()
         self.output.set_listener(self._on_playback)
         await asyncio.gather(
-            self._load("llm", self.llm.name, self.llm.load(self.progress)),
-            self._load("tts", self.tts.name, self.tts.open(self._on_tts_session, self.progress)),
+            self.load_component("llm", self.llm.name, self.llm.load),
+            self.load_component("tts", self.tts.name, lambda progress: self.tts.open(self._on_tts_session, progress)),
         )
         self.trace.header = self.header()  # now with what opening learned (devices, voice)
         # The models and modules now loaded live as long as the session: keep the cyclic
@@ -135,18 +142,35 @@ class Session:
         # 20-80 ms, stalling every thread: python -m playground.ui.bench).
         gc.freeze()
 
-    async def _load(self, component: str, provider: str, opening: Awaitable[None]) -> None:
-        """Runs one component's loading, recorded as `session.load` events (the UI's progress)."""
+    async def load_component(self, component: str, provider: str,
+                             load: Callable[[Progress], Awaitable[Any]]) -> Any:
+        """Runs one component's loading (llm, tts, stt), recorded as `session.load` events:
+        loading, each progress message it reports (from any thread), then ready or failed.
+        The UI's loading bar shows them; the session's own `progress` callback gets the messages too."""
+        loop = asyncio.get_running_loop()
         started = now_ms()
-        self._session_event(ev.SESSION_LOAD, component=component, provider=provider, state="loading")
+
+        def record(state: str, **data: Any) -> None:
+            self._session_event(ev.SESSION_LOAD, component=component, provider=provider, state=state, **data)
+
+        def on_loop(message: str) -> None:
+            record("progress", message=message)
+            self.progress(message)
+
+        def progress(message: str) -> None:
+            if _running_loop() is loop:
+                on_loop(message)
+            else:  # loaders report from worker threads too; the trace is appended on the loop only
+                loop.call_soon_threadsafe(on_loop, message)
+
+        record("loading")
         try:
-            await opening
+            result = await load(progress)
         except BaseException as exc:
-            self._session_event(ev.SESSION_LOAD, component=component, provider=provider, state="failed",
-                                ms=round(now_ms() - started, 1), message=str(exc) or type(exc).__name__)
+            record("failed", ms=round(now_ms() - started, 1), message=str(exc) or type(exc).__name__)
             raise
-        self._session_event(ev.SESSION_LOAD, component=component, provider=provider, state="ready",
-                            ms=round(now_ms() - started, 1))
+        record("ready", ms=round(now_ms() - started, 1))
+        return result
 
     async def close(self) -> None:
         self.cancel_turn("session closed")

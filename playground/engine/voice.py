@@ -197,7 +197,8 @@ class VoiceLoop:
         self.state.mic = "loading"
         try:
             self._vad = await asyncio.to_thread(SileroVAD)
-            await self._loop.run_in_executor(self._stt_pool, self.stt.load, self.session.progress)
+            await self.session.load_component(
+                "stt", "faster-whisper", lambda progress: self._loop.run_in_executor(self._stt_pool, self.stt.load, progress))
             if self.source is None:
                 self.source = await asyncio.to_thread(open_input, self.config.device, self.mic_file, self.speed)
             else:

@@ -73,8 +73,8 @@ class PromptInput(Input):
         self.cursor_position = len(self.value)
 
 
-class Progress(Message):
-    """Loading progress from the engine thread (post_message is thread-safe)."""
+class Warned(Message):
+    """A warning while opening the session (no sound device, ...), from the engine thread."""
 
     def __init__(self, text: str) -> None:
         super().__init__()
@@ -226,12 +226,13 @@ class PlaygroundApp(App):
         self.status.extra = "loading models…"
         self.status.redraw()
 
-        def progress(text: str) -> None:
-            self.post_message(Progress(text))
+        def warn(text: str) -> None:
+            self.post_message(Warned(text))
 
+        # Loading progress is in the session's `session.load` events: the loading bar shows it.
         try:
             session = await asyncio.wrap_future(self.engine.submit(open_session(
-                self.preset, audio=self.audio, wav_path=self.wav_path, warn=progress, progress=progress,
+                self.preset, audio=self.audio, wav_path=self.wav_path, warn=warn,
                 on_created=self._follow_loading)))
         except Exception as exc:  # a preset or provider problem: say it, keep the app up
             self.conversation.note(f"could not open the session: {exc}")
@@ -295,7 +296,6 @@ class PlaygroundApp(App):
         self.status.audio = session.output.name
         self.status.extra = ""
         self.status.redraw()
-        self.conversation.note(f"ready: chunker {session.preset.chunker.strategy}; type a message")
 
     @staticmethod
     def _attach_writer(session: Session, writer: ev.JsonlTraceWriter) -> None:
@@ -303,10 +303,8 @@ class PlaygroundApp(App):
             writer(event)
         session.trace.subscribe(writer)
 
-    def on_progress(self, message: Progress) -> None:
-        self.conversation.note(f"… {message.text}")
-        self.status.extra = message.text
-        self.status.redraw()
+    def on_warned(self, message: Warned) -> None:
+        self.notify(message.text, severity="warning", timeout=10)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         text = event.value

@@ -130,6 +130,10 @@ class Conversation(ScrollView, can_focus=True):
         self._turn_blocks: dict[int, _Block] = {}
         self._starts: list[int] = []  # first line of each block (a blank line follows each)
         self._dirty: set[int] = set()
+        # The view stays on the newest text until the user scrolls up, and again once they
+        # scroll back to the bottom. Kept as state, not derived from the scroll position:
+        # a resize that shrinks the pane moves the bottom away without anyone scrolling.
+        self.following = True
 
     # -- the app's API ----------------------------------------------------------------
 
@@ -145,14 +149,19 @@ class Conversation(ScrollView, can_focus=True):
     def note(self, message: str) -> None:
         """A line from the app (loading progress, refusals), between turns."""
         self._blocks.append(_Block(None, Text(message)))
-        self._relayout(follow=True)
+        self._relayout(follow=self.following)
 
     def clear(self) -> None:
         self.turns.clear()
         self._blocks.clear()
         self._turn_blocks.clear()
         self._dirty.clear()
+        self._set_following(True)
         self._relayout(follow=True)
+
+    def text_of_notes(self) -> str:
+        """Every note the pane shows, as plain text."""
+        return "\n".join(block.text.plain for block in self._blocks if block.turn is None)
 
     def turn_text(self, number: int) -> str:
         """The turn as the pane shows it, as plain text."""
@@ -178,7 +187,7 @@ class Conversation(ScrollView, can_focus=True):
             changed = True
         self._dirty.clear()
         if changed:
-            self._relayout(follow=self.scroll_offset.y >= self.max_scroll_y)
+            self._relayout(follow=self.following)
 
     # -- layout -----------------------------------------------------------------------
 
@@ -217,13 +226,23 @@ class Conversation(ScrollView, can_focus=True):
         self._relayout(follow=True)
 
     def on_resize(self, event: Resize) -> None:
-        self._relayout(follow=self.scroll_offset.y >= self.max_scroll_y)
+        self._relayout(follow=self.following)
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
         for block in self._blocks:
             block.width = 0  # every wrapped strip holds old colours
-        self._relayout(follow=False)
+        self._relayout(follow=self.following)
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        # Only the user scrolls anywhere but the bottom: the pane itself only ever follows.
+        self._set_following(round(new_value) >= self.max_scroll_y)
+
+    def _set_following(self, following: bool) -> None:
+        if following != self.following:
+            self.following = following
+            self.border_subtitle = "" if following else "↓ not following the live turn: End or scroll down"
 
     # -- rendering --------------------------------------------------------------------
 

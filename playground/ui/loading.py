@@ -1,7 +1,8 @@
 """The loading bar: what the session is still loading, shown until everything is ready.
 
-It reads the session's `session.load` events (component loading / ready / failed), so
-the same record a trace keeps is what the user watches while the models load.
+It reads the session's `session.load` events (component loading, its progress messages,
+ready / failed), so the same record a trace keeps is what the user watches while the
+models load; none of it goes to the conversation pane.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class _Component:
     state: str  # loading | ready | failed
     seen_ms: float  # UI clock when loading was seen
     took_ms: float | None = None
+    detail: str = ""  # the last progress message it reported
 
 
 class LoadingBar(Horizontal):
@@ -59,6 +61,11 @@ class LoadingBar(Horizontal):
         state = event.get("state", "loading")
         if state == "loading":
             self.components[name] = _Component(event.get("provider", "?"), state, now_ms())
+            self.display = True  # a component loading later (speech recognition) shows again
+            return
+        if state == "progress":
+            if name in self.components:
+                self.components[name].detail = event.get("message", "")
             return
         component = self.components.setdefault(name, _Component(event.get("provider", "?"), state, now_ms()))
         component.state, component.took_ms = state, event.get("ms")
@@ -75,7 +82,8 @@ class LoadingBar(Horizontal):
         parts = []
         for name, c in self.components.items():
             if c.state == "loading":
-                parts.append(Text(f"{name} {c.provider} {(now - c.seen_ms) / 1000:.1f} s…"))
+                detail = f": {c.detail}" if c.detail else ""
+                parts.append(Text(f"{name} {c.provider}{detail} {(now - c.seen_ms) / 1000:.1f} s…"))
             elif c.state == "ready":
                 parts.append(Text(f"{name} {c.provider} ready in {(c.took_ms or 0) / 1000:.1f} s", style="green"))
             else:

@@ -47,17 +47,25 @@ class TTSState:
         elif action == "close":
             self.state = "closed"
 
-    def render(self, provider: str) -> Text:
+    def render(self, provider: str, detail: int = 2) -> Text:
+        """The session's state at a level of detail: 2 everything, 1 the counts that matter
+        (reconnects, fallbacks, warnings), 0 the state alone. A fault shows at every level."""
         text = Text(f"tts {provider} ")
         if self.rest_by_choice:
-            text.append(f"REST by preset (persistent = false), {self.turns_served} turns")
+            text.append("REST by preset" + (f" (persistent = false), {self.turns_served} turns" if detail else ""))
         elif self.state == "fallback":
-            text.append(f"FALLBACK ({self.fallback_reason})", style="bold red")
+            text.append(f"FALLBACK ({self.fallback_reason})" if detail else "FALLBACK", style="bold red")
         elif self.state == "open":
-            text.append(f"open since {self.opened_wall}, {self.turns_served} turns, {self.reconnects} reconnects",
-                        style="green")
+            if detail == 2:
+                text.append(f"open since {self.opened_wall}, {self.turns_served} turns, {self.reconnects} reconnects",
+                            style="green")
+            else:
+                text.append("open", style="green")
+                if self.reconnects:
+                    text.append(f", {self.reconnects} reconnects", style="yellow")
             if self.fallbacks:
-                text.append(f", {self.fallbacks} fallbacks (last: {self.fallback_reason})", style="yellow")
+                last = f" (last: {self.fallback_reason})" if detail == 2 else ""
+                text.append(f", {self.fallbacks} fallbacks{last}", style="yellow")
         else:
             text.append(self.state, style="yellow")
         if self.warnings:
@@ -93,6 +101,10 @@ def mic_text(state) -> Text:
 
 
 class StatusBar(Static):
+    """One line, laid out by priority at every width: the TTS session's state and the mic
+    are what must stay visible (a fallback is never silent); the preset, the LLM and the
+    audio device give way first, shortened, then left out."""
+
     DEFAULT_CSS = "StatusBar { height: 1; background: $panel; color: $foreground; padding: 0 1; }"
 
     def __init__(self, **kwargs) -> None:
@@ -110,13 +122,44 @@ class StatusBar(Static):
         if event.type == ev.TTS_SESSION:
             self.tts.add(event)
 
-    def redraw(self) -> None:
+    def _parts(self) -> list[list[Text | None]]:
+        """Each part's forms, longest first (None: left out), in display order, with the
+        order in which parts give way: the lowest priority first."""
+        return [
+            [Text(f"preset {self.preset}"), None],
+            [Text(f"llm {self.llm}"), Text(f"llm {self.llm.split(' (')[0]}"), None],
+            [self.tts.render(self.tts_provider, 2), self.tts.render(self.tts_provider, 1),
+             self.tts.render(self.tts_provider, 0)],
+            [Text(f"audio {self.audio}"), None],
+            [self.mic],
+            *([[Text(self.extra, style="italic"), None]] if self.extra else []),
+        ]
+
+    # Parts in the order they give way (indices into _parts): preset, audio, llm, extra, then tts detail.
+    _YIELD_ORDER = (0, 3, 1, 5, 2)
+
+    def layout(self, width: int) -> Text:
+        parts = self._parts()
+        chosen = [0] * len(parts)
         sep = Text(" │ ", style="dim")
-        parts = [Text(f"preset {self.preset}"), Text(f"llm {self.llm}"), self.tts.render(self.tts_provider),
-                 Text(f"audio {self.audio}"), self.mic]
-        if self.extra:
-            parts.append(Text(self.extra, style="italic"))
-        text = sep.join(parts)
+
+        def joined() -> Text:
+            return sep.join(forms[i] for forms, i in zip(parts, chosen) if forms[i] is not None)
+
+        for index in self._YIELD_ORDER:
+            if index >= len(parts):
+                continue
+            while joined().cell_len > width and chosen[index] < len(parts[index]) - 1:
+                chosen[index] += 1
+        text = joined()
+        text.truncate(max(width, 1), overflow="ellipsis")
+        return text
+
+    def redraw(self) -> None:
+        text = self.layout(self.content_size.width or 200)
         if text != self._shown:  # most frames change nothing here
             self._shown = text
             self.update(text)
+
+    def on_resize(self) -> None:
+        self.redraw()

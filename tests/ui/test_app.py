@@ -63,9 +63,17 @@ async def test_typing_a_turn_fills_every_view(tmp_path):
         await wait_for(pilot, lambda: conversation.turn_text(1), timeout=5, what="the turn's text")
         rendered = conversation.turn_text(1)
         assert "Hi there" in rendered and turn.chunks[0][0].strip()[:10] in rendered
-        assert set(loading.components) == {"llm", "tts"} and loading.done and not loading.display
-        loads = [e for e in app.session.trace.events if e.type == ev.SESSION_LOAD and e.get("state") == "ready"]
-        assert {e.get("component") for e in loads} == {"llm", "tts"} and all(e.get("ms") > 0 for e in loads)
+        # The preset's push-to-talk loads speech recognition after the session: a third component.
+        await wait_for(pilot, lambda: loading.done, what="every component loaded")
+        await pilot.pause(0.1)
+        assert set(loading.components) == {"llm", "tts", "stt"} and not loading.display
+        loads = [e for e in app.session.trace.events if e.type == ev.SESSION_LOAD]
+        ready = [e for e in loads if e.get("state") == "ready"]
+        assert {e.get("component") for e in ready} == {"llm", "tts", "stt"} and all(e.get("ms") > 0 for e in ready)
+        # Loading progress is in the trace and the loading bar, never in the conversation pane.
+        messages = [e.get("message") for e in loads if e.get("state") == "progress"]
+        assert any("llama.cpp" in m for m in messages) and any("speech recognition" in m for m in messages)
+        assert not any(m in conversation.text_of_notes() for m in messages)
         status = app.query_one(StatusBar)
         assert status.tts.state == "open" and status.tts.turns_served == 1 and status.audio == "null output"
         # Up recalls what was sent.

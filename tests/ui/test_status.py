@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+from rich.cells import cell_len
+from rich.text import Text
+from textual.app import App, ComposeResult
+
 from playground.core import events as ev
-from playground.ui.status import TTSState
+from playground.ui.status import StatusBar, TTSState
 
 
 def session_event(action: str, **data) -> ev.TraceEvent:
@@ -38,3 +43,50 @@ def test_protocol_warnings_are_counted():
     state.add(session_event("open", path="persistent"))
     state.add(session_event("warning", message="unknown message type 'foo'"))
     assert "1 warnings" in state.render("cartesia").plain
+
+
+class StatusApp(App):
+    def compose(self) -> ComposeResult:
+        yield StatusBar()
+
+
+def fill(bar: StatusBar, *tts_events: ev.TraceEvent, mic: Text | None = None) -> None:
+    bar.preset, bar.llm, bar.tts_provider, bar.audio = "loopback-elevenlabs", "openai (grok-4-fast-non-reasoning)", \
+        "elevenlabs", "pulse (ALSA) default output device"
+    for event in tts_events:
+        bar.add(event)
+    bar.mic = mic or Text("mic hands-free ▂ ● speaking (echo gate)")
+
+
+@pytest.mark.parametrize("width", [80, 120])
+async def test_the_tts_state_and_the_mic_stay_visible_at_every_width(width):
+    app = StatusApp()
+    async with app.run_test(size=(width, 5)) as pilot:
+        bar = app.query_one(StatusBar)
+        fill(bar, session_event("open", path="persistent"), session_event("reuse", path="persistent", turns_served=3),
+             session_event("reconnect", path="reconnected"), session_event("warning", message="odd frame"))
+        bar.redraw()
+        await pilot.pause()
+        shown = bar.render().plain
+        assert "tts elevenlabs open" in shown and "1 reconnects" in shown and "1 warnings" in shown
+        assert "mic hands-free" in shown and "speaking" in shown
+        assert cell_len(shown) <= width - 2  # padding 1 on each side
+        bar.add(session_event("fallback", path="fallback_rest", reason="websocket refused (HTTP 401)"))
+        bar.redraw()
+        await pilot.pause()
+        shown = bar.render().plain
+        assert "FALLBACK" in shown and "speaking" in shown
+        if width >= 120:
+            assert "FALLBACK (websocket refused (HTTP 401))" in shown  # the reason, room permitting
+
+
+async def test_a_wide_status_bar_shows_everything():
+    app = StatusApp()
+    async with app.run_test(size=(220, 5)) as pilot:
+        bar = app.query_one(StatusBar)
+        fill(bar, session_event("open", path="persistent"))
+        bar.redraw()
+        await pilot.pause()
+        shown = bar.render().plain
+        assert "preset loopback-elevenlabs" in shown and "grok-4-fast" in shown and "open since" in shown
+        assert "audio pulse" in shown and "mic hands-free" in shown
