@@ -1,5 +1,5 @@
 # make run   - set up .venv if needed, then start the playground on the offline preset
-# make test  - set up .venv if needed, then run the whole test suite
+# make test  - set up .venv if needed, a virtual sound device where the machine allows it, then the whole test suite
 # make bench - the latency benchmarks quoted in the README
 SHELL := /bin/bash
 VENV := .venv
@@ -17,6 +17,7 @@ run: $(STAMP)
 	$(VENV)/bin/playground
 
 test: $(STAMP)
+	-./scripts/virtual-audio.sh start
 	$(VENV)/bin/python -m pytest -q
 
 bench: $(STAMP)

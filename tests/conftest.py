@@ -11,6 +11,15 @@ from playground.llm.local import LocalLLM
 from playground.tts.piper import PiperSession
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Said once, at the end of every run (also with -q): real-device tests skipped, and why."""
+    from tests.audio.devices import device_skip_reason
+
+    reason = device_skip_reason()
+    if reason is not None:
+        terminalreporter.write_line(f"real sound device tests SKIPPED: {reason}", yellow=True)
+
+
 def local_preset(*overrides: str) -> Preset:
     # Short replies: the null output plays them in real time.
     return apply_overrides(load_preset("local"), ["llm.max_tokens=40", *overrides])

@@ -137,7 +137,7 @@ def _default_output_device() -> str | None:
 def test_run_plays_on_the_default_sound_device(tmp_path):
     device = _default_output_device()
     if device is None:
-        pytest.skip("no sound device (run ../shared/tools/virtual-audio.sh start for a virtual one)")
+        pytest.skip("no sound device (scripts/virtual-audio.sh start makes a virtual one)")
     trace = tmp_path / "t.jsonl"
     result = playground("run", "--say", "Hello there.", "--trace", str(trace), *SHORT)
     assert result.returncode == 0, result.stderr

@@ -1,45 +1,25 @@
 """Real PortAudio playback: a tone played on the default output is heard on the default input.
 
 Needs libportaudio2 and a PulseAudio server whose default source hears the default sink;
-`/work/shared/tools/virtual-audio.sh start` sets that up on a machine without a sound card.
+`scripts/virtual-audio.sh start` sets that up on a machine without a sound card.
 """
 
 from __future__ import annotations
 
 import asyncio
 import faulthandler
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
-from playground.audio import END, START, AudioDeviceError, SoundDeviceOutput, import_sounddevice, open_output
+from playground.audio import END, START, SoundDeviceOutput, import_sounddevice, open_output
+from tests.audio.devices import device_skip_reason
 
 TONE_HZ = 1000
 TONE_SECONDS = 0.8
 
 
-def _skip_reason() -> str | None:
-    try:
-        sd = import_sounddevice()
-    except AudioDeviceError as exc:
-        return str(exc)
-    if shutil.which("pactl") is None:
-        return "no PulseAudio (run /work/shared/tools/virtual-audio.sh start)"
-    try:
-        subprocess.run(["pactl", "info"], check=True, capture_output=True, timeout=5)
-    except (subprocess.SubprocessError, OSError):
-        return "no PulseAudio server running (run /work/shared/tools/virtual-audio.sh start)"
-    try:
-        sd.query_devices(kind="output")
-        sd.query_devices(kind="input")
-    except sd.PortAudioError as exc:
-        return f"PortAudio has no default output and input device ({exc})"
-    return None
-
-
-SKIP_REASON = _skip_reason()
+SKIP_REASON = device_skip_reason()
 pytestmark = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
 
 

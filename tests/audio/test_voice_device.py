@@ -1,7 +1,7 @@
 """Real PortAudio capture: a spoken question played into the virtual sink is heard on the default
 input, transcribed, and answered aloud on the same device, whose echo must not interrupt the reply.
 
-Needs libportaudio2 and `/work/shared/tools/virtual-audio.sh start` (the sink's monitor is the
+Needs libportaudio2 and `scripts/virtual-audio.sh start` (the sink's monitor is the
 default input), as tests/audio/test_audio_device.py.
 """
 
