@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from playground.chunking.clean import clean_for_speech
 from playground.chunking.words import (
     ABBREVIATIONS,
+    DATE_ABBREVIATIONS,
     DATE_WORDS,
     FORWARD_BINDING,
     PHRASE_STARTERS,
@@ -65,6 +66,10 @@ TERMINALS = frozenset("?!")
 NEWLINES = frozenset("\n\u2028\u2029")
 WEAK_NOW = frozenset(";—")
 URL_SCHEMES = frozenset("http https ftp mailto tel file".split())
+# How far down `_best_cut`'s list a cut may look: up to a phrase break, a content word's end, any word end.
+PHRASE_BREAK, CONTENT_WORD_END, ANY_WORD_END = 3, 4, 5
+FIRST_CHUNK_PATIENCE = ((0.5, PHRASE_BREAK), (0.75, CONTENT_WORD_END), (1.0, ANY_WORD_END))
+FIRST_PERSON = frozenset("i i'm i'll i've i'd i’m i’ll i’ve i’d".split())
 # After a closing quote or bracket, these say the sentence goes on: `"Friday!" and ...`.
 GOES_ON = frozenset(",;:—–-…")
 # Characters that change chunker state; runs of anything else are taken in one step.
@@ -99,14 +104,13 @@ class _Place:
 class _Candidate:
     """A boundary waiting for the next character(s) to be confirmed or dropped."""
 
-    kind: str  # dot | term | closed | ellipsis | abbrev | digit_weak | colon
+    kind: str  # dot | number_dot | term | closed | ellipsis | ellipsis_word | abbrev | abbrev_word | digit_weak | date_comma | colon
     cut: int  # absolute position the chunk would end at (exclusive)
     eager: bool  # confirm at the end of the fragment if nothing else arrived
     done: int  # words completed before it
     partial: int  # 1 when the word it ends had a letter or digit
-    # A sentence end that only waits for its next character ("day." / "Why?" before a
-    # closing quote): a deadline may take it. Others ("$1,000." "example.") it may not.
-    plain: bool = False
+    # A colon after a word ("check:") waiting for its space: a deadline may cut there.
+    weak_place: bool = False
     inside: bool = False  # it came inside quotes or brackets
 
 
@@ -119,7 +123,12 @@ def _binds(word: str, core: str) -> bool:
     number ("6 | p.m.", "3 | kg"), a word ending in an unconfirmed `.` (an abbreviation, an
     initial, a list marker, "Well..."), a title or a date word."""
     first = next((ch for ch in word if ch.isalnum()), "")
-    return first.isdigit() or word.rstrip("".join(CLOSERS)).endswith((".", "…")) or core in TITLES or core in DATE_WORDS
+    closers = "".join(CLOSERS)
+    # `(even the extras!),` `"beep!"`: a quoted or bracketed "!" whose sentence went on
+    body = word.rstrip(",;:")
+    quoted_end = body.rstrip(closers) != body and body.rstrip(closers)[-1:] in "!?"
+    return (first.isdigit() or word.rstrip(closers).endswith((".", "…")) or core in TITLES or core in DATE_WORDS
+            or quoted_end)
 
 
 class Chunker:
@@ -167,6 +176,9 @@ class Chunker:
         self._bracket_depth = 0
         self._candidate: _Candidate | None = None
         self._previous_fragment_len = 0
+        self._no_weak_at = -1  # a comma right after a quoted "Stop!" that goes on
+        self._sentence_ended = False  # a sentence end was confirmed since the last word ended
+        self._previous_core = ""  # the last complete word, lowercased, without punctuation
         # The engine's playback lead (see set_lead) and the speech the chunker emitted since.
         self._lead_ms: float | None = None
         self._lead_t = 0.0
@@ -221,10 +233,7 @@ class Chunker:
 
     def next_deadline(self) -> float | None:
         """The t_ms at which `poll` would cut, or None when no deadline is running or no cut is possible yet."""
-        due = self._due()
-        if due is None or self._best_cut() is None:
-            return None
-        return due[0]
+        return min((due for due, _, places in self._dues() if self._best_cut(places) is not None), default=None)
 
     def set_lead(self, lead_ms: float | None, t_ms: float) -> None:
         """The engine's playback lead at `t_ms` (adaptive; used for the chunks after the first).
@@ -333,8 +342,10 @@ class Chunker:
             self._cut(_Place(pos, self._word_count), "words")
             return
         core = _core(word)
+        self._previous_core = core
         tail = word.rstrip("".join(CLOSERS))[-1:]
-        self._list_position = tail in ":,;.!?…—–" or core in ("and", "or")
+        self._list_position = tail in ":,;—–" or core in ("and", "or") or self._sentence_ended
+        self._sentence_ended = False
         if not self._adaptive:
             return
         if core in PHRASE_STARTERS and self._previous_end is not None:
@@ -373,9 +384,11 @@ class Chunker:
                     return  # U.S. a.m. e.g. i.e. Ph.D.: dotted abbreviations
                 self._candidate = self._new("dot", pos, eager=False)  # a domain: example.com.
             elif url_like or after_digit:
-                if after_digit and stem.isdigit() and self._list_position and len(stem) <= (3 if self._line_words == 0 else 2):
+                marker_position = self._list_position or stem != word  # "(1."
+                if after_digit and stem.isdigit() and marker_position and len(stem) <= (3 if self._line_words == 0 else 2):
                     return  # a list marker: "1. " opening a line, or after ":" "," "and" or a sentence end
-                self._candidate = self._new("dot", pos, eager=False)
+                # "3." waits past the space: "Either 1. we" goes on, "I have 3. You" ends.
+                self._candidate = self._new("number_dot" if after_digit and not url_like else "dot", pos, eager=False)
             else:
                 lower = stem.lower()
                 if lower in TITLES:
@@ -389,16 +402,18 @@ class Chunker:
                     # fragment is known to end a sentence only from the next character, unless the
                     # word cannot start a domain, a file name or an e-mail address.
                     eager = not inside_quote and self._ends_sentence(stem)
-                    self._candidate = self._new("dot", pos, eager=eager, plain=True)
+                    self._candidate = self._new("dot", pos, eager=eager)
         elif c in TERMINALS:
             if url_like:
                 self._candidate = self._new("dot", pos, eager=False)
             else:
-                self._candidate = self._new("term", pos, eager=not inside_quote, plain=True)
+                self._candidate = self._new("term", pos, eager=not inside_quote)
         elif c == "…":
             self._candidate = self._new("ellipsis", pos, eager=False)
         elif c == ",":
-            if after_digit or url_like:
+            if after_digit and (self._previous_core in DATE_WORDS or self._previous_core in DATE_ABBREVIATIONS):
+                self._candidate = self._new("date_comma", pos, eager=False)  # "Oct. 1, 2027"
+            elif after_digit or url_like:
                 self._candidate = self._new("digit_weak", pos, eager=False)
             else:
                 self._weak_boundary(pos + 1)
@@ -411,12 +426,12 @@ class Chunker:
             self._weak_boundary(pos + 1)
         elif c == ":":
             # After a word ("check:") a deadline may cut there; not in "12:30" or "https://".
-            plain = not after_digit and not url_like and word.lower() not in URL_SCHEMES
-            self._candidate = self._new("colon", pos, eager=False, plain=plain)
+            weak_place = not after_digit and not url_like and word.lower() not in URL_SCHEMES and not inside_quote
+            self._candidate = self._new("colon", pos, eager=False, weak_place=weak_place)
 
-    def _new(self, kind: str, pos: int, eager: bool, plain: bool = False) -> _Candidate:
+    def _new(self, kind: str, pos: int, eager: bool, weak_place: bool = False) -> _Candidate:
         inside = self._in_quote or self._bracket_depth > 0
-        return _Candidate(kind, pos + 1, eager, self._word_count, self._word_alnum, plain, inside)
+        return _Candidate(kind, pos + 1, eager, self._word_count, self._word_alnum, weak_place, inside)
 
     @staticmethod
     def _ends_sentence(stem: str) -> bool:
@@ -431,9 +446,10 @@ class Chunker:
         cand = self._candidate
         assert cand is not None
         kind = cand.kind
-        if kind in ("dot", "term", "closed"):
+        if kind in ("dot", "term", "closed", "number_dot"):
             # After a sentence end, ’ closes a quote (it is no apostrophe there).
-            if c in CLOSERS or (kind == "term" and (c in TERMINALS or c in ".…")):
+            adjacent = pos == cand.cut
+            if adjacent and (c in CLOSERS or (kind == "term" and (c in TERMINALS or c in ".…"))):
                 self._absorb(c, pos)
                 if c == '"' and kind != "closed":
                     self._in_quote = False  # a straight quote after a sentence end closes one
@@ -441,18 +457,25 @@ class Chunker:
                 still_inside = self._in_quote or self._bracket_depth > 0
                 if cand.inside and not still_inside:
                     # The quote or bracket closed: what follows it tells whether the sentence ends.
-                    cand.kind, cand.eager, cand.plain = "closed", False, False
+                    cand.kind, cand.eager = "closed", False
                 else:
                     # Stay open while a quote or bracket is: '(She said "Done.")' keeps its ")".
                     cand.eager = not still_inside and cand.kind != "closed"
                 return True
-            if kind == "closed":
+            if kind == "number_dot" and adjacent and not c.isspace():
+                self._candidate = None  # "3.5", "3..."
+                return False
+            if kind == "closed" or kind == "number_dot":
                 if c.isspace():
                     if c in NEWLINES:
                         self._confirm()
                     return False  # the next visible character decides
                 if c.islower() or c.isdigit() or c in GOES_ON:
-                    self._candidate = None  # `"Friday!" and after that`: the sentence goes on
+                    # `"Friday!" and after that`, "Either 1. we": the sentence goes on, and a comma
+                    # right after the closer (`"beep!", press`) is no place to cut either.
+                    self._candidate = None
+                    if kind == "closed":
+                        self._no_weak_at = pos + 1
                 else:
                     self._confirm()
                 return False
@@ -461,30 +484,60 @@ class Chunker:
             else:
                 self._candidate = None  # "example.com", "3.5", "..." go on
             return False
+        if kind == "ellipsis_word":
+            if c.isalnum() or c in "'’":
+                return False
+            # "So... I looked into it": "I" starts no sentence by being capitalized
+            if _core(self._word) in FIRST_PERSON:
+                self._candidate = None
+            else:
+                self._confirm()
+            return False
         if kind == "ellipsis":
-            if c == "." or c == "…" or c in CLOSERS:
+            if pos == cand.cut and (c == "." or c == "…" or c in CLOSERS):
                 self._absorb(c, pos)
                 cand.cut = pos + 1
                 return True
-            if c == "\n" or c.isupper() or c.isdigit() or c in OPENERS or c == '"':
+            if c == "I":
+                cand.kind = "ellipsis_word"
+            elif c == "\n" or c.isupper() or c.isdigit() or c in OPENERS or c == '"':
                 self._confirm()
             elif not c.isspace():
                 self._candidate = None  # "Well... maybe": the sentence goes on
             return False
         if kind == "abbrev":
-            if c in CLOSERS and c != "’":  # "(No.)" answered no: the bracket ends it
+            if c in CLOSERS and c != "’" and (c != '"' or self._in_quote):  # "(No.)": the bracket ends it
                 cand.kind = "dot"
                 return self._resolve(c, pos)
             if c.isspace():
                 if c in NEWLINES:
                     self._confirm()
                 return False  # "Nov. 3", "No. I": the next visible character decides
-            if c.isdigit() or c.islower() or c in GOES_ON:
-                self._candidate = None  # "Nov. 3", "approx. two", "Inc., which"
+            if c.isupper():
+                cand.kind = "abbrev_word"  # "Fri. Jan. 5" goes on, "on Fri. Then" ends: the next word decides
+            elif c in OPENERS or c in "\"“‘":
+                self._confirm()
+            else:
+                self._candidate = None  # "Nov. 3", "approx. two", "approx. $5", "Inc., which"
+            return False
+        if kind == "abbrev_word":
+            if c.isalnum():
+                return False  # the word goes on (a stream of single characters)
+            # The word after the abbreviation is complete (this character ends it): a date goes on.
+            core = _core(self._word)
+            if core in DATE_WORDS or core in DATE_ABBREVIATIONS:
+                self._candidate = None
             else:
                 self._confirm()
             return False
         if kind == "digit_weak":
+            self._candidate = None
+            if not c.isdigit():
+                self._weak_boundary(cand.cut)
+            return False
+        if kind == "date_comma":
+            if c.isspace() and c not in NEWLINES:
+                return False  # the year, if one comes, decides
             self._candidate = None
             if not c.isdigit():
                 self._weak_boundary(cand.cut)
@@ -509,13 +562,15 @@ class Chunker:
         if cand is None:
             return
         place = _Place(cand.cut, cand.done, cand.partial)
-        if cand.kind in ("digit_weak", "colon"):
+        if cand.kind in ("digit_weak", "colon", "date_comma"):
             self._weak_boundary(cand.cut, place)
-        elif self._enough_words(place):
+            return
+        self._sentence_ended = True
+        if self._enough_words(place):
             self._cut(place, "strong")
 
     def _weak_boundary(self, cut: int, place: _Place | None = None) -> None:
-        if not self._weak or self._content_start is None:
+        if not self._weak or self._content_start is None or cut == self._no_weak_at:
             return
         place = place or _Place(cut, self._word_count, self._word_alnum)
         if self._adaptive and (self._in_quote or self._bracket_depth > 0):
@@ -537,46 +592,44 @@ class Chunker:
         need = self.config.first_min_words if self._index == 0 else MIN_WORDS
         return self._words_before(place) >= need
 
-    def _best_cut(self) -> tuple[_Place, bool] | None:
-        """Where a cut at no boundary would go now, and whether it is a sentence end: a sentence end
-        waiting for its next character, the last weak boundary, the last word end before a new phrase,
-        after a content word, after any word that does not bind the next; None if none leaves enough words."""
+    def _best_cut(self, places: int = ANY_WORD_END) -> _Place | None:
+        """Where a cut at no boundary would go now, best first: the last weak boundary, the last word
+        end before a new phrase, after a content word, after any word that does not bind the next
+        (`places` says how far down that list to look); None if none leaves enough words. A `.` or
+        `?` still waiting for its next character is no such place: the next token may make it
+        "example.com", or a quoted "Stop!" that goes on."""
         start = self._content_start
         if start is None:
             return None
         cand = self._candidate
-        weak_candidate = None
-        if cand is not None and cand.plain and cand.cut > start:
-            place = _Place(cand.cut, cand.done, cand.partial)
-            if cand.kind == "colon":
-                weak_candidate = None if cand.inside else place  # "check:" before its space arrived
-            elif self._enough_words(place):
-                return place, True
-        for place in (weak_candidate, self._last_weak_end, self._last_phrase_end, self._last_content_end, self._last_word_end):
+        colon = _Place(cand.cut, cand.done, cand.partial) if cand is not None and cand.weak_place else None
+        ranked = (colon, self._last_weak_end, self._last_phrase_end, self._last_content_end, self._last_word_end)
+        for place in ranked[:places]:
             if place is not None and place.pos > start and self._enough_words(place):
-                return place, False
+                return place
         return None
 
-    def _due(self) -> tuple[float, str] | None:
-        """When the pending text must be cut even without a boundary, and the reason such a cut gets."""
+    def _dues(self) -> tuple[tuple[float, str, int], ...]:
+        """When the pending text is cut even without a boundary: (t_ms, reason, places `_best_cut` may
+        take then). The first chunk takes a phrase break from half its deadline on, a content word's
+        end from three quarters, any word end at the deadline: the longer the caller has waited in
+        silence, the less a good place is worth waiting for."""
         if not self._adaptive or self._content_start is None:
-            return None
+            return ()
         if self._index == 0:
-            return self._content_t + self.config.deadline_ms, "deadline"
+            start, deadline = self._content_t, self.config.deadline_ms
+            return tuple((start + deadline * share, "deadline", places) for share, places in FIRST_CHUNK_PATIENCE)
         if self._lead_ms is None:
-            return self._content_t + self.config.later_deadline_ms, "deadline"
+            return ((self._content_t + self.config.later_deadline_ms, "deadline", ANY_WORD_END),)
         runs_dry = self._lead_t + self._lead_ms + self._emitted_since_lead_ms
-        return runs_dry - self.config.underrun_lead_ms, "underrun"
+        return ((runs_dry - self.config.underrun_lead_ms, "underrun", ANY_WORD_END),)
 
     def _check_deadline(self) -> None:
-        due = self._due()
-        # The same sum as next_deadline(): `now - start < deadline` can round the other way.
-        if due is None or self._now < due[0]:
-            return
-        best = self._best_cut()
-        if best is not None:
-            place, sentence_end = best
-            self._cut(place, "strong" if sentence_end else due[1])
+        # The same sums as next_deadline(): `now - start < deadline` can round the other way.
+        for due, reason, places in self._dues():
+            if self._now >= due and (place := self._best_cut(places)) is not None:
+                self._cut(place, reason)
+                return
 
     # -- cutting ------------------------------------------------------------------------
 

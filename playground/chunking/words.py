@@ -16,9 +16,8 @@ TITLES = frozenset(
 # Abbreviations that may also end a sentence ("... at Acme Inc." / "booked for Nov. 3"): the next
 # visible character decides. A digit, a lowercase letter or a comma goes on ("Nov. 3", "approx. two",
 # "Inc., which"); anything else ends the sentence ("No. I do not").
-ABBREVIATIONS = frozenset(
-    # months and weekdays
-    "jan feb mar apr jun jul aug sep sept oct nov dec mon tue tues wed thu thur thurs fri sat sun "
+DATE_ABBREVIATIONS = frozenset("jan feb mar apr jun jul aug sep sept oct nov dec mon tue tues wed thu thur thurs fri sat sun".split())
+ABBREVIATIONS = DATE_ABBREVIATIONS | frozenset(
     # units and measures
     "sec secs min mins hr hrs wk wks mo mos yr yrs lb lbs oz yd yds mi in sq cu gal qt pt tsp tbsp kg mg km cm mm ml "
     # business and everyday
@@ -51,17 +50,17 @@ FORWARD_BINDING = frozenset(
     "i'll i'd we're we'll they're you're it's that's there's here's".split()
 )
 
-# Words a `.` may follow at a sentence end, never at the start of a domain, a file name or an e-mail
-# address ("example.com", "report.pdf", "jane.doe@"): pronouns, adverbs and time words. A `.` after one
-# of them is confirmed when it arrives instead of waiting for the next token.
+# Words a `.` may follow at a sentence end, and hardly ever the first part of a domain, a file name or
+# an e-mail address ("example.com", "report.pdf", "jane.doe@"): pronouns, adverbs and time words.
+# A `.` after one of them is confirmed when it arrives instead of waiting for the next token. Words
+# that are also common first labels ("it.desk@", "today.com", "help.", "me.com", "here.com") are not here.
 SENTENCE_FINAL = frozenset(
-    "it you me us them him her this that these those myself yourself yourselves ourselves themselves "
-    "himself herself itself there here now then today tonight tomorrow yesterday soon again too also "
-    "either neither yet already anymore anyway anyhow please thanks though instead ago later earlier "
-    "first last before after away back up down out off over around together alone ever never "
-    "always once twice well right sure okay yes yeah fine all both much more most less enough else "
-    "morning afternoon evening night week weeks month months year years minute minutes hour hours "
-    "day days moment while really exactly definitely certainly quickly shortly directly immediately "
-    "actually usually probably finally absolutely completely properly correctly currently recently "
-    "easily possible available sorry welcome".split()
+    "you them him us this that these those myself yourself yourselves ourselves themselves himself "
+    "herself itself there then tonight tomorrow yesterday soon again too also either neither yet already "
+    "anymore anyway anyhow please thanks though instead ago later earlier before after away together "
+    "alone ever never always once twice okay yeah much more most less enough else morning afternoon "
+    "evening night week weeks month months year years minute minutes hour hours day days moment while "
+    "really exactly definitely certainly quickly shortly directly immediately actually usually probably "
+    "finally absolutely completely properly correctly currently recently easily possible available "
+    "sorry welcome".split()
 )

@@ -151,27 +151,29 @@ def test_turn4_adaptive_first_chunk_has_three_words_then_few_long_chunks():
 
 
 def test_turn4_adaptive_polling_at_next_deadline_is_exact():
-    """Tokens 90 ms apart: three words are complete before the deadline, which cuts exactly on time."""
+    """Tokens 90 ms apart: at half the deadline only two words are complete; at three quarters of it
+    "You filled out" is (" a" came at 804 ms), and "out" is a content word's end: cut exactly then."""
     tokens = turn4_tokens()
     times = [TURN4_FIRST_TOKEN + 90.0 * i for i in range(len(tokens))]
     chunks = feed(make("adaptive"), tokens, times, t_flush=times[-1] + 90, poll_at_deadline=True)
     check_invariants(chunks, SEED_TURN4, len(tokens))
-    assert chunks[0].end_ms == TURN4_FIRST_TOKEN + DEADLINE, chunks[0]
+    assert chunks[0].end_ms == TURN4_FIRST_TOKEN + 0.75 * DEADLINE, chunks[0]
     assert chunks[0].raw == "You filled out", chunks[0]  # not after "a": a chunk does not end with a function word
 
 
-def test_turn4_adaptive_fast_tokens_cut_at_the_weak_boundary():
-    """20 ms/token: the em dash arrives (at 874 ms) before the deadline (934 ms): it is the first cut."""
+def test_turn4_adaptive_fast_tokens_cut_at_a_phrase_break_then_the_weak_boundary():
+    """20 ms/token: at half the deadline (734 ms) "about" has made a phrase break, a place good enough
+    for a caller who has waited that long (the em dash would only come at 874 ms); the next chunk ends
+    at the em dash, a weak boundary with min_chars."""
     tokens = turn4_tokens()
     times = [TURN4_FIRST_TOKEN + 20.0 * i for i in range(len(tokens))]
     chunks = feed(make("adaptive"), tokens, times, t_flush=times[-1] + 20, poll_step=POLL_STEP)
     check_invariants(chunks, SEED_TURN4, len(tokens))
     t_dash = times[tokens.index("—")]
-    assert t_dash < TURN4_FIRST_TOKEN + DEADLINE
-    first = chunks[0]
-    assert first.raw.endswith("day—") and first.reason == "weak", chunks
-    assert first.end_ms == t_dash, chunks
-    assert [c.raw for c in chunks][:2] == [SEED_TURN4.split("—")[0] + "—", "that's how we got your info."]
+    assert [(c.raw, c.reason) for c in chunks[:2]] == [
+        ("You filled out a Facebook ad", "deadline"),
+        (" about creating passive income without adding more hours to your day—", "weak")]
+    assert chunks[0].end_ms == TURN4_FIRST_TOKEN + 0.5 * DEADLINE and chunks[1].end_ms == t_dash, chunks
 
 
 def test_turn4_clause_cuts_at_the_em_dash():
@@ -202,7 +204,7 @@ NEXT_CHARACTER = [
 # A `.` after a word no domain, file name or e-mail address starts with is confirmed on arrival.
 SENTENCE_FINAL_DOT = [
     (["It was a long", " day", "."], "It was a long day."),
-    (["That is how we do", " it."], "That is how we do it."),
+    (["That is what I told", " you."], "That is what I told you."),
     (["I think", " that's", "."], "I think that's."),
     (["It works (mostly)", "."], "It works (mostly)."),
     (["Nous sommes au café", "."], "Nous sommes au café."),
@@ -310,7 +312,8 @@ def test_digit_period_then_capital_is_a_sentence_end(strategy):
         (["Red and ", "2", ".", " Or blue"], ["Red and 2. Or blue"]),
         (["Pick red, ", "2", ".", " Or blue"], ["Pick red, 2. Or blue"]),
         (["Booked for Nov", ".", " ", "3", " at noon"], ["Booked for Nov. 3 at noon"]),
-        (["It shipped on Feb", ".", " Then"], ["It shipped on Feb.", " Then"]),
+        (["It shipped on Feb", ".", " Then we"], ["It shipped on Feb.", " Then we"]),
+        (["Open on Fri", ".", " Jan", ".", " 5"], ["Open on Fri. Jan. 5"]),
         (["Acme Inc", ".", " reported"], ["Acme Inc. reported"]),
         (['Send it "before Friday', '!"', " and after"], ['Send it "before Friday!" and after']),
         (['He yelled "Stop', '!"', " Then"], ['He yelled "Stop!"', " Then"]),
@@ -382,9 +385,9 @@ def test_config_parameters_are_used():
     chunks = ch.push("Yes, sure, okay, fine.", 0.0) + ch.flush(0.0)
     assert [c.raw for c in chunks] == ["Yes, sure,", " okay, fine."]
     ch = make("adaptive", deadline_ms=100.0)
-    ch.push("one two three four", 50.0)
+    ch.push("I will be at the", 50.0)  # no phrase break, no content word: any word end, at the deadline
     assert ch.next_deadline() == 150.0
-    assert ch.poll(149.0) == [] and [c.raw for c in ch.poll(150.0)] == ["one two three"]
+    assert ch.poll(149.0) == [] and [c.raw for c in ch.poll(150.0)] == ["I will be at"]
     ch = make("adaptive", later_deadline_ms=1000.0, first_min_words=1)
     assert [c.raw for c in ch.push("Right. one two three", 0.0)] == ["Right."]
     assert ch.next_deadline() == 1000.0 and [c.raw for c in ch.poll(1000.0)] == [" one two"]
@@ -406,16 +409,24 @@ def test_no_deadline_outside_adaptive(strategy):
     assert ch.poll(100_000.0) == []
 
 
-def test_deadline_cuts_at_last_word_boundary():
+@pytest.mark.parametrize(
+    "text, share, expected",
+    [
+        ("You filled out a Facebook ad about creating x", 0.5, "You filled out a Facebook ad"),  # a phrase break
+        ("alpha bravo charlie delta", 0.75, "alpha bravo charlie"),  # a content word's end
+        ("I will be at the x", 1.0, "I will be at the"),  # any word end that does not bind the next
+    ],
+)
+def test_first_chunk_deadline_takes_worse_places_the_longer_it_waits(text, share, expected):
     ch = make("adaptive")
-    assert ch.push("alpha bravo charlie delta", 0.0) == []
-    assert ch.next_deadline() == DEADLINE
-    assert ch.poll(DEADLINE - 1) == []
-    out = ch.poll(DEADLINE)
-    assert [c.raw for c in out] == ["alpha bravo charlie"], out  # the partial word stays pending
-    assert out[0].reason == "deadline" and out[0].end_ms == DEADLINE and out[0].start_ms == 0.0
+    assert ch.push(text, 0.0) == []
+    assert ch.next_deadline() == share * DEADLINE
+    assert ch.poll(share * DEADLINE - 1) == []
+    out = ch.poll(share * DEADLINE)
+    assert [c.raw for c in out] == [expected], out  # the partial word stays pending
+    assert out[0].reason == "deadline" and out[0].end_ms == share * DEADLINE and out[0].start_ms == 0.0
     rest = ch.flush(500.0)
-    assert [c.raw for c in rest] == [" delta"] and rest[0].reason == "flush"
+    assert [c.raw for c in rest] == [text[len(expected):]] and rest[0].reason == "flush"
 
 
 def test_deadline_waits_for_first_min_words():
@@ -481,14 +492,14 @@ def test_deadline_is_measured_from_the_first_pending_fragment():
     later = ChunkerConfig().later_deadline_ms
     ch = make("adaptive")
     assert ch.push("one two three four", 0.0) == []
-    assert ch.push(" five six", 300.0) == []
-    assert ch.next_deadline() == DEADLINE
-    assert ch.poll(DEADLINE - 1) == []
-    assert [c.raw for c in ch.poll(DEADLINE)] == ["one two three four five"]
+    assert ch.push(" five six", 250.0) == []
+    assert ch.next_deadline() == 0.75 * DEADLINE  # content word ends: from three quarters of the deadline
+    assert ch.poll(0.75 * DEADLINE - 1) == []
+    assert [c.raw for c in ch.poll(0.75 * DEADLINE)] == ["one two three four five"]
     assert ch.push(" seven eight", 500.0) == []
-    assert ch.next_deadline() == 300.0 + later  # " six" arrived at 300: after the first chunk, the long deadline
-    assert ch.poll(300.0 + later - 1) == []
-    assert [c.raw for c in ch.poll(300.0 + later)] == [" six seven"]
+    assert ch.next_deadline() == 250.0 + later  # " six" arrived at 250: after the first chunk, the long deadline
+    assert ch.poll(250.0 + later - 1) == []
+    assert [c.raw for c in ch.poll(250.0 + later)] == [" six seven"]
 
 
 def test_push_also_fires_an_expired_deadline():
@@ -510,7 +521,7 @@ def test_deadline_after_a_cut_starts_with_the_next_text():
 
 def test_later_deadline_never_makes_one_word_chunks():
     ch = make("adaptive")
-    assert [c.raw for c in ch.push("Let me look that up.", 0.0)] == ["Let me look that up."]
+    assert [c.raw for c in ch.push("Let me check that for you.", 0.0)] == ["Let me check that for you."]
     assert ch.push(" Okay", 100.0) == []
     assert ch.push(" so", 3000.0) == []  # past the later deadline, but " Okay" is one word
     out = ch.push(" the", 3100.0)
@@ -532,8 +543,8 @@ def test_with_a_comfortable_lead_later_chunks_wait_for_a_boundary():
     assert ch.push(" The booking is on file and", 10.0) == []
     assert ch.poll(5_000.0) == []  # past later_deadline_ms: the lead decides now, and it is comfortable
     assert ch.next_deadline() == 10_000.0 - ChunkerConfig().underrun_lead_ms
-    out = ch.push(" ready today.", 5_010.0)
-    assert [(c.raw, c.reason) for c in out] == [(" The booking is on file and ready today.", "strong")]
+    out = ch.push(" ready for you.", 5_010.0)
+    assert [(c.raw, c.reason) for c in out] == [(" The booking is on file and ready for you.", "strong")]
 
 
 def test_underrun_cuts_at_the_best_place_when_playback_would_run_dry():
