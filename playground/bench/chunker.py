@@ -234,13 +234,15 @@ def report(results: dict[tuple[str, str], Tally], turn4: dict[str, Turn4], corpu
              f"then {GAP_MS:.0f}+-{JITTER_MS:.0f} ms apart (seed {seed})", "",
              "| strategy | tokens | cuts inside protected (0) | TTFC p50 (<= 200) | TTFC p90 (<= 300) "
              "| no boundary, max (<= 400) | later cuts at no boundary (<= 5%) | chunks < 2 words (0) "
-             "| token-final `.` wait p50 / p90 (n) |",
+             "| token-final `.` wait p50 / p90 |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for (strategy, tokens), r in results.items():
         p50, p90 = percentile(r.ttfc, 50), percentile(r.ttfc, 90)
         no_boundary = max(r.no_boundary_ttfc, default=None)
         off = len(r.later_off_boundary) / r.later_cuts if r.later_cuts else 0.0
-        waits = f"{_ms(percentile(r.dot_waits, 50))} / {_ms(percentile(r.dot_waits, 90))} ({len(r.dot_waits)})"
+        on_arrival = sum(1 for w in r.dot_waits if w == 0)
+        waits = (f"{_ms(percentile(r.dot_waits, 50))} / {_ms(percentile(r.dot_waits, 90))} "
+                 f"({on_arrival} of {len(r.dot_waits)} on arrival)")
         lines.append(
             f"| {strategy} | {tokens} | {len(r.cuts_inside)} {_mark(len(r.cuts_inside) <= t['protected'])} "
             f"| {_ms(p50)} {_mark(p50 is not None and p50 <= t['ttfc_p50'])} "

@@ -53,9 +53,11 @@ FORWARD_BINDING = frozenset(
 # Words a `.` may follow at a sentence end, and hardly ever the first part of a domain, a file name or
 # an e-mail address ("example.com", "report.pdf", "jane.doe@"): pronouns, adverbs and time words.
 # A `.` after one of them is confirmed when it arrives instead of waiting for the next token. Words
-# that are also common first labels ("it.desk@", "today.com", "help.", "me.com", "here.com") are not here.
+# that often are first labels ("it.desk@", "help.example.com", "info.", "www.") are not here; a few that
+# rarely are in a reply and often end a sentence are ("today.com", "me.com", "now.gg" are real, but
+# "It ships today." is what an agent says).
 SENTENCE_FINAL = frozenset(
-    "you them him us this that these those myself yourself yourselves ourselves themselves himself "
+    "you me them him us this that these those here now today yes sure fine right myself yourself yourselves ourselves themselves himself "
     "herself itself there then tonight tomorrow yesterday soon again too also either neither yet already "
     "anymore anyway anyhow please thanks though instead ago later earlier before after away together "
     "alone ever never always once twice okay yeah much more most less enough else morning afternoon "
