@@ -33,71 +33,49 @@ TLDS = ["com", "io", "co.uk", "org", "net", "dev"]
 FILES = ["pdf", "docx", "json", "xlsx"]
 
 
+def _text(template: str, **parts) -> st.SearchStrategy[str]:
+    return st.fixed_dictionaries(parts).map(lambda drawn: template.format(**drawn))
+
+
+NUMBER, DAY, FILLER_WORD = st.integers(1, 99), st.integers(1, 31), st.sampled_from(FILLER)
+# Spans protected whole: (text, [text]).
+WHOLE_SPANS = [
+    _text("{n} {unit}", n=NUMBER, unit=st.sampled_from(UNITS)),
+    _text("{n}%", n=NUMBER),
+    _text("{month} {day}", month=st.sampled_from(MONTHS), day=DAY),
+    _text("{weekday} {month} {day}", weekday=st.sampled_from(WEEKDAYS), month=st.sampled_from(MONTHS), day=DAY),
+    _text("{title} {name}", title=st.sampled_from(TITLES), name=st.sampled_from(NAMES)),
+    _text("{initials} {name}", name=st.sampled_from(NAMES),
+          initials=st.lists(st.sampled_from("ABCDJKRTW"), min_size=1, max_size=3).map(lambda cs: " ".join(f"{c}." for c in cs))),
+    _text("{n}.{d}", n=NUMBER, d=st.integers(0, 99)),
+    _text("${a},{b}.{c}", a=st.integers(1, 9), b=st.integers(100, 999), c=st.integers(10, 99)),
+    _text("{h}:{m}{suffix}", h=st.integers(1, 12), m=st.integers(10, 59), suffix=st.sampled_from(["", " p.m.", " a.m."])),
+    _text("https://{label}.{tld}{path}", label=st.sampled_from(LABELS), tld=st.sampled_from(TLDS),
+          path=st.sampled_from(["/a.b?x=1", "/docs/v1.2/index.html", "/pay", "/faq#top", ""])),
+    _text("{local}@{label}.{tld}", label=st.sampled_from(LABELS), tld=st.sampled_from(TLDS),
+          local=st.lists(st.sampled_from(LOCAL), min_size=1, max_size=2).map(".".join)),
+    _text("{label}.{tld}", label=st.sampled_from(LABELS), tld=st.sampled_from(TLDS + FILES)),
+    _text("{word}... {next}", word=FILLER_WORD.map(str.capitalize), next=FILLER_WORD),
+]
+
+
 @st.composite
-def protected_span(draw) -> tuple[str, list[str]]:
-    """(text, the spans in it that no cut may touch)."""
-    kind = draw(st.sampled_from([
-        "unit", "percent", "date", "weekday_date", "title", "initials", "decimal", "money", "time",
-        "url", "email", "domain", "file", "list", "quote", "bracket", "ellipsis"]))
-    n = draw(st.integers(1, 99))
-    word = draw(st.sampled_from(FILLER))
-    if kind == "unit":
-        text = f"{n} {draw(st.sampled_from(UNITS))}"
-        return text, [text]
-    if kind == "percent":
-        return f"{n}%", [f"{n}%"]
-    if kind == "date":
-        text = f"{draw(st.sampled_from(MONTHS))} {draw(st.integers(1, 31))}"
-        return text, [text]
-    if kind == "weekday_date":
-        text = f"{draw(st.sampled_from(WEEKDAYS))} {draw(st.sampled_from(MONTHS))} {draw(st.integers(1, 31))}"
-        return text, [text]
-    if kind == "title":
-        text = f"{draw(st.sampled_from(TITLES))} {draw(st.sampled_from(NAMES))}"
-        return text, [text]
-    if kind == "initials":
-        letters = draw(st.lists(st.sampled_from("ABCDJKRTW"), min_size=1, max_size=3))
-        text = " ".join(f"{c}." for c in letters) + f" {draw(st.sampled_from(NAMES))}"
-        return text, [text]
-    if kind == "decimal":
-        text = f"{n}.{draw(st.integers(0, 99))}"
-        return text, [text]
-    if kind == "money":
-        text = f"${draw(st.integers(1, 9))},{draw(st.integers(100, 999))}.{draw(st.integers(10, 99))}"
-        return text, [text]
-    if kind == "time":
-        text = f"{draw(st.integers(1, 12))}:{draw(st.integers(10, 59))}" + draw(st.sampled_from(["", " p.m.", " a.m."]))
-        return text, [text]
-    if kind == "url":
-        path = draw(st.sampled_from(["/a.b?x=1", "/docs/v1.2/index.html", "/pay", "/faq#top", ""]))
-        text = f"https://{draw(st.sampled_from(LABELS))}.{draw(st.sampled_from(TLDS))}{path}"
-        return text, [text]
-    if kind == "email":
-        local = ".".join(draw(st.lists(st.sampled_from(LOCAL), min_size=1, max_size=2)))
-        text = f"{local}@{draw(st.sampled_from(LABELS))}.{draw(st.sampled_from(TLDS))}"
-        return text, [text]
-    if kind == "domain":
-        text = f"{draw(st.sampled_from(LABELS))}.{draw(st.sampled_from(TLDS))}"
-        return text, [text]
-    if kind == "file":
-        text = f"{draw(st.sampled_from(LABELS))}.{draw(st.sampled_from(FILES))}"
-        return text, [text]
-    if kind == "list":
-        lead = draw(st.sampled_from([": ", ", ", " and ", " or "]))
-        first, second = draw(st.sampled_from(FILLER)), draw(st.sampled_from(FILLER))
-        text = f"{word}{lead}1. {first} {word}, 2. {second}"
-        return text, [f"1. {first}", f"2. {second}"]
-    if kind == "quote":
-        mark = draw(st.sampled_from("!?"))
-        after = draw(st.sampled_from(["and", "then", "so", ", and"]))
-        text = f'"{word} {draw(st.sampled_from(FILLER))}{mark}"' + ("" if after.startswith(",") else " ") + after
-        return text, [f'{mark}"' + ("" if after.startswith(",") else " ") + after]
-    if kind == "bracket":
-        mark = draw(st.sampled_from("!?"))
-        text = f"({word} {draw(st.sampled_from(FILLER))}{mark}), and"
-        return text, [f"{mark}), and"]
-    text = f"{word.capitalize()}... {draw(st.sampled_from(FILLER))}"
-    return text, [text]
+def inline_list(draw) -> tuple[str, list[str]]:
+    word, first, second = draw(FILLER_WORD), draw(FILLER_WORD), draw(FILLER_WORD)
+    lead = draw(st.sampled_from([": ", ", ", " and ", " or "]))
+    return f"{word}{lead}1. {first} {word}, 2. {second}", [f"1. {first}", f"2. {second}"]
+
+
+@st.composite
+def enclosed_mark(draw) -> tuple[str, list[str]]:
+    """A quoted or bracketed "!" or "?" whose sentence goes on."""
+    mark, words = draw(st.sampled_from("!?")), f"{draw(FILLER_WORD)} {draw(FILLER_WORD)}"
+    closer, after = draw(st.sampled_from([('"', " and"), ('"', " then"), ('"', ", and"), (")", ", and"), (")", " so")]))
+    text = ("(" if closer == ")" else '"') + words + mark + closer + after
+    return text, [mark + closer + after]
+
+
+protected_span = st.one_of(*[s.map(lambda text: (text, [text])) for s in WHOLE_SPANS], inline_list(), enclosed_mark())
 
 
 @st.composite
@@ -107,7 +85,7 @@ def reply(draw) -> tuple[str, list[str]]:
         # a word after the span: "1 lbs." ending a sentence is cut there, rightly
         words = draw(st.lists(st.sampled_from(FILLER), min_size=1, max_size=14))
         at = draw(st.integers(0, len(words) - 1))
-        span, protected = draw(protected_span())
+        span, protected = draw(protected_span)
         body = " ".join([*words[:at], span, *words[at:]])
         body = body[0].upper() + body[1:]
         end = "" if body.endswith(".") else draw(st.sampled_from([".", "?", "!", "."]))
