@@ -67,7 +67,7 @@ NEWLINES = frozenset("\n\u2028\u2029")
 WEAK_NOW = frozenset(";—")
 URL_SCHEMES = frozenset("http https ftp mailto tel file".split())
 # How far down `_best_cut`'s list a cut may look: up to a phrase break, a content word's end, any word end.
-PHRASE_BREAK, CONTENT_WORD_END, ANY_WORD_END = 3, 4, 5
+PHRASE_BREAK, CONTENT_WORD_END, ANY_WORD_END = 3, 4, 6
 FIRST_CHUNK_PATIENCE = ((0.5, PHRASE_BREAK), (0.75, CONTENT_WORD_END), (1.0, ANY_WORD_END))
 FIRST_PERSON = frozenset("i i'm i'll i've i'd i’m i’ll i’ve i’d".split())
 # After a closing quote or bracket, these say the sentence goes on: `"Friday!" and ...`.
@@ -162,8 +162,10 @@ class Chunker:
         self._last_word_end: _Place | None = None  # after any word that does not bind the next
         self._last_content_end: _Place | None = None  # ... and is no function word ("a", "the", "to")
         self._last_phrase_end: _Place | None = None  # ... right before a word a phrase starts with
+        self._last_loose_phrase_end: _Place | None = None  # before such a word, after a function word ("is | on")
         self._last_weak_end: _Place | None = None
-        self._previous_end: _Place | None = None  # the last word end, when it was a content word end
+        self._previous_end: _Place | None = None  # the last word end, when it was one a cut may take
+        self._previous_content = False  # ... after a content word
         self._pending_words = 0
         self._line_words = 0  # words completed on the current line
         self._list_position = True  # a number + "." here is a list marker (a line start, after ":" ...)
@@ -349,7 +351,10 @@ class Chunker:
         if not self._adaptive:
             return
         if core in PHRASE_STARTERS and self._previous_end is not None:
-            self._last_phrase_end = self._previous_end
+            if self._previous_content:
+                self._last_phrase_end = self._previous_end
+            else:
+                self._last_loose_phrase_end = self._previous_end
         place = _Place(pos, self._word_count)
         # Inside a quotation or brackets, and after one whose sentence may go on (`"Friday!" and`),
         # a word binds the next.
@@ -358,9 +363,10 @@ class Chunker:
         previous_cuttable = self._last_word_end
         self._previous_end = None
         if alnum and not closed and not _binds(word, core):
-            self._last_word_end = place
-            if core not in FORWARD_BINDING:
-                self._last_content_end = self._previous_end = place
+            self._last_word_end = self._previous_end = place
+            self._previous_content = core not in FORWARD_BINDING
+            if self._previous_content:
+                self._last_content_end = place
         if self._content_start is not None and pos - self._content_start > self.config.max_chars:
             # The last word end that keeps the chunk within max_chars, else this one.
             fits = previous_cuttable is not None and previous_cuttable.pos > self._content_start
@@ -594,8 +600,9 @@ class Chunker:
 
     def _best_cut(self, places: int = ANY_WORD_END) -> _Place | None:
         """Where a cut at no boundary would go now, best first: the last weak boundary, the last word
-        end before a new phrase, after a content word, after any word that does not bind the next
-        (`places` says how far down that list to look); None if none leaves enough words. A `.` or
+        end before a new phrase, after a content word, before a new phrase after a function word
+        ("is | on"), after any word that does not bind the next (`places` says how far down that
+        list to look); None if none leaves enough words. A `.` or
         `?` still waiting for its next character is no such place: the next token may make it
         "example.com", or a quoted "Stop!" that goes on."""
         start = self._content_start
@@ -603,7 +610,8 @@ class Chunker:
             return None
         cand = self._candidate
         colon = _Place(cand.cut, cand.done, cand.partial) if cand is not None and cand.weak_place else None
-        ranked = (colon, self._last_weak_end, self._last_phrase_end, self._last_content_end, self._last_word_end)
+        ranked = (colon, self._last_weak_end, self._last_phrase_end, self._last_content_end,
+                  self._last_loose_phrase_end, self._last_word_end)
         for place in ranked[:places]:
             if place is not None and place.pos > start and self._enough_words(place):
                 return place
@@ -684,7 +692,8 @@ class Chunker:
             self._arrival_pos[0] = cut  # the fragment that straddles the cut now starts at it
         self._content_start = None
         self._pending_words = 0  # only `words` counts them, and it cuts where no word follows yet
-        for name in ("_last_weak_end", "_last_word_end", "_last_content_end", "_last_phrase_end", "_previous_end"):
+        for name in ("_last_weak_end", "_last_word_end", "_last_content_end", "_last_phrase_end",
+                     "_last_loose_phrase_end", "_previous_end"):
             kept = getattr(self, name)
             if kept is not None and kept.pos <= cut:
                 setattr(self, name, None)
@@ -701,7 +710,7 @@ class Chunker:
         self._arrival_t.clear()
         self._arrival_token.clear()
         self._content_start = None
-        self._last_word_end = self._last_content_end = self._last_phrase_end = None
+        self._last_word_end = self._last_content_end = self._last_phrase_end = self._last_loose_phrase_end = None
         self._last_weak_end = self._previous_end = None
         self._pending_words = 0
         self._word = ""

@@ -387,7 +387,7 @@ def test_config_parameters_are_used():
     ch = make("adaptive", deadline_ms=100.0)
     ch.push("I will be at the", 50.0)  # no phrase break, no content word: any word end, at the deadline
     assert ch.next_deadline() == 150.0
-    assert ch.poll(149.0) == [] and [c.raw for c in ch.poll(150.0)] == ["I will be at"]
+    assert ch.poll(149.0) == [] and [c.raw for c in ch.poll(150.0)] == ["I will be"]  # before "at"
     ch = make("adaptive", later_deadline_ms=1000.0, first_min_words=1)
     assert [c.raw for c in ch.push("Right. one two three", 0.0)] == ["Right."]
     assert ch.next_deadline() == 1000.0 and [c.raw for c in ch.poll(1000.0)] == [" one two"]
@@ -414,7 +414,8 @@ def test_no_deadline_outside_adaptive(strategy):
     [
         ("You filled out a Facebook ad about creating x", 0.5, "You filled out a Facebook ad"),  # a phrase break
         ("alpha bravo charlie delta", 0.75, "alpha bravo charlie"),  # a content word's end
-        ("I will be at the x", 1.0, "I will be at the"),  # any word end that does not bind the next
+        ("I will be at the x", 1.0, "I will be"),  # before a new phrase, after a function word
+        ("I will be the x", 1.0, "I will be the"),  # any word end that does not bind the next
     ],
 )
 def test_first_chunk_deadline_takes_worse_places_the_longer_it_waits(text, share, expected):
