@@ -178,7 +178,8 @@ class Tally:
         position = 0
         for i, chunk in enumerate(chunks[:-1]):
             position += len(chunk.raw)
-            where = f"{case.id}: {text[max(0, position - 30):position]!r} | {text[position:position + 20]!r} ({chunk.reason})"
+            before, after = text[max(0, position - 30):position], text[position:position + 20]
+            where = f"{case.id}: {before!r} | {after!r} ({chunk.reason})"
             if any(s < position < e or (position == e and dot) for s, e, dot in ranges):
                 self.cuts_inside.append(where)
             if i > 0:
@@ -251,7 +252,8 @@ def report(results: dict[tuple[str, str], Tally], turn4: dict[str, Turn4], corpu
             f"| {off:.1%} of {r.later_cuts} {_mark(off <= t['off_boundary'])} "
             f"| {len(r.short)} {_mark(len(r.short) <= t['short'])} | {waits} |")
     lines += ["", "### Seed Turn 4 (recorded token times, ~234 ms apart)", "",
-              "| strategy | first chunk | words (>= 3) | TTFS (<= 1000) | chunks (<= 6) |", "| --- | --- | ---: | ---: | ---: |"]
+              "| strategy | first chunk | words (>= 3) | TTFS (<= 1000) | chunks (<= 6) |",
+              "| --- | --- | ---: | ---: | ---: |"]
     for strategy, r in turn4.items():
         words = spoken_words(r.first_text)
         lines.append(f"| {strategy} | {r.first_text!r} | {words} {_mark(words >= t['turn4_words'])} "
@@ -264,7 +266,8 @@ def report(results: dict[tuple[str, str], Tally], turn4: dict[str, Turn4], corpu
         if shown:
             lines += ["", f"{strategy}, {tokens}:"]
             for label, found in shown:
-                lines += [f"- {label}: {w}" for w in found[:5]] + ([f"- ... {len(found) - 5} more"] if len(found) > 5 else [])
+                lines += [f"- {label}: {w}" for w in found[:5]]
+                lines += [f"- ... {len(found) - 5} more"] if len(found) > 5 else []
     return "\n".join(lines)
 
 

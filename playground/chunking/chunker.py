@@ -61,6 +61,7 @@ MIN_WORDS = 2
 SPEECH_MS_PER_CHAR = 65.0
 
 CLOSERS = frozenset("\"”’)]»")
+_CLOSER_CHARS = "".join(CLOSERS)
 OPENERS = frozenset("([«“")
 TERMINALS = frozenset("?!")
 NEWLINES = frozenset("\n\u2028\u2029")
@@ -104,7 +105,9 @@ class _Place:
 class _Candidate:
     """A boundary waiting for the next character(s) to be confirmed or dropped."""
 
-    kind: str  # dot | number_dot | term | closed | ellipsis | ellipsis_word | abbrev | abbrev_word | digit_weak | date_comma | colon
+    # dot | number_dot | term | closed | ellipsis | ellipsis_word | abbrev | abbrev_word
+    # | digit_weak | date_comma | colon
+    kind: str
     cut: int  # absolute position the chunk would end at (exclusive)
     eager: bool  # confirm at the end of the fragment if nothing else arrived
     done: int  # words completed before it
@@ -123,12 +126,11 @@ def _binds(word: str, core: str) -> bool:
     number ("6 | p.m.", "3 | kg"), a word ending in an unconfirmed `.` (an abbreviation, an
     initial, a list marker, "Well..."), a title or a date word."""
     first = next((ch for ch in word if ch.isalnum()), "")
-    closers = "".join(CLOSERS)
     # `(even the extras!),` `"beep!"`: a quoted or bracketed "!" whose sentence went on
     body = word.rstrip(",;:")
-    quoted_end = body.rstrip(closers) != body and body.rstrip(closers)[-1:] in "!?"
-    return (first.isdigit() or word.rstrip(closers).endswith((".", "…")) or core in TITLES or core in DATE_WORDS
-            or quoted_end)
+    quoted_end = body.rstrip(_CLOSER_CHARS) != body and body.rstrip(_CLOSER_CHARS)[-1:] in "!?"
+    return (first.isdigit() or word.rstrip(_CLOSER_CHARS).endswith((".", "…")) or core in TITLES
+            or core in DATE_WORDS or quoted_end)
 
 
 class Chunker:
@@ -345,7 +347,7 @@ class Chunker:
             return
         core = _core(word)
         self._previous_core = core
-        tail = word.rstrip("".join(CLOSERS))[-1:]
+        tail = word.rstrip(_CLOSER_CHARS)[-1:]
         self._list_position = tail in ":,;—–" or core in ("and", "or") or self._sentence_ended
         self._sentence_ended = False
         if not self._adaptive:
@@ -391,7 +393,8 @@ class Chunker:
                 self._candidate = self._new("dot", pos, eager=False)  # a domain: example.com.
             elif url_like or after_digit:
                 marker_position = self._list_position or stem != word  # "(1."
-                if after_digit and stem.isdigit() and marker_position and len(stem) <= (3 if self._line_words == 0 else 2):
+                longest = 3 if self._line_words == 0 else 2
+                if after_digit and stem.isdigit() and marker_position and len(stem) <= longest:
                     return  # a list marker: "1. " opening a line, or after ":" "," "and" or a sentence end
                 # "3." waits past the space: "Either 1. we" goes on, "I have 3. You" ends.
                 self._candidate = self._new("number_dot" if after_digit and not url_like else "dot", pos, eager=False)

@@ -16,7 +16,9 @@ TITLES = frozenset(
 # Abbreviations that may also end a sentence ("... at Acme Inc." / "booked for Nov. 3"): the next
 # visible character decides. A digit, a lowercase letter or a comma goes on ("Nov. 3", "approx. two",
 # "Inc., which"); anything else ends the sentence ("No. I do not").
-DATE_ABBREVIATIONS = frozenset("jan feb mar apr jun jul aug sep sept oct nov dec mon tue tues wed thu thur thurs fri sat sun".split())
+DATE_ABBREVIATIONS = frozenset(
+    "jan feb mar apr jun jul aug sep sept oct nov dec mon tue tues wed thu thur thurs fri sat sun".split()
+)
 ABBREVIATIONS = DATE_ABBREVIATIONS | frozenset(
     # units and measures
     "sec secs min mins hr hrs wk wks mo mos yr yrs lb lbs oz yd yds mi in sq cu gal qt pt tsp tbsp kg mg km cm mm ml "
@@ -57,9 +59,9 @@ FORWARD_BINDING = frozenset(
 # rarely are in a reply and often end a sentence are ("today.com", "me.com", "now.gg" are real, but
 # "It ships today." is what an agent says).
 SENTENCE_FINAL = frozenset(
-    "you me them him us this that these those here now today yes sure fine right myself yourself yourselves ourselves themselves himself "
-    "herself itself there then tonight tomorrow yesterday soon again too also either neither yet already "
-    "anymore anyway anyhow please thanks though instead ago later earlier before after away together "
+    "you me them him us this that these those here now today yes sure fine right myself yourself yourselves "
+    "ourselves themselves himself herself itself there then tonight tomorrow yesterday soon again too also "
+    "either neither yet already anymore anyway anyhow please thanks though instead ago later earlier before after away together "
     "alone ever never always once twice okay yeah much more most less enough else morning afternoon "
     "evening night week weeks month months year years minute minutes hour hours day days moment while "
     "really exactly definitely certainly quickly shortly directly immediately actually usually probably "

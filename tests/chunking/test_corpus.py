@@ -115,6 +115,10 @@ class Run:
     def raws(self) -> list[str]:
         return [c.raw for c in self.chunks]
 
+    @property
+    def texts(self) -> list[str]:
+        return [c.text for c in self.chunks]
+
     def cuts(self) -> list[tuple[int, Chunk]]:
         """(position in text, chunk ending there) of every boundary between two chunks."""
         out, pos = [], 0
@@ -250,7 +254,8 @@ def invariant_problems(case: Case, run: Run) -> list[str]:
     }[strategy]
     for i, (c, (kind, t)) in enumerate(zip(chunks, run.calls)):
         last = i == len(chunks) - 1
-        if c.reason not in REASONS or not (c.reason in allowed or (last and c.reason == "flush" and strategy != "passthrough")):
+        final_flush = last and c.reason == "flush" and strategy != "passthrough"
+        if c.reason not in REASONS or not (c.reason in allowed or final_flush):
             out.append(f"chunk #{i} has reason {c.reason!r}")
         if not c.raw.strip():
             out.append(f"empty or whitespace-only chunk #{i}")
@@ -378,7 +383,7 @@ def expected_chunk_problems(case: Case, run: Run) -> list[str]:
     out = []
     if run.raws != expected:
         out.append(f"expected {expected!r}\n{run.describe()}")
-    elif strategy == "sentence" and case.sentence_text is not None and [c.text for c in run.chunks] != list(case.sentence_text):
+    elif strategy == "sentence" and case.sentence_text is not None and run.texts != [*case.sentence_text]:
         out.append(f"expected TTS texts {case.sentence_text!r}\n{run.describe()}")
     return out
 

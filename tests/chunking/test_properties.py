@@ -46,10 +46,11 @@ WHOLE_SPANS = [
     _text("{weekday} {month} {day}", weekday=st.sampled_from(WEEKDAYS), month=st.sampled_from(MONTHS), day=DAY),
     _text("{title} {name}", title=st.sampled_from(TITLES), name=st.sampled_from(NAMES)),
     _text("{initials} {name}", name=st.sampled_from(NAMES),
-          initials=st.lists(st.sampled_from("ABCDJKRTW"), min_size=1, max_size=3).map(lambda cs: " ".join(f"{c}." for c in cs))),
+          initials=st.lists(st.sampled_from("ABCDJKRTW"), min_size=1, max_size=3).map(lambda cs: ". ".join(cs) + ".")),
     _text("{n}.{d}", n=NUMBER, d=st.integers(0, 99)),
     _text("${a},{b}.{c}", a=st.integers(1, 9), b=st.integers(100, 999), c=st.integers(10, 99)),
-    _text("{h}:{m}{suffix}", h=st.integers(1, 12), m=st.integers(10, 59), suffix=st.sampled_from(["", " p.m.", " a.m."])),
+    _text("{h}:{m}{suffix}", h=st.integers(1, 12), m=st.integers(10, 59),
+          suffix=st.sampled_from(["", " p.m.", " a.m."])),
     _text("https://{label}.{tld}{path}", label=st.sampled_from(LABELS), tld=st.sampled_from(TLDS),
           path=st.sampled_from(["/a.b?x=1", "/docs/v1.2/index.html", "/pay", "/faq#top", ""])),
     _text("{local}@{label}.{tld}", label=st.sampled_from(LABELS), tld=st.sampled_from(TLDS),
@@ -148,7 +149,8 @@ def cuts_inside(text: str, spans: list[str], raws: list[str]) -> list[str]:
             while start >= 0:
                 end = start + len(span)
                 if start < position < end or (position == end and span.endswith(".")):
-                    found.append(f"{text[max(0, position - 30):position]!r} | {text[position:position + 20]!r} in {span!r}")
+                    before, after = text[max(0, position - 30):position], text[position:position + 20]
+                    found.append(f"{before!r} | {after!r} in {span!r}")
                 start = text.find(span, start + 1)
     return found
 

@@ -461,7 +461,8 @@ def test_deadline_cut_at_a_weak_boundary_has_reason_deadline():
         ("You filled out a Facebook ad about creating passive", "You filled out a Facebook ad"),  # before "about"
         ("He is a bit of a guy who", "He is a bit of a guy"),  # before "who", not after "a"
         ("I think we should call the", "I think we should call"),  # not after "the"
-        ("Please ring us after 6 p.m. tonight", "Please ring us"),  # never "6 | p.m.", "p.m. | tonight" is no phrase break
+        # never "6 | p.m.", and "p.m. | tonight" is no phrase break
+        ("Please ring us after 6 p.m. tonight", "Please ring us"),
         ("We booked it for Nov. 3 at", "We booked it"),  # never after "Nov." or "3"
         ('Please tell them "we are not sure', "Please tell them"),  # not inside the quotation
     ],
