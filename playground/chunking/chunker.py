@@ -73,6 +73,7 @@ FIRST_CHUNK_PATIENCE = ((0.5, PHRASE_BREAK), (0.75, CONTENT_WORD_END), (1.0, ANY
 FIRST_PERSON = frozenset("i i'm i'll i've i'd i’m i’ll i’ve i’d".split())
 # After a closing quote or bracket, these say the sentence goes on: `"Friday!" and ...`.
 GOES_ON = frozenset(",;:—–-…")
+CURRENCY = frozenset("$€£¥")
 # Characters that change chunker state; runs of anything else are taken in one step.
 _SPECIAL = frozenset(".,;:!?…—–\"“”’()[]«»")
 _WORD_PREFIX = 64  # enough of a word to recognise abbreviations, URLs and e-mail
@@ -105,7 +106,7 @@ class _Place:
 class _Candidate:
     """A boundary waiting for the next character(s) to be confirmed or dropped."""
 
-    # dot | number_dot | term | closed | ellipsis | ellipsis_word | abbrev | abbrev_word
+    # dot | word_dot | number_dot | term | closed | ellipsis | ellipsis_word | abbrev_word
     # | digit_weak | date_comma | colon
     kind: str
     cut: int  # absolute position the chunk would end at (exclusive)
@@ -175,6 +176,7 @@ class Chunker:
         self._word_len = 0
         self._word_last = ""  # the current word's last character
         self._word_alnum = 0  # 1 when the current word has a letter or digit
+        self._word_start = 0  # position of the current word's first character
         self._visible_end = 0  # position after the last non-space character
         self._in_quote = False
         self._bracket_depth = 0
@@ -285,18 +287,20 @@ class Chunker:
             self._visible_end = pos + 1
             if c in _SPECIAL:
                 self._on_punctuation(c, pos)
-                self._add_to_word(c)
+                self._add_to_word(c, pos)
                 i += 1
                 continue
             # A run of ordinary characters (letters, digits, ...) changes only the word.
             j = i + 1
             while j < n and not fragment[j].isspace() and fragment[j] not in _SPECIAL:
                 j += 1
-            self._add_to_word(fragment[i:j])
+            self._add_to_word(fragment[i:j], pos)
             self._visible_end = base + j
             i = j
 
-    def _add_to_word(self, text: str) -> None:
+    def _add_to_word(self, text: str, pos: int) -> None:
+        if not self._word_len:
+            self._word_start = pos
         if self._word_len < _WORD_PREFIX:
             self._word += text[: _WORD_PREFIX - self._word_len]
         self._word_len += len(text)
@@ -402,16 +406,14 @@ class Chunker:
                 lower = stem.lower()
                 if lower in TITLES:
                     return
-                if lower in ABBREVIATIONS:
-                    self._candidate = self._new("abbrev", pos, eager=False)
-                elif len(lower) == 1 and lower.isalpha() and lower != "i":
+                if len(lower) == 1 and lower.isalpha() and lower != "i":
                     return  # an initial: "J. R. R. Tolkien"
-                elif any(ch.isalpha() for ch in lower):
+                if any(ch.isalpha() for ch in lower):
                     # LLM tokenizers split "example.com" as "example" "." "com", so a "." ending a
-                    # fragment is known to end a sentence only from the next character, unless the
-                    # word cannot start a domain, a file name or an e-mail address.
-                    eager = not inside_quote and self._ends_sentence(stem)
-                    self._candidate = self._new("dot", pos, eager=eager)
+                    # fragment is known to end a sentence only from what follows, unless the word
+                    # cannot start a domain, a file name or an e-mail address (and is no abbreviation).
+                    eager = not inside_quote and lower not in ABBREVIATIONS and self._ends_sentence(stem)
+                    self._candidate = self._new("word_dot", pos, eager=eager)
         elif c in TERMINALS:
             if url_like:
                 self._candidate = self._new("dot", pos, eager=False)
@@ -514,20 +516,28 @@ class Chunker:
             elif not c.isspace():
                 self._candidate = None  # "Well... maybe": the sentence goes on
             return False
-        if kind == "abbrev":
-            if c in CLOSERS and c != "’" and (c != '"' or self._in_quote):  # "(No.)": the bracket ends it
-                cand.kind = "dot"
-                return self._resolve(c, pos)
+        if kind == "word_dot":
+            if pos == cand.cut:  # right after the "."
+                if c in CLOSERS:
+                    cand.kind = "dot"  # 'day."', "(No.)": closers join it as after any sentence end
+                    return self._resolve(c, pos)
+                if not c.isspace():
+                    self._candidate = None  # "example.com", "Ph.D", "Well...": the word goes on
+                    return False
             if c.isspace():
                 if c in NEWLINES:
                     self._confirm()
-                return False  # "Nov. 3", "No. I": the next visible character decides
-            if c.isupper():
+                return False  # the next visible character decides
+            known = self._previous_core in ABBREVIATIONS
+            if c.islower() or c in GOES_ON or (known and (c.isdigit() or c in CURRENCY)):
+                # "approx. two", "incl. tax", "Inc., which": an abbreviation, known or not (no sentence
+                # starts in lowercase); "Nov. 3", "Rm. 204", "approx. $5": a known one ("modem. 2. Wait"
+                # is a sentence end and a list marker).
+                self._candidate = None
+            elif c.isupper() and self._previous_core in DATE_ABBREVIATIONS:
                 cand.kind = "abbrev_word"  # "Fri. Jan. 5" goes on, "on Fri. Then" ends: the next word decides
-            elif c in OPENERS or c in "\"“‘":
-                self._confirm()
             else:
-                self._candidate = None  # "Nov. 3", "approx. two", "approx. $5", "Inc., which"
+                self._confirm()
             return False
         if kind == "abbrev_word":
             if c.isalnum():
@@ -563,7 +573,7 @@ class Chunker:
             self._set_content_start(pos)
         self._visible_end = pos + 1
         self._track_quotes(c)
-        self._add_to_word(c)
+        self._add_to_word(c, pos)
 
     def _confirm(self) -> None:
         cand = self._candidate
@@ -575,6 +585,8 @@ class Chunker:
             self._weak_boundary(cand.cut, place)
             return
         self._sentence_ended = True
+        if not self._word_len:  # confirmed by the next sentence's first character ("modem. 2."):
+            self._list_position = True  # its word has ended already
         if self._enough_words(place):
             self._cut(place, "strong")
 
@@ -688,7 +700,10 @@ class Chunker:
         # The rest becomes the new pending text.
         self._parts = [rest] if rest else []
         self._start = cut
-        self._start_words = place.done
+        # The word open at `place` is the chunk's last if it has ended by now ("line." confirmed by
+        # the next sentence's capital); else it goes on past the cut ("day—that's") and counts when it ends.
+        ended = not self._word_len or self._word_start >= cut
+        self._start_words = place.done + (place.partial if ended else 0)
         keep = self._arrival_index(cut) if rest else len(self._arrival_pos)
         del self._arrival_pos[:keep], self._arrival_t[:keep], self._arrival_token[:keep]
         if rest:

@@ -24,7 +24,8 @@ ABBREVIATIONS = DATE_ABBREVIATIONS | frozenset(
     "sec secs min mins hr hrs wk wks mo mos yr yrs lb lbs oz yd yds mi in sq cu gal qt pt tsp tbsp kg mg km cm mm ml "
     # business and everyday
     "no nos approx est etc inc ltd corp co bros jr sr dept div ext tel fax apt ste bldg fl ave blvd rd hwy ln pl "
-    "acct ref attn qty pkg misc govt intl natl assn assoc univ inst vol pp pg ch fig eq ed eds al cf ca".split()
+    "acct ref attn qty pkg misc govt intl natl assn assoc univ inst vol pp pg ch fig eq ed eds al cf ca "
+    "rm flr incl excl avg tbd".split()
 )
 
 # Full month and weekday names: "March | 3" or "Friday | the 5th" is no place for a cut either.

@@ -315,6 +315,9 @@ def test_digit_period_then_capital_is_a_sentence_end(strategy):
         (["It shipped on Feb", ".", " Then we"], ["It shipped on Feb.", " Then we"]),
         (["Open on Fri", ".", " Jan", ".", " 5"], ["Open on Fri. Jan. 5"]),
         (["Acme Inc", ".", " reported"], ["Acme Inc. reported"]),
+        (["It is ten dollars incl", ".", " tax"], ["It is ten dollars incl. tax"]),  # an abbreviation it does not know
+        (["Go to Rm", ".", " 204 now"], ["Go to Rm. 204 now"]),
+        (["Restart the modem", ".", " ", "2", ".", " Wait"], ["Restart the modem.", " 2. Wait"]),
         (['Send it "before Friday', '!"', " and after"], ['Send it "before Friday!" and after']),
         (['He yelled "Stop', '!"', " Then"], ['He yelled "Stop!"', " Then"]),
         (["Bring it (even the extras", "!)", " and then"], ["Bring it (even the extras!) and then"]),
@@ -389,8 +392,8 @@ def test_config_parameters_are_used():
     assert ch.next_deadline() == 150.0
     assert ch.poll(149.0) == [] and [c.raw for c in ch.poll(150.0)] == ["I will be"]  # before "at"
     ch = make("adaptive", later_deadline_ms=1000.0, first_min_words=1)
-    assert [c.raw for c in ch.push("Right. one two three", 0.0)] == ["Right."]
-    assert ch.next_deadline() == 1000.0 and [c.raw for c in ch.poll(1000.0)] == [" one two"]
+    assert [c.raw for c in ch.push("Right. One two three", 0.0)] == ["Right."]
+    assert ch.next_deadline() == 1000.0 and [c.raw for c in ch.poll(1000.0)] == [" One two"]
 
 
 # ------------------------------------------------------------------ deadline and next_deadline
