@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from playground.chunking.clean import clean_for_speech
 from playground.chunking.words import (
     ABBREVIATIONS,
+    LIST_LEADS,
     DATE_ABBREVIATIONS,
     DATE_WORDS,
     FORWARD_BINDING,
@@ -352,7 +353,7 @@ class Chunker:
         core = _core(word)
         self._previous_core = core
         tail = word.rstrip(_CLOSER_CHARS)[-1:]
-        self._list_position = tail in ":,;—–" or core in ("and", "or") or self._sentence_ended
+        self._list_position = tail in ":,;—–" or core in LIST_LEADS or self._sentence_ended
         self._sentence_ended = False
         if not self._adaptive:
             return

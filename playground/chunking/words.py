@@ -34,6 +34,13 @@ DATE_WORDS = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday".split()
 )
 
+# Words after which a number and "." is a list marker, not a sentence end ("and 2. wait", "Step 1. Unplug");
+# so are a line start, ": , ; —" and a sentence end.
+LIST_LEADS = frozenset(
+    "and or then plus also next finally lastly first second third step steps option options item tip point "
+    "part phase stage rule method question".split()
+)
+
 # Words a new phrase starts with: a cut right before one of them sounds like a pause a speaker makes
 # ("You filled out a Facebook ad | about creating ...").
 PHRASE_STARTERS = frozenset(

@@ -368,6 +368,11 @@ SPEECH: list[Case] = [
       sentence=["I counted 3.", " Then I counted again and got the same."]),
     C("inline_list_answer_number", "The answer you are looking for is 12. Does that help?",
       sentence=["The answer you are looking for is 12.", " Does that help?"]),
+    C("inline_list_step_words", "Step 1. Unplug the router. Step 2. Wait ten seconds. Step 3. Plug it back in.",
+      ["1. Unplug", "2. Wait", "3. Plug"],
+      sentence=["Step 1. Unplug the router.", " Step 2. Wait ten seconds.", " Step 3. Plug it back in."]),
+    C("inline_list_option_words", "Option 1. Keep your plan. Option 2. Switch to the annual one.", ["1. Keep", "2. Switch"]),
+    C("inline_list_then_caps", "First pay the bill, then 2. Call us to confirm.", ["2. Call"]),
     C("inline_list_after_or_long", "You could wait for the next billing cycle or 2. ask us to prorate the charge today.", ["2. ask"]),
     # ---------------------------------------------------------------- month and weekday abbreviations
     C("month_nov", "You are booked for Nov. 3 at 4:15 with Dr. Lee.", ["Nov. 3", "4:15", "Dr. Lee"],
