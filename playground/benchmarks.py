@@ -168,12 +168,13 @@ def chunker_cost(fragments: list[list[str]]) -> dict[str, tuple[float, float, in
 def boundary_kind(chunk_raw: str, boundary_fragment: str, offset_in_fragment: int) -> str:
     """How a strong/weak cut's boundary could be known: `unambiguous` when its character alone
     decides (? ! ; — , after a word) or what confirms it came in the same token (". "),
-    `next token` when only the next token could tell ("example" "." "com", "3,000", "/a,b")."""
+    `next token` when only the next token could tell ("example" "." "com", "3,000", "/a,b",
+    a quoted "Stop!" whose sentence may go on after the closing quote)."""
     stripped = chunk_raw.rstrip("\"”’)]»")
     mark = stripped[-1:]
     word = stripped.split()[-1] if stripped.split() else ""
     url_like = "/" in word or "@" in word or word.lower().startswith("www.")
-    if mark in "?!;—" or (mark == "," and not word[-2:-1].isdigit() and not url_like):
+    if (mark in "?!" and stripped == chunk_raw) or mark in ";—" or (mark == "," and not word[-2:-1].isdigit() and not url_like):
         return "unambiguous"
     return "unambiguous" if offset_in_fragment < len(boundary_fragment) else "next token"
 

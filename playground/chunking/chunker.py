@@ -2,22 +2,36 @@
 
     chunker = Chunker(ChunkerConfig(strategy="adaptive"))
     chunker.push(" Hello", t_ms)   # -> chunks this fragment completed
-    chunker.poll(t_ms)             # -> chunks a deadline cut (adaptive)
+    chunker.poll(t_ms)             # -> chunks a deadline or an underrun cut (adaptive)
     chunker.flush(t_ms)            # -> the rest, at the end of the reply
     chunker.next_deadline()        # when poll() could cut next, or None
+    chunker.set_lead(lead_ms, t_ms)  # the engine's playback lead (adaptive, chunks after the first)
 
 Each pushed character is looked at once, with a bounded amount of state about the
 current word and at most one boundary candidate waiting for its next character, so
 the cost per token does not grow with the reply (no re-scanning of the buffer).
 
 Boundaries are confirmed with no lookahead when they are unambiguous: `?` and `!`
-cut the moment they arrive, `;` and dashes too. A `.` is confirmed by the character
-after it (whitespace, a closing quote), which is usually in the same token (`."`,
-`. `) or the next: the SmolLM2 tokenizer streams "example.com" as "example" "."
-"com", so a `.` that ends a fragment cannot be told from the end of a sentence.
-Other ambiguous ones (`...`, `,` or `:` after a digit, `No.`) wait the same way,
-so numbers, abbreviations, initials, URLs, e-mail addresses, domains and list
-markers are never cut.
+cut the moment they arrive, `;` and dashes too, and a `.` after a word that cannot
+start a domain, a file name or an e-mail address ("you.", "that's.", "today."). Any
+other `.` is confirmed by the character after it (whitespace, a closing quote), which
+is usually in the same token (`."`, `. `) or the next: the SmolLM2 tokenizer streams
+"example.com" as "example" "." "com". Other ambiguous ones (`...`, `,` or `:` after a
+digit, "Nov.", a `!` inside quotes) wait the same way, so numbers, abbreviations,
+initials, list markers ("Check two things: 1. ..."), URLs, e-mail addresses and
+domains are never cut, and a quoted "Stop!" is a sentence end only when what follows
+the closing quote starts a new sentence.
+
+`adaptive` also cuts where there is no boundary, at the best place it has (the last
+weak boundary, else a word end before a new phrase, else a word end after a content
+word), never right after a number ("6 | p.m."), an abbreviation, an initial or a list
+marker, and never leaving a chunk under `first_min_words` words (the first) or
+MIN_WORDS (the others) except at the end of the reply:
+- the first chunk at `deadline_ms` after its first character;
+- later chunks, when the engine gives no lead, at `later_deadline_ms` (reason `deadline`);
+- later chunks, when the engine gives its lead (`set_lead`), only when playback would
+  otherwise run dry (reason `underrun`); while the lead is comfortable they wait for
+  the next boundary.
 """
 
 from __future__ import annotations
@@ -26,22 +40,45 @@ import bisect
 from dataclasses import dataclass
 
 from playground.chunking.clean import clean_for_speech
+from playground.chunking.words import (
+    ABBREVIATIONS,
+    LIST_LEADS,
+    DATE_ABBREVIATIONS,
+    DATE_WORDS,
+    FORWARD_BINDING,
+    PHRASE_STARTERS,
+    SENTENCE_FINAL,
+    TITLES,
+)
 from playground.core.presets import ChunkerConfig
 
-REASONS = ("strong", "weak", "deadline", "max_chars", "flush", "words", "fragment")
+REASONS = ("strong", "weak", "deadline", "underrun", "max_chars", "flush", "words", "fragment")
 
-ABBREVIATIONS = frozenset(
-    "dr mr mrs ms st etc vs inc ltd jr sr prof mt ft approx dept est fig gen gov "
-    "lt col sgt capt rev hon corp co no".split()
-)
+# A chunk after the first has at least this many words (adaptive), except the reply's last:
+# a one-word chunk is synthesized on its own and sounds clipped.
+MIN_WORDS = 2
+# Speaking rate used to count text the chunker emitted after the engine's last lead: ~15
+# characters a second, a common TTS speed.
+SPEECH_MS_PER_CHAR = 65.0
+
 CLOSERS = frozenset("\"”’)]»")
+_CLOSER_CHARS = "".join(CLOSERS)
 OPENERS = frozenset("([«“")
 TERMINALS = frozenset("?!")
 NEWLINES = frozenset("\n\u2028\u2029")
 WEAK_NOW = frozenset(";—")
+URL_SCHEMES = frozenset("http https ftp mailto tel file".split())
+# How far down `_best_cut`'s list a cut may look: up to a phrase break, a content word's end, any word end.
+PHRASE_BREAK, CONTENT_WORD_END, ANY_WORD_END = 3, 4, 6
+FIRST_CHUNK_PATIENCE = ((0.5, PHRASE_BREAK), (0.75, CONTENT_WORD_END), (1.0, ANY_WORD_END))
+FIRST_PERSON = frozenset("i i'm i'll i've i'd i’m i’ll i’ve i’d".split())
+# After a closing quote or bracket, these say the sentence goes on: `"Friday!" and ...`.
+GOES_ON = frozenset(",;:—–-…")
+CURRENCY = frozenset("$€£¥")
 # Characters that change chunker state; runs of anything else are taken in one step.
 _SPECIAL = frozenset(".,;:!?…—–\"“”’()[]«»")
 _WORD_PREFIX = 64  # enough of a word to recognise abbreviations, URLs and e-mail
+_EDGES = "\"“”‘’'()[]«».,;:!?…—–-*_`"
 
 
 @dataclass(slots=True)
@@ -56,16 +93,46 @@ class Chunk:
     token_end: int  # last fragment contributing to it
 
 
+@dataclass(slots=True, frozen=True)
+class _Place:
+    """A position a chunk may end at, with the words before it: `done` completed ones, plus
+    `partial` (0 or 1) for a word still open there ("Hello," before its space arrived)."""
+
+    pos: int
+    done: int
+    partial: int = 0
+
+
 @dataclass(slots=True)
 class _Candidate:
     """A boundary waiting for the next character(s) to be confirmed or dropped."""
 
-    kind: str  # dot | term | ellipsis | number_abbrev | digit_weak | colon
+    # dot | word_dot | number_dot | term | closed | ellipsis | ellipsis_word | abbrev_word
+    # | digit_weak | date_comma | colon
+    kind: str
     cut: int  # absolute position the chunk would end at (exclusive)
     eager: bool  # confirm at the end of the fragment if nothing else arrived
-    # A sentence end that only waits for its next character ("day." / "Why?" before a
-    # closing quote): a deadline may take it. Others ("$1,000." "example.") it may not.
-    plain: bool = False
+    done: int  # words completed before it
+    partial: int  # 1 when the word it ends had a letter or digit
+    # A colon after a word ("check:") waiting for its space: a deadline may cut there.
+    weak_place: bool = False
+    inside: bool = False  # it came inside quotes or brackets
+
+
+def _core(word: str) -> str:
+    return word.strip(_EDGES).lower()
+
+
+def _binds(word: str, core: str) -> bool:
+    """A word the next one belongs to, so no cut at a non-boundary comes right after it: a
+    number ("6 | p.m.", "3 | kg"), a word ending in an unconfirmed `.` (an abbreviation, an
+    initial, a list marker, "Well..."), a title or a date word."""
+    first = next((ch for ch in word if ch.isalnum()), "")
+    # `(even the extras!),` `"beep!"`: a quoted or bracketed "!" whose sentence went on
+    body = word.rstrip(",;:")
+    quoted_end = body.rstrip(_CLOSER_CHARS) != body and body.rstrip(_CLOSER_CHARS)[-1:] in "!?"
+    return (first.isdigit() or word.rstrip(_CLOSER_CHARS).endswith((".", "…")) or core in TITLES
+            or core in DATE_WORDS or quoted_end)
 
 
 class Chunker:
@@ -91,17 +158,38 @@ class Chunker:
         self._arrival_token: list[int] = []
         self._content_start: int | None = None  # first non-space character of the pending text
         self._content_t = 0.0
-        self._last_word_end: int | None = None
-        self._last_weak_end: int | None = None
+        # Word counts: words completed in the reply so far, and those that end at or before the
+        # pending text's start (the difference is the pending text's words).
+        self._word_count = 0
+        self._start_words = 0
+        # Places a cut that is not at a boundary may take (adaptive), best last.
+        self._last_word_end: _Place | None = None  # after any word that does not bind the next
+        self._last_content_end: _Place | None = None  # ... and is no function word ("a", "the", "to")
+        self._last_phrase_end: _Place | None = None  # ... right before a word a phrase starts with
+        self._last_loose_phrase_end: _Place | None = None  # before such a word, after a function word ("is | on")
+        self._last_weak_end: _Place | None = None
+        self._previous_end: _Place | None = None  # the last word end, when it was one a cut may take
+        self._previous_content = False  # ... after a content word
         self._pending_words = 0
-        self._line_words = 0  # words completed on the current line (list markers open a line)
+        self._line_words = 0  # words completed on the current line
+        self._list_position = True  # a number + "." here is a list marker (a line start, after ":" ...)
         self._word = ""  # prefix of the current word
         self._word_len = 0
         self._word_last = ""  # the current word's last character
+        self._word_alnum = 0  # 1 when the current word has a letter or digit
+        self._word_start = 0  # position of the current word's first character
         self._visible_end = 0  # position after the last non-space character
         self._in_quote = False
         self._bracket_depth = 0
         self._candidate: _Candidate | None = None
+        self._previous_fragment_len = 0
+        self._no_weak_at = -1  # a comma right after a quoted "Stop!" that goes on
+        self._sentence_ended = False  # a sentence end was confirmed since the last word ended
+        self._previous_core = ""  # the last complete word, lowercased, without punctuation
+        # The engine's playback lead (see set_lead) and the speech the chunker emitted since.
+        self._lead_ms: float | None = None
+        self._lead_t = 0.0
+        self._emitted_since_lead_ms = 0.0
 
     # -- public API ---------------------------------------------------------------------
 
@@ -124,13 +212,18 @@ class Chunker:
             self._cut_content("fragment")
             return self._out
         self._scan(fragment, base)
-        if self._candidate is not None and self._candidate.eager:
+        # One character per fragment is no tokenizer's stream: a fragment end then tells nothing
+        # ("Well" "." "." "." is "Well..."), so a `.` after a word waits for its next character.
+        character_stream = fragment == "." and self._previous_fragment_len == 1
+        self._previous_fragment_len = len(fragment)
+        cand = self._candidate
+        if cand is not None and cand.eager and not character_stream:
             self._confirm()
         self._check_deadline()
         return self._out
 
     def poll(self, t_ms: float) -> list[Chunk]:
-        """Lets a deadline cut the pending text (adaptive); returns the chunks cut."""
+        """Lets a deadline or an underrun cut the pending text (adaptive); returns the chunks cut."""
         self._now = t_ms
         self._out = []
         self._check_deadline()
@@ -147,9 +240,23 @@ class Chunker:
 
     def next_deadline(self) -> float | None:
         """The t_ms at which `poll` would cut, or None when no deadline is running or no cut is possible yet."""
-        if not self._adaptive or self._content_start is None or self._deadline_cut() is None:
-            return None
-        return self._content_t + self.config.deadline_ms
+        return min((due for due, _, places in self._dues() if self._best_cut(places) is not None), default=None)
+
+    def set_lead(self, lead_ms: float | None, t_ms: float) -> None:
+        """The engine's playback lead at `t_ms` (adaptive; used for the chunks after the first).
+
+        `lead_ms` is how much of this reply's audio is queued ahead of the play position, minus the
+        TTS's time to first audio for a new chunk: how long the chunker can still wait before text it
+        sends now would reach the speaker too late. The chunker assumes playback goes on, so the lead
+        shrinks 1 ms per ms, and it counts text it emits after this call at SPEECH_MS_PER_CHAR (that
+        text's audio is not queued yet). While the lead stays above `underrun_lead_ms`, chunks are cut
+        only at boundaries (and `max_chars`); when it would fall below, `poll` (at `next_deadline()`)
+        cuts at the best place there is, with reason `underrun`. Call it whenever the lead changes
+        (audio queued, playback started); None means unknown: later chunks then use `later_deadline_ms`.
+        """
+        self._lead_ms = lead_ms
+        self._lead_t = t_ms
+        self._emitted_since_lead_ms = 0.0
 
     @property
     def pending_text(self) -> str:
@@ -181,22 +288,26 @@ class Chunker:
             self._visible_end = pos + 1
             if c in _SPECIAL:
                 self._on_punctuation(c, pos)
-                self._add_to_word(c)
+                self._add_to_word(c, pos)
                 i += 1
                 continue
             # A run of ordinary characters (letters, digits, ...) changes only the word.
             j = i + 1
             while j < n and not fragment[j].isspace() and fragment[j] not in _SPECIAL:
                 j += 1
-            self._add_to_word(fragment[i:j])
+            self._add_to_word(fragment[i:j], pos)
             self._visible_end = base + j
             i = j
 
-    def _add_to_word(self, text: str) -> None:
+    def _add_to_word(self, text: str, pos: int) -> None:
+        if not self._word_len:
+            self._word_start = pos
         if self._word_len < _WORD_PREFIX:
             self._word += text[: _WORD_PREFIX - self._word_len]
         self._word_len += len(text)
         self._word_last = text[-1]
+        if not self._word_alnum and any(ch.isalnum() for ch in text):
+            self._word_alnum = 1
 
     def _track_quotes(self, c: str) -> None:
         if c == '"':
@@ -212,24 +323,61 @@ class Chunker:
 
     def _on_space(self, c: str, pos: int) -> None:
         if self._word_len:
-            self._word = ""
-            self._word_len = 0
-            self._word_last = ""
-            self._pending_words += 1
-            self._line_words += 1
-            previous_word_end = self._last_word_end
-            self._last_word_end = pos
-            if self._words and self._pending_words >= self._words:
-                self._cut(pos, "words")
-            elif self._adaptive and self._content_start is not None:
-                if pos - self._content_start > self.config.max_chars:
-                    cut = previous_word_end if previous_word_end and previous_word_end > self._content_start else pos
-                    self._cut(cut, "max_chars")
+            self._end_word(pos)
         if c in NEWLINES:
             self._line_words = 0
+            self._list_position = True
             self._in_quote = False
             if self._boundaries and self._content_start is not None and self._content_start < pos:
-                self._cut(self._visible_end, "strong")  # "text \n": the space goes with the newline
+                # "text \n": the space goes with the newline
+                if self._enough_words(_Place(self._visible_end, self._word_count)):
+                    self._cut(_Place(self._visible_end, self._word_count), "strong")
+
+    def _end_word(self, pos: int) -> None:
+        """A word ended at `pos` (whitespace came): count it and note the places around it."""
+        word = self._word
+        alnum = self._word_alnum
+        self._word = ""
+        self._word_len = 0
+        self._word_last = ""
+        self._word_alnum = 0
+        self._pending_words += 1
+        self._line_words += 1
+        if alnum:
+            self._word_count += 1
+            if pos <= self._start:  # it ended a chunk already cut ("day." + " ")
+                self._start_words += 1
+        if self._words and self._pending_words >= self._words:
+            self._cut(_Place(pos, self._word_count), "words")
+            return
+        core = _core(word)
+        self._previous_core = core
+        tail = word.rstrip(_CLOSER_CHARS)[-1:]
+        self._list_position = tail in ":,;—–" or core in LIST_LEADS or self._sentence_ended
+        self._sentence_ended = False
+        if not self._adaptive:
+            return
+        if core in PHRASE_STARTERS and self._previous_end is not None:
+            if self._previous_content:
+                self._last_phrase_end = self._previous_end
+            else:
+                self._last_loose_phrase_end = self._previous_end
+        place = _Place(pos, self._word_count)
+        # Inside a quotation or brackets, and after one whose sentence may go on (`"Friday!" and`),
+        # a word binds the next.
+        enclosed = self._in_quote or self._bracket_depth > 0
+        closed = enclosed or (self._candidate is not None and self._candidate.kind == "closed")
+        previous_cuttable = self._last_word_end
+        self._previous_end = None
+        if alnum and not closed and not _binds(word, core):
+            self._last_word_end = self._previous_end = place
+            self._previous_content = core not in FORWARD_BINDING
+            if self._previous_content:
+                self._last_content_end = place
+        if self._content_start is not None and pos - self._content_start > self.config.max_chars:
+            # The last word end that keeps the chunk within max_chars, else this one.
+            fits = previous_cuttable is not None and previous_cuttable.pos > self._content_start
+            self._cut(previous_cuttable if fits else place, "max_chars")
 
     def _on_punctuation(self, c: str, pos: int) -> None:
         """Handles a special character; `self._word` is still the word before it."""
@@ -243,90 +391,173 @@ class Chunker:
         if c == ".":
             stem = word.lstrip("\"“‘'([«")
             if self._word_last and self._word_last in ".…":
-                self._candidate = _Candidate("ellipsis", pos + 1, eager=False)
+                self._candidate = self._new("ellipsis", pos, eager=False)
             elif "." in stem and not url_like and not after_digit:
                 if all(len(part) <= 2 for part in stem.split(".")):
                     return  # U.S. a.m. e.g. i.e. Ph.D.: dotted abbreviations
-                self._candidate = _Candidate("dot", pos + 1, eager=False)  # a domain: example.com.
+                self._candidate = self._new("dot", pos, eager=False)  # a domain: example.com.
             elif url_like or after_digit:
-                if after_digit and self._line_words == 0 and stem.isdigit() and len(stem) <= 3:
-                    return  # a list marker ("1. ") opening a line
-                self._candidate = _Candidate("dot", pos + 1, eager=False)
+                marker_position = self._list_position or stem != word  # "(1."
+                longest = 3 if self._line_words == 0 else 2
+                if after_digit and stem.isdigit() and marker_position and len(stem) <= longest:
+                    return  # a list marker: "1. " opening a line, or after ":" "," "and" or a sentence end
+                # "3." waits past the space: "Either 1. we" goes on, "I have 3. You" ends.
+                self._candidate = self._new("number_dot" if after_digit and not url_like else "dot", pos, eager=False)
             else:
                 lower = stem.lower()
-                if lower == "no":
-                    self._candidate = _Candidate("number_abbrev", pos + 1, eager=False)
-                elif lower in ABBREVIATIONS:
+                if lower in TITLES:
                     return
-                elif len(lower) == 1 and lower.isalpha() and lower != "i":
+                if len(lower) == 1 and lower.isalpha() and lower != "i":
                     return  # an initial: "J. R. R. Tolkien"
-                elif any(ch.isalpha() for ch in lower):
-                    # Not eager: LLM tokenizers split "example.com" as "example" "." "com",
-                    # so a "." ending a fragment is only known to end a sentence from the
-                    # next character (usually the same or the next token).
-                    self._candidate = _Candidate("dot", pos + 1, eager=False, plain=True)
+                if any(ch.isalpha() for ch in lower):
+                    # LLM tokenizers split "example.com" as "example" "." "com", so a "." ending a
+                    # fragment is known to end a sentence only from what follows, unless the word
+                    # cannot start a domain, a file name or an e-mail address (and is no abbreviation).
+                    eager = not inside_quote and lower not in ABBREVIATIONS and self._ends_sentence(stem)
+                    self._candidate = self._new("word_dot", pos, eager=eager)
         elif c in TERMINALS:
             if url_like:
-                self._candidate = _Candidate("dot", pos + 1, eager=False)
+                self._candidate = self._new("dot", pos, eager=False)
             else:
-                self._candidate = _Candidate("term", pos + 1, eager=not inside_quote, plain=True)
+                self._candidate = self._new("term", pos, eager=not inside_quote)
         elif c == "…":
-            self._candidate = _Candidate("ellipsis", pos + 1, eager=False)
+            self._candidate = self._new("ellipsis", pos, eager=False)
         elif c == ",":
-            if after_digit or url_like:
-                self._candidate = _Candidate("digit_weak", pos + 1, eager=False)
+            if after_digit and (self._previous_core in DATE_WORDS or self._previous_core in DATE_ABBREVIATIONS):
+                self._candidate = self._new("date_comma", pos, eager=False)  # "Oct. 1, 2027"
+            elif after_digit or url_like:
+                self._candidate = self._new("digit_weak", pos, eager=False)
             else:
                 self._weak_boundary(pos + 1)
         elif c == "–":
             if after_digit:
-                self._candidate = _Candidate("digit_weak", pos + 1, eager=False)
+                self._candidate = self._new("digit_weak", pos, eager=False)
             else:
                 self._weak_boundary(pos + 1)
         elif c in WEAK_NOW:
             self._weak_boundary(pos + 1)
         elif c == ":":
-            self._candidate = _Candidate("colon", pos + 1, eager=False)
+            # After a word ("check:") a deadline may cut there; not in "12:30" or "https://".
+            weak_place = not after_digit and not url_like and word.lower() not in URL_SCHEMES and not inside_quote
+            self._candidate = self._new("colon", pos, eager=False, weak_place=weak_place)
+
+    def _new(self, kind: str, pos: int, eager: bool, weak_place: bool = False) -> _Candidate:
+        inside = self._in_quote or self._bracket_depth > 0
+        return _Candidate(kind, pos + 1, eager, self._word_count, self._word_alnum, weak_place, inside)
+
+    @staticmethod
+    def _ends_sentence(stem: str) -> bool:
+        """A `.` after this word can only end a sentence: no domain, file name or address starts so."""
+        if stem[-1:] in CLOSERS:
+            return True  # "(mostly)."
+        lower = stem.lower()
+        return "'" in lower or "’" in lower or not lower.isascii() or lower in SENTENCE_FINAL
 
     def _resolve(self, c: str, pos: int) -> bool:
         """Decides the waiting candidate with the next character; True if `c` was absorbed."""
         cand = self._candidate
         assert cand is not None
         kind = cand.kind
-        if kind in ("dot", "term"):
+        if kind in ("dot", "term", "closed", "number_dot"):
             # After a sentence end, ’ closes a quote (it is no apostrophe there).
-            if c in CLOSERS or (kind == "term" and (c in TERMINALS or c in ".…")):
+            adjacent = pos == cand.cut
+            if adjacent and (c in CLOSERS or (kind == "term" and (c in TERMINALS or c in ".…"))):
                 self._absorb(c, pos)
-                if c == '"':
+                if c == '"' and kind != "closed":
                     self._in_quote = False  # a straight quote after a sentence end closes one
                 cand.cut = pos + 1
-                # Stay open while a quote or bracket is: '(She said "Done.")' keeps its ")".
-                cand.eager = not (self._in_quote or self._bracket_depth > 0)
+                still_inside = self._in_quote or self._bracket_depth > 0
+                if cand.inside and not still_inside:
+                    # The quote or bracket closed: what follows it tells whether the sentence ends.
+                    cand.kind, cand.eager = "closed", False
+                else:
+                    # Stay open while a quote or bracket is: '(She said "Done.")' keeps its ")".
+                    cand.eager = not still_inside and cand.kind != "closed"
                 return True
+            if kind == "number_dot" and adjacent and not c.isspace():
+                self._candidate = None  # "3.5", "3..."
+                return False
+            if kind == "closed" or kind == "number_dot":
+                if c.isspace():
+                    if c in NEWLINES:
+                        self._confirm()
+                    return False  # the next visible character decides
+                if c.islower() or c.isdigit() or c in GOES_ON:
+                    # `"Friday!" and after that`, "Either 1. we": the sentence goes on, and a comma
+                    # right after the closer (`"beep!", press`) is no place to cut either.
+                    self._candidate = None
+                    if kind == "closed":
+                        self._no_weak_at = pos + 1
+                else:
+                    self._confirm()
+                return False
             if c.isspace() or kind == "term":
                 self._confirm()
             else:
                 self._candidate = None  # "example.com", "3.5", "..." go on
             return False
+        if kind == "ellipsis_word":
+            if c.isalnum() or c in "'’":
+                return False
+            # "So... I looked into it": "I" starts no sentence by being capitalized
+            if _core(self._word) in FIRST_PERSON:
+                self._candidate = None
+            else:
+                self._confirm()
+            return False
         if kind == "ellipsis":
-            if c == "." or c == "…" or c in CLOSERS:
+            if pos == cand.cut and (c == "." or c == "…" or c in CLOSERS):
                 self._absorb(c, pos)
                 cand.cut = pos + 1
                 return True
-            if c == "\n" or c.isupper() or c.isdigit() or c in OPENERS or c == '"':
+            if c == "I":
+                cand.kind = "ellipsis_word"
+            elif c == "\n" or c.isupper() or c.isdigit() or c in OPENERS or c == '"':
                 self._confirm()
             elif not c.isspace():
                 self._candidate = None  # "Well... maybe": the sentence goes on
             return False
-        if kind == "number_abbrev":
-            if c in CLOSERS and c != "’":  # "(No.)" answered no: the bracket ends it
-                cand.kind = "dot"
-                return self._resolve(c, pos)
-            if c.isdigit():
-                self._candidate = None  # "No. 5"
-            elif c == "\n" or not c.isspace():
+        if kind == "word_dot":
+            if pos == cand.cut:  # right after the "."
+                if c in CLOSERS:
+                    cand.kind = "dot"  # 'day."', "(No.)": closers join it as after any sentence end
+                    return self._resolve(c, pos)
+                if not c.isspace():
+                    self._candidate = None  # "example.com", "Ph.D", "Well...": the word goes on
+                    return False
+            if c.isspace():
+                if c in NEWLINES:
+                    self._confirm()
+                return False  # the next visible character decides
+            known = self._previous_core in ABBREVIATIONS
+            if c.islower() or c in GOES_ON or (known and (c.isdigit() or c in CURRENCY)):
+                # "approx. two", "incl. tax", "Inc., which": an abbreviation, known or not (no sentence
+                # starts in lowercase); "Nov. 3", "Rm. 204", "approx. $5": a known one ("modem. 2. Wait"
+                # is a sentence end and a list marker).
+                self._candidate = None
+            elif c.isupper() and self._previous_core in DATE_ABBREVIATIONS:
+                cand.kind = "abbrev_word"  # "Fri. Jan. 5" goes on, "on Fri. Then" ends: the next word decides
+            else:
+                self._confirm()
+            return False
+        if kind == "abbrev_word":
+            if c.isalnum():
+                return False  # the word goes on (a stream of single characters)
+            # The word after the abbreviation is complete (this character ends it): a date goes on.
+            core = _core(self._word)
+            if core in DATE_WORDS or core in DATE_ABBREVIATIONS:
+                self._candidate = None
+            else:
                 self._confirm()
             return False
         if kind == "digit_weak":
+            self._candidate = None
+            if not c.isdigit():
+                self._weak_boundary(cand.cut)
+            return False
+        if kind == "date_comma":
+            if c.isspace() and c not in NEWLINES:
+                return False  # the year, if one comes, decides
             self._candidate = None
             if not c.isdigit():
                 self._weak_boundary(cand.cut)
@@ -343,51 +574,86 @@ class Chunker:
             self._set_content_start(pos)
         self._visible_end = pos + 1
         self._track_quotes(c)
-        self._add_to_word(c)
+        self._add_to_word(c, pos)
 
     def _confirm(self) -> None:
         cand = self._candidate
         self._candidate = None
         if cand is None:
             return
-        if cand.kind in ("digit_weak", "colon"):
-            self._weak_boundary(cand.cut)
-        else:
-            self._cut(cand.cut, "strong")
-
-    def _weak_boundary(self, cut: int) -> None:
-        if not self._weak or self._content_start is None:
+        place = _Place(cand.cut, cand.done, cand.partial)
+        if cand.kind in ("digit_weak", "colon", "date_comma"):
+            self._weak_boundary(cand.cut, place)
             return
-        self._last_weak_end = cut
+        self._sentence_ended = True
+        if not self._word_len:  # confirmed by the next sentence's first character ("modem. 2."):
+            self._list_position = True  # its word has ended already
+        if self._enough_words(place):
+            self._cut(place, "strong")
+
+    def _weak_boundary(self, cut: int, place: _Place | None = None) -> None:
+        if not self._weak or self._content_start is None or cut == self._no_weak_at:
+            return
+        place = place or _Place(cut, self._word_count, self._word_alnum)
+        if self._adaptive and (self._in_quote or self._bracket_depth > 0):
+            return  # "(yes, even the extras!)": a quotation or an aside is not cut in
+        self._last_weak_end = place
         minimum = self.config.first_min_chars if self._adaptive and self._index == 0 else self.config.min_chars
-        if cut - self._content_start >= minimum:
-            self._cut(cut, "weak")
+        if cut - self._content_start >= minimum and self._enough_words(place):
+            self._cut(place, "weak")
 
-    # -- deadlines ----------------------------------------------------------------------
+    # -- cuts at no boundary (adaptive) ---------------------------------------------------
 
-    def _deadline_cut(self) -> tuple[int, str] | None:
-        """Where a deadline would cut now: a waiting boundary, the last weak one, or the last word end."""
+    def _words_before(self, place: _Place) -> int:
+        return place.done + place.partial - self._start_words
+
+    def _enough_words(self, place: _Place) -> bool:
+        """Adaptive keeps chunks of at least first_min_words (the first) or MIN_WORDS words."""
+        if not self._adaptive:
+            return True
+        need = self.config.first_min_words if self._index == 0 else MIN_WORDS
+        return self._words_before(place) >= need
+
+    def _best_cut(self, places: int = ANY_WORD_END) -> _Place | None:
+        """Where a cut at no boundary would go now, best first: the last weak boundary, the last word
+        end before a new phrase, after a content word, before a new phrase after a function word
+        ("is | on"), after any word that does not bind the next (`places` says how far down that
+        list to look); None if none leaves enough words. A `.` or
+        `?` still waiting for its next character is no such place: the next token may make it
+        "example.com", or a quoted "Stop!" that goes on."""
         start = self._content_start
         if start is None:
             return None
-        if self._candidate is not None and self._candidate.plain and self._candidate.cut > start:
-            return self._candidate.cut, "strong"
-        if self._last_weak_end is not None and self._last_weak_end > start:
-            return self._last_weak_end, "deadline"
-        if self._last_word_end is not None and self._last_word_end > start:
-            return self._last_word_end, "deadline"
+        cand = self._candidate
+        colon = _Place(cand.cut, cand.done, cand.partial) if cand is not None and cand.weak_place else None
+        ranked = (colon, self._last_weak_end, self._last_phrase_end, self._last_content_end,
+                  self._last_loose_phrase_end, self._last_word_end)
+        for place in ranked[:places]:
+            if place is not None and place.pos > start and self._enough_words(place):
+                return place
         return None
 
-    def _check_deadline(self) -> None:
+    def _dues(self) -> tuple[tuple[float, str, int], ...]:
+        """When the pending text is cut even without a boundary: (t_ms, reason, places `_best_cut` may
+        take then). The first chunk takes a phrase break from half its deadline on, a content word's
+        end from three quarters, any word end at the deadline: the longer the caller has waited in
+        silence, the less a good place is worth waiting for."""
         if not self._adaptive or self._content_start is None:
-            return
-        # The same sum as next_deadline(): `now - start < deadline` can round the other way.
-        if self._now < self._content_t + self.config.deadline_ms:
-            return
-        where = self._deadline_cut()
-        if where is not None:
-            self._candidate = None
-            self._cut(*where)
+            return ()
+        if self._index == 0:
+            start, deadline = self._content_t, self.config.deadline_ms
+            return tuple((start + deadline * share, "deadline", places) for share, places in FIRST_CHUNK_PATIENCE)
+        if self._lead_ms is None:
+            return ((self._content_t + self.config.later_deadline_ms, "deadline", ANY_WORD_END),)
+        runs_dry = self._lead_t + self._lead_ms + self._emitted_since_lead_ms
+        return ((runs_dry - self.config.underrun_lead_ms, "underrun", ANY_WORD_END),)
+
+    def _check_deadline(self) -> None:
+        # The same sums as next_deadline(): `now - start < deadline` can round the other way.
+        for due, reason, places in self._dues():
+            if self._now >= due and (place := self._best_cut(places)) is not None:
+                self._cut(place, reason)
+                return
 
     # -- cutting ------------------------------------------------------------------------
 
@@ -405,21 +671,23 @@ class Chunker:
         text = "".join(self._parts)
         visible_end = self._start + len(text.rstrip())
         if visible_end > self._start:
-            self._cut(visible_end, reason)
+            self._cut(_Place(visible_end, self._word_count), reason)
 
-    def _cut(self, cut: int, reason: str) -> None:
+    def _cut(self, place: _Place, reason: str) -> None:
         start = self._start
+        cut = place.pos
         if cut <= start or self._content_start is None or cut <= self._content_start:
             return
         text = "".join(self._parts)
         raw, rest = text[: cut - start], text[cut - start :]
         first = self._arrival_index(start)
         last = self._arrival_index(cut - 1)
+        spoken = clean_for_speech(raw)
         self._out.append(
             Chunk(
                 index=self._index,
                 raw=raw,
-                text=clean_for_speech(raw),
+                text=spoken,
                 reason=reason,
                 start_ms=self._content_t,
                 end_ms=self._now,
@@ -428,19 +696,26 @@ class Chunker:
             )
         )
         self._index += 1
+        if self._lead_ms is not None:
+            self._emitted_since_lead_ms += len(spoken) * SPEECH_MS_PER_CHAR
         # The rest becomes the new pending text.
         self._parts = [rest] if rest else []
         self._start = cut
+        # The word open at `place` is the chunk's last if it has ended by now ("line." confirmed by
+        # the next sentence's capital); else it goes on past the cut ("day—that's") and counts when it ends.
+        ended = not self._word_len or self._word_start >= cut
+        self._start_words = place.done + (place.partial if ended else 0)
         keep = self._arrival_index(cut) if rest else len(self._arrival_pos)
         del self._arrival_pos[:keep], self._arrival_t[:keep], self._arrival_token[:keep]
         if rest:
             self._arrival_pos[0] = cut  # the fragment that straddles the cut now starts at it
         self._content_start = None
         self._pending_words = 0  # only `words` counts them, and it cuts where no word follows yet
-        if self._last_weak_end is not None and self._last_weak_end <= cut:
-            self._last_weak_end = None
-        if self._last_word_end is not None and self._last_word_end <= cut:
-            self._last_word_end = None
+        for name in ("_last_weak_end", "_last_word_end", "_last_content_end", "_last_phrase_end",
+                     "_last_loose_phrase_end", "_previous_end"):
+            kept = getattr(self, name)
+            if kept is not None and kept.pos <= cut:
+                setattr(self, name, None)
         stripped = len(rest) - len(rest.lstrip())
         if stripped < len(rest):
             self._set_content_start(cut + stripped)
@@ -454,9 +729,11 @@ class Chunker:
         self._arrival_t.clear()
         self._arrival_token.clear()
         self._content_start = None
-        self._last_word_end = None
-        self._last_weak_end = None
+        self._last_word_end = self._last_content_end = self._last_phrase_end = self._last_loose_phrase_end = None
+        self._last_weak_end = self._previous_end = None
         self._pending_words = 0
         self._word = ""
         self._word_len = 0
         self._word_last = ""
+        self._word_alnum = 0
+        self._start_words = self._word_count

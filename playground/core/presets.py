@@ -103,8 +103,15 @@ class ChunkerConfig:
     min_chars: int = 24
     # ... and for the first chunk of a reply (adaptive), this many
     first_min_chars: int = 10
-    # adaptive: cut at the last word boundary when no boundary came within this time
+    # adaptive: the first chunk has at least this many words (unless the reply has fewer)
+    first_min_words: int = 3
+    # adaptive: cut the first chunk at the best word boundary when no boundary came within this time
     deadline_ms: float = 400.0
+    # adaptive, chunks after the first when the engine gives no playback lead: the same, this long
+    later_deadline_ms: float = 2500.0
+    # adaptive, chunks after the first with the engine's playback lead: cut early (reason underrun)
+    # when the lead would fall below this
+    underrun_lead_ms: float = 250.0
     # adaptive: never let a chunk grow past this many characters
     max_chars: int = 220
     # words: a chunk every this many words
@@ -215,10 +222,12 @@ def _check_value(section: str, key: str, value: Any, where: str) -> None:
     if section == "chunker":
         if key == "strategy" and value not in STRATEGIES:
             raise PresetError(f"{where}: unknown strategy {value!r} (choose one of: {', '.join(STRATEGIES)})")
-        if key in ("min_chars", "first_min_chars", "max_chars", "words") and value < 1:
+        if key in ("min_chars", "first_min_chars", "first_min_words", "max_chars", "words") and value < 1:
             raise PresetError(f"{where}: must be at least 1, got {value}")
-        if key == "deadline_ms" and value <= 0:
+        if key in ("deadline_ms", "later_deadline_ms") and value <= 0:
             raise PresetError(f"{where}: must be more than 0 ms, got {value}")
+        if key == "underrun_lead_ms" and value < 0:
+            raise PresetError(f"{where}: must be 0 ms or more, got {value}")
     if section == "llm" and key in ("max_tokens", "context") and value < 1:
         raise PresetError(f"{where}: must be at least 1, got {value}")
     if section == "llm" and key == "context_trim" and value not in CONTEXT_TRIMS:

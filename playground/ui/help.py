@@ -58,5 +58,6 @@ class HelpScreen(ModalScreen[None]):
                 "Budget misses are red. The `tts` column says how TTS was reached: persistent, "
                 "reconnected, or fallback_rest (with its reason, always in red).\n\n"
                 "Chunk reasons (the coloured bars in the conversation and the chunk lane): "
-                "strong `. ! ?`, weak `, ; : —`, deadline (no boundary in time), max_chars, flush (end of reply)."
+                "strong `. ! ?`, weak `, ; : —`, deadline (no boundary in time), underrun (playback would run dry), "
+                "max_chars, flush (end of reply)."
             )

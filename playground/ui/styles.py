@@ -4,6 +4,7 @@ REASON_STYLES = {
     "strong": "green",
     "weak": "yellow",
     "deadline": "magenta",
+    "underrun": "bright_magenta",
     "max_chars": "red",
     "flush": "blue",
     "words": "cyan",

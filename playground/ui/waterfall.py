@@ -30,6 +30,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from playground.chunking import REASONS
 from playground.core.metrics import METRIC_LABELS
 from playground.ui.timeline import CANCELLED, ERROR, OK, RUNNING, Timeline, TurnTimeline
 
@@ -55,7 +56,7 @@ MIN_TITLE_TEXT = 8  # cells of the user's text kept before the title drops detai
 
 REASON_CLASSES = {
     reason: f"waterfall--reason-{reason.replace('_', '-')}"
-    for reason in ("strong", "weak", "deadline", "max_chars", "flush", "words", "fragment")
+    for reason in REASONS
 }
 STATUS_CLASSES = {
     RUNNING: "waterfall--live",
@@ -268,6 +269,7 @@ class Waterfall(ScrollView, can_focus=True):
         & > .waterfall--reason-strong { color: ansi_green; }
         & > .waterfall--reason-weak { color: ansi_yellow; }
         & > .waterfall--reason-deadline { color: ansi_magenta; }
+        & > .waterfall--reason-underrun { color: ansi_bright_magenta; }
         & > .waterfall--reason-max-chars { color: ansi_red; }
         & > .waterfall--reason-flush { color: ansi_blue; }
         & > .waterfall--reason-words { color: ansi_cyan; }

@@ -23,8 +23,9 @@ def test_seed_turn4_sentence_waits_for_the_end_and_adaptive_does_not():
     results = {r.strategy: r for r in rechunk_all(tokens, done, ChunkerConfig())}
     assert results["sentence"].ttfs >= 6621.0 and len(results["sentence"].chunks) == 1
     assert results["sentence"].chunker_wait >= 6087.0
-    assert results["adaptive"].ttfs <= 534.0 + 400.0 + 1e-6  # the deadline, not the run-on sentence
-    assert results["adaptive"].chunks[0].reason == "deadline"
+    # not the run-on sentence: the deadline, once three words are complete (" a", the 4th token, ends "out")
+    assert results["adaptive"].ttfs == tokens[3][0] and tokens[3][1] == " a"
+    assert results["adaptive"].chunks[0].reason == "deadline" and results["adaptive"].chunks[0].raw == "You filled out"
     for r in results.values():
         assert "".join(c.raw for c in r.chunks) == TURN4
         assert r.shortest <= r.longest

