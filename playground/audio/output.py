@@ -230,6 +230,8 @@ class AudioOutput:
 
     # Audio is handed over at the device's real-time rate (False: UnpacedOutput).
     paced = True
+    # From a sample handed to the device to its sound (what PortAudio reports; 0 with no device).
+    latency_ms = 0.0
 
     def __init__(self, name: str, device_rate: int, wav_path: str | Path | None = None) -> None:
         self.name = name
@@ -445,6 +447,7 @@ class SoundDeviceOutput(AudioOutput):
             stream = sd.OutputStream(device=self.device, samplerate=self.device_rate, channels=1,
                                      dtype="int16", blocksize=0, latency="low", callback=callback)
             stream.start()
+            self.latency_ms = float(stream.latency) * 1000.0
         except (sd.PortAudioError, ValueError) as exc:
             raise AudioDeviceError(f"could not open output device {self.name!r} at {self.device_rate} Hz "
                                    f"({exc})") from exc

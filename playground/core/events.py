@@ -27,6 +27,11 @@ TTS_DONE = "tts.done"
 TTS_SESSION = "tts.session"
 PLAY_START = "play.start"
 PLAY_END = "play.end"
+# Playback ran dry between two pieces of a reply (at the start of the piece after the gap).
+PLAY_GAP = "play.gap"
+# The first audible sample reached the listener (FIRST_SOUND): the piece's start on the device,
+# plus its leading silence, plus the output latency the device reports.
+PLAY_SOUND = "play.sound"
 ERROR = "error"
 TURN_CANCELLED = "turn.cancelled"
 TURN_SUMMARY = "turn.summary"

@@ -16,3 +16,10 @@ def format_ratio(value: float | None) -> str:
 def shorten(text: str, limit: int) -> str:
     """`text` in at most `limit` characters, an ellipsis marking a cut."""
     return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def format_gaps(metrics) -> str:
+    """A turn's playback gaps (`TurnMetrics`): "0", "2/180ms", or "-" when not measured."""
+    if metrics.gaps is None:
+        return "-"
+    return f"{metrics.gaps}/{metrics.gaps_ms:.0f}ms" if metrics.gaps else "0"

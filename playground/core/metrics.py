@@ -23,12 +23,14 @@ METRIC_LABELS: dict[str, str] = {
     "ttft_tts": "TTFT_TTS",
     "ttfa": "TTFA",
     "first_play": "FIRST_PLAY",
+    "first_sound": "FIRST_SOUND",
     "llm_total": "LLM_TOTAL",
     "tts_total": "TTS_TOTAL",
     "e2e_total": "E2E_TOTAL",
     "chunker_wait": "TTFS-LLM_TTFT",
     "handoff": "TTFT_TTS-TTFS",
     "user_latency": "USER_LATENCY",
+    "gaps_ms": "GAPS_MS",
 }
 
 TTS_PATHS = ("persistent", "reconnected", "fallback_rest")
@@ -48,11 +50,17 @@ class TurnMetrics:
     ttft_tts: float | None = None
     ttfa: float | None = None
     first_play: float | None = None
+    # the first audible sample reached the listener (device latency included where known)
+    first_sound: float | None = None
     llm_total: float | None = None
     tts_total: float | None = None
     e2e_total: float | None = None
     chunker_wait: float | None = None
     handoff: float | None = None
+    # playback ran dry after FIRST_PLAY: how often and for how long in all (None: not measured,
+    # the output did not play in real time)
+    gaps: int | None = None
+    gaps_ms: float | None = None
     tokens: int = 0
     tokens_per_s: float | None = None
     chunks: int = 0
@@ -138,6 +146,11 @@ def compute_metrics(turn_events: Iterable[ev.TraceEvent]) -> TurnMetrics:
 
     play = _first(events, ev.PLAY_START)
     m.first_play = play.t_ms if play else None
+    sound = _first(events, ev.PLAY_SOUND)
+    m.first_sound = sound.t_ms if sound else None
+    if play is not None and not (start is not None and start.get("unpaced")):
+        gaps = [e.get("ms", 0.0) for e in events if e.type == ev.PLAY_GAP]
+        m.gaps, m.gaps_ms = len(gaps), round(sum(gaps), 1)
     # What the caller waits for: from the moment they stopped speaking, not from when it was detected.
     m.vad_end = _diff(speech_end.t_ms if speech_end else None, last_voiced)
     m.user_latency = _diff(m.first_play, last_voiced)

@@ -205,8 +205,8 @@ SECTIONS: dict[str, type] = {
     "input": InputConfig,
 }
 # Metrics a budget may be set on (core.metrics keys).
-BUDGET_KEYS = ("stt", "llm_ttft", "ttfs", "ttft_tts", "ttfa", "first_play", "llm_total",
-               "tts_total", "e2e_total", "chunker_wait", "handoff", "vad_end", "user_latency")
+BUDGET_KEYS = ("stt", "llm_ttft", "ttfs", "ttft_tts", "ttfa", "first_play", "first_sound", "llm_total",
+               "tts_total", "e2e_total", "chunker_wait", "handoff", "vad_end", "user_latency", "gaps_ms")
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
 

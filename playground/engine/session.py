@@ -14,6 +14,8 @@ import asyncio
 import datetime
 import gc
 import platform
+import statistics
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from playground import __version__
+from playground.audio.levels import first_audible_ms
 from playground.chunking import Chunk, Chunker
 from playground.core import events as ev
 from playground.core.clock import now_ms
@@ -34,6 +37,11 @@ from playground.tts.base import TTSError, TTSSession
 Progress = Callable[[str], None]
 MAX_INPUT_CHARS = 100_000
 DRAIN_MARGIN_S = 5.0
+# Silence between two pieces of a reply's audio longer than this is a playback gap (the output
+# ran dry while more audio was coming); shorter ones are block granularity, not heard.
+PLAYBACK_GAP_MIN_MS = 30.0
+# The TTS's time from a chunk's text to its first audio, before any was measured in the session.
+DEFAULT_CHUNK_TTFA_MS = 300.0
 
 
 class AudioStalled(RuntimeError):
@@ -80,6 +88,15 @@ class _TurnState:
     ended: set[int] = field(default_factory=set)
     audio_ms: float = 0.0  # duration of all audio handed to the output
     sent_any: bool = False  # a chunk was handed to TTS
+    sent_at: dict[int, float] = field(default_factory=dict)  # chunk -> when its text went to TTS
+    chunker: Chunker | None = None
+    chunker_changed: asyncio.Event | None = None  # wakes the deadline watcher (a new lead)
+    # When the audio queued so far will have played out, at real-time rate (monotonic ms).
+    play_until: float = 0.0
+    # (chunk, piece) -> ms from the piece's first sample to its first audible one (None: silent)
+    audible_offset: dict[tuple[int, int], float | None] = field(default_factory=dict)
+    last_piece_end: float | None = None
+    heard: bool = False  # FIRST_SOUND recorded
     cancel_reason: str | None = None
     cancel_requested_at: float | None = None
     # (type, monotonic ms, data) of what led to the turn (a spoken turn's VAD and STT events)
@@ -107,6 +124,8 @@ class Session:
         self._turn: _TurnState | None = None
         self._task: asyncio.Task[TurnMetrics] | None = None
         self._send_lock = asyncio.Lock()
+        # Recent times from a chunk's text to its first audio: the chunker's lead subtracts them.
+        self._chunk_ttfa_ms: deque[float] = deque(maxlen=20)
         # Muted playback still runs (silence of the same length), so FIRST_PLAY stays measured.
         self.muted = False
 
@@ -338,8 +357,8 @@ class Session:
 
     async def _produce(self, state: _TurnState, messages: list[Message]) -> None:
         clock = state.clock
-        chunker = Chunker(self.preset.chunker)
-        changed = asyncio.Event()
+        chunker = state.chunker = Chunker(self.preset.chunker)
+        changed = state.chunker_changed = asyncio.Event()
         watcher = asyncio.create_task(self._watch_deadlines(state, chunker, changed), name="chunker-deadlines")
         index = 0
         try:
@@ -406,7 +425,8 @@ class Session:
                            reason=chunk.reason, start_ms=round(chunk.start_ms, 3), input_ms=round(chunk.end_ms, 3),
                            token_start=chunk.token_start, token_end=chunk.token_end)
                 if chunk.text:
-                    clock.emit(ev.TTS_SEND, now_ms(), chunk=chunk.index, chars=len(chunk.text))
+                    state.sent_at[chunk.index] = now_ms()
+                    clock.emit(ev.TTS_SEND, state.sent_at[chunk.index], chunk=chunk.index, chars=len(chunk.text))
                     if not state.sent_any:
                         state.sent_any = True
                         self._pause_generation()
@@ -426,15 +446,32 @@ class Session:
                        **({"alignment": audio.alignment} if audio.alignment else {}))
             if current_chunk is not None and audio.chunk != current_chunk:
                 self._chunk_audio_complete(state, current_chunk)
+            if audio.chunk != current_chunk and audio.chunk in state.sent_at:
+                self._chunk_ttfa_ms.append(audio.t_ms - state.sent_at[audio.chunk])
             current_chunk = audio.chunk
             state.pieces_queued[audio.chunk] = state.pieces_queued.get(audio.chunk, 0) + 1
             state.audio_ms += audio.duration_ms
+            # Audible from the reply's own samples: muting plays silence, it does not change what was said.
+            state.audible_offset[(audio.chunk, piece)] = first_audible_ms(audio.samples, audio.sample_rate)
             samples = np.zeros_like(audio.samples) if self.muted else audio.samples
             self.output.play(samples, audio.sample_rate, (clock.turn, audio.chunk, piece))
+            state.play_until = max(state.play_until, now_ms()) + audio.duration_ms
+            self._update_lead(state)
             piece += 1
         if current_chunk is not None:
             self._chunk_audio_complete(state, current_chunk)
         clock.emit(ev.TTS_DONE, now_ms())
+
+    def _update_lead(self, state: _TurnState) -> None:
+        """Tells the chunker how long playback can go on with what is queued, less the TTS's time to
+        first audio for a new chunk: while that lead is comfortable it waits for a good boundary."""
+        if state.chunker is None:
+            return
+        ttfa = statistics.median(self._chunk_ttfa_ms) if self._chunk_ttfa_ms else DEFAULT_CHUNK_TTFA_MS
+        now = now_ms()
+        state.chunker.set_lead(state.play_until - now - ttfa, now - state.clock.t0)
+        if state.chunker_changed is not None:
+            state.chunker_changed.set()
 
     def _chunk_audio_complete(self, state: _TurnState, chunk: int) -> None:
         state.audio_complete.add(chunk)
@@ -450,14 +487,16 @@ class Session:
     def _on_playback(self, kind: str, mark: Any, t_ms: float) -> None:
         """Output reports (on the loop thread): a piece started / ended / was cut."""
         state = self._turn
-        turn, chunk, _piece = mark
+        turn, chunk, piece = mark
         if state is None or state.clock.turn != turn:
             return  # a late report of a turn that has ended
         if kind == "start":
             if chunk not in state.started:
                 state.started.add(chunk)
                 state.clock.emit(ev.PLAY_START, t_ms, chunk=chunk)
+            self._on_piece_start(state, chunk, piece, t_ms)
             return
+        state.last_piece_end = t_ms
         state.pieces_done[chunk] = state.pieces_done.get(chunk, 0) + 1
         state.last_end[chunk] = t_ms
         if kind == "cut":
@@ -465,6 +504,20 @@ class Session:
             state.ended.add(chunk)
             return
         self._maybe_end_chunk(state, chunk)
+
+    def _on_piece_start(self, state: _TurnState, chunk: int, piece: int, t_ms: float) -> None:
+        """A piece of audio reached the device: a gap before it, and the first audible sample."""
+        clock = state.clock
+        if (state.last_piece_end is not None and t_ms - state.last_piece_end > PLAYBACK_GAP_MIN_MS
+                and getattr(self.output, "paced", True)):
+            clock.emit(ev.PLAY_GAP, t_ms, chunk=chunk, ms=round(t_ms - state.last_piece_end, 1),
+                       from_ms=round(state.last_piece_end - clock.t0, 3))
+        offset = state.audible_offset.pop((chunk, piece), None)
+        if not state.heard and offset is not None:
+            state.heard = True
+            latency = getattr(self.output, "latency_ms", 0.0)
+            clock.emit(ev.PLAY_SOUND, t_ms + offset + latency, chunk=chunk, silence_ms=round(offset, 1),
+                       device_latency_ms=round(latency, 1))
 
     # -- session-level events -----------------------------------------------------------
 

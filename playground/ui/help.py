@@ -16,11 +16,13 @@ METRICS_HELP = {
     "ttft_tts": "first text handed to the TTS session",
     "ttfa": "first audio received from TTS",
     "first_play": "first sample handed to the output device",
+    "first_sound": "first audible sample (above -45 dBFS) heard, with the device's output latency",
     "llm_total": "last token received",
     "tts_total": "from TTFT_TTS to the last audio",
     "e2e_total": "last audio received",
     "chunker_wait": "how long the chunker held the first text back",
     "handoff": "chunk emitted to text given to TTS",
+    "gaps_ms": "playback ran dry after FIRST_PLAY: total silence (the turn's gap count beside it)",
 }
 
 

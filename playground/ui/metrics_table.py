@@ -12,16 +12,16 @@ from rich.text import Text
 from textual.events import Resize
 from textual.widgets import DataTable
 
-from playground.core.formatting import format_ms
+from playground.core.formatting import format_gaps, format_ms
 from playground.core.metrics import METRIC_LABELS, TurnMetrics, budget_misses, percentile
 from playground.ui.styles import PATH_STYLES
 
-COLUMNS = ("llm_ttft", "ttfs", "ttft_tts", "ttfa", "first_play", "llm_total", "tts_total", "e2e_total")
-ORDER = ("turn", "strategy", *COLUMNS, "chunks", "tts")
-LABELS = {"turn": "turn", "strategy": "chunker", "chunks": "chunks", "tts": "tts", **METRIC_LABELS}
+COLUMNS = ("llm_ttft", "ttfs", "ttft_tts", "ttfa", "first_play", "first_sound", "llm_total", "tts_total", "e2e_total")
+ORDER = ("turn", "strategy", *COLUMNS, "gaps", "chunks", "tts")
+LABELS = {"turn": "turn", "strategy": "chunker", "gaps": "GAPS", "chunks": "chunks", "tts": "tts", **METRIC_LABELS}
 # Most telling first: the columns at the end of this list are the first to leave a narrow table.
-PRIORITY = ("turn", "tts", "ttfa", "first_play", "ttfs", "llm_ttft", "strategy", "e2e_total", "chunks",
-            "ttft_tts", "llm_total", "tts_total")
+PRIORITY = ("turn", "tts", "ttfa", "first_sound", "first_play", "ttfs", "gaps", "llm_ttft", "strategy", "e2e_total",
+            "chunks", "ttft_tts", "llm_total", "tts_total")
 ALWAYS_SHOWN = 3  # turn, tts, TTFA: even when they alone do not fit
 CELL_PADDING = 2  # DataTable's default cell padding, both sides
 
@@ -56,6 +56,7 @@ class MetricsTable(DataTable):
         for key in COLUMNS:
             cells[key] = Text(format_ms(m.value(key)) + ("!" if key in misses else ""),
                               style="bold red" if key in misses else "", justify="right")
+        cells["gaps"] = Text(format_gaps(m), style="yellow" if m.gaps else "", justify="right")
         cells["chunks"] = f"{m.spoken_chunks}/{m.chunks}"
         path = m.tts_path or "-"
         if m.tts_path_reason:

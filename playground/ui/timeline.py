@@ -56,10 +56,11 @@ class TurnTimeline:
         self.tts_path_reason: str | None = None
         self.token_ms: list[float] = []  # arrival of each token with text (the llm lane's ticks)
         self.chunks: dict[int, ChunkTrack] = {}
-        # When the turn first reached llm_ttft, ttfs, ttfa, first_play (`TurnMetrics` keys).
+        # When the turn first reached llm_ttft, ttfs, ttfa, first_play, first_sound (`TurnMetrics` keys).
         self.markers: dict[str, float] = {}
         self.end_ms = 0.0  # latest event time seen: the "now" of a live turn
         self.llm_done_ms: float | None = None
+        self.gaps: list[tuple[float, float]] = []  # playback ran dry: (from, to) ms
         # The conversation outgrew the local model's context at this turn: (messages dropped, how)
         self.context_trim: tuple[int, str] | None = None
         # Arrival of every token by its index (empty ones too: chunk token ranges count them),
@@ -144,6 +145,12 @@ class TurnTimeline:
         self.chunk(event.get("chunk", 0)).play_start_ms = event.t_ms
         self._mark("first_play", event.t_ms)
 
+    def _on_play_gap(self, event: ev.TraceEvent) -> None:
+        self.gaps.append((event.get("from_ms", event.t_ms), event.t_ms))
+
+    def _on_play_sound(self, event: ev.TraceEvent) -> None:
+        self._mark("first_sound", event.t_ms)
+
     def _on_play_end(self, event: ev.TraceEvent) -> None:
         track = self.chunk(event.get("chunk", 0))
         track.play_end_ms = event.t_ms
@@ -187,6 +194,8 @@ _HANDLERS = {
     ev.TTS_AUDIO: TurnTimeline._on_audio,
     ev.PLAY_START: TurnTimeline._on_play_start,
     ev.PLAY_END: TurnTimeline._on_play_end,
+    ev.PLAY_GAP: TurnTimeline._on_play_gap,
+    ev.PLAY_SOUND: TurnTimeline._on_play_sound,
     ev.TTS_SESSION: TurnTimeline._on_tts_session,
     ev.ERROR: TurnTimeline._on_error,
     ev.TURN_CANCELLED: TurnTimeline._on_cancelled,

@@ -51,7 +51,7 @@ WIDE_WIDTH = 120  # from here on, lane labels also carry a per-lane figure
 NARROW_LABEL_WIDTH = 6
 WIDE_LABEL_WIDTH = 16
 LANE_NAMES = {"llm": "llm", "chunk": "chunk", "tts": "tts", "play": "play", "marks": "mark"}
-SHORT_MARKER_NAMES = {"llm_ttft": "TTFT", "ttfs": "TTFS", "ttfa": "TTFA", "first_play": "PLAY"}
+SHORT_MARKER_NAMES = {"llm_ttft": "TTFT", "ttfs": "TTFS", "ttfa": "TTFA", "first_play": "PLAY", "first_sound": "SOUND"}
 MIN_TITLE_TEXT = 8  # cells of the user's text kept before the title drops details
 
 REASON_CLASSES = {
@@ -244,6 +244,7 @@ class Waterfall(ScrollView, can_focus=True):
         "waterfall--play",
         "waterfall--play-alt",
         "waterfall--cut",
+        "waterfall--gap",
         "waterfall--marker",
         *REASON_CLASSES.values(),
     }
@@ -280,6 +281,7 @@ class Waterfall(ScrollView, can_focus=True):
         & > .waterfall--play { color: $primary; }
         & > .waterfall--play-alt { color: $primary-lighten-2; }
         & > .waterfall--cut { color: $error; }
+        & > .waterfall--gap { color: $warning; }
         & > .waterfall--marker { color: $text-accent; }
     }
     """
@@ -583,6 +585,10 @@ class Waterfall(ScrollView, can_focus=True):
             row.span(chunk.play_start_ms, end, cut if chunk.cut else self._color(shade))
             if chunk.cut:
                 row.glyph(math.floor(row.x(end)) + 1, CUT_MARK, cut)
+        # Where playback ran dry mid-reply: a stutter the listener heard.
+        gap = self._color("waterfall--gap")
+        for start_ms, end_ms in band.gaps:
+            row.span(start_ms, end_ms, gap)
 
     def _draw_marks(self, row: LaneRow, band: TurnTimeline) -> None:
         if band.stopped_ms is not None:

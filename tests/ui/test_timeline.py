@@ -155,7 +155,10 @@ async def test_a_real_turn_builds_the_same_markers_as_its_metrics():
     assert turn.status == OK and metrics.status == "ok"
     assert turn.markers == {
         "llm_ttft": metrics.llm_ttft, "ttfs": metrics.ttfs, "ttfa": metrics.ttfa, "first_play": metrics.first_play,
+        "first_sound": metrics.first_sound,
     }
+    assert metrics.first_play < metrics.first_sound  # Piper's audio starts with a little silence
+    assert turn.gaps == [] and metrics.gaps == 0
     assert len(turn.token_ms) == metrics.tokens
     assert len(turn.chunks) == metrics.chunks
     for chunk in turn.chunks.values():
