@@ -237,7 +237,7 @@ async def run_session(preset: Preset, says: list[str], trace_path: str | None, a
             warned.add(message)
             console.note(message)
 
-    def progress(message: str) -> None:
+    def progress(message: str, fraction: float | None = None) -> None:
         console.note(f"… {message}")
 
     session = await open_session(preset, audio=audio, wav_path=wav_path, warn=warn, progress=progress)

@@ -39,11 +39,12 @@ class ProgressLine:
         self.stage = ""
         self.drawn = False
 
-    def __call__(self, stage: str, fraction: float) -> None:
+    def __call__(self, stage: str, fraction: float | None = None) -> None:
         if time.monotonic() - self.started < PROGRESS_AFTER_S:
             return
         if self.tty:
-            self.err.write(f"\r\033[Kexporting: {stage} {fraction:4.0%}")
+            done = "" if fraction is None else f" {fraction:4.0%}"
+            self.err.write(f"\r\033[Kexporting: {stage}{done}")
             self.err.flush()
             self.drawn = True
         elif stage != self.stage:

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from playground.core.presets import Preset, PresetError
-from playground.engine.session import Progress, Session
+from playground.core.progress import Progress
+from playground.engine.session import Session
 
 _BASES = {"llm": "playground.llm", "tts": "playground.tts"}
 

@@ -73,8 +73,8 @@ class PromptInput(Input):
         self.cursor_position = len(self.value)
 
 
-class Progress(Message):
-    """Loading progress from the engine thread (post_message is thread-safe)."""
+class LoadingNote(Message):
+    """Loading progress or a warning from the engine thread (post_message is thread-safe)."""
 
     def __init__(self, text: str) -> None:
         super().__init__()
@@ -226,12 +226,12 @@ class PlaygroundApp(App):
         self.status.extra = "loading models…"
         self.status.redraw()
 
-        def progress(text: str) -> None:
-            self.post_message(Progress(text))
+        def note(text: str, fraction: float | None = None) -> None:
+            self.post_message(LoadingNote(text))
 
         try:
             session = await asyncio.wrap_future(self.engine.submit(open_session(
-                self.preset, audio=self.audio, wav_path=self.wav_path, warn=progress, progress=progress,
+                self.preset, audio=self.audio, wav_path=self.wav_path, warn=note, progress=note,
                 on_created=self._follow_loading)))
         except Exception as exc:  # a preset or provider problem: say it, keep the app up
             self.conversation.note(f"could not open the session: {exc}")
@@ -303,7 +303,7 @@ class PlaygroundApp(App):
             writer(event)
         session.trace.subscribe(writer)
 
-    def on_progress(self, message: Progress) -> None:
+    def on_loading_note(self, message: LoadingNote) -> None:
         self.conversation.note(f"… {message.text}")
         self.status.extra = message.text
         self.status.redraw()
@@ -504,7 +504,7 @@ class PlaygroundApp(App):
         events = list(self.session.trace.events)
         self.notify(f"exporting {len(events):,} events to {self.export_dir}/{stem}.*…")
 
-        def progress(stage: str, fraction: float) -> None:
+        def progress(stage: str, fraction: float | None = None) -> None:
             self.call_from_thread(self._export_progress, stage, fraction)
 
         try:
@@ -518,8 +518,8 @@ class PlaygroundApp(App):
             self.status.redraw()
         self.notify("exported: " + ", ".join(p.name for p in paths), timeout=8)
 
-    def _export_progress(self, stage: str, fraction: float) -> None:
-        self.status.extra = f"export {stage} {fraction:.0%}"
+    def _export_progress(self, stage: str, fraction: float | None) -> None:
+        self.status.extra = f"export {stage}" + ("" if fraction is None else f" {fraction:.0%}")
         self.status.redraw()
 
     async def on_unmount(self) -> None:
