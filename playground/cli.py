@@ -241,11 +241,12 @@ async def run_session(preset: Preset, says: list[str], trace_path: str | None, a
         console.note(f"… {message}")
 
     session = await open_session(preset, audio=audio, wav_path=wav_path, warn=warn, progress=progress)
-    writer = ev.JsonlTraceWriter(trace_path, session.trace.header) if trace_path else None
-    if writer:
-        for event in session.trace.events:  # what opening the session recorded
-            writer(event)
-        session.trace.subscribe(writer)
+    writer = None
+    if trace_path:
+        from playground.export.jsonl import open_trace_writer
+
+        writer = open_trace_writer(trace_path, session.trace.header)
+        writer.follow(session.trace)  # from what opening the session recorded on
     listening = mic or mic_file is not None
     printer = TurnPrinter(session, console, VOICE_TABLE_METRICS if listening else TABLE_METRICS)
     console.note(f"ready: preset {preset.name}, llm {session.llm.name} ({session.llm.model}), "

@@ -28,6 +28,7 @@ from playground.core.presets import STRATEGIES, Preset, PresetError, apply_overr
 from playground.engine.runner import EngineThread
 from playground.engine.session import InputRefused, Session, check_input
 from playground.export.formats import export_all
+from playground.export.jsonl import JsonlTraceWriter, open_trace_writer
 from playground.ui.chunker_settings import ChunkerSettings
 from playground.ui.commands import PlaygroundCommands
 from playground.ui.conversation import Conversation
@@ -157,7 +158,7 @@ class PlaygroundApp(App):
         self._seen = 0
         self._queued: list[str] = []
         self._compare_with: int | None = None  # a re-run's original turn, to compare side by side
-        self._writer: ev.JsonlTraceWriter | None = None
+        self._writer: JsonlTraceWriter | None = None
         self.voice: VoiceLoop | None = None
 
     # -- layout -------------------------------------------------------------------------
@@ -241,8 +242,8 @@ class PlaygroundApp(App):
         self.session = session
         self._trace = session.trace
         if self.trace_path:
-            self._writer = ev.JsonlTraceWriter(self.trace_path, session.trace.header)
-            self.engine.call(self._attach_writer, session, self._writer)
+            self._writer = open_trace_writer(self.trace_path, session.trace.header)
+            self.engine.call(self._writer.follow, session.trace)
         self._session_ready(session)
         for text in self._queued:
             self._send(text)
@@ -296,12 +297,6 @@ class PlaygroundApp(App):
         self.status.extra = ""
         self.status.redraw()
         self.conversation.note(f"ready: chunker {session.preset.chunker.strategy}; type a message")
-
-    @staticmethod
-    def _attach_writer(session: Session, writer: ev.JsonlTraceWriter) -> None:
-        for event in session.trace.events:
-            writer(event)
-        session.trace.subscribe(writer)
 
     def on_loading_note(self, message: LoadingNote) -> None:
         self.conversation.note(f"… {message.text}")
