@@ -48,9 +48,9 @@ def base_preset(args: argparse.Namespace, source: str, header: dict[str, Any]) -
     if args.tts == "local":
         preset.tts = load_preset("local").tts
     else:
-        from playground.engine.build import available_providers
+        from playground.engine.build import providers
 
-        known = available_providers("tts")
+        known = providers("tts")
         if preset.tts.provider not in known:
             raise PresetError(f"{preset.origin('tts', 'provider')}: TTS provider {preset.tts.provider!r} is not "
                               f"available here (available: {', '.join(known)}); replay with --tts local")
