@@ -2,7 +2,7 @@
 is a `playground` subcommand.
 
 Adding a command is one new file, nothing to register (`playground.plugins`). `run`,
-`presets` and `view` live in `playground.cli`.
+`presets` and `view` live in `playground.cli`; commands write through `playground.console`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from playground.plugins import find_plugins
 
 if TYPE_CHECKING:
-    from playground.cli import Console
+    from playground.console import Console
 
 # The benchmarks' package is found by name: nothing imports it, and without it there is no `bench`.
 COMMAND_PACKAGES = ("playground.commands", "playground.bench")

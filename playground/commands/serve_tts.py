@@ -20,7 +20,7 @@ from playground.commands import Command
 from playground.plugins import find_plugins, short_name
 
 if TYPE_CHECKING:
-    from playground.cli import Console
+    from playground.console import Console
 
 
 def tts_servers() -> dict[str, Any]:
