@@ -1,9 +1,21 @@
-"""How the commands, benchmarks and the TUI write numbers, quotes and outside text: shared
-so that every view says the same thing the same way."""
+"""How the commands, benchmarks and the TUI write numbers, quotes and outside text, and the
+colour of each chunk reason: shared so that every view says the same thing the same way."""
 
 from __future__ import annotations
 
 import re
+
+# Chunk reasons (README "The chunker") by colour: the conversation pane, the waterfall and the
+# CLI use these names (rich / ANSI standard colours; the waterfall's CSS prefixes `ansi_`).
+REASON_COLORS = {
+    "strong": "green",
+    "weak": "yellow",
+    "deadline": "magenta",
+    "max_chars": "red",
+    "flush": "blue",
+    "words": "cyan",
+    "fragment": "cyan",
+}
 
 # Control characters (C0 but newline and tab, DEL, C1) and lone surrogates: what a terminal
 # would act on (a clear-screen, a title change, a bell) or could not encode.

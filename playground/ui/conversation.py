@@ -25,7 +25,7 @@ from textual.strip import Strip
 
 from playground.core import events as ev
 from playground.core.clock import now_ms
-from playground.ui.styles import REASON_STYLES
+from playground.core.formatting import REASON_COLORS
 
 
 @dataclass
@@ -79,7 +79,7 @@ class TurnText:
             spoken = self._spoken_chars(index, len(raw), now_turn_ms)
             text.append(raw[:spoken], style="bold underline")
             text.append(raw[spoken:])
-            text.append("▏", style=REASON_STYLES.get(reason, "white"))
+            text.append("▏", style=REASON_COLORS.get(reason, "white"))
             done += len(raw)
         pending = "".join(self.tokens)[done:]
         if pending:

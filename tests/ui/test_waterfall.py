@@ -18,7 +18,7 @@ from playground.ui.waterfall import (
     LaneRow,
     Waterfall,
     fit_zoom,
-    format_ms,
+    format_duration,
     zoom_step,
 )
 
@@ -109,7 +109,7 @@ async def test_a_turn_shows_its_title_lanes_and_marker_values():
         await show(pilot, waterfall, reply(1))
         screen = rows(waterfall)
 
-        assert screen[0].startswith(format_ms(waterfall.ms_per_cell))  # the zoom, over the lane labels
+        assert screen[0].startswith(format_duration(waterfall.ms_per_cell))  # the zoom, over the lane labels
         assert "0ms" in screen[0] and "1s" in screen[0]
         title = screen[lane_y(waterfall, 1, "title")]
         assert "#1 Tell me a story" in title and title.rstrip().endswith("adaptive persistent ok")
