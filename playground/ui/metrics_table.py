@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
-from playground.core.formatting import format_ms
+from playground.core.formatting import format_ms, visible
 from playground.core.metrics import METRIC_LABELS, TurnMetrics, budget_misses, percentile
 from playground.ui.styles import PATH_STYLES
 
@@ -39,7 +39,7 @@ class MetricsTable(DataTable):
 
     def _row(self, m: TurnMetrics) -> list[Text | str]:
         misses = budget_misses(m, self.budgets)
-        cells: list[Text | str] = [str(m.turn), m.strategy or "-"]
+        cells: list[Text | str] = [str(m.turn), visible(m.strategy or "-")]
         for key in COLUMNS:
             cells.append(Text(format_ms(m.value(key)) + ("!" if key in misses else ""),
                               style="bold red" if key in misses else "", justify="right"))
@@ -51,7 +51,7 @@ class MetricsTable(DataTable):
             path += f" {m.status.upper()}"
         deliberate_rest = m.tts_path == "fallback_rest" and not m.tts_path_fault
         style = "" if deliberate_rest else PATH_STYLES.get(m.tts_path or "", "")
-        cells.append(Text(path, style=style if m.status == "ok" else "bold red"))
+        cells.append(Text(visible(path), style=style if m.status == "ok" else "bold red"))
         return cells
 
     def _rebuild(self) -> None:

@@ -30,7 +30,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from playground.core.formatting import REASON_COLORS
+from playground.core.formatting import REASON_COLORS, visible
 from playground.core.metrics import METRIC_LABELS
 from playground.ui.timeline import CANCELLED, ERROR, OK, RUNNING, Timeline, TurnTimeline
 
@@ -467,7 +467,9 @@ class Waterfall(ScrollView, can_focus=True):
         if width - cell_len(prefix) - _details_cells(details) < MIN_TITLE_TEXT:
             details = [detail for detail in details if detail[2]]
         text_cells = max(width - cell_len(prefix) - _details_cells(details), 0)
-        text = " ".join(band.text.split())  # newlines and tabs would break the row
+        # Newlines and tabs would break the row; control characters (a trace may come from
+        # anywhere) are shown escaped, never sent to the terminal.
+        text = " ".join(visible(band.text).split())
         if cell_len(text) > text_cells:
             text = set_cell_size(text, max(text_cells - 1, 0)) + "…"
         segments = [Segment(prefix, base), Segment(set_cell_size(text, text_cells), base)]
@@ -498,7 +500,7 @@ class Waterfall(ScrollView, can_focus=True):
         if wide and band.status_detail:
             status += f": {band.status_detail}"
         details.append((status, STATUS_CLASSES[band.status], True))
-        return details
+        return [(visible(text), component, essential) for text, component, essential in details]
 
     def _lane_label(self, band: TurnTimeline, lane: str) -> str:
         name = LANE_NAMES[lane]
