@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import re
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from playground import __version__
@@ -28,16 +30,53 @@ if TYPE_CHECKING:
     from playground.engine.voice import VoiceLoop
 
 EXIT_USAGE = 2
+# What argv holds where the command line had bytes that were not text (PEP 383).
+_UNDECODED_ARGUMENT = re.compile(r"[\udc80-\udcff]")
 
 
-async def _read_lines(stream: TextIO) -> "asyncio.Queue[str | None]":
+def _decoded(raw: bytes, encoding: str, source: str) -> tuple[str, str | None]:
+    """`raw` as text, and a note naming `source` when it was not valid `encoding`: the bytes
+    that were not are replaced (U+FFFD), and the line is still a turn."""
+    try:
+        return raw.decode(encoding), None
+    except UnicodeDecodeError as exc:
+        return (raw.decode(encoding, errors="replace"),
+                f"{source}: not valid {encoding} (byte {exc.start + 1}); the undecodable bytes are shown as \ufffd")
+
+
+def _say_text(text: str, number: int, console: Console) -> str:
+    """A --say argument as text: bytes that were not valid in the locale's encoding are replaced."""
+    if not _UNDECODED_ARGUMENT.search(text):
+        return text
+    decoded, note = _decoded(os.fsencode(text), sys.getfilesystemencoding(), f"--say #{number}")
+    if note:
+        console.note(note)
+    return decoded
+
+
+def _stdin_lines(stream: TextIO) -> Iterator[tuple[str, str | None]]:
+    """Each line of `stream` (no line end) and a note when it was not valid text in the stream's
+    encoding. Bytes are decoded line by line, so one bad line never ends the session."""
+    raw = getattr(stream, "buffer", None)
+    if raw is None:  # already text (a test's StringIO)
+        yield from ((line.rstrip("\n"), None) for line in stream)
+        return
+    encoding = stream.encoding or "utf-8"
+    for number, line in enumerate(raw, 1):
+        text, note = _decoded(line, encoding, f"stdin line {number}")
+        yield text.removesuffix("\n").removesuffix("\r"), note
+
+
+async def _read_lines(stream: TextIO, console: Console) -> "asyncio.Queue[str | None]":
     """Lines of `stream` read in a thread (None at EOF), so turns can run meanwhile."""
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     loop = asyncio.get_running_loop()
 
     def reader() -> None:
-        for line in stream:
-            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
+        for line, note in _stdin_lines(stream):
+            if note:
+                loop.call_soon_threadsafe(console.note, note)
+            loop.call_soon_threadsafe(lines.put_nowait, line)
         loop.call_soon_threadsafe(lines.put_nowait, None)
 
     loop.run_in_executor(None, reader)
@@ -88,7 +127,7 @@ async def _listen(voice: VoiceLoop, session: Session, printer: TurnPrinter, stdi
     printer.console.note("push-to-talk: press Enter to start speaking and Enter again when done" if push_to_talk
                          else "hands-free: just speak (a pause ends what you say)")
     printer.console.note("type a message and Enter for a typed turn; Ctrl-C stops a reply, Ctrl-C at rest quits")
-    lines = await _read_lines(stdin)
+    lines = await _read_lines(stdin, printer.console)
     typed: set[asyncio.Task[None]] = set()
     while (line := await _next_line(lines, interrupted)) is not None or not (stdin.isatty() or interrupted.is_set()):
         if line is None:  # no terminal to type on (stdin closed): listen until Ctrl-C
@@ -148,16 +187,16 @@ async def run_session(preset: Preset, says: list[str], trace_path: str | None, a
         if listening:
             voice = await _open_voice(session, printer, mode, mic_file)
         if says:
-            for text in says:
+            for number, text in enumerate(says, 1):
                 if interrupted.is_set():
                     break
-                await printer.run_turn(text)
+                await printer.run_turn(_say_text(text, number, console))
         if voice is not None:
             await _listen(voice, session, printer, stdin, interrupted)
         elif not says:
             if stdin.isatty():
                 console.note("type a message and press Enter (Ctrl-C stops a reply, Ctrl-D or Ctrl-C at the prompt quits)")
-            lines = await _read_lines(stdin)
+            lines = await _read_lines(stdin, console)
             while (line := await _next_line(lines, interrupted)) is not None:
                 await printer.run_turn(line)
         printer.finish()

@@ -1,8 +1,9 @@
-"""Whatever is typed, passed or replied, `playground run` shows it safely: a real process
-on the real Piper voice and the null output, with the `replay` LLM for the replies.
+"""Whatever is typed, passed or replied, `playground run` goes on and shows it safely: a real
+process on the real Piper voice and the null output, with the `replay` LLM for the replies.
 
-Control characters and escape sequences from a user, the model or a file are printed
-visibly escaped, never sent to the terminal raw."""
+Every line of input is one clear line (a refusal, a decoding note) or a turn; the session
+goes on; the trace holds every turn; control characters and escape sequences from a user,
+the model or a file are printed visibly escaped, never sent to the terminal raw."""
 
 from __future__ import annotations
 
@@ -61,3 +62,42 @@ def test_errors_quoting_the_command_line_are_printed_escaped(args, shown):
     status, out, err = run(*args, timeout=60)
     assert status in (1, 2) and shown in err
     assert not CONTROL.search(out) and not CONTROL.search(err)
+
+
+INVALID_UTF8 = b"caf\xe9 \xff\xfe ok?"
+# Each input: the turn's text it must become (None: refused in one line, the session goes on).
+MATRIX = [
+    (b"Hello.", "Hello."),
+    (b"", None),
+    (b"x" * 120_000, None),
+    (f"{CLEAR_SCREEN}{SET_TITLE} clear?\x07".encode(), f"{CLEAR_SCREEN}{SET_TITLE} clear?\x07"),
+    (INVALID_UTF8, "caf\ufffd \ufffd\ufffd ok?"),
+    ("🎉🎊🥳".encode(), "🎉🎊🥳"),
+    ("שלום, מה שלומך? مرحبا".encode(), "שלום, מה שלומך? مرحبا"),
+    (b"Bye.", "Bye."),
+]
+
+
+@pytest.mark.parametrize("source", ["stdin", "--say"])
+def test_every_kind_of_input_is_a_turn_or_one_clear_line(tmp_path, source):
+    trace = tmp_path / "t.jsonl"
+    inputs = [raw for raw, _ in MATRIX]
+    if source == "stdin":
+        status, out, err = run("run", *replayed(tmp_path, "Sure", "."), "--trace", str(trace),
+                               stdin=b"".join(raw + b"\n" for raw in inputs))
+    else:
+        says = [arg for raw in inputs for arg in (b"--say", raw)]
+        status, out, err = run("run", *replayed(tmp_path, "Sure", "."), "--trace", str(trace), *says)
+    assert status == 0, err
+    bad_line = MATRIX.index((INVALID_UTF8, "caf\ufffd \ufffd\ufffd ok?")) + 1
+    name = f"stdin line {bad_line}" if source == "stdin" else f"--say #{bad_line}"
+    assert f"{name}: not valid utf-8" in err
+    assert "refused: nothing to say" in err and "refused: input too long (120,000 characters" in err
+    assert not CONTROL.search(out) and not CONTROL.search(err)
+    turns = [text for _, text in MATRIX if text is not None]
+    _, events = read_trace(trace)
+    assert [e.get("text") for e in events if e.type == "turn.start"] == turns
+    summaries = [e for e in events if e.type == "turn.summary"]
+    assert len(summaries) == len(turns) and all(e.get("metrics")["status"] == "ok" for e in summaries)
+    assert out.count("agent: Sure.") == len(turns)
+    assert "you: caf\ufffd \ufffd\ufffd ok?" in out and "you: 🎉🎊🥳" in out
