@@ -14,7 +14,7 @@ from typing import Any
 
 TRACE_VERSION = 1
 
-# Event types (DESIGN.md "Trace file").
+# Event types (README.md "The trace file").
 SESSION = "session"
 TURN_START = "turn.start"
 LLM_REQUEST = "llm.request"
