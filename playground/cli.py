@@ -10,143 +10,73 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import sys
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from playground import __version__
 from playground.commands import discover
-from playground.core import events as ev
-from playground.core.metrics import METRIC_LABELS, TurnMetrics, budget_misses, percentile
+from playground.console import TABLE_METRICS, VOICE_TABLE_METRICS, Console, TurnPrinter
+from playground.core.formatting import visible
+from playground.core.metrics import TurnMetrics
 from playground.core.presets import Preset, PresetError, available_presets, load_preset
-from playground.engine.session import InputRefused, Session
+from playground.engine.session import Session
 from playground.llm.base import LLMError
 from playground.tts.base import TTSError
 
 if TYPE_CHECKING:
     from playground.engine.voice import VoiceLoop
 
-TABLE_METRICS = ("llm_ttft", "ttfs", "ttft_tts", "ttfa", "first_play", "llm_total", "tts_total", "e2e_total")
-# Spoken turns (--mic) also show how long end of speech took to detect and transcribe, and what the caller waited.
-VOICE_TABLE_METRICS = ("vad_end", "stt", *TABLE_METRICS, "user_latency")
 EXIT_USAGE = 2
+# What argv holds where the command line had bytes that were not text (PEP 383).
+_UNDECODED_ARGUMENT = re.compile(r"[\udc80-\udcff]")
 
 
-class Console:
-    """Where the CLI writes: rows to stdout, progress and warnings to stderr."""
-
-    def __init__(self, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> None:
-        self.out = out
-        self.err = err
-        self.color = out.isatty() and "NO_COLOR" not in os.environ
-
-    def red(self, text: str) -> str:
-        return f"\033[31m{text}\033[0m" if self.color else text
-
-    def print(self, text: str = "") -> None:
-        print(text, file=self.out, flush=True)
-
-    def note(self, text: str) -> None:
-        print(text, file=self.err, flush=True)
+def _decoded(raw: bytes, encoding: str, source: str) -> tuple[str, str | None]:
+    """`raw` as text, and a note naming `source` when it was not valid `encoding`: the bytes
+    that were not are replaced (U+FFFD), and the line is still a turn."""
+    try:
+        return raw.decode(encoding), None
+    except UnicodeDecodeError as exc:
+        return (raw.decode(encoding, errors="replace"),
+                f"{source}: not valid {encoding} (byte {exc.start + 1}); the undecodable bytes are shown as \ufffd")
 
 
-def _cell(value: float | None, missed: bool) -> str:
-    text = "-" if value is None else f"{value:.0f}"
-    return text + ("!" if missed else "")
+def _say_text(text: str, number: int, console: Console) -> str:
+    """A --say argument as text: bytes that were not valid in the locale's encoding are replaced."""
+    if not _UNDECODED_ARGUMENT.search(text):
+        return text
+    decoded, note = _decoded(os.fsencode(text), sys.getfilesystemencoding(), f"--say #{number}")
+    if note:
+        console.note(note)
+    return decoded
 
 
-def _width(key: str) -> int:
-    return max(10, len(METRIC_LABELS[key]))
+def _stdin_lines(stream: TextIO) -> Iterator[tuple[str, str | None]]:
+    """Each line of `stream` (no line end) and a note when it was not valid text in the stream's
+    encoding. Bytes are decoded line by line, so one bad line never ends the session."""
+    raw = getattr(stream, "buffer", None)
+    if raw is None:  # already text (a test's StringIO)
+        yield from ((line.rstrip("\n"), None) for line in stream)
+        return
+    encoding = stream.encoding or "utf-8"
+    for number, line in enumerate(raw, 1):
+        text, note = _decoded(line, encoding, f"stdin line {number}")
+        yield text.removesuffix("\n").removesuffix("\r"), note
 
 
-def table_header(keys: Sequence[str] = TABLE_METRICS) -> str:
-    return "turn " + " ".join(f"{METRIC_LABELS[k]:>{_width(k)}}" for k in keys) + "  chunks  tts"
-
-
-def table_row(m: TurnMetrics, budgets: dict[str, float], console: Console,
-              keys: Sequence[str] = TABLE_METRICS) -> str:
-    misses = budget_misses(m, budgets)
-    cells = []
-    for key in keys:
-        cell = f"{_cell(m.value(key), key in misses):>{_width(key)}}"
-        cells.append(console.red(cell) if key in misses else cell)
-    path = m.tts_path or "-"
-    if m.tts_path_reason:
-        path += f" ({m.tts_path_reason})"
-    if m.tts_path_fault:
-        path = console.red(path)
-    chunks = f"{m.spoken_chunks}/{m.chunks}"
-    status = "" if m.status == "ok" else f"  {console.red(m.status.upper())}"
-    return f"{m.turn:>4} " + " ".join(cells) + f"  {chunks:>6}  {path}{status}"
-
-
-def summary_rows(metrics: Sequence[TurnMetrics], keys: Sequence[str] = TABLE_METRICS) -> list[str]:
-    rows = []
-    for p in (50, 90):
-        values = [percentile([v for m in metrics if (v := m.value(k)) is not None], p) for k in keys]
-        rows.append(f" p{p:<3}" + " ".join(f"{'-' if v is None else f'{v:.0f}':>{_width(k)}}"
-                                           for k, v in zip(keys, values)))
-    return rows
-
-
-def budget_line(m: TurnMetrics, budgets: dict[str, float]) -> str | None:
-    misses = budget_misses(m, budgets)
-    if not misses:
-        return None
-    parts = [f"{METRIC_LABELS.get(k, k)} {v:.0f} > {limit:.0f} ms" for k, (v, limit) in misses.items()]
-    return "      over budget: " + ", ".join(parts)
-
-
-class TurnPrinter:
-    """Prints what a user needs while turns run: the reply, fallbacks, errors, then the row."""
-
-    def __init__(self, session: Session, console: Console, keys: Sequence[str] = TABLE_METRICS) -> None:
-        self.session = session
-        self.console = console
-        self.keys = keys
-        self.metrics: list[TurnMetrics] = []
-        self._header_printed = False
-        session.trace.subscribe(self._on_event)
-
-    def _on_event(self, event: ev.TraceEvent) -> None:
-        c = self.console
-        if event.type == ev.LLM_DONE:
-            c.print(f"agent: {event.get('text', '').strip()}")
-        elif event.type == ev.TTS_SESSION and event.get("action") in ("fallback", "reconnect", "warning"):
-            detail = event.get("reason") or event.get("message") or "no reason given"
-            c.note(c.red(f"tts {event.get('provider', '')}: {event.get('action')} ({detail})"))
-        elif event.type == ev.ERROR:
-            c.note(c.red(f"error in turn {event.turn}: {event.get('where')}: {event.get('message')}"))
-        elif event.type == ev.TURN_CANCELLED:
-            c.note(f"turn {event.turn} cancelled after {event.t_ms:.0f} ms ({event.get('reason')}; "
-                   f"stopped in {event.get('stop_ms', 0):.1f} ms)")
-
-    def turn_done(self, m: TurnMetrics) -> None:
-        budgets = self.session.preset.budgets
-        if not self._header_printed:
-            self.console.print(table_header(self.keys))
-            self._header_printed = True
-        self.console.print(table_row(m, budgets, self.console, self.keys))
-        line = budget_line(m, budgets)
-        if line:
-            self.console.print(self.console.red(line))
-        self.metrics.append(m)
-
-    def finish(self) -> None:
-        if len(self.metrics) > 1:
-            for row in summary_rows(self.metrics, self.keys):
-                self.console.print(row)
-
-
-async def _read_lines(stream: TextIO) -> "asyncio.Queue[str | None]":
+async def _read_lines(stream: TextIO, console: Console) -> "asyncio.Queue[str | None]":
     """Lines of `stream` read in a thread (None at EOF), so turns can run meanwhile."""
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     loop = asyncio.get_running_loop()
 
     def reader() -> None:
-        for line in stream:
-            loop.call_soon_threadsafe(lines.put_nowait, line.rstrip("\n"))
+        for line, note in _stdin_lines(stream):
+            if note:
+                loop.call_soon_threadsafe(console.note, note)
+            loop.call_soon_threadsafe(lines.put_nowait, line)
         loop.call_soon_threadsafe(lines.put_nowait, None)
 
     loop.run_in_executor(None, reader)
@@ -197,7 +127,7 @@ async def _listen(voice: VoiceLoop, session: Session, printer: TurnPrinter, stdi
     printer.console.note("push-to-talk: press Enter to start speaking and Enter again when done" if push_to_talk
                          else "hands-free: just speak (a pause ends what you say)")
     printer.console.note("type a message and Enter for a typed turn; Ctrl-C stops a reply, Ctrl-C at rest quits")
-    lines = await _read_lines(stdin)
+    lines = await _read_lines(stdin, printer.console)
     typed: set[asyncio.Task[None]] = set()
     while (line := await _next_line(lines, interrupted)) is not None or not (stdin.isatty() or interrupted.is_set()):
         if line is None:  # no terminal to type on (stdin closed): listen until Ctrl-C
@@ -209,20 +139,10 @@ async def _listen(voice: VoiceLoop, session: Session, printer: TurnPrinter, stdi
             continue
         session.cancel_turn("barge-in: new message")
         await session.wait_idle()
-        task = asyncio.ensure_future(_run_one(session, printer, line))  # Enter must stay free for the key
+        task = asyncio.ensure_future(printer.run_turn(line))  # Enter must stay free for the key
         typed.add(task)
         task.add_done_callback(typed.discard)
     await asyncio.gather(*typed, return_exceptions=True)
-
-
-async def _run_one(session: Session, printer: TurnPrinter, text: str) -> None:
-    try:
-        task = session.start_turn(text)
-    except InputRefused as exc:
-        printer.console.note(f"refused: {exc}")
-        return
-    printer.console.print(f"you: {text.strip()[:200]}{'…' if len(text.strip()) > 200 else ''}")
-    printer.turn_done(await task)
 
 
 async def run_session(preset: Preset, says: list[str], trace_path: str | None, audio: str | None,
@@ -237,15 +157,13 @@ async def run_session(preset: Preset, says: list[str], trace_path: str | None, a
             warned.add(message)
             console.note(message)
 
-    def progress(message: str) -> None:
-        console.note(f"… {message}")
+    session = await open_session(preset, audio=audio, wav_path=wav_path, warn=warn, progress=console.progress)
+    writer = None
+    if trace_path:
+        from playground.export.jsonl import open_trace_writer
 
-    session = await open_session(preset, audio=audio, wav_path=wav_path, warn=warn, progress=progress)
-    writer = ev.JsonlTraceWriter(trace_path, session.trace.header) if trace_path else None
-    if writer:
-        for event in session.trace.events:  # what opening the session recorded
-            writer(event)
-        session.trace.subscribe(writer)
+        writer = open_trace_writer(trace_path, session.trace.header)
+        writer.follow(session.trace)  # from what opening the session recorded on
     listening = mic or mic_file is not None
     printer = TurnPrinter(session, console, VOICE_TABLE_METRICS if listening else TABLE_METRICS)
     console.note(f"ready: preset {preset.name}, llm {session.llm.name} ({session.llm.model}), "
@@ -269,18 +187,18 @@ async def run_session(preset: Preset, says: list[str], trace_path: str | None, a
         if listening:
             voice = await _open_voice(session, printer, mode, mic_file)
         if says:
-            for text in says:
+            for number, text in enumerate(says, 1):
                 if interrupted.is_set():
                     break
-                await _run_one(session, printer, text)
+                await printer.run_turn(_say_text(text, number, console))
         if voice is not None:
             await _listen(voice, session, printer, stdin, interrupted)
         elif not says:
             if stdin.isatty():
                 console.note("type a message and press Enter (Ctrl-C stops a reply, Ctrl-D or Ctrl-C at the prompt quits)")
-            lines = await _read_lines(stdin)
+            lines = await _read_lines(stdin, console)
             while (line := await _next_line(lines, interrupted)) is not None:
-                await _run_one(session, printer, line)
+                await printer.run_turn(line)
         printer.finish()
     finally:
         try:
@@ -306,8 +224,15 @@ def _add_session_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wav", metavar="FILE", help="also save exactly what was played to a WAV file")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse echoes unrecognized arguments as typed: its errors are shown escaped like any text."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(visible(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="playground",
         description="Voice-agent playground: LLM -> chunker -> TTS -> playback, with per-turn latency. "
                     "Without a command it starts the TUI.")

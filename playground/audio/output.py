@@ -45,6 +45,15 @@ DEFAULT_SOURCE_RATE = 22050  # the Piper voice's rate: the common case, played w
 Listener = Callable[[str, Any, float], None]
 
 
+class PlaybackTap(Protocol):
+    """Sees every segment an output is given to play, and every stop, when they happen (on the
+    event loop thread): e.g. the voice loop's echo gate, which must know what the speakers play."""
+
+    def queued(self, samples: np.ndarray, sample_rate: int) -> None: ...
+
+    def cleared(self) -> None: ...
+
+
 class AudioDeviceError(RuntimeError):
     """No usable sound device, phrased for the user (what is wrong and what to do)."""
 
@@ -238,6 +247,7 @@ class AudioOutput:
         self.device_rate = device_rate
         self.wav_path = wav_path
         self._listener: Listener | None = None
+        self._taps: list[PlaybackTap] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: PlaybackQueue | None = None
         self._capture: WavCapture | None = None
@@ -247,6 +257,13 @@ class AudioOutput:
     def set_listener(self, fn: Listener | None) -> None:
         """`fn(kind, mark, t_ms)` is called on the event loop thread for every report."""
         self._listener = fn
+
+    def add_tap(self, tap: PlaybackTap) -> None:
+        self._taps.append(tap)
+
+    def remove_tap(self, tap: PlaybackTap) -> None:
+        if tap in self._taps:  # closing twice is harmless
+            self._taps.remove(tap)
 
     async def open(self) -> None:
         """Opens the device and starts its audio thread; does nothing if already open."""
@@ -269,6 +286,8 @@ class AudioOutput:
         if self._queue is None:
             raise RuntimeError(f"audio output {self.name!r} is not open")
         self._queue.enqueue(samples, sample_rate, mark)
+        for tap in self._taps:
+            tap.queued(samples, sample_rate)
 
     async def drain(self) -> None:
         """Returns once everything queued so far was handed to the device (or stopped)."""
@@ -281,6 +300,8 @@ class AudioOutput:
     def stop(self) -> None:
         """Barge-in: drops everything queued at once. The playing mark is reported as cut
         within one audio block; pending `drain()` calls return now."""
+        for tap in self._taps:
+            tap.cleared()
         if self._queue is None:
             return
         self._queue.clear()

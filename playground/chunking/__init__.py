@@ -1,4 +1,4 @@
-"""The chunker: LLM text fragments in, speakable chunks out (DESIGN.md "Chunker")."""
+"""The chunker: LLM text fragments in, speakable chunks out (README.md "The chunker")."""
 
 from playground.chunking.chunker import Chunk, Chunker, REASONS
 

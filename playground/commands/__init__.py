@@ -1,20 +1,24 @@
-"""Subcommands, one module each: a module here exposing `COMMAND` is a `playground` subcommand.
+"""Subcommands, one module each: a module here (or in `playground.bench`) exposing `COMMAND`
+is a `playground` subcommand.
 
-Adding a command is one new file, nothing to register (like providers in
-`playground.engine.build`). `run`, `presets` and `view` live in `playground.cli`.
+Adding a command is one new file, nothing to register (`playground.plugins`). `run`,
+`presets` and `view` live in `playground.cli`; commands write through `playground.console`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from playground.plugins import find_plugins
+
 if TYPE_CHECKING:
-    from playground.cli import Console
+    from playground.console import Console
+
+# The benchmarks' package is found by name: nothing imports it, and without it there is no `bench`.
+COMMAND_PACKAGES = ("playground.commands", "playground.bench")
 
 
 @dataclass(frozen=True)
@@ -30,10 +34,6 @@ class Command:
 
 
 def discover() -> list[Command]:
-    """The commands in this package, by name; importing them must stay cheap (no models)."""
-    found = []
-    for module in pkgutil.iter_modules(__path__):
-        command = getattr(importlib.import_module(f"{__name__}.{module.name}"), "COMMAND", None)
-        if isinstance(command, Command):
-            found.append(command)
-    return sorted(found, key=lambda c: c.name)
+    """The commands of COMMAND_PACKAGES, by name; importing them must stay cheap (no models)."""
+    found = find_plugins("COMMAND", *COMMAND_PACKAGES).values()
+    return sorted((c for c in found if isinstance(c, Command)), key=lambda c: c.name)

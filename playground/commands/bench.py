@@ -34,7 +34,7 @@ from playground.core.presets import Preset, PresetError, apply_overrides, load_p
 from playground.data import find
 
 if TYPE_CHECKING:
-    from playground.cli import Console
+    from playground.console import Console
 
 BENCH_METRICS = ("llm_ttft", "ttfs", "ttft_tts", "ttfa", "first_play", "llm_total", "tts_total", "e2e_total",
                  "chunker_wait", "handoff")

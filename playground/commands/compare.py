@@ -31,7 +31,7 @@ from playground.core.metrics import percentile
 from playground.core.presets import STRATEGIES, ChunkerConfig, Preset, PresetError, apply_overrides
 
 if TYPE_CHECKING:
-    from playground.cli import Console
+    from playground.console import Console
 
 
 def _count(value: int | None) -> str:

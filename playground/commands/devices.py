@@ -10,7 +10,7 @@ from playground.audio.output import AudioDeviceError, import_sounddevice, list_d
 from playground.commands import Command
 
 if TYPE_CHECKING:
-    from playground.cli import Console
+    from playground.console import Console
 
 
 def _row(device: dict[str, Any], default: bool, channels: int) -> str:

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 
 from playground.commands import Command
 from playground.core.events import read_trace
+from playground.core.formatting import visible
 from playground.export.formats import FORMATS, ExportJob, write
 
 if TYPE_CHECKING:
-    from playground.cli import Console
+    from playground.console import Console
 
 ALL = "all"
 # Progress is shown once an export has taken this long: short ones stay quiet.
@@ -33,21 +34,23 @@ class ProgressLine:
     """Progress on stderr: one line redrawn in place on a terminal, a line per stage otherwise."""
 
     def __init__(self, console: Console) -> None:
+        self.console = console
         self.err = console.err
         self.tty = self.err.isatty()
         self.started = time.monotonic()
         self.stage = ""
         self.drawn = False
 
-    def __call__(self, stage: str, fraction: float) -> None:
+    def __call__(self, stage: str, fraction: float | None = None) -> None:
         if time.monotonic() - self.started < PROGRESS_AFTER_S:
             return
         if self.tty:
-            self.err.write(f"\r\033[Kexporting: {stage} {fraction:4.0%}")
+            done = "" if fraction is None else f" {fraction:4.0%}"
+            self.err.write(f"\r\033[Kexporting: {visible(stage)}{done}")  # a stage names a file: shown escaped
             self.err.flush()
             self.drawn = True
         elif stage != self.stage:
-            print(f"exporting: {stage}", file=self.err, flush=True)
+            self.console.note(f"exporting: {stage}")
         self.stage = stage
 
     def done(self) -> None:
@@ -120,8 +123,7 @@ def _to_stdout(format_name: str, job: ExportJob, console: Console) -> int:
     """Writes one format to stdout (through a temporary file: every writer writes files)."""
     with tempfile.TemporaryDirectory() as folder:
         path = write(format_name, Path(folder) / f"export{FORMATS[format_name].suffix}", job)
-        console.out.write(path.read_text(encoding="utf-8"))
-        console.out.flush()
+        console.write_data(path.read_text(encoding="utf-8"))
     return 0
 
 

@@ -18,17 +18,15 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from playground.chunking.compare import RecordedTurn, recorded_turns
 from playground.commands import Command
 from playground.core import events as ev
 from playground.core.metrics import compute_metrics, percentile
 from playground.core.presets import Preset, PresetError, apply_overrides, load_preset, preset_from_dict
+from playground.console import Console, TurnPrinter, styled, table_header, table_row
 from playground.data import find
-
-if TYPE_CHECKING:
-    from playground.cli import Console
 
 TIMING_TARGET_MS = 2.0  # replayed token time - recorded, at p99
 
@@ -48,9 +46,9 @@ def base_preset(args: argparse.Namespace, source: str, header: dict[str, Any]) -
     if args.tts == "local":
         preset.tts = load_preset("local").tts
     else:
-        from playground.engine.build import available_providers
+        from playground.engine.build import providers
 
-        known = available_providers("tts")
+        known = providers("tts")
         if preset.tts.provider not in known:
             raise PresetError(f"{preset.origin('tts', 'provider')}: TTS provider {preset.tts.provider!r} is not "
                               f"available here (available: {', '.join(known)}); replay with --tts local")
@@ -75,11 +73,10 @@ def timing_errors(recorded: Sequence[ev.TraceEvent], replayed: Sequence[ev.Trace
 async def replay_turns(turns: list[RecordedTurn], preset_for: Callable[[RecordedTurn], Preset], audio: str | None,
                        wav_path: str | None, console: Console) -> ev.Trace:
     """Runs the recorded turns, in order, on one session; returns the session's trace."""
-    from playground.cli import TurnPrinter, _run_one
     from playground.engine.build import open_session
 
     session = await open_session(preset_for(turns[0]), audio=audio, wav_path=wav_path, warn=console.note,
-                                 progress=lambda message: console.note(f"… {message}"))
+                                 progress=console.progress)
     printer = TurnPrinter(session, console)
     console.note(f"ready: replaying {len(turns)} turn(s) with tts {session.tts.name} ({session.tts.path}), "
                  f"audio: {session.output.name}")
@@ -88,7 +85,7 @@ async def replay_turns(turns: list[RecordedTurn], preset_for: Callable[[Recorded
             preset = preset_for(turn)
             if preset.to_json() != session.preset.to_json():
                 session.change_preset(preset, f"replay of recorded turn {turn.turn}")
-            await _run_one(session, printer, turn.user_text or f"(recorded turn {turn.turn})")
+            await printer.run_turn(turn.user_text or f"(recorded turn {turn.turn})")
         printer.finish()
     finally:
         await session.close()
@@ -98,8 +95,6 @@ async def replay_turns(turns: list[RecordedTurn], preset_for: Callable[[Recorded
 def side_by_side(recorded: list[RecordedTurn], recorded_events: Sequence[ev.TraceEvent], trace: ev.Trace,
                  budgets: dict[str, float], console: Console) -> list[float]:
     """Prints each recorded turn's row above its replay's; returns the token timing errors."""
-    from playground.cli import table_header, table_row
-
     before = ev.events_by_turn(recorded_events)
     after = ev.events_by_turn(trace.events)
     errors: list[float] = []
@@ -109,8 +104,8 @@ def side_by_side(recorded: list[RecordedTurn], recorded_events: Sequence[ev.Trac
     for turn, replayed_turn in zip(recorded, trace.turns()):
         old = compute_metrics(before[turn.turn])
         new = replace(compute_metrics(after[replayed_turn]), turn=turn.turn)
-        console.print(f"{table_row(old, budgets, console)}   recorded, {old.strategy or '?'}")
-        console.print(f"{table_row(new, budgets, console)}   replayed, {new.strategy or '?'}")
+        console.print(table_row(old, budgets) + styled(f"   recorded, {old.strategy or '?'}"))
+        console.print(table_row(new, budgets) + styled(f"   replayed, {new.strategy or '?'}"))
         errors += timing_errors(before[turn.turn], after[replayed_turn])
     return errors
 

@@ -19,7 +19,7 @@ from playground.llm.base import LLMError
 from playground.servers.openai_llm import DEFAULT_PORT, OpenAILLMServer, build_backend
 
 if TYPE_CHECKING:
-    from playground.cli import Console
+    from playground.console import Console
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

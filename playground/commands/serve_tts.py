@@ -13,26 +13,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import os
-import pkgutil
 from typing import TYPE_CHECKING, Any
 
-import playground.servers
 from playground.commands import Command
+from playground.plugins import find_plugins, short_name
 
 if TYPE_CHECKING:
-    from playground.cli import Console
+    from playground.console import Console
 
 
 def tts_servers() -> dict[str, Any]:
     """Provider name -> loopback server class, for every server module that has one."""
-    found = {}
-    for module in pkgutil.iter_modules(playground.servers.__path__):
-        server = getattr(importlib.import_module(f"playground.servers.{module.name}"), "TTS_SERVER", None)
-        if server is not None:
-            found[module.name] = server
-    return dict(sorted(found.items()))
+    return {short_name(module): server for module, server in find_plugins("TTS_SERVER", "playground.servers").items()}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

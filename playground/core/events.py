@@ -10,11 +10,11 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 TRACE_VERSION = 1
 
-# Event types (DESIGN.md "Trace file").
+# Event types (README.md "The trace file").
 SESSION = "session"
 TURN_START = "turn.start"
 LLM_REQUEST = "llm.request"
@@ -127,54 +127,6 @@ def events_by_turn(events: Iterable[TraceEvent]) -> dict[int, list[TraceEvent]]:
 
 def header_line(header: dict[str, Any]) -> dict[str, Any]:
     return {"type": SESSION, "version": TRACE_VERSION, **header}
-
-
-class JsonlTraceWriter:
-    """Writes a session's trace as JSON Lines: the session header, then every event.
-
-    Events are buffered and written when a turn ends (never a file write per token
-    on the event loop); `close` writes whatever is left, so nothing is lost. Like every
-    export, the file holds no secret (`playground.core.scrub`): a trace is made to be shared.
-    """
-
-    def __init__(self, path: str | Path, header: dict[str, Any]) -> None:
-        from playground.core.scrub import Scrubber  # it builds on this module
-
-        self.path = Path(path)
-        self._file: IO[str] = self.path.open("w", encoding="utf-8")
-        self._pending: list[TraceEvent] = []
-        self._header = header
-        self._config_changes: list[TraceEvent] = []  # a preset change may name another key's variable
-        self._scrubber = Scrubber(self._known_secrets())
-        self._write_now(self._scrubber.value(header_line(header)))
-
-    def _known_secrets(self) -> list[str]:
-        from playground.core.scrub import known_secrets
-
-        return known_secrets(self._header, self._config_changes)
-
-    def _write_now(self, obj: dict[str, Any]) -> None:
-        self._file.write(json.dumps(obj, ensure_ascii=False) + "\n")
-        self._file.flush()
-
-    def __call__(self, event: TraceEvent) -> None:
-        self._pending.append(event)
-        if event.type == CONFIG_CHANGE:
-            self._config_changes.append(event)
-            self._scrubber.secrets = self._known_secrets()
-        if event.type in (TURN_SUMMARY, TTS_SESSION, CONFIG_CHANGE):
-            self.flush()
-
-    def flush(self) -> None:
-        if self._pending and not self._file.closed:
-            lines = (json.dumps(self._scrubber.value(e.to_json()), ensure_ascii=False) for e in self._pending)
-            self._file.write("\n".join(lines) + "\n")
-            self._file.flush()
-            self._pending.clear()
-
-    def close(self) -> None:
-        self.flush()
-        self._file.close()
 
 
 def read_trace(path: str | Path) -> tuple[dict[str, Any], list[TraceEvent]]:

@@ -1,6 +1,37 @@
-"""How the commands, benchmarks and the TUI write numbers and quotes in their tables."""
+"""How the commands, benchmarks and the TUI write numbers, quotes and outside text, and the
+colour of each chunk reason: shared so that every view says the same thing the same way."""
 
 from __future__ import annotations
+
+import re
+
+# Chunk reasons (README "The chunker") by colour: the conversation pane, the waterfall and the
+# CLI use these names (rich / ANSI standard colours; the waterfall's CSS prefixes `ansi_`).
+REASON_COLORS = {
+    "strong": "green",
+    "weak": "yellow",
+    "deadline": "magenta",
+    "underrun": "bright_magenta",
+    "max_chars": "red",
+    "flush": "blue",
+    "words": "cyan",
+    "fragment": "cyan",
+}
+
+# Control characters (C0 but newline and tab, DEL, C1) and lone surrogates: what a terminal
+# would act on (a clear-screen, a title change, a bell) or could not encode.
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """`text` safe to show in a terminal: control characters and escape sequences from a user,
+    a model or a trace are written as escapes (`\\x1b[2J`), never acted on."""
+    return _UNPRINTABLE.sub(_escape, text)
 
 
 def format_ms(value: float | None) -> str:

@@ -5,8 +5,10 @@ can still paste a key into a field (`api_key_env = "sk-..."`, a key in a URL, a 
 override recorded in a `config.change`). Before any format is written, the header and the
 events pass through `scrub`, which removes:
 
-- the string value of any field whose name says it is a credential (key, token, secret,
-  password, authorization, credential) unless the value is an environment variable's name;
+- the string value of any field whose name says it is a credential (its last word, or the
+  one before `env`: key, token, secret, password, authorization, credential; `api_key`,
+  `access_token`, `api_key_env`, not `token_times`) unless the value is an environment
+  variable's name;
 - anywhere in any string, the value of each environment variable named by an `api_key_env`
   field (in the header or a `config.change`), as set in the exporting process;
 - the user's home folder at the start of a path anywhere in a string (an error naming a
@@ -24,7 +26,8 @@ from typing import Any
 from playground.core.events import CONFIG_CHANGE, TraceEvent
 
 REDACTED = "[redacted]"
-_SECRET_FIELD = re.compile(r"key|token|secret|passw|authorization|credential", re.IGNORECASE)
+_SECRET_WORD = re.compile(r"(key|token|secret|passw\w*|authorization|credentials?)$", re.IGNORECASE)
+_WORD_SEPARATORS = re.compile(r"[^A-Za-z0-9]+")
 # What an environment variable's name looks like when set in a preset (upper case by convention).
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 # A shorter environment value is no key, and replacing it would garble ordinary text.
@@ -41,6 +44,13 @@ def _env_names(value: Any, under_key_env: bool = False) -> Iterator[str]:
             yield from _env_names(item, under_key_env)
     elif under_key_env and isinstance(value, str) and value:
         yield value
+
+
+def _names_a_credential(field_name: str) -> bool:
+    words = [w for w in _WORD_SEPARATORS.split(field_name) if w]
+    if words and words[-1].lower() == "env":  # `api_key_env`: should hold a variable's name
+        words.pop()
+    return bool(words) and _SECRET_WORD.search(words[-1]) is not None
 
 
 def known_secrets(header: dict[str, Any], events: Iterable[TraceEvent]) -> list[str]:
@@ -69,7 +79,7 @@ class Scrubber:
 
     def value(self, value: Any, field_name: str = "") -> Any:
         if isinstance(value, str):
-            if value and field_name and _SECRET_FIELD.search(field_name) and not _ENV_NAME.fullmatch(value):
+            if value and field_name and _names_a_credential(field_name) and not _ENV_NAME.fullmatch(value):
                 return REDACTED
             return self.text(value)
         if isinstance(value, dict):

@@ -2,40 +2,34 @@
 
 A provider is one module in `playground.llm` or `playground.tts` that exposes
 `PROVIDER` (a class taking its config section): adding one is one new file plus a
-preset, nothing to register.
+preset, nothing to register (`playground.plugins`).
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable
 from typing import Any
 
 from playground.core.presets import Preset, PresetError
-from playground.engine.session import Progress, Session
+from playground.core.progress import Progress
+from playground.engine.session import Session
+from playground.plugins import find_plugins, short_name
 
 _BASES = {"llm": "playground.llm", "tts": "playground.tts"}
 
 
-def available_providers(kind: str) -> list[str]:
-    """Provider modules of `kind`; importing them is cheap (heavy libraries load lazily)."""
-    package = importlib.import_module(_BASES[kind])
-    return sorted(
-        module.name
-        for module in pkgutil.iter_modules(package.__path__)
-        if hasattr(importlib.import_module(f"{_BASES[kind]}.{module.name}"), "PROVIDER")
-    )
+def providers(kind: str) -> dict[str, Any]:
+    """Provider name -> class, for `kind` (llm, tts); importing them is cheap (heavy libraries load lazily)."""
+    return {short_name(module): cls for module, cls in find_plugins("PROVIDER", _BASES[kind]).items()}
 
 
 def build_provider(preset: Preset, kind: str) -> Any:
     config = getattr(preset, kind)
-    name = config.provider
-    known = available_providers(kind)
-    if name not in known:
-        raise PresetError(f"{preset.origin(kind, 'provider')}: unknown provider {name!r} (available: {', '.join(known)})")
-    module = importlib.import_module(f"{_BASES[kind]}.{name}")
-    return module.PROVIDER(config)
+    known = providers(kind)
+    if config.provider not in known:
+        raise PresetError(f"{preset.origin(kind, 'provider')}: unknown provider {config.provider!r} "
+                          f"(available: {', '.join(known)})")
+    return known[config.provider](config)
 
 
 async def open_session(

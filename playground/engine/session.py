@@ -30,11 +30,11 @@ from playground.core import events as ev
 from playground.core.clock import now_ms
 from playground.core.metrics import TurnMetrics, budget_misses, compute_metrics
 from playground.core.presets import Preset
+from playground.core.progress import Progress
 from playground.engine import collector
 from playground.llm.base import LLMError, LLMProvider, Message
 from playground.tts.base import TTSError, TTSSession
 
-Progress = Callable[[str], None]
 MAX_INPUT_CHARS = 100_000
 DRAIN_MARGIN_S = 5.0
 # Silence between two pieces of a reply's audio longer than this is a playback gap (the output
@@ -116,7 +116,7 @@ class Session:
         self.llm = llm
         self.tts = tts
         self.output = output
-        self.progress = progress or (lambda message: None)
+        self.progress: Progress = progress or (lambda message, fraction=None: None)
         self.trace = ev.Trace()
         self.history: list[Message] = []
         self.started_at = now_ms()

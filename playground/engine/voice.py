@@ -91,33 +91,27 @@ class VoiceState:
 
 
 class PlaybackMeter:
-    """Stands in for the session's audio output and remembers when each queued piece will
-    sound and how loud it is: the reference the echo gate compares the mic with.
+    """A tap on the session's audio output (`AudioOutput.add_tap`) that remembers when each
+    queued piece will sound and how loud it is: the reference the echo gate compares the mic with.
 
     Pieces play back to back in real time from when they are queued, as every output
-    does; the device's own latency is covered by `tail_ms`. Everything else is the output's.
+    does; the device's own latency is covered by `tail_ms`.
     """
 
-    def __init__(self, output: Any, tail_ms: float) -> None:
-        self.output = output
+    def __init__(self, tail_ms: float) -> None:
         self.tail_ms = tail_ms
         self._pieces: tuple[tuple[float, float, float], ...] = ()  # (start, end, peak level); replaced, never mutated
         self._until = 0.0
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.output, name)
-
-    def play(self, samples: np.ndarray, sample_rate: int, mark: Any) -> None:
+    def queued(self, samples: np.ndarray, sample_rate: int) -> None:
         start = max(now_ms(), self._until)
         self._until = start + len(samples) * 1000.0 / sample_rate
         recent = tuple(p for p in self._pieces if p[1] + self.tail_ms > start)
         self._pieces = (*recent, (start, self._until, _peak_level_db(samples, sample_rate)))
-        self.output.play(samples, sample_rate, mark)
 
-    def stop(self) -> None:
+    def cleared(self) -> None:
         self._pieces = ()
         self._until = 0.0
-        self.output.stop()
 
     def level_at(self, t_ms: float) -> float | None:
         """The loudest piece audible at `t_ms` (dBFS), None when the agent is silent. Any thread."""
@@ -209,8 +203,8 @@ class VoiceLoop:
             return False
         self.state.device = self.source.name
         if self.mode == HANDS_FREE and self.config.echo_gate and self.source.hears_playback:
-            self.meter = PlaybackMeter(self.session.output, self.config.echo_tail_ms)
-            self.session.output = self.meter
+            self.meter = PlaybackMeter(self.config.echo_tail_ms)
+            self.session.output.add_tap(self.meter)
         self.state.mic = "listening"
         self._mic_event("listening", device=self.source.name, rate=self.source.rate, stt=self.stt.model,
                         stt_load_ms=round(self.stt.load_ms or 0.0, 1), echo_gate=self.meter is not None)
@@ -234,8 +228,8 @@ class VoiceLoop:
         if self._worker is not None:
             self._worker.cancel()
             await asyncio.gather(self._worker, return_exceptions=True)
-        if self.meter is not None and self.session.output is self.meter:
-            self.session.output = self.meter.output
+        if self.meter is not None:
+            self.session.output.remove_tap(self.meter)
         await asyncio.to_thread(self._stt_pool.shutdown)
         if self.state.mic == "listening":
             self.state.mic = "ended"

@@ -12,9 +12,10 @@ from typing import IO, Any
 
 
 @contextmanager
-def atomic_open(path: str | Path, mode: str = "w", newline: str | None = None) -> Iterator[IO[Any]]:
-    """Opens a temporary file next to `path` ("w" text, "wb" bytes); on a clean exit it replaces
-    `path`, on an exception it is removed and `path` is left as it was."""
+def atomic_open(path: str | Path, mode: str = "w", newline: str | None = None,
+                errors: str | None = None) -> Iterator[IO[Any]]:
+    """Opens a temporary file next to `path` ("w" text, "wb" bytes; `errors` as for `open`); on a
+    clean exit it replaces `path`, on an exception it is removed and `path` is left as it was."""
     path = Path(path)
     try:
         fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -25,7 +26,7 @@ def atomic_open(path: str | Path, mode: str = "w", newline: str | None = None) -
         # mode of the file it replaces, or the usual 0644.
         os.chmod(temp, path.stat().st_mode & 0o777 if path.exists() else 0o644)
         encoding = None if "b" in mode else "utf-8"
-        with os.fdopen(fd, mode, encoding=encoding, newline=newline) as f:
+        with os.fdopen(fd, mode, encoding=encoding, newline=newline, errors=errors) as f:
             yield f
         os.replace(temp, path)
     except BaseException:

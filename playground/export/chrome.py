@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from playground.core.events import TRACE_VERSION
+from playground.core.progress import Progress
 from playground.export.atomic import atomic_open
 from playground.export.timeline import (
     LANE_TITLES,
     LANES,
     TTS,
     Mark,
-    Progress,
     SessionLayout,
     Span,
 )

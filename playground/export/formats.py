@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from playground.core.events import TraceEvent
+from playground.core.progress import Progress
+from playground.core.scrub import scrub
 from playground.export import chrome, otel, tables
 from playground.export.jsonl import write_trace_jsonl
-from playground.core.scrub import scrub
-from playground.export.timeline import Progress, SessionLayout, layout
+from playground.export.timeline import SessionLayout, layout
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,89 @@
-"""The native trace format as a file, written atomically: never a partial file."""
+"""The native trace format (JSON Lines): the session header, then one event a line.
+
+One writer for both ways a trace is written, and like every export it holds no secret
+(`playground.core.scrub`): a trace is made to be shared.
+
+- live, while a session runs (`run --trace`, the TUI): `open_trace_writer(path, header)`
+  following the session's trace; events are buffered and written when a turn ends;
+- a whole trace at once (`replay --trace`, the benchmarks, `export`): `write_trace_jsonl`,
+  atomically, never a partial file.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from playground.core.events import TraceEvent, header_line
+from playground.core.events import CONFIG_CHANGE, TTS_SESSION, TURN_SUMMARY, Trace, TraceEvent, header_line
+from playground.core.scrub import Scrubber, known_secrets
 from playground.export.atomic import atomic_open
+
+# A lone surrogate (text that was never valid Unicode) is written as its JSON escape
+# ("\udce9"), which reads back as the same string, instead of failing the whole write.
+UNENCODABLE = "backslashreplace"
+
+
+class JsonlTraceWriter:
+    """Writes a trace to `file`: the scrubbed header at once, then each event given (`writer(event)`).
+
+    Events are buffered and written when a turn ends, a TTS session changes or the preset
+    changes (never a file write per token on the event loop); `flush` writes whatever is left.
+    """
+
+    def __init__(self, file: IO[str], header: dict[str, Any], ahead: Iterable[TraceEvent] = ()) -> None:
+        """`ahead`: the events to come, when known (a whole trace): their secrets are removed from the start."""
+        self._file = file
+        self._pending: list[TraceEvent] = []
+        self._header = header
+        # a preset change may name another key's variable
+        self._config_changes = [e for e in ahead if e.type == CONFIG_CHANGE]
+        self._scrubber = Scrubber(known_secrets(header, self._config_changes))
+        self._write_line(header_line(header))
+        self._file.flush()
+
+    def _write_line(self, obj: dict[str, Any]) -> None:
+        self._file.write(json.dumps(self._scrubber.value(obj), ensure_ascii=False) + "\n")
+
+    def __call__(self, event: TraceEvent) -> None:
+        self._pending.append(event)
+        if event.type == CONFIG_CHANGE:
+            self._config_changes.append(event)
+            self._scrubber.secrets = known_secrets(self._header, self._config_changes)
+        if event.type in (TURN_SUMMARY, TTS_SESSION, CONFIG_CHANGE):
+            self.flush()
+
+    def follow(self, trace: Trace) -> None:
+        """Writes what `trace` holds so far, then every event it gets (call on the trace's thread)."""
+        for event in trace.events:
+            self(event)
+        trace.subscribe(self)
+
+    def flush(self) -> None:
+        if self._pending and not self._file.closed:
+            for event in self._pending:
+                self._write_line(event.to_json())
+            self._file.flush()
+            self._pending.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self._file.close()
+
+
+def open_trace_writer(path: str | Path, header: dict[str, Any]) -> JsonlTraceWriter:
+    """A live writer on a new file at `path`; `close()` it when the session ends."""
+    return JsonlTraceWriter(Path(path).open("w", encoding="utf-8", errors=UNENCODABLE), header)
 
 
 def write_trace_jsonl(path: str | Path, header: dict[str, Any], events: Iterable[TraceEvent]) -> Path:
-    """Writes the session header and `events` to `path` (JSON Lines, one object a line)."""
+    """Writes the session header and `events` to `path`, scrubbed, atomically."""
     path = Path(path)
-    with atomic_open(path) as f:
-        f.write(json.dumps(header_line(header), ensure_ascii=False) + "\n")
-        f.writelines(json.dumps(event.to_json(), ensure_ascii=False) + "\n" for event in events)
+    with atomic_open(path, errors=UNENCODABLE) as f:
+        events = list(events)
+        writer = JsonlTraceWriter(f, header, ahead=events)
+        for event in events:
+            writer(event)
+        writer.flush()
     return path

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from playground import __version__
 from playground.core.events import CONFIG_CHANGE, TRACE_VERSION
+from playground.core.progress import Progress
 from playground.export.atomic import atomic_open
 from playground.export.timeline import (
     CHUNKER,
@@ -39,7 +40,6 @@ from playground.export.timeline import (
     STT,
     TTS,
     Mark,
-    Progress,
     SessionLayout,
     Span,
     TurnLayout,

@@ -10,13 +10,13 @@ between typed turns does not appear).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from playground.core import events as ev
 from playground.core.metrics import TurnMetrics, budget_misses, compute_metrics
 from playground.core.presets import DEFAULT_BUDGETS
+from playground.core.progress import Progress
 
 # Lanes, in pipeline order: one Chrome track and one OpenTelemetry span family each.
 STT, TURN, LLM, CHUNKER, TTS, PLAYBACK = "stt", "turn", "llm", "chunker", "tts", "playback"
@@ -32,8 +32,6 @@ _SPAN_EVENTS = {ev.TURN_START, ev.LLM_REQUEST, ev.LLM_DONE, ev.CHUNK, ev.TTS_SEN
                 ev.TURN_SUMMARY}
 # Where an `error` event's `where` puts it.
 _ERROR_LANES = {"llm": LLM, "tts": TTS, "audio": PLAYBACK, "stt": STT, "vad": STT, "mic": STT}
-
-Progress = Callable[[str, float], None]
 
 
 @dataclass(slots=True)

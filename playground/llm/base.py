@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-Progress = Callable[[str], None]
+from playground.core.progress import Progress
 
 
 @dataclass(slots=True)

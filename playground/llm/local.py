@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 
 from playground.core.presets import LLMConfig
-from playground.llm.base import LLMError, Message, Progress, StreamInfo, Token
+from playground.core.progress import Progress
+from playground.llm.base import LLMError, Message, StreamInfo, Token
 from playground.llm.context import ContextWindow
 from playground.llm.threaded import stream_from_thread
 

@@ -25,7 +25,8 @@ from httpx_sse import EventSource, SSEError
 
 from playground.core.clock import now_ms
 from playground.core.presets import LLMConfig
-from playground.llm.base import LLMError, Message, Progress, StreamInfo, Token
+from playground.core.progress import Progress
+from playground.llm.base import LLMError, Message, StreamInfo, Token
 
 # Idle connections are kept this long between turns (httpx's default of 5 s would make
 # every turn after a pause pay a new handshake); a server closing earlier is detected.

@@ -15,7 +15,8 @@ from pathlib import Path
 from playground.core import events as ev
 from playground.core.clock import now_ms
 from playground.core.presets import LLMConfig
-from playground.llm.base import LLMError, Message, Progress, StreamInfo, Token
+from playground.core.progress import Progress
+from playground.llm.base import LLMError, Message, StreamInfo, Token
 from playground.llm.threaded import stream_from_thread
 
 RecordedToken = tuple[float, str]  # (ms after the recorded request, text)

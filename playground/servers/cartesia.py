@@ -1,6 +1,6 @@
 """Cartesia's TTS API on 127.0.0.1: the `/tts/websocket` contexts and `POST /tts/bytes`.
 
-Messages follow Cartesia's documentation (see /work/shared/reference/providers.md):
+Messages follow Cartesia's API reference (docs.cartesia.ai, "TTS (WebSocket)"):
 a request carries `model_id`, `transcript`, `voice {mode, id}`, `language`, `context_id`,
 `output_format {container: raw, encoding: pcm_s16le, sample_rate}`, `continue`,
 `max_buffer_delay_ms` and `add_timestamps`; a context's transcripts are concatenated

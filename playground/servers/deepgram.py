@@ -1,6 +1,6 @@
 """Deepgram Aura's TTS API on 127.0.0.1: the `/v1/speak` WebSocket and `POST /v1/speak`.
 
-Messages follow Deepgram's documentation (see /work/shared/reference/providers.md):
+Messages follow Deepgram's API reference (developers.deepgram.com, "Text to Speech WebSocket"):
 `?model=&encoding=linear16&sample_rate=` with `Authorization: Token <key>`; the client
 sends `{"type": "Speak", "text"}`, `{"type": "Flush"}` (at most 20 a minute, then a
 `Warning` and the Flush is not processed), `{"type": "Clear"}` and `{"type": "Close"}`;

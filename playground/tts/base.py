@@ -8,10 +8,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from playground.core.progress import Progress
+
 # (action, data) -> a `tts.session` trace event; action is one of
 # open | reuse | keepalive | reconnect | fallback | warning | close.
 SessionReporter = Callable[[str, dict[str, Any]], None]
-Progress = Callable[[str], None]
 
 
 @dataclass(slots=True)

@@ -31,7 +31,8 @@ from urllib.parse import quote, urlencode
 import httpx
 
 from playground.core.presets import TTSConfig
-from playground.tts.base import Progress, SessionReporter, TTSError
+from playground.core.progress import Progress
+from playground.tts.base import SessionReporter, TTSError
 from playground.tts.websocket import Frame, Message, WebSocketTTSSession, spoken_chars
 
 DEFAULT_MODEL = "eleven_flash_v2_5"

@@ -19,7 +19,8 @@ from pathlib import Path
 from playground.aio import iterate_queue
 from playground.core.clock import now_ms
 from playground.core.presets import TTSConfig
-from playground.tts.base import AudioChunk, Progress, SessionReporter, TTSError
+from playground.core.progress import Progress
+from playground.tts.base import AudioChunk, SessionReporter, TTSError
 
 _END_OF_TURN = object()
 _STOP = object()

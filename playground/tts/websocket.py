@@ -77,7 +77,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from playground.aio import iterate_queue
 from playground.core.clock import now_ms
 from playground.core.presets import TTSConfig
-from playground.tts.base import AudioChunk, Progress, SessionReporter, TTSError
+from playground.core.progress import Progress
+from playground.tts.base import AudioChunk, SessionReporter, TTSError
 
 Message = dict[str, Any] | str | bytes
 _END = object()

@@ -20,14 +20,17 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.widgets import Footer, Input
 
 from playground.core import events as ev
+from playground.core.formatting import visible
 from playground.core.metrics import compute_metrics
 from playground.core.presets import STRATEGIES, Preset, PresetError, apply_overrides, load_preset
 from playground.engine.runner import EngineThread
 from playground.engine.session import InputRefused, Session, check_input
 from playground.export.formats import export_all
+from playground.export.jsonl import JsonlTraceWriter, open_trace_writer
 from playground.ui.chunker_settings import ChunkerSettings
 from playground.ui.commands import PlaygroundCommands
 from playground.ui.conversation import Conversation
@@ -157,7 +160,7 @@ class PlaygroundApp(App):
         self._seen = 0
         self._queued: list[str] = []
         self._compare_with: int | None = None  # a re-run's original turn, to compare side by side
-        self._writer: ev.JsonlTraceWriter | None = None
+        self._writer: JsonlTraceWriter | None = None
         self.voice: VoiceLoop | None = None
 
     # -- layout -------------------------------------------------------------------------
@@ -218,6 +221,10 @@ class PlaygroundApp(App):
     def _apply_width(self, width: int) -> None:
         self.set_class(width < 110, "narrow")
 
+    def notify_plain(self, message: str, severity: SeverityLevel = "information", timeout: float | None = None) -> None:
+        """A notification quoting outside text (an error, a reason, a path): shown escaped, not read as markup."""
+        self.notify(visible(message), severity=severity, timeout=timeout, markup=False)
+
     # -- the session ----------------------------------------------------------------------
 
     @work(exclusive=True, group="session")
@@ -242,8 +249,8 @@ class PlaygroundApp(App):
         self.session = session
         self._trace = session.trace
         if self.trace_path:
-            self._writer = ev.JsonlTraceWriter(self.trace_path, session.trace.header)
-            self.engine.call(self._attach_writer, session, self._writer)
+            self._writer = open_trace_writer(self.trace_path, session.trace.header)
+            self.engine.call(self._writer.follow, session.trace)
         self._session_ready(session)
         for text in self._queued:
             self._send(text)
@@ -266,11 +273,11 @@ class PlaygroundApp(App):
             voice = await asyncio.wrap_future(self.engine.submit(open_on_engine()))
         except Exception as exc:  # the STT could not load: say so, keep typing
             self.voice = None
-            self.status.mic = Text(f"mic unavailable ({exc})", style="bold red")
+            self.status.mic = Text(visible(f"mic unavailable ({exc})"), style="bold red")
             self.status.redraw()
             return
         if voice.state.mic == "unavailable":
-            self.notify(f"mic unavailable ({voice.state.reason}); typed input still works", severity="warning")
+            self.notify_plain(f"mic unavailable ({voice.state.reason}); typed input still works", severity="warning")
 
     async def _close_voice(self) -> None:
         voice, self.voice = self.voice, None
@@ -278,7 +285,7 @@ class PlaygroundApp(App):
             try:
                 await asyncio.wait_for(asyncio.wrap_future(self.engine.submit(voice.close())), 10)
             except Exception as exc:  # closing must go on
-                self.notify(f"closing the mic failed: {exc}", severity="error")
+                self.notify_plain(f"closing the mic failed: {exc}", severity="error")
 
     def _follow_loading(self, session: Session) -> None:
         """On the engine thread, before the session opens."""
@@ -297,12 +304,6 @@ class PlaygroundApp(App):
         self.status.extra = ""
         self.status.redraw()
 
-    @staticmethod
-    def _attach_writer(session: Session, writer: ev.JsonlTraceWriter) -> None:
-        for event in session.trace.events:
-            writer(event)
-        session.trace.subscribe(writer)
-
     def on_warned(self, message: Warned) -> None:
         self.notify(message.text, severity="warning", timeout=10)
 
@@ -311,7 +312,7 @@ class PlaygroundApp(App):
         try:
             check_input(text)
         except InputRefused as exc:
-            self.notify(str(exc), severity="warning")
+            self.notify_plain(str(exc), severity="warning")
             return
         self.prompt.remember(text)
         self.prompt.value = ""
@@ -346,9 +347,9 @@ class PlaygroundApp(App):
                     budgets = self.session.preset.budgets if self.session else self.budgets
                     self.table.set_turn(compute_metrics(trace.turn_events(event.turn)), budgets)
                 elif event.type == ev.TTS_SESSION and event.get("action") == "fallback":
-                    self.notify(f"TTS fell back to REST: {event.get('reason')}", severity="error", timeout=10)
+                    self.notify_plain(f"TTS fell back to REST: {event.get('reason')}", severity="error", timeout=10)
                 elif event.type == ev.ERROR:
-                    self.notify(f"{event.get('where')}: {event.get('message')}", severity="error", timeout=10)
+                    self.notify_plain(f"{event.get('where')}: {event.get('message')}", severity="error", timeout=10)
             self._seen = end
             self.status.redraw()
         if self.loading.display:
@@ -367,7 +368,7 @@ class PlaygroundApp(App):
         voice = self.voice
         if voice is None or voice.state.mic != "listening":
             reason = voice.state.reason if voice is not None and voice.state.reason else "the mic is not listening"
-            self.notify(f"push-to-talk: {reason}", severity="warning")
+            self.notify_plain(f"push-to-talk: {reason}", severity="warning")
         elif voice.mode != "push_to_talk":
             self.notify("hands-free: just speak (a pause ends what you say)")
         else:
@@ -399,7 +400,7 @@ class PlaygroundApp(App):
         try:
             chosen = load_preset(name)
         except PresetError as exc:
-            self.notify(str(exc), severity="error", timeout=10)
+            self.notify_plain(str(exc), severity="error", timeout=10)
             return
         if self.session is None or not needs_new_session(self.preset, chosen):
             self._use_preset(chosen, f"preset {name} chosen in the UI")
@@ -502,22 +503,22 @@ class PlaygroundApp(App):
         events = list(self.session.trace.events)
         self.notify(f"exporting {len(events):,} events to {self.export_dir}/{stem}.*…")
 
-        def progress(stage: str, fraction: float) -> None:
+        def progress(stage: str, fraction: float | None = None) -> None:
             self.call_from_thread(self._export_progress, stage, fraction)
 
         try:
             paths = await asyncio.to_thread(export_all, self.export_dir, stem, self.session.trace.header, events,
                                             progress=progress)
         except (OSError, ValueError, RuntimeError) as exc:
-            self.notify(f"export failed: {exc}", severity="error", timeout=10)
+            self.notify_plain(f"export failed: {exc}", severity="error", timeout=10)
             return
         finally:
             self.status.extra = ""
             self.status.redraw()
         self.notify("exported: " + ", ".join(p.name for p in paths), timeout=8)
 
-    def _export_progress(self, stage: str, fraction: float) -> None:
-        self.status.extra = f"export {stage} {fraction:.0%}"
+    def _export_progress(self, stage: str, fraction: float | None) -> None:
+        self.status.extra = f"export {stage}" + ("" if fraction is None else f" {fraction:.0%}")
         self.status.redraw()
 
     async def on_unmount(self) -> None:

@@ -25,7 +25,7 @@ from textual.strip import Strip
 
 from playground.core import events as ev
 from playground.core.clock import now_ms
-from playground.ui.styles import REASON_STYLES
+from playground.core.formatting import REASON_COLORS, visible
 
 
 @dataclass
@@ -41,13 +41,14 @@ class TurnText:
     t0_seen: float = 0.0  # now_ms() - t_ms of the first event seen: maps t_ms to the UI's clock
 
     def add(self, event: ev.TraceEvent) -> None:
+        """Takes in one event; text from the user, the model or a trace is kept `visible` (escaped)."""
         kind = event.type
         if kind == ev.TURN_START:
-            self.user = event.get("text", "")
+            self.user = visible(event.get("text", ""))
         elif kind == ev.LLM_TOKEN:
-            self.tokens.append(event.get("text", ""))
+            self.tokens.append(visible(event.get("text", "")))
         elif kind == ev.CHUNK:
-            self.chunks.append((event.get("raw", ""), event.get("reason", "")))
+            self.chunks.append((visible(event.get("raw", "")), event.get("reason", "")))
         elif kind == ev.TTS_AUDIO:
             chunk = event.get("chunk")
             self.audio_ms[chunk] = self.audio_ms.get(chunk, 0.0) + event.get("duration_ms", 0.0)
@@ -56,9 +57,9 @@ class TurnText:
         elif kind == ev.PLAY_END:
             self.played.add(event.get("chunk"))
         elif kind == ev.TURN_CANCELLED:
-            self.status = f"cancelled: {event.get('reason')}"
+            self.status = visible(f"cancelled: {event.get('reason')}")
         elif kind == ev.ERROR:
-            self.status = f"error: {event.get('where')}: {event.get('message')}"
+            self.status = visible(f"error: {event.get('where')}: {event.get('message')}")
 
     @property
     def playing(self) -> bool:
@@ -79,7 +80,7 @@ class TurnText:
             spoken = self._spoken_chars(index, len(raw), now_turn_ms)
             text.append(raw[:spoken], style="bold underline")
             text.append(raw[spoken:])
-            text.append("▏", style=REASON_STYLES.get(reason, "white"))
+            text.append("▏", style=REASON_COLORS.get(reason, "white"))
             done += len(raw)
         pending = "".join(self.tokens)[done:]
         if pending:
@@ -148,7 +149,7 @@ class Conversation(ScrollView, can_focus=True):
 
     def note(self, message: str) -> None:
         """A line from the app (loading progress, refusals), between turns."""
-        self._blocks.append(_Block(None, Text(message)))
+        self._blocks.append(_Block(None, Text(visible(message))))
         self._relayout(follow=self.following)
 
     def clear(self) -> None:

@@ -12,7 +12,7 @@ from rich.text import Text
 from textual.events import Resize
 from textual.widgets import DataTable
 
-from playground.core.formatting import format_gaps, format_ms
+from playground.core.formatting import format_gaps, format_ms, visible
 from playground.core.metrics import METRIC_LABELS, TurnMetrics, budget_misses, percentile
 from playground.ui.styles import PATH_STYLES
 
@@ -52,7 +52,7 @@ class MetricsTable(DataTable):
 
     def _row(self, m: TurnMetrics) -> dict[str, Text | str]:
         misses = budget_misses(m, self.budgets)
-        cells: dict[str, Text | str] = {"turn": str(m.turn), "strategy": m.strategy or "-"}
+        cells: dict[str, Text | str] = {"turn": str(m.turn), "strategy": visible(m.strategy or "-")}
         for key in COLUMNS:
             cells[key] = Text(format_ms(m.value(key)) + ("!" if key in misses else ""),
                               style="bold red" if key in misses else "", justify="right")
@@ -65,7 +65,7 @@ class MetricsTable(DataTable):
             path += f" {m.status.upper()}"
         deliberate_rest = m.tts_path == "fallback_rest" and not m.tts_path_fault
         style = "" if deliberate_rest else PATH_STYLES.get(m.tts_path or "", "")
-        cells["tts"] = Text(path, style=style if m.status == "ok" else "bold red")
+        cells["tts"] = Text(visible(path), style=style if m.status == "ok" else "bold red")
         return cells
 
     def _percentile_rows(self) -> list[tuple[str, dict[str, Text | str]]]:

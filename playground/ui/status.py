@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from playground.core import events as ev
+from playground.core.formatting import visible
 
 
 class TTSState:
@@ -41,7 +42,7 @@ class TTSState:
         elif action == "fallback":
             self.state = "fallback"
             self.fallbacks += 1
-            self.fallback_reason = event.get("reason") or "no reason given"
+            self.fallback_reason = visible(event.get("reason") or "no reason given")
         elif action == "warning":
             self.warnings += 1
         elif action == "close":
@@ -82,7 +83,7 @@ def mic_text(state) -> Text:
     if state is None or state.mic == "off":
         return Text("mic off")
     if state.mic == "unavailable":
-        return Text(f"mic unavailable ({state.reason})", style="bold red")
+        return Text(visible(f"mic unavailable ({state.reason})"), style="bold red")
     if state.mic != "listening":
         return Text(f"mic {state.mic}…", style="yellow")
     text = Text(f"mic {state.mode.replace('_', '-')} ")

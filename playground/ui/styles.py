@@ -1,13 +1,3 @@
-"""Colours shared by the UI's views, so a chunk reason looks the same everywhere."""
+"""Styles shared by the UI's views (chunk reasons: `playground.core.formatting.REASON_COLORS`)."""
 
-REASON_STYLES = {
-    "strong": "green",
-    "weak": "yellow",
-    "deadline": "magenta",
-    "underrun": "bright_magenta",
-    "max_chars": "red",
-    "flush": "blue",
-    "words": "cyan",
-    "fragment": "cyan",
-}
 PATH_STYLES = {"persistent": "green", "reconnected": "yellow", "fallback_rest": "bold red"}

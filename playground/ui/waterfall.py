@@ -30,7 +30,7 @@ from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from playground.chunking import REASONS
+from playground.core.formatting import REASON_COLORS, visible
 from playground.core.metrics import METRIC_LABELS
 from playground.ui.timeline import CANCELLED, ERROR, OK, RUNNING, Timeline, TurnTimeline
 
@@ -54,10 +54,10 @@ LANE_NAMES = {"llm": "llm", "chunk": "chunk", "tts": "tts", "play": "play", "mar
 SHORT_MARKER_NAMES = {"llm_ttft": "TTFT", "ttfs": "TTFS", "ttfa": "TTFA", "first_play": "PLAY", "first_sound": "SOUND"}
 MIN_TITLE_TEXT = 8  # cells of the user's text kept before the title drops details
 
-REASON_CLASSES = {
-    reason: f"waterfall--reason-{reason.replace('_', '-')}"
-    for reason in REASONS
-}
+REASON_CLASSES = {reason: f"waterfall--reason-{reason.replace('_', '-')}" for reason in REASON_COLORS}
+# The reason classes in CSS, from the shared table (DEFAULT_CSS).
+_REASON_CSS = "".join(f"        & > .{REASON_CLASSES[reason]} {{ color: ansi_{color}; }}\n"
+                      for reason, color in REASON_COLORS.items())
 STATUS_CLASSES = {
     RUNNING: "waterfall--live",
     OK: "waterfall--muted",
@@ -73,8 +73,8 @@ PATH_CLASSES = {
 CellStyle = Callable[[Color | None, Color | None, bool], Style]
 
 
-def format_ms(ms: float) -> str:
-    """A compact duration: "7.5ms", "250ms", "1.5s"."""
+def format_duration(ms: float) -> str:
+    """A compact duration with its unit: "7.5ms", "250ms", "1.5s" (an axis label, the zoom)."""
     return f"{ms / 1000:g}s" if ms >= 1000 else f"{ms:g}ms"
 
 
@@ -267,14 +267,7 @@ class Waterfall(ScrollView, can_focus=True):
         & > .waterfall--cancelled { color: $text-warning; }
         & > .waterfall--error { color: $text-error; }
         & > .waterfall--token { color: $text-primary; }
-        & > .waterfall--reason-strong { color: ansi_green; }
-        & > .waterfall--reason-weak { color: ansi_yellow; }
-        & > .waterfall--reason-deadline { color: ansi_magenta; }
-        & > .waterfall--reason-underrun { color: ansi_bright_magenta; }
-        & > .waterfall--reason-max-chars { color: ansi_red; }
-        & > .waterfall--reason-flush { color: ansi_blue; }
-        & > .waterfall--reason-words { color: ansi_cyan; }
-        & > .waterfall--reason-fragment { color: ansi_cyan; }
+""" + _REASON_CSS + """\
         & > .waterfall--chunk-pending { color: $foreground 30%; }
         & > .waterfall--tts-wait { color: $foreground 25%; }
         & > .waterfall--tts-audio { color: $text-secondary; }
@@ -463,8 +456,8 @@ class Waterfall(ScrollView, can_focus=True):
         for k in range(first, last + 1):
             t = k * interval
             row.tick(t, color)
-            row.text(math.floor(row.x(t)) + 1, format_ms(t), color)
-        zoom = format_ms(self.ms_per_cell)
+            row.text(math.floor(row.x(t)) + 1, format_duration(t), color)
+        zoom = format_duration(self.ms_per_cell)
         label = f"{zoom}/cell{' fit' if self.fit else ''}" if self.label_width >= WIDE_LABEL_WIDTH else zoom
         label = set_cell_size(label, self.label_width)
         return self._strip([Segment(label, self._style("waterfall--axis")), *row.segments(self._cell_style)], width)
@@ -476,7 +469,9 @@ class Waterfall(ScrollView, can_focus=True):
         if width - cell_len(prefix) - _details_cells(details) < MIN_TITLE_TEXT:
             details = [detail for detail in details if detail[2]]
         text_cells = max(width - cell_len(prefix) - _details_cells(details), 0)
-        text = " ".join(band.text.split())  # newlines and tabs would break the row
+        # Newlines and tabs would break the row; control characters (a trace may come from
+        # anywhere) are shown escaped, never sent to the terminal.
+        text = " ".join(visible(band.text).split())
         if cell_len(text) > text_cells:
             text = set_cell_size(text, max(text_cells - 1, 0)) + "…"
         segments = [Segment(prefix, base), Segment(set_cell_size(text, text_cells), base)]
@@ -507,7 +502,7 @@ class Waterfall(ScrollView, can_focus=True):
         if wide and band.status_detail:
             status += f": {band.status_detail}"
         details.append((status, STATUS_CLASSES[band.status], True))
-        return details
+        return [(visible(text), component, essential) for text, component, essential in details]
 
     def _lane_label(self, band: TurnTimeline, lane: str) -> str:
         name = LANE_NAMES[lane]

@@ -18,7 +18,7 @@ from playground.audio.input import (
     list_input_devices,
     open_input,
 )
-from playground.cli import Console
+from playground.console import Console
 from playground.commands.devices import COMMAND
 from playground.stt.vad import SileroVAD, SpeechDetector, SpeechEnd, SpeechStart
 from playground.stt.whisper import STTError, find_model

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from playground.chunking.compare import Variant, compare_turns, recorded_turns
-from playground.cli import Console, build_parser
+from playground.cli import build_parser
+from playground.console import Console
 from playground.core.events import read_trace
 from playground.core.presets import PresetError
 from playground.data import find

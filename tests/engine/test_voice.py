@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 from pathlib import Path
 
@@ -11,9 +12,11 @@ import numpy as np
 import pytest
 
 from playground.audio.input import CuedInput
+from playground.audio.output import open_output
 from playground.core import events as ev
-from playground.engine.voice import VoiceLoop
-from tests.audio.test_audio_output import portaudio_missing  # noqa: F401 - a fixture, used by name
+from playground.core.clock import now_ms
+from playground.engine.voice import PlaybackMeter, VoiceLoop
+from tests.audio.test_audio_output import portaudio_missing, tone  # noqa: F401 - portaudio_missing: a fixture
 from tests.conftest import local_preset, open_test_session
 from tests.speech import mostly_heard, noise, silence, speech, words, write_wav
 
@@ -253,3 +256,22 @@ async def test_without_portaudio_the_mic_is_unavailable_and_says_what_to_install
     assert not await voice.open()
     assert "libportaudio2" in voice.state.reason
     await voice.close()
+
+
+async def test_the_echo_gate_meter_taps_what_the_output_plays():
+    """The meter sees each piece the session's output is given and each stop, as a tap on the
+    real output (the output itself stays the session's)."""
+    output = await open_output("null")
+    meter = PlaybackMeter(tail_ms=100.0)
+    output.add_tap(meter)
+    try:
+        output.play(tone(440, 0.5, 22050, amplitude=0.5), 22050, "piece")
+        level = meter.level_at(now_ms() + 100.0)
+        assert level is not None and abs(level - 10 * math.log10(0.125)) < 1.0  # a sine at half scale
+        output.stop()
+        assert meter.level_at(now_ms()) is None
+        output.remove_tap(meter)
+        output.play(tone(440, 0.2, 22050), 22050, "unseen")
+        assert meter.level_at(now_ms() + 50.0) is None
+    finally:
+        await output.close()

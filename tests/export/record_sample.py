@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from playground.core import events as ev
 from playground.core.presets import load_preset
 from playground.engine.build import open_session
+from playground.export.jsonl import open_trace_writer
 
 OUT = Path(__file__).parent / "data" / "session.jsonl"
 QUESTIONS = [
@@ -38,10 +38,8 @@ CANCEL_AFTER_S = 1.5
 async def record() -> None:
     preset = load_preset("local", ["llm.max_tokens=120", f"agent.system_prompt={SYSTEM_PROMPT}"])
     session = await open_session(preset, audio="null", progress=lambda m: print("…", m))
-    writer = ev.JsonlTraceWriter(OUT, session.trace.header)
-    for event in session.trace.events:
-        writer(event)
-    session.trace.subscribe(writer)
+    writer = open_trace_writer(OUT, session.trace.header)
+    writer.follow(session.trace)
     try:
         for number, text in enumerate(QUESTIONS, 1):
             task = session.start_turn(text)

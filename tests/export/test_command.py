@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from playground.cli import Console, build_parser
+from playground.cli import build_parser
+from playground.console import Console
 from playground.commands import export as export_command
 from playground.core.events import read_trace
 from playground.export.formats import FORMATS

@@ -1,7 +1,8 @@
-"""Atomic writes, the native JSONL round trip, and the synthetic long session's fidelity."""
+"""Atomic writes, the native JSONL round trip (live and at once), and the synthetic long session's fidelity."""
 
 from __future__ import annotations
 
+import json
 import stat
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from playground.core import events as ev
 from playground.core.metrics import compute_metrics
 from playground.export.atomic import atomic_open
-from playground.export.jsonl import write_trace_jsonl
+from playground.export.jsonl import open_trace_writer, write_trace_jsonl
 from tests.export.conftest import SESSION, TWO_TURNS, load, long_session
 
 
@@ -19,6 +20,42 @@ def test_jsonl_round_trip(tmp_path):
     assert ev.read_trace(path) == (header, events)
     assert path.read_text(encoding="utf-8").splitlines()[0].startswith('{"type": "session", "version": 1')
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_writer_round_trip_and_flush_points(tmp_path):
+    path = tmp_path / "t.jsonl"
+    trace = ev.Trace()
+    writer = open_trace_writer(path, {"preset": {"name": "local"}})
+    trace.subscribe(writer)
+    clock = ev.TurnClock(trace, 1, t0_mono_ms=1000.0)
+    clock.emit(ev.TURN_START, 1000.0, text="Hi ✓ مرحبا")
+    clock.emit(ev.LLM_TOKEN, 1080.25, i=0, text="Hello")
+    # Tokens are buffered (no file write per token on the event loop) ...
+    assert len(path.read_text().splitlines()) == 1
+    clock.emit(ev.TURN_SUMMARY, 1500.0, metrics={})
+    # ... and written when the turn ends.
+    assert len(path.read_text().splitlines()) == 4
+    clock.emit(ev.ERROR, 1600.0, where="tts", message="late")
+    writer.close()
+    header, events = ev.read_trace(path)
+    assert header["type"] == "session" and header["version"] == ev.TRACE_VERSION
+    assert [e.type for e in events] == ["turn.start", "llm.token", "turn.summary", "error"]
+    assert events[0].get("text") == "Hi ✓ مرحبا"
+    assert events[1].t_ms == 80.25 and events[1].turn == 1
+    assert json.loads(path.read_text().splitlines()[2]) == {"turn": 1, "t_ms": 80.25, "type": "llm.token", "i": 0, "text": "Hello"}
+
+
+def test_text_that_was_never_valid_unicode_is_kept_not_fatal(tmp_path):
+    """A lone surrogate (undecodable bytes let through by a provider or an old trace) is
+    written as its JSON escape and reads back the same, live and at once."""
+    text = "caf\udce9"
+    event = ev.TraceEvent(1, 1.0, ev.TURN_START, {"text": text})
+    live = open_trace_writer(tmp_path / "live.jsonl", {})
+    live(event)
+    live.close()
+    whole = write_trace_jsonl(tmp_path / "whole.jsonl", {}, [event])
+    for path in (tmp_path / "live.jsonl", whole):
+        assert ev.read_trace(path)[1][0].get("text") == text
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):

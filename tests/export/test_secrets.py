@@ -11,6 +11,7 @@ import pytest
 from playground.core import events as ev
 from playground.core.scrub import REDACTED, scrub
 from playground.export.formats import FORMATS, export_all
+from playground.export.jsonl import open_trace_writer, write_trace_jsonl
 from tests.export.conftest import SESSION, load
 from tests.export.test_otel import Collector
 
@@ -44,7 +45,7 @@ def test_the_live_trace_file_contains_no_planted_key(tmp_path, leaky_trace):
     """`--trace` writes while the session runs (JsonlTraceWriter): scrubbed the same way."""
     header, events = leaky_trace
     path = tmp_path / "live.jsonl"
-    writer = ev.JsonlTraceWriter(path, header)
+    writer = open_trace_writer(path, header)
     for event in events:
         writer(event)
     writer.close()
@@ -77,9 +78,23 @@ def test_no_format_contains_a_planted_key(tmp_path, leaky_trace):
 def test_scrub_keeps_names_and_shares_clean_events(monkeypatch):
     monkeypatch.delenv("UNSET_FOR_THIS_TEST", raising=False)
     header = {"preset": {"llm": {"api_key_env": "XAI_API_KEY", "max_tokens": 96, "secret_note": ""},
-                         "tts": {"api_key_env": "UNSET_FOR_THIS_TEST", "password": "hunter2-long"}}}
+                         "tts": {"api_key_env": "UNSET_FOR_THIS_TEST", "password": "hunter2-long"}},
+              "notes": {"token_times": "as measured", "key_points": "the seed's numbers"},
+              "providers": {"tts": {"accessToken": "at-123456789", "client_secret": "cs-123456789",
+                                    "x-api-key": "xk-123456789"}}}
     events = [ev.TraceEvent(1, 1.0, ev.LLM_TOKEN, {"i": 0, "text": "token"})]
     clean_header, clean_events = scrub(header, events)
     assert clean_header["preset"]["llm"] == header["preset"]["llm"]
     assert clean_header["preset"]["tts"] == {"api_key_env": "UNSET_FOR_THIS_TEST", "password": REDACTED}
+    assert clean_header["notes"] == header["notes"]  # about tokens and keys, not one
+    assert set(clean_header["providers"]["tts"].values()) == {REDACTED}
     assert clean_events[0] is events[0]
+
+
+def test_a_whole_trace_written_at_once_contains_no_planted_key(tmp_path, leaky_trace):
+    """`replay --trace` and the benchmarks write a session's trace in one go: scrubbed too."""
+    header, events = leaky_trace
+    path = write_trace_jsonl(tmp_path / "replayed.jsonl", header, events)
+    data = path.read_text(encoding="utf-8")
+    assert ENV_KEY not in data and PASTED_KEY not in data and f"{HOME}/voices" not in data
+    assert len(ev.read_trace(path)[1]) == len(events)

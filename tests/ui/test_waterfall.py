@@ -18,7 +18,7 @@ from playground.ui.waterfall import (
     LaneRow,
     Waterfall,
     fit_zoom,
-    format_ms,
+    format_duration,
     zoom_step,
 )
 
@@ -109,7 +109,7 @@ async def test_a_turn_shows_its_title_lanes_and_marker_values():
         await show(pilot, waterfall, reply(1))
         screen = rows(waterfall)
 
-        assert screen[0].startswith(format_ms(waterfall.ms_per_cell))  # the zoom, over the lane labels
+        assert screen[0].startswith(format_duration(waterfall.ms_per_cell))  # the zoom, over the lane labels
         assert "0ms" in screen[0] and "1s" in screen[0]
         title = screen[lane_y(waterfall, 1, "title")]
         assert "#1 Tell me a story" in title and title.rstrip().endswith("adaptive persistent ok")
@@ -355,9 +355,9 @@ async def test_a_turn_whose_context_window_moved_says_so_in_its_title():
 def test_every_chunker_reason_has_a_colour():
     """A new chunk reason (e.g. `underrun`) is coloured in the waterfall and the conversation."""
     from playground.chunking import REASONS as CHUNKER_REASONS
-    from playground.ui.styles import REASON_STYLES
+    from playground.core.formatting import REASON_COLORS
 
-    assert set(REASON_CLASSES) == set(CHUNKER_REASONS) == set(REASON_STYLES)
+    assert set(REASON_CLASSES) == set(CHUNKER_REASONS) == set(REASON_COLORS)
     css = Waterfall.DEFAULT_CSS
     for reason, component in REASON_CLASSES.items():
         assert f".{component} {{ color:" in css, f"no colour for {reason} in the waterfall's CSS"
