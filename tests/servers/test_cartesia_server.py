@@ -15,21 +15,15 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from playground.servers.cartesia import TTS_SERVER
+from playground.servers.cartesia import CartesiaServer
+from playground.servers.faults import Fault
 from playground.servers.voice import LoopbackVoice
 
 pytestmark = pytest.mark.models
-KEY = "test-key"
+SERVER = CartesiaServer
+API_KEY = KEY = "test-key"
 VERSION = "2025-04-16"
 RATE = 16000
-
-
-@pytest.fixture
-async def server(loopback_voice):
-    server = TTS_SERVER(api_key=KEY, voice=loopback_voice)
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def ws_url(server, query: str = f"cartesia_version={VERSION}") -> str:
@@ -185,7 +179,7 @@ async def test_auth_and_version_are_checked_at_the_handshake(server):
 
 
 async def test_injected_handshake_refusals(server):
-    server.faults.reject_handshakes, server.faults.reject_status = 1, 403
+    server.inject(Fault("reject", status=403))
     async with asyncio.timeout(10):
         with pytest.raises(InvalidStatus) as refused:
             await connect(server)
@@ -197,7 +191,7 @@ async def test_injected_handshake_refusals(server):
 
 @pytest.mark.parametrize("code, reason", [(1006, ""), (1008, "policy violation (injected)")])
 async def test_close_mid_reply(server, code, reason):
-    server.faults.close_code, server.faults.close_reason, server.faults.close_after_frames = code, reason, 2
+    server.inject(Fault("close", code=code, reason=reason, after=2))
     async with asyncio.timeout(20):
         ws = await connect(server)
         await ws.send(request("t", "This reply is cut off by the server.", False))
@@ -214,9 +208,8 @@ async def test_close_mid_reply(server, code, reason):
 
 
 async def test_stall_malformed_unknown_and_wrong_format_faults(server):
-    faults = server.faults
-    faults.stall_s, faults.stall_after_frames = 1.0, 1
-    faults.malformed_json = faults.unknown_message = faults.wrong_audio_format = True
+    server.inject(Fault("malformed"), Fault("unknown"), Fault("wrong_format", audio="wav"),
+                  Fault("stall", after=1, seconds=1.0))
     async with asyncio.timeout(20), await connect(server) as ws:
         await ws.send(request("t", "A reply with every fault in it.", False))
         malformed = await ws.recv()
@@ -232,18 +225,14 @@ async def test_stall_malformed_unknown_and_wrong_format_faults(server):
         assert others[-1]["type"] == "done" and len(audio) % 2 == 0
 
 
-async def test_idle_socket_is_closed(loopback_voice):
-    server = TTS_SERVER(voice=loopback_voice, idle_timeout_s=0.5)
-    await server.start()
-    try:
-        async with asyncio.timeout(5), await connect(server) as ws:
-            started = time.monotonic()
-            with pytest.raises(ConnectionClosed) as closed:
-                await ws.recv()
-            assert 0.45 <= time.monotonic() - started < 2
-            assert closed.value.rcvd.code == 1000 and "idle" in closed.value.rcvd.reason
-    finally:
-        await server.stop()
+async def test_idle_socket_is_closed(loopback_voice, start_server):
+    server = await start_server(CartesiaServer(voice=loopback_voice, idle_timeout_s=0.5))
+    async with asyncio.timeout(5), await connect(server) as ws:
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+        assert 0.45 <= time.monotonic() - started < 2
+        assert closed.value.rcvd.code == 1000 and "idle" in closed.value.rcvd.reason
 
 
 async def test_rest_bytes(server, loopback_voice):

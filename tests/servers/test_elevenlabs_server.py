@@ -20,15 +20,8 @@ from playground.commands.serve_tts import tts_servers
 from playground.servers.elevenlabs import ElevenLabsServer
 
 pytestmark = pytest.mark.models
+SERVER = ElevenLabsServer
 RATE = 16000
-
-
-@pytest.fixture
-async def server():
-    server = ElevenLabsServer()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def ws_url(server, endpoint="multi-stream-input", **query) -> str:
@@ -141,18 +134,14 @@ async def test_rest_stream_returns_raw_pcm(server):
     assert np.array_equal(np.frombuffer(response.content, "<i2"), server.speech("Over HTTP.", RATE))
 
 
-async def test_the_api_key_is_checked_at_the_handshake():
-    server = ElevenLabsServer(api_key="secret")
-    await server.start()
-    try:
-        for headers, status in (({}, 401), ({"xi-api-key": "wrong"}, 401)):
-            with pytest.raises(InvalidStatus) as refused:
-                await websockets.connect(ws_url(server), additional_headers=headers)
-            assert refused.value.response.status_code == status
-        async with websockets.connect(ws_url(server), additional_headers={"xi-api-key": "secret"}):
-            pass
-    finally:
-        await server.stop()
+async def test_the_api_key_is_checked_at_the_handshake(loopback_voice, start_server):
+    server = await start_server(ElevenLabsServer(api_key="secret", voice=loopback_voice))
+    for headers, status in (({}, 401), ({"xi-api-key": "wrong"}, 401)):
+        with pytest.raises(InvalidStatus) as refused:
+            await websockets.connect(ws_url(server), additional_headers=headers)
+        assert refused.value.response.status_code == status
+    async with websockets.connect(ws_url(server), additional_headers={"xi-api-key": "secret"}):
+        pass
 
 
 def test_serve_tts_finds_the_server_and_prints_a_matching_setting():
