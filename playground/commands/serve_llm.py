@@ -15,10 +15,9 @@ import signal
 from typing import TYPE_CHECKING
 
 from playground.commands import Command
-from playground.commands.serve_tts import add_fault_argument, parse_faults
 from playground.core.presets import LLMConfig
 from playground.llm.base import LLMError
-from playground.servers.faults import Fault, FaultError
+from playground.servers.faults import Fault, FaultError, add_fault_argument
 from playground.servers.openai_llm import DEFAULT_PORT, OpenAILLMServer, build_backend
 
 if TYPE_CHECKING:
@@ -43,7 +42,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
             raise LLMError(f"serve-llm: --api-key-env {args.api_key_env}: that environment variable is not set; "
                            f"export {args.api_key_env}=<a key of your choice>")
     try:
-        faults = parse_faults(args.fault)
+        faults = [Fault.parse(spec) for spec in args.fault]
     except FaultError as exc:
         raise LLMError(f"serve-llm: --fault: {exc}") from None
     return asyncio.run(_serve(args, api_key, faults, console))

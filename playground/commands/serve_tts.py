@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import playground.servers
 from playground.commands import Command
-from playground.servers.faults import Fault, FaultError
+from playground.servers.faults import Fault, FaultError, add_fault_argument
 
 if TYPE_CHECKING:
     from playground.cli import Console
@@ -46,17 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="require clients to send the key held in this environment variable "
                              "(default: any key or none is accepted)")
     add_fault_argument(parser)
-
-
-def add_fault_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--fault", metavar="SPEC", action="append", default=[],
-                        help="arm a fault, e.g. close:after=2,code=1006 or reject:status=429 (repeatable; each "
-                             "strikes once; POST a SPEC to /loopback/faults to arm one while the server runs)")
-
-
-def parse_faults(specs: list[str]) -> list[Fault]:
-    """The faults of `--fault` options; a bad SPEC is a FaultError naming it."""
-    return [Fault.parse(spec) for spec in specs]
 
 
 async def serve(server: Any, host: str, port: int, console: Console) -> None:
@@ -86,7 +75,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     port = server_class.default_port if args.port is None else args.port
     server = server_class(api_key=api_key)
     try:
-        server.inject(*parse_faults(args.fault))
+        server.inject(*(Fault.parse(spec) for spec in args.fault))
     except FaultError as exc:
         console.note(f"error: --fault: {exc}")
         return 2

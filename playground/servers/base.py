@@ -26,10 +26,9 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from playground.servers.audio import mp3_bytes, wav_bytes
-from playground.servers.faults import TTS_FAULTS, Fault, FaultError, Faults, ReplyFaults, fault_from_request_body
+from playground.servers.faults import FAULTS_PATH, TTS_FAULTS, Fault, FaultError, Faults, ReplyFaults, fault_from_request_body
 from playground.servers.voice import LoopbackVoice
 
-FAULTS_PATH = "/loopback/faults"
 _PREPARED_STATUS = web.RequestKey("loopback_prepared_status", int)
 SPOKEN_CACHE_ENTRIES = 512
 # Handlers still running when the server stops get this long to finish before they are cancelled.

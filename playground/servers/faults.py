@@ -15,6 +15,7 @@ in the order armed.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 TTS_FAULTS = frozenset({"reject", "close", "stall", "malformed", "unknown", "wrong_format"})
 LLM_FAULTS = frozenset({"reject", "close", "stall", "malformed", "error", "burst"})
 WRONG_AUDIO = ("wav", "mp3", "rate")
+FAULTS_PATH = "/loopback/faults"  # the control endpoint every loopback server has
 
 
 class FaultError(ValueError):
@@ -181,3 +183,10 @@ def fault_from_request_body(body: bytes) -> Fault:
             raise FaultError(f"the fault is not valid JSON: {exc}") from None
         return Fault.from_json(data)
     return Fault.parse(text)
+
+
+def add_fault_argument(parser: argparse.ArgumentParser) -> None:
+    """`--fault SPEC` for the commands that start a loopback server."""
+    parser.add_argument("--fault", metavar="SPEC", action="append", default=[],
+                        help="arm a fault, e.g. close:after=2,code=1006 or reject:status=429 (repeatable; each "
+                             f"strikes once; POST a SPEC to {FAULTS_PATH} to arm one while the server runs)")
