@@ -212,3 +212,13 @@ async def test_rest_speak(server, loopback_voice):
         assert refused.status_code == 401
         empty = await client.post(f"/v1/speak?{QUERY}", json={"words": text}, headers=headers)
         assert empty.status_code == 400 and "text" in empty.json()["err_msg"]
+
+
+async def test_unknown_paths_and_methods_get_deepgrams_error_shape(server):
+    async with asyncio.timeout(10), httpx.AsyncClient(base_url=server.url) as client:
+        missing = await client.post("/v1/listen", content=b"audio")
+        wrong_method = await client.delete("/v1/speak")
+    for response, status in ((missing, 404), (wrong_method, 405)):
+        assert response.status_code == status
+        assert set(response.json()) == {"err_code", "err_msg", "request_id"}
+    assert "/v1/listen" in missing.json()["err_msg"]
