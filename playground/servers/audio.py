@@ -27,7 +27,7 @@ def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
 
 def float32_bytes(samples: np.ndarray) -> bytes:
     """int16 samples as little-endian float32 in [-1, 1) (Cartesia's `pcm_f32le`)."""
-    return (samples.astype("<f4") / 32768.0).astype("<f4").tobytes()
+    return (samples.astype("<f4") / np.float32(32768)).tobytes()
 
 
 class Mp3Encoder:

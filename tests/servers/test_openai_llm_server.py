@@ -247,3 +247,31 @@ async def test_a_burst_holds_tokens_and_sends_them_at_once(server):
     assert sent[1] - sent[0] >= 15  # ... after the replay's 5 ms gaps of tokens 1-3 (and the first)
     chunks = [json.loads(e) for e in data_events(text)[1:-2]]
     assert [c["choices"][0]["delta"]["content"] for c in chunks] == WORDS
+
+
+def test_serve_llm_arms_the_faults_it_is_given():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import playground
+
+    trace = Path(playground.__file__).parent / "data" / "traces" / "seed-turn4.jsonl"
+    command = [sys.executable, "-m", "playground.cli", "serve-llm", "--port", "0", "--replay", str(trace)]
+    process = subprocess.Popen([*command, "--fault", "reject:status=429,retry_after=3"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        line = process.stdout.readline()
+        base_url, model = line.split(" at ")[1].split(" ")[0], line.split(" at ")[0].split("serving ")[1]
+        body = {"model": model, "messages": [{"role": "user", "content": "Hi"}]}
+        refused = httpx.post(f"{base_url}/chat/completions", json=body, timeout=10)
+        served = httpx.post(f"{base_url}/chat/completions", json=body, timeout=30)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "3"
+    assert served.status_code == 200
+    wrong = subprocess.run([*command, "--fault", "wrong_format"], check=False, capture_output=True, text=True,
+                           timeout=60)
+    assert wrong.returncode != 0 and "wrong_format" in wrong.stderr and "injects only" in wrong.stderr
