@@ -26,7 +26,15 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from playground.servers.audio import mp3_bytes, wav_bytes
-from playground.servers.faults import FAULTS_PATH, TTS_FAULTS, Fault, FaultError, Faults, ReplyFaults, fault_from_request_body
+from playground.servers.faults import (
+    FAULTS_PATH,
+    TTS_FAULTS,
+    Fault,
+    FaultError,
+    Faults,
+    ReplyFaults,
+    fault_from_request_body,
+)
 from playground.servers.voice import LoopbackVoice
 
 _PREPARED_STATUS = web.RequestKey("loopback_prepared_status", int)

@@ -291,12 +291,12 @@ async def test_sse_streams_chunks_timestamps_and_done(server, loopback_voice):
     body = json.loads(request("sse-1", "Streamed as events.", False, voice="loopback-voice"))
     headers = {"Authorization": f"Bearer {KEY}", "Cartesia-Version": CURRENT}
     events = []
-    async with asyncio.timeout(20), httpx.AsyncClient(base_url=server.url) as client:
-        async with client.stream("POST", "/tts/sse", json=body, headers=headers) as reply:
-            assert reply.headers["content-type"].startswith("text/event-stream")
-            async for line in reply.aiter_lines():
-                if line.startswith("data: "):
-                    events.append(json.loads(line[len("data: "):]))
+    async with (asyncio.timeout(20), httpx.AsyncClient(base_url=server.url) as client,
+                client.stream("POST", "/tts/sse", json=body, headers=headers) as reply):
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        async for line in reply.aiter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[len("data: "):]))
     kinds = [e["type"] for e in events]
     assert kinds[-2:] == ["timestamps", "done"] and set(kinds[:-2]) == {"chunk"}
     assert all(e["context_id"] == "sse-1" for e in events) and events[-1]["done"] is True

@@ -182,8 +182,8 @@ async def test_without_output_format_the_audio_is_mp3_44100_128(server):
     async with asyncio.timeout(30):
         async with httpx.AsyncClient() as client:
             rest = await client.post(f"{server.url}/v1/text-to-speech/v1", json={"text": "The default format."})
-        url = ws_url(server, endpoint="stream-input").replace("output_format=pcm_16000", "output_format=mp3_44100_128")
-        for url in (url.split("?")[0], url):
+        explicit = ws_url(server, endpoint="stream-input").replace("pcm_16000", "mp3_44100_128")
+        for url in (explicit.split("?")[0], explicit):
             async with websockets.connect(url) as ws:
                 await ws.send(json.dumps({"text": " "}))
                 await ws.send(json.dumps({"text": "The default format. ", "flush": True}))

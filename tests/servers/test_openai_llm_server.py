@@ -18,7 +18,8 @@ WORDS = ["Sure", ",", " I", " can", " help", " with", " that", "."]
 MODEL = "replay"
 
 
-def SERVER() -> OpenAILLMServer:  # noqa: N802 - the conftest's `server` fixture makes the module's server with it
+def SERVER() -> OpenAILLMServer:
+    """The module's server, made by the conftest's `server` fixture (which takes a class or a factory)."""
     backend = ReplayLLM(LLMConfig(provider="replay"), turns=[[(10.0 + 5.0 * i, w) for i, w in enumerate(WORDS)]])
     return OpenAILLMServer(backend, model=MODEL)
 
@@ -238,13 +239,15 @@ async def test_faults_are_armed_over_http_while_the_server_runs(server):
     assert again.status_code == 200
 
 
-async def test_a_burst_holds_tokens_and_sends_them_at_once(server):
+async def test_a_burst_holds_tokens_and_sends_them_at_once(start_server):
+    paced = ReplayLLM(LLMConfig(provider="replay"), turns=[[(10.0 + 30.0 * i, w) for i, w in enumerate(WORDS)]])
+    server = await start_server(OpenAILLMServer(paced, model=MODEL))
     server.inject(Fault("burst", after=1, count=4))
     async with asyncio.timeout(10), httpx.AsyncClient() as client:
         _, text = await raw_stream(client, server.base_url, chat())
     sent = server.sent[0]
     assert len(sent) == len(WORDS) and len(set(sent[1:5])) == 1  # tokens 1-4 in one write
-    assert sent[1] - sent[0] >= 15  # ... after the replay's 5 ms gaps of tokens 1-3 (and the first)
+    assert sent[1] - sent[0] >= 60  # held until token 4 came, 4 x 30 ms after token 0
     chunks = [json.loads(e) for e in data_events(text)[1:-2]]
     assert [c["choices"][0]["delta"]["content"] for c in chunks] == WORDS
 

@@ -71,9 +71,9 @@ async def test_elevenlabs_convert_stream_and_the_realtime_websocket(loopback_voi
         sync = ElevenLabs(api_key=KEY, base_url=server.url)
         # the SDK turns the base URL's scheme into wss://; the loopback speaks plain ws://
         sync.text_to_speech._ws_base_url = server.url.replace("http://", "ws://")
-        return b"".join(sync.text_to_speech.convert_realtime("voice-1", text=iter(["Hello from ", "the loopback "
-                                                                                    "server."]),
-                                                             model_id="eleven_flash_v2_5", output_format="pcm_16000"))
+        parts = iter(["Hello from ", "the loopback ", "server."])
+        return b"".join(sync.text_to_speech.convert_realtime("voice-1", text=parts, model_id="eleven_flash_v2_5",
+                                                             output_format="pcm_16000"))
 
     async with asyncio.timeout(30):
         streamed = await asyncio.to_thread(realtime)
