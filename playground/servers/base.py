@@ -41,6 +41,7 @@ _PREPARED_STATUS = web.RequestKey("loopback_prepared_status", int)
 SPOKEN_CACHE_ENTRIES = 512
 # Handlers still running when the server stops get this long to finish before they are cancelled.
 _SHUTDOWN_TIMEOUT_S = 1.0
+_KEEPALIVE_S = 3600.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -100,9 +101,10 @@ class LoopbackServer:
         app.on_response_prepare.append(self._prepared)
         app.router.add_post(FAULTS_PATH, self._inject_request)
         self.add_routes(app.router)
-        # handler_cancellation: a client that hangs up stops its reply at once, not at the next write
+        # handler_cancellation: a client that hangs up stops its reply at once, not at the next write.
+        # An idle keep-alive connection stays open as long as the client keeps it (the openai provider: 300 s).
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True,
-                                     shutdown_timeout=_SHUTDOWN_TIMEOUT_S)
+                                     shutdown_timeout=_SHUTDOWN_TIMEOUT_S, keepalive_timeout=_KEEPALIVE_S)
         await self._runner.setup()
         try:
             await web.TCPSite(self._runner, host, port).start()
