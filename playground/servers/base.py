@@ -334,7 +334,7 @@ class LoopbackTTSServer(LoopbackServer):
         if entry.error is not None:
             self._spoken.pop((text, sample_rate), None)
             raise entry.error
-        return entry.audio()
+        return await asyncio.to_thread(entry.audio)  # joined off the loop, as it was synthesized
 
     async def speech_frames(self, text: str, sample_rate: int) -> AsyncIterator[np.ndarray]:
         """The speech of `text` in int16 frames of `frame_ms`, each yielded as soon as its sentence
