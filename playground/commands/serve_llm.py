@@ -2,6 +2,7 @@
 
     playground serve-llm                          # the local model on http://127.0.0.1:8090/v1
     playground serve-llm --replay turns.jsonl     # a recorded trace's replies, at their recorded pace
+    playground serve-llm --fault stall:after=0,seconds=3   # a slow first token, once
     playground run --preset loopback-llm --say "Hi"   # a session against it
 """
 
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from playground.commands import Command
 from playground.core.presets import LLMConfig
 from playground.llm.base import LLMError
+from playground.servers.faults import Fault, FaultError, add_fault_argument
 from playground.servers.openai_llm import DEFAULT_PORT, OpenAILLMServer, build_backend
 
 if TYPE_CHECKING:
@@ -29,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="the model id to serve (default: smollm2-135m-instruct, or replay:<file> with --replay)")
     parser.add_argument("--api-key-env", metavar="VAR",
                         help="require `Authorization: Bearer <key>`, the key read from environment variable VAR")
+    add_fault_argument(parser)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -38,11 +41,19 @@ def run(args: argparse.Namespace, console: Console) -> int:
         if not api_key:
             raise LLMError(f"serve-llm: --api-key-env {args.api_key_env}: that environment variable is not set; "
                            f"export {args.api_key_env}=<a key of your choice>")
-    return asyncio.run(_serve(args, api_key, console))
+    try:
+        faults = [Fault.parse(spec) for spec in args.fault]
+    except FaultError as exc:
+        raise LLMError(f"serve-llm: --fault: {exc}") from None
+    return asyncio.run(_serve(args, api_key, faults, console))
 
 
-async def _serve(args: argparse.Namespace, api_key: str | None, console: Console) -> int:
+async def _serve(args: argparse.Namespace, api_key: str | None, faults: list[Fault], console: Console) -> int:
     server = OpenAILLMServer(build_backend(args.replay), model=args.model, api_key=api_key)
+    try:
+        server.inject(*faults)
+    except FaultError as exc:
+        raise LLMError(f"serve-llm: --fault: {exc}") from None
     server.on_request = lambda method, path, status: console.note(f"{method} {path} {status}")
     try:
         base_url = await server.start(args.host, args.port, progress=lambda message: console.note(f"… {message}"))

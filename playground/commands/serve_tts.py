@@ -3,10 +3,11 @@
     playground serve-tts elevenlabs                  # on 127.0.0.1:8765 until Ctrl-C
     playground serve-tts elevenlabs --port 0         # any free port
     playground serve-tts elevenlabs --api-key-env LOOPBACK_KEY   # clients must send that key
+    playground serve-tts cartesia --fault close:after=3,code=1006   # the first reply breaks
+    curl -d stall:after=2,seconds=4 http://127.0.0.1:8766/loopback/faults   # a fault while it runs
 
 Servers are found, not registered: a module in `playground.servers` exposing `TTS_SERVER`,
-a class taking `api_key: str | None`, with `default_port`, `async start(host, port) -> base
-URL` and `async stop()`. The module's name is the provider name (`tts.provider`).
+a `LoopbackTTSServer` subclass. The module's name is the provider name (`tts.provider`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from playground.commands import Command
 from playground.plugins import find_plugins, short_name
+from playground.servers.faults import Fault, FaultError, add_fault_argument
 
 if TYPE_CHECKING:
     from playground.console import Console
@@ -36,12 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key-env", metavar="VAR", default=None,
                         help="require clients to send the key held in this environment variable "
                              "(default: any key or none is accepted)")
+    add_fault_argument(parser)
 
 
 async def serve(server: Any, host: str, port: int, console: Console) -> None:
     url = await server.start(host, port)
     console.print(f"{server.name} loopback server on {url} (Ctrl-C stops it)")
     console.print(f"  use it with: --set tts.provider={server.name} --set tts.base_url={url}")
+    if server.faults.armed:
+        console.note(f"  faults armed: {', '.join(f.kind for f in server.faults.armed)}")
     try:
         await asyncio.Event().wait()
     finally:
@@ -61,8 +66,13 @@ def run(args: argparse.Namespace, console: Console) -> int:
             return 2
     server_class = servers[args.provider]
     port = server_class.default_port if args.port is None else args.port
-    console.note(f"loading the loopback voice for {args.provider} …")
     server = server_class(api_key=api_key)
+    try:
+        server.inject(*(Fault.parse(spec) for spec in args.fault))
+    except FaultError as exc:
+        console.note(f"error: --fault: {exc}")
+        return 2
+    console.note(f"loading the loopback voice for {args.provider} …")
     try:
         asyncio.run(serve(server, args.host, port, console))
     except OSError as exc:  # most often: the port is taken

@@ -211,6 +211,9 @@ class OpenAILLM:
         if not done and info.finish_reason is None:
             raise LLMError(f"{self._where()}: the stream ended after {tokens} tokens without a finish_reason "
                            f"or [DONE]: the reply is cut short")
+        if not info.usage:  # one rule for every server that reports none (llama.cpp's sends no usage chunk)
+            info.usage["unavailable"] = ("the server sent no usage" if self._send_stream_options
+                                         else "the server rejected stream_options.include_usage")
 
     async def _open_stream(self, messages: list[Message], info: StreamInfo, started: float,
                            first_deadline: float) -> httpx.Response:
@@ -237,7 +240,6 @@ class OpenAILLM:
             await response.aclose()
             if response.status_code == 400 and self._send_stream_options and b"stream_options" in body:
                 self._send_stream_options = False
-                info.usage["unavailable"] = "the server rejected stream_options.include_usage"
                 continue
             raise self._status_error(response.status_code, response.headers, body)
 

@@ -1,371 +1,379 @@
-"""What the loopback TTS servers share: one port serving the provider's WebSocket endpoint
-and its REST endpoint, the handshake checks, fault injection, and Piper speech streamed
-out of a worker thread in frames.
+"""What every loopback server shares: one aiohttp.web application on one port serving the
+provider's HTTP and WebSocket endpoints, the provider's error shape for every refusal
+(unknown paths and methods too), the fault control endpoint, and the counters the tests
+read. `LoopbackTTSServer` adds what the TTS servers share: Piper speech cached per text,
+streamed in frames from a worker thread, and the faults applied to WebSocket audio.
 
-websockets parses only GET handshakes (a POST with a body is refused before any hook
-runs), so the connection class sniffs the first request line: a POST is answered here
-with h11, anything else goes to websockets as usual. A provider module subclasses
-`LoopbackTTSServer` and implements `check_request`, `serve_socket` and `serve_rest`.
+A provider module subclasses `LoopbackServer` (or `LoopbackTTSServer`) and implements
+`add_routes` and `error_response`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import io
+import base64
 import json
 import logging
-import wave
+import uuid
+import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
-import h11
 import numpy as np
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
+from aiohttp import WSMsgType, web
 
+from playground.servers.audio import mp3_bytes, wav_bytes
+from playground.servers.faults import (
+    FAULTS_PATH,
+    TTS_FAULTS,
+    Fault,
+    FaultError,
+    Faults,
+    ReplyFaults,
+    fault_from_request_body,
+)
 from playground.servers.voice import LoopbackVoice
 
-SPOKEN_CACHE_ENTRIES = 256
-# A REST reply (the whole synthesis) must finish within this time, like a handshake.
-HTTP_TIMEOUT_S = 120.0
+_PREPARED_STATUS = web.RequestKey("loopback_prepared_status", int)
+SPOKEN_CACHE_ENTRIES = 512
+# Handlers still running when the server stops get this long to finish before they are cancelled.
+_SHUTDOWN_TIMEOUT_S = 1.0
+_KEEPALIVE_S = 3600.0
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@dataclass
-class Faults:
-    """Faults a test (or a user trying a client) injects. The reply faults fire once, on the
-    next reply that sends audio, then clear themselves, so the turn after a fault is clean."""
-
-    # the next N handshakes (WebSocket or REST) are refused with this HTTP status
-    reject_handshakes: int = 0
-    reject_status: int = 401
-    # close the socket after this many audio frames of the next reply: 1006 drops the TCP
-    # connection with no close frame; any other code is a close frame with `close_reason`
-    close_code: int | None = None
-    close_reason: str = ""
-    close_after_frames: int = 2
-    # no audio for `stall_s` seconds after `stall_after_frames` frames of the next reply
-    stall_s: float = 0.0
-    stall_after_frames: int = 1
-    # the next reply starts with a text frame that is not JSON / a message of an unknown type
-    malformed_json: bool = False
-    unknown_message: bool = False
-    # the next reply's first audio frame is a WAV file instead of the raw PCM asked for
-    wrong_audio_format: bool = False
+class SocketGone(Exception):
+    """The WebSocket was closed (by the client, or by a fault): the reply stops."""
 
 
-@dataclass
-class HttpRequest:
-    """A handshake or REST request, as the server's checks see it."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: Headers
-    body: bytes = b""
-
-    @classmethod
-    def from_target(cls, method: str, target: str, headers: Headers, body: bytes = b"") -> HttpRequest:
-        parts = urlsplit(target)
-        return cls(method, parts.path, dict(parse_qsl(parts.query)), headers, body)
-
-    def json(self) -> Any:
-        return json.loads(self.body or b"null")
-
-
-@dataclass
-class HttpReply:
-    """A REST answer or a refused handshake: a JSON error, or audio streamed as it is made."""
-
-    status: int
-    body: bytes | AsyncIterator[bytes] = b""
-    content_type: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def error(cls, status: int, payload: dict[str, Any]) -> HttpReply:
-        return cls(status, json.dumps(payload).encode())
-
-
-class ReplyFaults:
-    """Applies the server's one-shot reply faults to one reply's audio frames."""
-
-    def __init__(self, faults: Faults) -> None:
-        self.faults = faults
-        self.frames = 0
-
-    async def before_frame(self, ws: ServerConnection) -> bool:
-        """Runs the faults due before the next audio frame; False when the socket was closed."""
-        faults = self.faults
-        if self.frames == 0 and faults.malformed_json:
-            faults.malformed_json = False
-            await ws.send('{"type": "chunk", "data": ')
-        if self.frames == 0 and faults.unknown_message:
-            faults.unknown_message = False
-            await ws.send(json.dumps({"type": "loopback_unknown", "note": "a message type no client knows"}))
-        if faults.stall_s and self.frames == faults.stall_after_frames:
-            stall, faults.stall_s = faults.stall_s, 0.0
-            await asyncio.sleep(stall)
-        if faults.close_code is not None and self.frames == faults.close_after_frames:
-            code, faults.close_code = faults.close_code, None
-            if code == 1006:
-                ws.transport.abort()
-            else:
-                await ws.close(code, faults.close_reason)
-            return False
-        self.frames += 1
-        return True
-
-    def payload(self, pcm: bytes, sample_rate: int) -> bytes:
-        if self.faults.wrong_audio_format:
-            self.faults.wrong_audio_format = False
-            return wav_bytes(pcm, sample_rate)
-        return pcm
-
-
-class _Connection(ServerConnection):
-    """A WebSocket connection that answers a plain HTTP POST itself (the REST endpoints)."""
-
-    def __init__(self, *args: Any, loopback: LoopbackTTSServer, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._loopback = loopback
-        self._sniffed = b""
-        self._http: h11.Connection | None = None
-        self._http_request: h11.Request | None = None
-        self._http_body = bytearray()
-        self.loopback_request: HttpRequest | None = None  # the handshake, as the provider's checks saw it
-
-    def data_received(self, data: bytes) -> None:
-        if self._http is None and self._sniffed is not None:
-            self._sniffed += data
-            if len(self._sniffed) < 5:
-                return
-            data, self._sniffed = self._sniffed, None
-            if data.startswith(b"POST "):
-                self._http = h11.Connection(h11.SERVER)
-        if self._http is None:
-            super().data_received(data)
-            return
-        self._http.receive_data(data)
-        self._read_http()
-
-    def _read_http(self) -> None:
-        assert self._http is not None
-        while True:
-            try:
-                event = self._http.next_event()
-            except h11.RemoteProtocolError as exc:
-                self._write_http(HttpReply.error(400, {"error": f"bad HTTP request: {exc}"}))
-                return
-            if event is h11.NEED_DATA or event is h11.PAUSED:
-                return
-            if isinstance(event, h11.Request):
-                self._http_request = event
-            elif isinstance(event, h11.Data):
-                self._http_body += event.data
-            elif isinstance(event, h11.EndOfMessage):
-                assert self._http_request is not None
-                headers = Headers((k.decode(), v.decode("latin-1")) for k, v in self._http_request.headers)
-                request = HttpRequest.from_target("POST", self._http_request.target.decode(), headers,
-                                                  bytes(self._http_body))
-                task = self.loop.create_task(self._answer_http(request))
-                self.server.handler_tasks.add(task)
-                task.add_done_callback(self.server.handler_tasks.discard)
-                return
-
-    async def _answer_http(self, request: HttpRequest) -> None:
-        try:
-            async with asyncio.timeout(HTTP_TIMEOUT_S):
-                reply = self._loopback.refuse(request) or await self._loopback.serve_rest(request)
-                await self._write_http_async(reply)
-        except Exception:  # the client sees the connection drop mid-reply, as with a real server fault
-            self._loopback.log(f"REST {request.path} failed", exc_info=True)
-            self.transport.abort()
-
-    def _write_http(self, reply: HttpReply) -> None:
-        assert self._http is not None and isinstance(reply.body, bytes)
-        headers = [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body))),
-                   ("Connection", "close"), *reply.headers.items()]
-        self.transport.write(self._http.send(h11.Response(status_code=reply.status, headers=headers)))
-        self.transport.write(self._http.send(h11.Data(data=reply.body)))
-        self.transport.write(self._http.send(h11.EndOfMessage()))
-        self.transport.close()
-
-    async def _write_http_async(self, reply: HttpReply) -> None:
-        if isinstance(reply.body, bytes):
-            self._write_http(reply)
-            return
-        assert self._http is not None
-        headers = [("Content-Type", reply.content_type), ("Transfer-Encoding", "chunked"),
-                   ("Connection", "close"), *reply.headers.items()]
-        self.transport.write(self._http.send(h11.Response(status_code=reply.status, headers=headers)))
-        async for piece in reply.body:
-            if self.transport.is_closing():
-                return
-            self.transport.write(self._http.send(h11.Data(data=piece)))
-        self.transport.write(self._http.send(h11.EndOfMessage()))
-        self.transport.close()
-
-
-class LoopbackTTSServer:
-    """A provider's TTS endpoints on 127.0.0.1, backed by the local Piper voice.
+class LoopbackServer:
+    """A provider's endpoints on 127.0.0.1 (port 0 picks a free one).
 
     `api_key`: when set, requests must carry it the way the provider expects.
-    `idle_timeout_s`: a socket with no traffic either way for this long is closed.
-    `frame_ms`: audio is sent in frames of this duration, as it is synthesized.
-    `faults`: knobs the fault tests turn (see `Faults`); `received` keeps every client
-    message and `handshakes` counts accepted WebSocket connections, for the tests.
+    For tests and users: `faults` (arm them with `inject`), `connections` (TCP
+    connections accepted), `handshakes` (WebSocket connections accepted), `received`
+    (every WebSocket message or chat request, parsed), `rest_requests`
+    (the bodies of the REST requests served), `requests` ((method, path, status) of
+    every request; `on_request` is called with each as it is answered).
     """
 
     name = "loopback"
-    default_port = 0  # where `playground serve-tts` listens unless told otherwise
+    default_port = 0  # where `playground serve-*` listens unless told otherwise
+    fault_kinds: frozenset[str] = frozenset()
 
-    def __init__(self, api_key: str | None = None, voice: LoopbackVoice | None = None,
-                 idle_timeout_s: float = 300.0, frame_ms: float = 40.0) -> None:
+    def __init__(self, api_key: str | None = None) -> None:
         self.api_key = api_key
-        self.voice = voice
-        self.idle_timeout_s = idle_timeout_s
-        self.frame_ms = frame_ms
-        self.faults = Faults()
-        self.received: list[Any] = []
-        self.handshakes = 0
+        self.faults = Faults(self.fault_kinds)
         self.url = ""
-        self._server: Server | None = None
-        self._spoken: OrderedDict[tuple[str, int], _Speech] = OrderedDict()
+        self.connections = 0
+        self.handshakes = 0
+        self.received: list[Any] = []
+        self.rest_requests: list[Any] = []
+        self.requests: list[tuple[str, str, int]] = []
+        self.on_request: Callable[[str, str, int], None] | None = None
+        self._transports: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self._runner: web.AppRunner | None = None
+
+    # -- what a provider implements -------------------------------------------------------
+
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        raise NotImplementedError
+
+    def error_response(self, status: int, message: str, code: str | None = None,
+                       headers: dict[str, str] | None = None) -> web.Response:
+        """An HTTP error in the provider's documented shape."""
+        raise NotImplementedError
+
+    async def load(self) -> None:
+        """Loads what the server speaks with (a voice, a model) before it listens."""
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Loads the voice (unless one was given), listens, and returns the base URL."""
-        if self.voice is None:
-            self.voice = await asyncio.to_thread(LoopbackVoice)
-        self._server = await serve(
-            self._serve_socket, host, port,
-            process_request=self._process_handshake,
-            create_connection=functools.partial(_Connection, loopback=self),
-            open_timeout=HTTP_TIMEOUT_S,
-            ping_interval=None,  # the providers don't ping; the client decides about keep-alives
-            max_size=2**22,
-        )
-        bound_host, bound_port = self._server.sockets[0].getsockname()[:2]
-        self.url = f"http://{bound_host}:{bound_port}"
+        """Loads, listens, and returns the base URL (http://host:port)."""
+        await self.load()
+        app = web.Application(middlewares=[self._middleware], client_max_size=8 * 1024 * 1024)
+        app.on_response_prepare.append(self._prepared)
+        app.router.add_post(FAULTS_PATH, self._inject_request)
+        self.add_routes(app.router)
+        # handler_cancellation: a client that hangs up stops its reply at once, not at the next write.
+        # An idle keep-alive connection stays open as long as the client keeps it (the openai provider: 300 s).
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True,
+                                     shutdown_timeout=_SHUTDOWN_TIMEOUT_S, keepalive_timeout=_KEEPALIVE_S)
+        await self._runner.setup()
+        try:
+            await web.TCPSite(self._runner, host, port).start()
+        except OSError:
+            await self._runner.cleanup()
+            self._runner = None
+            raise
+        bound_host, bound_port = self._runner.addresses[0][:2]
+        shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+        self.url = f"http://{shown}:{bound_port}"
         return self.url
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1]) if self.url else 0
+
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        """Stops listening and drops every open connection (clients see them close)."""
+        for task in list(self._handlers):
+            task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def inject(self, *faults: Fault) -> None:
+        """Arms faults (see `playground.servers.faults`); each strikes once."""
+        self.faults.inject(*faults)
 
     def log(self, message: str, exc_info: bool = False) -> None:
         logging.getLogger(f"playground.servers.{self.name}").warning(message, exc_info=exc_info)
 
-    # -- what a provider implements -------------------------------------------------------
+    # -- every request ----------------------------------------------------------------------
 
-    def check_request(self, request: HttpRequest) -> HttpReply | None:
-        """The provider's answer to a request it refuses (auth, path, parameters), else None."""
-        raise NotImplementedError
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.transport is not None and request.transport not in self._transports:
+            self._transports.add(request.transport)
+            self.connections += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        response: web.StreamResponse | None = None
+        try:
+            try:
+                response = await handler(request)
+            except web.HTTPMethodNotAllowed as exc:
+                allowed = ", ".join(sorted(exc.allowed_methods))
+                response = self.error_response(405, f"{request.method} {request.path}: method not allowed (use "
+                                                    f"{allowed})", "method_not_allowed")
+            except web.HTTPNotFound:
+                response = self.not_found(request)
+            return response
+        finally:
+            if task is not None:
+                self._handlers.discard(task)
+            # a stream that ended early (a fault, the client gone) was prepared with its status
+            status = response.status if response is not None else request.get(_PREPARED_STATUS, 500)
+            self.requests.append((request.method, request.path, status))
+            if self.on_request is not None:
+                self.on_request(request.method, request.path, status)
 
-    async def serve_socket(self, ws: ServerConnection, request: HttpRequest) -> None:
-        raise NotImplementedError
+    @staticmethod
+    async def _prepared(request: web.Request, response: web.StreamResponse) -> None:
+        request[_PREPARED_STATUS] = response.status
 
-    async def serve_rest(self, request: HttpRequest) -> HttpReply:
-        raise NotImplementedError
+    def not_found(self, request: web.Request) -> web.Response:
+        """The answer to a path this server does not serve, in the provider's error shape."""
+        return self.error_response(404, f"{request.method} {request.path}: no such endpoint on this {self.name} "
+                                        "loopback server", "not_found")
 
-    # -- handshakes -----------------------------------------------------------------------
+    async def _inject_request(self, request: web.Request) -> web.Response:
+        """`POST /loopback/faults`: arms a fault while the server runs (a SPEC or a JSON object)."""
+        try:
+            fault = fault_from_request_body(await request.read())
+            self.inject(fault)
+        except (FaultError, TypeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"armed": [vars(f) for f in self.faults.armed]})
 
-    def refuse(self, request: HttpRequest) -> HttpReply | None:
-        """The injected handshake fault, or the provider's own refusal."""
-        if self.faults.reject_handshakes > 0:
-            self.faults.reject_handshakes -= 1
-            status = self.faults.reject_status
-            return HttpReply.error(status, {"error": f"{HTTPStatus(status).phrase} (injected by the loopback server)"})
-        return self.check_request(request)
+    def reject_response(self, fault: Fault) -> web.Response:
+        """The answer to a handshake or request an injected `reject` refuses."""
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
+        return self.error_response(fault.status, f"{HTTPStatus(fault.status).phrase} (injected by the loopback "
+                                                 "server)", None, headers)
 
-    def _process_handshake(self, connection: _Connection, ws_request: Request) -> Response | None:
-        request = HttpRequest.from_target("GET", ws_request.path, ws_request.headers)
-        connection.loopback_request = request
-        reply = self.refuse(request)
-        if reply is None:
-            self.handshakes += 1
-            return None
-        assert isinstance(reply.body, bytes)
-        response = connection.respond(reply.status, reply.body.decode())
-        response.headers["Content-Type"] = reply.content_type
-        return response
+    def refuse(self, request: web.Request) -> web.Response | None:
+        """The injected refusal of this request, if one is armed."""
+        fault = self.faults.take_reject()
+        return self.reject_response(fault) if fault is not None else None
 
-    async def _serve_socket(self, ws: _Connection) -> None:
-        assert ws.loopback_request is not None
-        await self.serve_socket(ws, ws.loopback_request)
 
-    # -- helpers for the providers --------------------------------------------------------
+class LoopbackTTSServer(LoopbackServer):
+    """A TTS provider's endpoints backed by the local Piper voice.
 
-    async def receive(self, ws: ServerConnection, last_activity: list[float]) -> str | bytes | None:
-        """The next client message, or None once the socket was idle for `idle_timeout_s`
-        (then it has been closed). `last_activity[0]` is the loop time of the last traffic."""
+    `idle_timeout_s`: a socket with no traffic either way for this long is closed (the
+    providers' idle close; ElevenLabs has its own `inactivity_timeout`).
+    `frame_ms`: streamed audio is sent in frames of this duration, as it is synthesized.
+    """
+
+    fault_kinds = TTS_FAULTS
+
+    def __init__(self, api_key: str | None = None, voice: LoopbackVoice | None = None,
+                 idle_timeout_s: float = 300.0, frame_ms: float = 40.0) -> None:
+        super().__init__(api_key)
+        self.voice = voice
+        self.idle_timeout_s = idle_timeout_s
+        self.frame_ms = frame_ms
+        self._spoken: OrderedDict[tuple[str, int], _Speech] = OrderedDict()
+
+    async def load(self) -> None:
+        if self.voice is None:
+            self.voice = await asyncio.to_thread(LoopbackVoice)
+
+    # -- WebSocket plumbing ---------------------------------------------------------------
+
+    async def open_socket(self, request: web.Request, refusal: web.Response | None) -> web.StreamResponse:
+        """The handshake: an injected or the provider's refusal (`refusal`), else an open socket."""
+        refused = self.refuse(request) or refusal
+        if refused is not None:
+            return refused
+        ws = web.WebSocketResponse(max_msg_size=4 * 1024 * 1024)
+        await ws.prepare(request)
+        self.handshakes += 1
+        return ws
+
+    async def receive(self, ws: web.WebSocketResponse, activity: list[float]) -> str | bytes | None:
+        """The next client message, or None once the socket closed or was idle for
+        `idle_timeout_s` (then it is closed). `activity[0]` is the loop time of the last traffic."""
         loop = asyncio.get_running_loop()
         while True:
-            remaining = last_activity[0] + self.idle_timeout_s - loop.time()
+            remaining = activity[0] + self.idle_timeout_s - loop.time()
             if remaining <= 0:
-                await ws.close(1000, f"connection idle for {self.idle_timeout_s:g} s")
+                await ws.close(code=1000, message=f"connection idle for {self.idle_timeout_s:g} s".encode())
                 return None
             try:
-                async with asyncio.timeout(remaining):
-                    message = await ws.recv()
+                message = await ws.receive(timeout=remaining)
             except TimeoutError:
                 continue  # audio may have been sent meanwhile: re-check the idle time
-            last_activity[0] = loop.time()
-            self.received.append(message if isinstance(message, bytes) else _as_json(message))
-            return message
+            if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+                return None  # a close, or the connection broke
+            activity[0] = loop.time()
+            self.received.append(message.data if message.type == WSMsgType.BINARY else _as_json(message.data))
+            return message.data
 
-    def speech(self, text: str, sample_rate: int) -> np.ndarray | None:
-        """The audio this server speaks for `text` at `sample_rate`, once fully synthesized."""
+    async def send_json(self, ws: web.WebSocketResponse, message: dict[str, Any]) -> None:
+        await self.send(ws, json.dumps(message))
+
+    async def send(self, ws: web.WebSocketResponse, data: str | bytes) -> None:
+        if ws.closed:
+            raise SocketGone
+        try:
+            if isinstance(data, bytes):
+                await ws.send_bytes(data)
+            else:
+                await ws.send_str(data)
+        except ConnectionError:
+            raise SocketGone from None
+
+    # -- faults on the audio of a reply ---------------------------------------------------
+
+    def malformed_message(self) -> str:
+        """A text frame that is not valid JSON (the `malformed` fault), in the provider's style."""
+        return '{"type": "chunk", "data": '
+
+    def unknown_message(self) -> dict[str, Any]:
+        return {"type": "loopback_unknown", "note": "a message type no client knows"}
+
+    async def close_for_fault(self, ws: web.WebSocketResponse, request: web.Request, fault: Fault) -> None:
+        """The `close` fault: 1006 drops the TCP connection, any other code is a close frame."""
+        if fault.code == 1006:
+            if request.transport is not None:
+                request.transport.abort()
+        else:
+            await ws.close(code=fault.code, message=fault.reason.encode())
+
+    async def before_frame(self, ws: web.WebSocketResponse, request: web.Request, reply: ReplyFaults) -> None:
+        """Runs the reply's faults due before its next audio frame; SocketGone once a fault closed it."""
+        for fault in reply.due():
+            if fault.kind == "malformed":
+                await self.send(ws, self.malformed_message())
+            elif fault.kind == "unknown":
+                await self.send_json(ws, self.unknown_message())
+            elif fault.kind == "stall":
+                await asyncio.sleep(fault.seconds)
+            elif fault.kind == "wrong_format":
+                reply.wrong_audio = fault.audio
+            elif fault.kind == "close":
+                await self.close_for_fault(ws, request, fault)
+                raise SocketGone
+        reply.sent += 1
+
+    @staticmethod
+    def wrong_audio(kind: str, samples: np.ndarray, sample_rate: int) -> bytes:
+        """A frame's audio in the wrong format (the `wrong_format` fault)."""
+        if kind == "wav":
+            return wav_bytes(samples.astype("<i2").tobytes(), sample_rate)
+        if kind == "mp3":
+            return mp3_bytes(samples, sample_rate)
+        # the same sound at twice the rate: twice the samples for the same duration
+        return np.repeat(samples, 2).astype("<i2").tobytes()
+
+    # -- speech ---------------------------------------------------------------------------
+
+    def speech(self, text: str, sample_rate: int) -> np.ndarray:
+        """The audio this server speaks for `text` at `sample_rate` (int16): a text is spoken the
+        same way every time (one synthesis per text is kept and shared, like a fixed seed).
+        Synthesizes it here when no reply has yet (tests, a benchmark preparing its texts)."""
         entry = self._spoken.get((text, sample_rate))
-        if entry is None or not entry.done or entry.error is not None:
-            return None
-        return np.concatenate(entry.pieces) if entry.pieces else np.zeros(0, dtype="<i2")
+        if entry is not None and entry.done and entry.error is None:
+            return entry.audio()
+        assert self.voice is not None, "start() loads the voice"
+        pieces = [np.asarray(p, dtype="<i2") for p in self.voice.synthesize(text, sample_rate)]
+        return self.set_speech(text, sample_rate, np.concatenate(pieces) if pieces else np.zeros(0, "<i2"))
 
-    async def speech_frames(self, text: str, sample_rate: int) -> AsyncIterator[bytes]:
-        """Real Piper speech of `text` at `sample_rate`, as int16 little-endian frames of
-        `frame_ms`, each yielded as soon as its sentence is synthesized (in a worker thread).
+    def set_speech(self, text: str, sample_rate: int, samples: np.ndarray) -> np.ndarray:
+        """Makes `samples` what this server speaks for `text` from now on."""
+        entry = _Speech(pieces=[np.asarray(samples, dtype="<i2")], ready_s=[0.0], done=True)
+        self._remember((text, sample_rate), entry)
+        return entry.audio()
 
-        A text is spoken the same way every time (Piper alone varies a little): one synthesis
-        per text is kept and shared, also while it runs, so audio a client has synthesized
-        again after a reconnect is the very same samples."""
-        key = (text, sample_rate)
-        entry = self._spoken.get(key)
-        if entry is None:
-            entry = self._spoken[key] = self._start_speech(text, sample_rate)
-            if len(self._spoken) > SPOKEN_CACHE_ENTRIES:
-                self._spoken.popitem(last=False)
-        self._spoken.move_to_end(key)
+    async def whole_speech(self, text: str, sample_rate: int) -> np.ndarray:
+        """The speech of `text`, once all of it is synthesized."""
+        entry = self._entry(text, sample_rate)
+        while not entry.done:
+            entry.changed.clear()
+            await entry.changed.wait()
+        if entry.error is not None:
+            self._spoken.pop((text, sample_rate), None)
+            raise entry.error
+        return await asyncio.to_thread(entry.audio)  # joined off the loop, as it was synthesized
+
+    async def speech_frames(self, text: str, sample_rate: int) -> AsyncIterator[np.ndarray]:
+        """The speech of `text` in int16 frames of `frame_ms`, each yielded as soon as its sentence
+        is synthesized. A text spoken before comes no faster than its synthesis did: latency stays real."""
+        entry = self._entry(text, sample_rate)
         frame = max(1, int(sample_rate * self.frame_ms / 1000))
         loop = asyncio.get_running_loop()
         started = loop.time()
         index = 0
         while True:
             if index < len(entry.pieces):
-                # a text spoken before comes no faster than its synthesis did: latency stays real
                 wait = entry.ready_s[index] - (loop.time() - started)
                 if wait > 0:
                     await asyncio.sleep(wait)
                 data = entry.pieces[index]
                 index += 1
                 for start in range(0, len(data), frame):
-                    yield data[start:start + frame].tobytes()
+                    yield data[start:start + frame]
             elif entry.done:
                 if entry.error is not None:
-                    self._spoken.pop(key, None)
+                    self._spoken.pop((text, sample_rate), None)
                     raise entry.error
                 return
             else:
                 entry.changed.clear()
                 await entry.changed.wait()
+
+    def _entry(self, text: str, sample_rate: int) -> _Speech:
+        entry = self._spoken.get((text, sample_rate))
+        if entry is None:
+            entry = self._start_speech(text, sample_rate)
+            self._remember((text, sample_rate), entry)
+        self._spoken.move_to_end((text, sample_rate))
+        return entry
+
+    def _remember(self, key: tuple[str, int], entry: _Speech) -> None:
+        self._spoken[key] = entry
+        if len(self._spoken) > SPOKEN_CACHE_ENTRIES:
+            self._spoken.popitem(last=False)
 
     def _start_speech(self, text: str, sample_rate: int) -> _Speech:
         """Synthesizes in a worker thread; the pieces are added to the entry on the loop."""
@@ -410,6 +418,9 @@ class _Speech:
     error: BaseException | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def audio(self) -> np.ndarray:
+        return np.concatenate(self.pieces) if self.pieces else np.zeros(0, dtype="<i2")
+
 
 def _as_json(message: str) -> Any:
     try:
@@ -418,19 +429,16 @@ def _as_json(message: str) -> Any:
         return message
 
 
-def wav_bytes(pcm: bytes, sample_rate: int) -> bytes:
-    """16-bit mono PCM as a WAV file."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(sample_rate)
-        wav.writeframes(pcm)
-    return buffer.getvalue()
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
-def audio_duration_s(pcm_bytes: int, sample_rate: int) -> float:
-    return pcm_bytes / 2 / sample_rate
+def request_id() -> str:
+    return str(uuid.uuid4())
+
+
+def audio_duration_s(samples: int, sample_rate: int) -> float:
+    return samples / sample_rate
 
 
 def word_timestamps(text: str, start_s: float, duration_s: float) -> dict[str, list[Any]]:

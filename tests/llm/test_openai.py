@@ -19,7 +19,8 @@ from playground.llm.base import LLMError, Message
 from playground.llm.local import LocalLLM
 from playground.llm.openai import OpenAILLM
 from playground.llm.replay import ReplayLLM
-from playground.servers.openai_llm import LLMFaults, OpenAILLMServer
+from playground.servers.faults import Fault
+from playground.servers.openai_llm import OpenAILLMServer
 from tests.conftest import local_preset, open_test_session
 
 WORDS = ["Sure", ",", " I", " can", " help", "."]
@@ -154,8 +155,17 @@ async def test_a_server_that_rejects_stream_options_is_asked_again_without_it_on
             first_usage = llm.info.usage
             second = [t.text async for t in llm.stream([Message("user", "Hi")])]
     assert first == second == WORDS
-    assert "stream_options" in first_usage["unavailable"] and "unavailable" not in llm.info.usage
+    # neither stream had usage: both say so, and why
+    assert "stream_options" in first_usage["unavailable"] and "stream_options" in llm.info.usage["unavailable"]
     assert [status for _, _, status in server.requests] == [200, 400, 200, 200]
+
+
+async def test_a_server_that_sends_no_usage_is_recorded_as_usage_unavailable():
+    async with running_server() as server, openai_session(server) as session:
+        server.style.no_usage = True  # llama.cpp's server streams no usage chunk, stream_options or not
+        m = await session.run_turn("Hi!")
+    assert_clean_turn(session, 1, m)
+    assert turn_event(session, 1, ev.LLM_DONE).get("usage") == {"unavailable": "the server sent no usage"}
 
 
 async def test_closing_the_stream_early_closes_the_response_at_once():
@@ -195,26 +205,26 @@ async def test_a_cancelled_turn_stops_the_server_reply_and_the_next_turn_works()
 
 FAST_TIMEOUTS = ("llm.connect_timeout_ms=300", "llm.first_token_timeout_ms=500", "llm.idle_timeout_ms=300")
 FAULTS = [
-    pytest.param(LLMFaults(status=401), r"HTTP 401 key rejected: Incorrect API key", id="401"),
-    pytest.param(LLMFaults(status=403), r"HTTP 403 access denied", id="403"),
-    pytest.param(LLMFaults(status=429, retry_after=7), r"HTTP 429 rate limited: .*; retry after 7 s", id="429"),
-    pytest.param(LLMFaults(status=500), r"HTTP 500 server error", id="500"),
-    pytest.param(LLMFaults(cut_at_token=2), r"the connection broke mid-reply after 2 tokens", id="cut-mid-token"),
-    pytest.param(LLMFaults(stall_first_ms=5000), r"no first token within 500 ms \(\[llm\] first_token_timeout_ms = 500\)",
-                 id="stall-before-first-token"),
-    pytest.param(LLMFaults(stall_ms=5000, stall_after_tokens=2),
+    pytest.param(Fault("reject", status=401), r"HTTP 401 key rejected: Incorrect API key", id="401"),
+    pytest.param(Fault("reject", status=403), r"HTTP 403 access denied", id="403"),
+    pytest.param(Fault("reject", status=429, retry_after=7), r"HTTP 429 rate limited: .*; retry after 7 s", id="429"),
+    pytest.param(Fault("reject", status=500), r"HTTP 500 server error", id="500"),
+    pytest.param(Fault("close", after=2), r"the connection broke mid-reply after 2 tokens", id="cut-mid-token"),
+    pytest.param(Fault("stall", after=0, seconds=5.0),
+                 r"no first token within 500 ms \(\[llm\] first_token_timeout_ms = 500\)", id="stall-before-first-token"),
+    pytest.param(Fault("stall", after=2, seconds=5.0),
                  r"the stream stalled: no token for 300 ms after token 2 \(\[llm\] idle_timeout_ms = 300\)",
                  id="stall-between-tokens"),
-    pytest.param(LLMFaults(malformed_at_token=1), r"malformed JSON in the stream", id="malformed-json"),
-    pytest.param(LLMFaults(error_at_token=2), r"the server reported an error mid-stream: The model failed: injected",
+    pytest.param(Fault("malformed", after=1), r"malformed JSON in the stream", id="malformed-json"),
+    pytest.param(Fault("error", after=2), r"the server reported an error mid-stream: The model failed: injected",
                  id="error-event-mid-stream"),
 ]
 
 
-@pytest.mark.parametrize("faults, message", FAULTS)
-async def test_a_fault_fails_the_turn_with_a_named_error_and_the_next_turn_works(faults, message):
+@pytest.mark.parametrize("fault, message", FAULTS)
+async def test_a_fault_fails_the_turn_with_a_named_error_and_the_next_turn_works(fault, message):
     async with running_server() as server, openai_session(server, *FAST_TIMEOUTS) as session:
-        server.faults = faults
+        server.inject(fault)
         started = now_ms()
         m1 = await session.run_turn("Hi!")
         failed_after = now_ms() - started

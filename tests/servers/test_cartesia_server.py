@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import json
 import time
 
@@ -15,21 +16,15 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from playground.servers.cartesia import TTS_SERVER
+from playground.servers.cartesia import CartesiaServer
+from playground.servers.faults import Fault
 from playground.servers.voice import LoopbackVoice
 
 pytestmark = pytest.mark.models
-KEY = "test-key"
+SERVER = CartesiaServer
+API_KEY = KEY = "test-key"
 VERSION = "2025-04-16"
 RATE = 16000
-
-
-@pytest.fixture
-async def server(loopback_voice):
-    server = TTS_SERVER(api_key=KEY, voice=loopback_voice)
-    await server.start()
-    yield server
-    await server.stop()
 
 
 def ws_url(server, query: str = f"cartesia_version={VERSION}") -> str:
@@ -38,7 +33,8 @@ def ws_url(server, query: str = f"cartesia_version={VERSION}") -> str:
 
 def request(context: str, transcript: str, more: bool, **extra) -> str:
     return json.dumps({
-        "model_id": "sonic-3", "transcript": transcript, "voice": {"mode": "id", "id": "loopback-voice"},
+        "model_id": "sonic-3", "transcript": transcript,
+        "voice": extra.pop("voice", {"mode": "id", "id": "loopback-voice"}),
         "language": "en", "context_id": context,
         "output_format": {"container": "raw", "encoding": "pcm_s16le", "sample_rate": extra.pop("rate", RATE)},
         "continue": more, "max_buffer_delay_ms": extra.pop("delay", 0), "add_timestamps": True, **extra})
@@ -185,7 +181,7 @@ async def test_auth_and_version_are_checked_at_the_handshake(server):
 
 
 async def test_injected_handshake_refusals(server):
-    server.faults.reject_handshakes, server.faults.reject_status = 1, 403
+    server.inject(Fault("reject", status=403))
     async with asyncio.timeout(10):
         with pytest.raises(InvalidStatus) as refused:
             await connect(server)
@@ -197,7 +193,7 @@ async def test_injected_handshake_refusals(server):
 
 @pytest.mark.parametrize("code, reason", [(1006, ""), (1008, "policy violation (injected)")])
 async def test_close_mid_reply(server, code, reason):
-    server.faults.close_code, server.faults.close_reason, server.faults.close_after_frames = code, reason, 2
+    server.inject(Fault("close", code=code, reason=reason, after=2))
     async with asyncio.timeout(20):
         ws = await connect(server)
         await ws.send(request("t", "This reply is cut off by the server.", False))
@@ -214,9 +210,8 @@ async def test_close_mid_reply(server, code, reason):
 
 
 async def test_stall_malformed_unknown_and_wrong_format_faults(server):
-    faults = server.faults
-    faults.stall_s, faults.stall_after_frames = 1.0, 1
-    faults.malformed_json = faults.unknown_message = faults.wrong_audio_format = True
+    server.inject(Fault("malformed"), Fault("unknown"), Fault("wrong_format", audio="wav"),
+                  Fault("stall", after=1, seconds=1.0))
     async with asyncio.timeout(20), await connect(server) as ws:
         await ws.send(request("t", "A reply with every fault in it.", False))
         malformed = await ws.recv()
@@ -232,18 +227,14 @@ async def test_stall_malformed_unknown_and_wrong_format_faults(server):
         assert others[-1]["type"] == "done" and len(audio) % 2 == 0
 
 
-async def test_idle_socket_is_closed(loopback_voice):
-    server = TTS_SERVER(voice=loopback_voice, idle_timeout_s=0.5)
-    await server.start()
-    try:
-        async with asyncio.timeout(5), await connect(server) as ws:
-            started = time.monotonic()
-            with pytest.raises(ConnectionClosed) as closed:
-                await ws.recv()
-            assert 0.45 <= time.monotonic() - started < 2
-            assert closed.value.rcvd.code == 1000 and "idle" in closed.value.rcvd.reason
-    finally:
-        await server.stop()
+async def test_idle_socket_is_closed(loopback_voice, start_server):
+    server = await start_server(CartesiaServer(voice=loopback_voice, idle_timeout_s=0.5))
+    async with asyncio.timeout(5), await connect(server) as ws:
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+        assert 0.45 <= time.monotonic() - started < 2
+        assert closed.value.rcvd.code == 1000 and "idle" in closed.value.rcvd.reason
 
 
 async def test_rest_bytes(server, loopback_voice):
@@ -258,3 +249,93 @@ async def test_rest_bytes(server, loopback_voice):
         assert refused.status_code == 401 and refused.json()["error_code"] == "unauthorized"
         bad = await client.post("/tts/bytes", json={**body, "voice": "x"}, headers=headers)
         assert bad.status_code == 400 and "voice" in bad.json()["message"]
+
+
+CURRENT = "2026-03-01"
+
+
+@pytest.mark.parametrize("voice", ["loopback-voice", {"id": "loopback-voice"}, {"mode": "id", "id": "loopback-voice"}])
+async def test_the_current_version_takes_every_voice_form(server, loopback_voice, voice):
+    """From 2026-03-01 a voice is its id, {"id"} or the old {"mode": "id", "id"}, over WebSocket and REST."""
+    headers = {"X-API-Key": KEY, "Cartesia-Version": CURRENT}
+    async with asyncio.timeout(30):
+        async with websockets.connect(ws_url(server, ""), additional_headers=headers) as ws:
+            await ws.send(request("v", "Hello there.", False, voice=voice))
+            audio, others = await read_context(ws)
+        assert others[-1]["type"] == "done" and len(audio) > 0
+        body = json.loads(request("", "Hello there.", False, voice=voice))
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            reply = await client.post("/tts/bytes", json=body, headers=headers)
+    assert reply.status_code == 200, reply.text
+    assert len(reply.content) / 2 / RATE == pytest.approx(speech_seconds(loopback_voice, "Hello there."), rel=0.25)
+
+
+async def test_the_old_version_keeps_its_voice_rule_and_the_new_one_refuses_embeddings(server):
+    async with asyncio.timeout(10), await connect(server) as ws:  # 2025-04-16
+        for voice in ("loopback-voice", {"id": "loopback-voice"}):
+            await ws.send(request("old", "Hi.", False, voice=voice))
+            error = json.loads(await ws.recv())
+            assert error["type"] == "error" and '"mode": "id"' in error["message"] and VERSION in error["message"]
+    headers = {"X-API-Key": KEY, "Cartesia-Version": CURRENT}
+    embedding = {"mode": "embedding", "embedding": [0.5] * 192}
+    async with asyncio.timeout(10), httpx.AsyncClient(base_url=server.url) as client:
+        refused = await client.post("/tts/bytes", json=json.loads(request("", "Hi.", False, voice=embedding)),
+                                    headers=headers)
+        not_a_version = await client.post("/tts/bytes", json={}, headers={**headers, "Cartesia-Version": "latest"})
+    assert refused.status_code == 400 and "embeddings are not accepted" in refused.json()["message"]
+    assert set(refused.json()) == {"error_code", "title", "message", "request_id"}
+    assert not_a_version.status_code == 400 and "YYYY-MM-DD" in not_a_version.json()["message"]
+
+
+async def test_sse_streams_chunks_timestamps_and_done(server, loopback_voice):
+    body = json.loads(request("sse-1", "Streamed as events.", False, voice="loopback-voice"))
+    headers = {"Authorization": f"Bearer {KEY}", "Cartesia-Version": CURRENT}
+    events = []
+    async with (asyncio.timeout(20), httpx.AsyncClient(base_url=server.url) as client,
+                client.stream("POST", "/tts/sse", json=body, headers=headers) as reply):
+        assert reply.headers["content-type"].startswith("text/event-stream")
+        async for line in reply.aiter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line[len("data: "):]))
+    kinds = [e["type"] for e in events]
+    assert kinds[-2:] == ["timestamps", "done"] and set(kinds[:-2]) == {"chunk"}
+    assert all(e["context_id"] == "sse-1" for e in events) and events[-1]["done"] is True
+    audio = b"".join(base64.b64decode(e["data"]) for e in events if e["type"] == "chunk")
+    assert len(audio) / 2 / RATE == pytest.approx(speech_seconds(loopback_voice, "Streamed as events."), rel=0.25)
+    assert events[-2]["word_timestamps"]["words"] == ["Streamed", "as", "events."]
+
+
+async def test_bytes_in_wav_mp3_and_float_pcm(server):
+    """The formats the SDK's README asks for: WAV of pcm_f32le, raw pcm_f32le; and MP3."""
+    import av
+
+    headers = {"X-API-Key": KEY, "Cartesia-Version": CURRENT}
+    text = "Formats of every kind."
+    formats = {"wav": {"container": "wav", "encoding": "pcm_f32le", "sample_rate": 44100},
+               "f32": {"container": "raw", "encoding": "pcm_f32le", "sample_rate": RATE},
+               "mp3": {"container": "mp3", "sample_rate": 44100, "bit_rate": 128000}}
+    replies = {}
+    async with asyncio.timeout(30), httpx.AsyncClient(base_url=server.url) as client:
+        for name, output in formats.items():
+            body = json.loads(request("", text, False, voice="loopback-voice", output_format=output))
+            replies[name] = await client.post("/tts/bytes", json=body, headers=headers)
+    expected = server.speech(text, RATE)
+    floats = np.frombuffer(replies["f32"].content, "<f4")
+    assert np.allclose(floats * 32768, expected, atol=0.5)
+    with av.open(io.BytesIO(replies["wav"].content)) as wav:
+        stream = wav.streams.audio[0]
+        assert (stream.codec_context.name, stream.rate) == ("pcm_f32le", 44100)
+    with av.open(io.BytesIO(replies["mp3"].content)) as mp3:
+        samples = sum(frame.samples for frame in mp3.decode(audio=0))
+    assert replies["mp3"].headers["content-type"] == "audio/mpeg"
+    # the same speech, give or take LAME's priming and last-frame padding (< 2 frames of 1152 samples)
+    assert 0 <= samples - len(server.speech(text, 44100)) < 2 * 1152
+
+
+async def test_unknown_paths_get_cartesias_error_object(server):
+    async with asyncio.timeout(10), httpx.AsyncClient(base_url=server.url) as client:
+        missing = await client.post("/tts/nothing", headers={"Cartesia-Version": CURRENT})
+        wrong_method = await client.get("/tts/bytes")
+    assert missing.status_code == 404 and missing.json()["error_code"] == "not_found"
+    assert set(missing.json()) == {"error_code", "title", "message", "request_id"}
+    assert wrong_method.status_code == 405 and wrong_method.json()["title"] == "Method not allowed"

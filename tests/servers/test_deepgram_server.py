@@ -16,21 +16,15 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from playground.servers.deepgram import TTS_SERVER
+from playground.servers.deepgram import DeepgramServer
+from playground.servers.faults import Fault
 from playground.servers.voice import LoopbackVoice
 
 pytestmark = pytest.mark.models
-KEY = "test-key"
+SERVER = DeepgramServer
+API_KEY = KEY = "test-key"
 RATE = 24000
 QUERY = f"model=aura-asteria-en&encoding=linear16&sample_rate={RATE}"
-
-
-@pytest.fixture
-async def server(loopback_voice):
-    server = TTS_SERVER(api_key=KEY, voice=loopback_voice)
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def connect(server, query: str = QUERY, key: str = KEY):
@@ -164,7 +158,7 @@ async def test_handshake_checks(server):
         with pytest.raises(InvalidStatus) as bad_rate:
             await connect(server, query="encoding=linear16&sample_rate=99")
         assert bad_rate.value.response.status_code == 400
-        server.faults.reject_handshakes, server.faults.reject_status = 1, 403
+        server.inject(Fault("reject", status=403))
         with pytest.raises(InvalidStatus) as refused:
             await connect(server)
         assert refused.value.response.status_code == 403
@@ -173,7 +167,7 @@ async def test_handshake_checks(server):
 
 @pytest.mark.parametrize("code, reason", [(1006, ""), (1011, "internal error (injected)")])
 async def test_close_mid_reply(server, code, reason):
-    server.faults.close_code, server.faults.close_reason, server.faults.close_after_frames = code, reason, 2
+    server.inject(Fault("close", code=code, reason=reason, after=2))
     async with asyncio.timeout(20):
         ws = await connect(server)
         await speak(ws, "This reply is cut off by the server.")
@@ -186,9 +180,8 @@ async def test_close_mid_reply(server, code, reason):
 
 
 async def test_stall_malformed_unknown_and_wrong_format_faults(server):
-    faults = server.faults
-    faults.stall_s, faults.stall_after_frames = 1.0, 1
-    faults.malformed_json = faults.unknown_message = faults.wrong_audio_format = True
+    server.inject(Fault("malformed"), Fault("unknown"), Fault("wrong_format", audio="wav"),
+                  Fault("stall", after=1, seconds=1.0))
     async with asyncio.timeout(20):
         ws = await connect(server)
         await speak(ws, "A reply with every fault in it.")
@@ -219,3 +212,13 @@ async def test_rest_speak(server, loopback_voice):
         assert refused.status_code == 401
         empty = await client.post(f"/v1/speak?{QUERY}", json={"words": text}, headers=headers)
         assert empty.status_code == 400 and "text" in empty.json()["err_msg"]
+
+
+async def test_unknown_paths_and_methods_get_deepgrams_error_shape(server):
+    async with asyncio.timeout(10), httpx.AsyncClient(base_url=server.url) as client:
+        missing = await client.post("/v1/listen", content=b"audio")
+        wrong_method = await client.delete("/v1/speak")
+    for response, status in ((missing, 404), (wrong_method, 405)):
+        assert response.status_code == status
+        assert set(response.json()) == {"err_code", "err_msg", "request_id"}
+    assert "/v1/listen" in missing.json()["err_msg"]

@@ -11,19 +11,17 @@ import pytest
 
 from playground.core.presets import LLMConfig
 from playground.llm.replay import ReplayLLM
+from playground.servers.faults import Fault
 from playground.servers.openai_llm import OpenAILLMServer
 
 WORDS = ["Sure", ",", " I", " can", " help", " with", " that", "."]
 MODEL = "replay"
 
 
-@pytest.fixture
-async def server():
+def SERVER() -> OpenAILLMServer:
+    """The module's server, made by the conftest's `server` fixture (which takes a class or a factory)."""
     backend = ReplayLLM(LLMConfig(provider="replay"), turns=[[(10.0 + 5.0 * i, w) for i, w in enumerate(WORDS)]])
-    server = OpenAILLMServer(backend, model=MODEL)
-    await server.start()
-    yield server
-    await server.stop()
+    return OpenAILLMServer(backend, model=MODEL)
 
 
 def chat(**extra):
@@ -137,7 +135,7 @@ async def test_an_api_key_is_required_when_the_server_has_one(server):
 
 
 async def test_injected_statuses_fire_once(server):
-    server.faults.status, server.faults.retry_after = 429, 7
+    server.inject(Fault("reject", status=429, retry_after=7))
     async with asyncio.timeout(10), httpx.AsyncClient() as client:
         limited = await client.post(f"{server.base_url}/chat/completions", json=chat())
         again, _ = await raw_stream(client, server.base_url, chat())
@@ -163,7 +161,7 @@ async def test_style_variations_are_legal_sse(server):
 
 
 async def test_a_cut_leaves_half_an_event_and_a_broken_chunked_body(server):
-    server.faults.cut_at_token = 2
+    server.inject(Fault("close", after=2))
     received = b""
     async with asyncio.timeout(10), httpx.AsyncClient() as client:
         with pytest.raises(httpx.RemoteProtocolError):
@@ -175,19 +173,108 @@ async def test_a_cut_leaves_half_an_event_and_a_broken_chunked_body(server):
     assert [json.loads(e)["choices"][0]["delta"].get("content") for e in data_events(whole)[1:]] == WORDS[:2]
 
 
-async def test_a_client_hanging_up_stops_the_reply_at_once(server):
+async def test_a_client_hanging_up_stops_the_reply_at_once(start_server):
     slow = ReplayLLM(LLMConfig(provider="replay"), turns=[[(10.0 + 10.0 * i, f" w{i}") for i in range(200)]])
-    slow_server = OpenAILLMServer(slow, model=MODEL)
-    await slow_server.start()
+    slow_server = await start_server(OpenAILLMServer(slow, model=MODEL))
+    async with asyncio.timeout(10), httpx.AsyncClient() as client:
+        async with client.stream("POST", f"{slow_server.base_url}/chat/completions", json=chat()) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data:") and len(slow_server.sent[0]) >= 3:
+                    break
+        await asyncio.sleep(0.05)
+        sent = len(slow_server.sent[0])
+        await asyncio.sleep(0.3)  # the replay would have sent ~30 more tokens
+        assert len(slow_server.sent[0]) == sent < 10
+
+
+def smollm2_tokens(text: str) -> int:
+    """The count of SmolLM2's own tokenizer (the GGUF's vocabulary, through llama.cpp)."""
+    from playground.llm.local import find_model_file, import_llama_cpp
+
+    vocab = import_llama_cpp().Llama(model_path=str(find_model_file()), vocab_only=True, verbose=False)
+    return len(vocab.tokenize(text.encode(), add_bos=False, special=True))
+
+
+async def test_prompt_tokens_are_counted_with_the_models_tokenizer(server):
+    async with asyncio.timeout(10), httpx.AsyncClient() as client:
+        _, text = await raw_stream(client, server.base_url, chat(stream_options={"include_usage": True}))
+    prompt = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n"
+    assert json.loads(data_events(text)[-2])["usage"]["prompt_tokens"] == smollm2_tokens(prompt)
+
+
+async def test_the_prompt_cache_is_kept_per_conversation(server):
+    """A new conversation's first request has nothing cached, even when another client sent the same
+    messages before; a conversation's next request has its previous prompt cached."""
+    first = chat(stream_options={"include_usage": True})
+    follow_up = dict(first, messages=[*first["messages"], {"role": "assistant", "content": "Hello!"},
+                                      {"role": "user", "content": "And then?"}])
+    async with asyncio.timeout(10), httpx.AsyncClient() as one, httpx.AsyncClient() as other:
+        usages = []
+        for client, body in ((one, first), (other, first), (other, follow_up)):
+            _, text = await raw_stream(client, server.base_url, body)
+            usages.append(json.loads(data_events(text)[-2])["usage"])
+    assert [u["prompt_tokens_details"]["cached_tokens"] for u in usages[:2]] == [0, 0]
+    assert usages[2]["prompt_tokens_details"]["cached_tokens"] == usages[1]["prompt_tokens"]
+
+
+async def test_unknown_paths_and_methods_get_openais_error_shape(server):
+    async with asyncio.timeout(10), httpx.AsyncClient() as client:
+        missing = await client.get(f"{server.url}/v2/nothing")
+        wrong_method = await client.get(f"{server.base_url}/chat/completions")
+    for response, status in ((missing, 404), (wrong_method, 405)):
+        assert response.status_code == status
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+    assert missing.json()["error"]["message"] == "Invalid URL (GET /v2/nothing)"
+
+
+async def test_faults_are_armed_over_http_while_the_server_runs(server):
+    async with asyncio.timeout(10), httpx.AsyncClient() as client:
+        armed = await client.post(f"{server.url}/loopback/faults", content="reject:status=503,retry_after=2")
+        refused = await client.post(f"{server.base_url}/chat/completions", json=chat())
+        bad = await client.post(f"{server.url}/loopback/faults", json={"kind": "wrong_format"})
+        again, _ = await raw_stream(client, server.base_url, chat())
+    assert armed.status_code == 200 and armed.json()["armed"][0]["kind"] == "reject"
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
+    assert bad.status_code == 400 and "injects only" in bad.json()["error"]
+    assert again.status_code == 200
+
+
+async def test_a_burst_holds_tokens_and_sends_them_at_once(start_server):
+    paced = ReplayLLM(LLMConfig(provider="replay"), turns=[[(10.0 + 30.0 * i, w) for i, w in enumerate(WORDS)]])
+    server = await start_server(OpenAILLMServer(paced, model=MODEL))
+    server.inject(Fault("burst", after=1, count=4))
+    async with asyncio.timeout(10), httpx.AsyncClient() as client:
+        _, text = await raw_stream(client, server.base_url, chat())
+    sent = server.sent[0]
+    assert len(sent) == len(WORDS) and len(set(sent[1:5])) == 1  # tokens 1-4 in one write
+    assert sent[1] - sent[0] >= 60  # held until token 4 came, 4 x 30 ms after token 0
+    chunks = [json.loads(e) for e in data_events(text)[1:-2]]
+    assert [c["choices"][0]["delta"]["content"] for c in chunks] == WORDS
+
+
+def test_serve_llm_arms_the_faults_it_is_given():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import playground
+
+    trace = Path(playground.__file__).parent / "data" / "traces" / "seed-turn4.jsonl"
+    command = [sys.executable, "-m", "playground.cli", "serve-llm", "--port", "0", "--replay", str(trace)]
+    process = subprocess.Popen([*command, "--fault", "reject:status=429,retry_after=3"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
-        async with asyncio.timeout(10), httpx.AsyncClient() as client:
-            async with client.stream("POST", f"{slow_server.base_url}/chat/completions", json=chat()) as response:
-                async for line in response.aiter_lines():
-                    if line.startswith("data:") and len(slow_server.sent[0]) >= 3:
-                        break
-            await asyncio.sleep(0.05)
-            sent = len(slow_server.sent[0])
-            await asyncio.sleep(0.3)  # the replay would have sent ~30 more tokens
-            assert len(slow_server.sent[0]) == sent < 10
+        line = process.stdout.readline()
+        base_url, model = line.split(" at ")[1].split(" ")[0], line.split(" at ")[0].split("serving ")[1]
+        body = {"model": model, "messages": [{"role": "user", "content": "Hi"}]}
+        refused = httpx.post(f"{base_url}/chat/completions", json=body, timeout=10)
+        served = httpx.post(f"{base_url}/chat/completions", json=body, timeout=30)
     finally:
-        await slow_server.stop()
+        process.terminate()
+        process.wait(timeout=10)
+    assert refused.status_code == 429 and refused.headers["retry-after"] == "3"
+    assert served.status_code == 200
+    wrong = subprocess.run([*command, "--fault", "wrong_format"], check=False, capture_output=True, text=True,
+                           timeout=60)
+    assert wrong.returncode != 0 and "wrong_format" in wrong.stderr and "injects only" in wrong.stderr

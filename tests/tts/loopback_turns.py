@@ -17,6 +17,7 @@ from playground.core.presets import apply_overrides, load_preset
 from playground.engine.session import Session
 from playground.llm.replay import ReplayLLM
 from playground.servers.base import LoopbackTTSServer
+from playground.servers.faults import Fault
 from playground.tts.base import TTSError
 from tests.tts.loopback import RATE, AudioTap, session_events, spoken_chunks
 
@@ -118,7 +119,7 @@ class SessionContract:
 
     @pytest.mark.parametrize("code, reason", [(1006, ""), (1008, "policy violation (injected)")])
     async def test_server_close_mid_reply_reconnects_and_resumes(self, server, code, reason):
-        server.faults.close_code, server.faults.close_reason, server.faults.close_after_frames = code, reason, 3
+        server.inject(Fault("close", code=code, reason=reason, after=3))
         session, tap = await self.run_turns(server, "Hi!", "Again?")
         reconnect = session_events(session, 1, "reconnect")
         assert len(reconnect) == 1 and str(code) in reconnect[0].get("reason") and reason in reconnect[0].get("reason")
@@ -127,14 +128,14 @@ class SessionContract:
         assert_reply_spoken_once(session, tap, server, 2)
 
     async def test_a_stall_is_detected_and_the_turn_resumes(self, server):
-        server.faults.stall_s, server.faults.stall_after_frames = 4.0, 2
+        server.inject(Fault("stall", after=2, seconds=4.0))
         session, tap = await self.run_turns(server, "Hi!", "Again?")
         assert "stall" in session_events(session, 1, "reconnect")[0].get("reason")
         assert_reply_spoken_once(session, tap, server, 1)
         assert_reply_spoken_once(session, tap, server, 2)
 
     async def test_malformed_and_unknown_messages_are_reported_and_skipped(self, server):
-        server.faults.malformed_json = server.faults.unknown_message = True
+        server.inject(Fault("malformed"), Fault("unknown"))
         session, tap = await self.run_turns(server, "Hi!")
         reasons = [e.get("message") for e in session_events(session, 1, "warning")]
         assert any("malformed" in r for r in reasons) and any("loopback_unknown" in r for r in reasons)
@@ -142,7 +143,7 @@ class SessionContract:
         assert_reply_spoken_once(session, tap, server, 1)
 
     async def test_wrong_audio_format_falls_back_to_rest_for_the_turn(self, server):
-        server.faults.wrong_audio_format = True
+        server.inject(Fault("wrong_format", audio="wav"))
         session, tap = await self.run_turns(server, "Hi!", "Again?")
         fallback = session_events(session, 1, "fallback")
         assert len(fallback) == 1 and "WAV" in fallback[0].get("reason")
@@ -154,8 +155,7 @@ class SessionContract:
     async def test_a_refused_reconnect_falls_back_to_rest(self, server):
         async with asyncio.timeout(60):
             session, tap = await self.open_session(server)
-            server.faults.close_code, server.faults.close_after_frames = 1006, 2
-            server.faults.reject_handshakes, server.faults.reject_status = 1, 403
+            server.inject(Fault("close", code=1006, after=2), Fault("reject", status=403))
             try:
                 await session.run_turn("Hi!")
                 await session.run_turn("Again?")

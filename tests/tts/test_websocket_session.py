@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from playground.core import events as ev
-from playground.servers.elevenlabs import FRAME_S, ElevenLabsServer, Fault
+from playground.servers.elevenlabs import FRAME_S, ElevenLabsServer
+from playground.servers.faults import Fault
 from playground.tts.base import TTSError
 from tests.tts.loopback import (
     RATE,
@@ -29,8 +30,8 @@ pytestmark = pytest.mark.models  # the loopback server speaks with the Piper voi
 
 
 @pytest.fixture
-async def server():
-    server = ElevenLabsServer()
+async def server(loopback_voice):
+    server = ElevenLabsServer(voice=loopback_voice)
     await server.start()
     yield server
     await server.stop()
@@ -45,7 +46,7 @@ async def test_opened_before_the_first_turn_and_reused(server):
         m2 = await run_turn(session)
     finally:
         await session.close()
-    assert server.connections == 1  # one handshake, before turn 1
+    assert server.handshakes == 1  # one handshake, before turn 1
     for turn, m in ((1, m1), (2, m2)):
         assert m.status == "ok" and m.tts_path == "persistent", m.errors
         assert m.ttft_tts < m.ttfa
@@ -77,7 +78,7 @@ async def test_audio_after_the_last_character_stays_with_its_chunk(server, last_
             # the first message ends `chars_left` characters before the text's end; the second is the tail
             length = round(step * len(spoken) / (len(spoken) - chars_left))
             speech = server.speech(spoken, RATE)[:length]
-            server._cache[(spoken, RATE)] = np.pad(speech, (0, length - len(speech)))
+            server.set_speech(spoken, RATE, np.pad(speech, (0, length - len(speech))))
         m2 = await run_turn(session)
     finally:
         await session.close()
@@ -93,7 +94,7 @@ async def test_audio_after_the_last_character_stays_with_its_chunk(server, last_
 async def test_server_close_mid_reply_resumes_on_a_new_connection(server, code, reason):
     session, tap = await open_loopback_session(server)
     try:
-        server.inject(Fault("close", after_frames=1, code=code))
+        server.inject(Fault("close", after=1, code=code))
         m1 = await run_turn(session)
         m2 = await run_turn(session)
     finally:
@@ -104,13 +105,13 @@ async def test_server_close_mid_reply_resumes_on_a_new_connection(server, code, 
     assert_audio_exact(session, tap, server, 1)  # the re-sent chunk's first samples were not repeated
     assert m2.status == "ok" and m2.tts_path == "persistent"
     assert_audio_exact(session, tap, server, 2)
-    assert server.connections == 2
+    assert server.handshakes == 2
 
 
 async def test_server_close_mid_reply_with_rest_for_the_rest_of_the_turn(server):
     session, tap = await open_loopback_session(server, "tts.on_disconnect=rest")
     try:
-        server.inject(Fault("close", after_frames=1, code=1006))
+        server.inject(Fault("close", after=1, code=1006))
         m1 = await run_turn(session)
         m2 = await run_turn(session)
     finally:
@@ -132,7 +133,7 @@ def fallback_text(session) -> str:
 async def test_stall_is_treated_as_a_dead_connection(server):
     session, tap = await open_loopback_session(server, "tts.stall_timeout_ms=1000")
     try:
-        server.inject(Fault("stall", after_frames=1, seconds=5.0))
+        server.inject(Fault("stall", after=1, seconds=5.0))
         m1 = await run_turn(session, limit_s=15)
         m2 = await run_turn(session)
     finally:
@@ -149,7 +150,7 @@ async def test_stall_is_treated_as_a_dead_connection(server):
 async def test_malformed_and_unknown_messages_are_skipped_and_reported(server, kind, warning):
     session, tap = await open_loopback_session(server)
     try:
-        server.inject(Fault(kind, after_frames=1))
+        server.inject(Fault(kind, after=1))
         m1 = await run_turn(session)
         m2 = await run_turn(session)
     finally:
@@ -160,14 +161,14 @@ async def test_malformed_and_unknown_messages_are_skipped_and_reported(server, k
     assert_audio_exact(session, tap, server, 1)
     assert m2.status == "ok"
     assert_audio_exact(session, tap, server, 2)
-    assert server.connections == 1
+    assert server.handshakes == 1
 
 
 @pytest.mark.parametrize("audio, detail", [("mp3", "MP3 bytes"), ("rate", "sample rate")])
 async def test_audio_in_the_wrong_format_is_never_played(server, audio, detail):
     session, tap = await open_loopback_session(server)
     try:
-        server.inject(Fault("wrong_format", after_frames=1, audio=audio))
+        server.inject(Fault("wrong_format", after=1, audio=audio))
         m1 = await run_turn(session)
         m2 = await run_turn(session)
     finally:
@@ -190,8 +191,8 @@ async def test_handshake_refusal_is_named_at_open(server, status, monkeypatch):
     assert "elevenlabs" in message and "LOOPBACK_TTS_KEY" in message and f"HTTP {status}" in message
 
 
-async def test_wrong_key_refused_by_the_server(monkeypatch):
-    server = ElevenLabsServer(api_key="right-key")
+async def test_wrong_key_refused_by_the_server(monkeypatch, loopback_voice):
+    server = ElevenLabsServer(api_key="right-key", voice=loopback_voice)
     await server.start()
     monkeypatch.setenv("LOOPBACK_TTS_KEY", "wrong-key")
     try:
@@ -211,7 +212,7 @@ async def test_wrong_key_refused_by_the_server(monkeypatch):
 async def test_failed_reconnect_falls_back_to_rest_and_says_why(server):
     session, tap = await open_loopback_session(server)
     try:
-        server.inject(Fault("close", after_frames=1, code=1006))
+        server.inject(Fault("close", after=1, code=1006))
         server.inject(Fault("reject", status=403))  # the reconnect is refused: retrying a refused key is useless
         m1 = await run_turn(session)
         m2 = await run_turn(session)
@@ -223,13 +224,13 @@ async def test_failed_reconnect_falls_back_to_rest_and_says_why(server):
     # Turn 2 starts with no connection: it goes over REST at once, and reconnects behind it.
     assert m2.status == "ok" and m2.tts_path == "fallback_rest" and "not connected" in m2.tts_path_reason
     assert_audio_exact(session, tap, server, 2)
-    assert server.connections == 2
+    assert server.handshakes == 2
 
 
 async def test_reconnect_failure_with_fallback_none_fails_the_turn_not_the_session(server):
     session, tap = await open_loopback_session(server, "tts.fallback=none")
     try:
-        server.inject(Fault("close", after_frames=1, code=1006))
+        server.inject(Fault("close", after=1, code=1006))
         server.inject(Fault("reject", status=403))
         m1 = await run_turn(session)
         m2 = await run_turn(session)  # no connection at its start: fails at once, reconnects behind it
@@ -255,7 +256,7 @@ async def test_idle_session_keeps_its_connection_with_keepalives(server):
         m2 = await run_turn(session)
     finally:
         await session.close()
-    assert server.connections == 1
+    assert server.handshakes == 1
     assert not [e for e in session.trace.events if e.get("action") in ("reconnect", "fallback")]
     keepalives = [e for e in session.trace.events if e.type == ev.TTS_SESSION and e.get("action") == "keepalive"]
     assert len(keepalives) >= 8
@@ -296,7 +297,7 @@ async def test_barge_in_closes_the_context(server):
     closed = [msg["context_id"] for msg in server.received if msg.get("close_context")]
     ended = [msg["context_id"] for msg in server.received if msg.get("flush") and "text" not in msg]
     assert closed == [f"turn-{n}" for n in range(1, 9)] and ended == ["turn-8"]
-    assert m.status == "ok" and m.tts_path == "persistent" and server.connections == 1
+    assert m.status == "ok" and m.tts_path == "persistent" and server.handshakes == 1
 
 
 async def test_missing_key_is_named_at_open_before_any_connection(monkeypatch):
@@ -320,7 +321,7 @@ async def test_persistent_false_is_a_deliberate_rest_path(server):
     assert opened.get("deliberate") and opened.get("reason") == "preset: persistent = false"
     assert m1.status == "ok" and m1.tts_path == "fallback_rest" and m1.tts_path_reason == "preset: persistent = false"
     assert not session_events(session, 1, "fallback")  # not reported as a fault
-    assert server.connections == 0 and len(server.rest_requests) == m1.spoken_chunks
+    assert server.handshakes == 0 and len(server.rest_requests) == m1.spoken_chunks
     assert_audio_exact(session, tap, server, 1)
 
 
@@ -334,7 +335,7 @@ async def test_single_context_endpoint(server):
     assert m1.status == m2.status == "ok" and m2.tts_path == "persistent", (m1.errors, m2.errors)
     assert_audio_exact(session, tap, server, 1)
     assert_audio_exact(session, tap, server, 2)
-    assert server.connections == 1 and not any("context_id" in m for m in server.received)
+    assert server.handshakes == 1 and not any("context_id" in m for m in server.received)
 
 
 async def test_the_local_llm_is_not_paused_for_a_tts_that_waits_for_more_text(server):
