@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from playground.core.scrub import home_as_tilde
+
 STRATEGIES = ("sentence", "clause", "adaptive", "words", "passthrough")
 CONTEXT_TRIMS = ("shift", "block")
 
@@ -175,12 +177,11 @@ class Preset:
         data = dataclasses.asdict(self)
         data.pop("source")
         data.pop("origins")
-        home = str(Path.home())
         for section in data.values():
             if isinstance(section, dict):
                 for key, value in section.items():
-                    if isinstance(value, str) and home != "/" and value.startswith(home + os.sep):
-                        section[key] = "~" + value[len(home):]
+                    if isinstance(value, str):
+                        section[key] = home_as_tilde(value)
         return data
 
     def api_key(self, section: str) -> str | None:

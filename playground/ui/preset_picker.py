@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -12,6 +10,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from playground.core.presets import Preset, available_presets
+from playground.core.scrub import home_as_tilde
 
 # Changing any of these needs a new session (load another model, connect elsewhere).
 SESSION_FIELDS = {
@@ -24,12 +23,6 @@ SESSION_FIELDS = {
 def needs_new_session(current: Preset, chosen: Preset) -> bool:
     return any(getattr(getattr(current, section), key) != getattr(getattr(chosen, section), key)
                for section, keys in SESSION_FIELDS.items() for key in keys)
-
-
-def _shown(path: Path) -> str:
-    home = str(Path.home())
-    text = str(path)
-    return "~" + text[len(home):] if text.startswith(home + "/") else text
 
 
 class PresetPicker(ModalScreen[str | None]):
@@ -48,7 +41,8 @@ class PresetPicker(ModalScreen[str | None]):
         with Vertical():
             yield Static("Switch preset (Enter). A preset with other providers opens a new session. Esc cancels.")
             yield OptionList(*[
-                Option(f"{name}{'  (current)' if name == self.current else ''}   {_shown(path)}", id=name)
+                Option(f"{name}{'  (current)' if name == self.current else ''}   {home_as_tilde(str(path))}",
+                       id=name)
                 for name, path in available_presets().items()
             ])
 
