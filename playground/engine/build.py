@@ -1,8 +1,9 @@
 """Building a session from a preset: providers by name, audio output, and opening it.
 
 A provider is one module in `playground.llm` or `playground.tts` that exposes
-`PROVIDER` (a class taking its config section): adding one is one new file plus a
-preset, nothing to register.
+`PROVIDER` (a class taking its config section) and `SETTINGS` (the class of that section:
+the shared settings plus its own): adding one is one new file plus a preset, nothing to
+register (`playground/__init__.py` hands `settings_by_provider` to preset validation).
 """
 
 from __future__ import annotations
@@ -26,6 +27,18 @@ def available_providers(kind: str) -> list[str]:
         for module in pkgutil.iter_modules(package.__path__)
         if hasattr(importlib.import_module(f"{_BASES[kind]}.{module.name}"), "PROVIDER")
     )
+
+
+def settings_by_provider(kind: str) -> dict[str, type]:
+    """Each provider's settings class (its module's `SETTINGS`), by provider name."""
+    found = {}
+    for name in available_providers(kind):
+        model = importlib.import_module(f"{_BASES[kind]}.{name}").SETTINGS
+        if model.__pydantic_fields__["provider"].default != name:
+            raise RuntimeError(f"{_BASES[kind]}.{name}: SETTINGS is the settings of another provider "
+                               f"({model.__pydantic_fields__['provider'].default!r})")
+        found[name] = model
+    return found
 
 
 def build_provider(preset: Preset, kind: str) -> Any:

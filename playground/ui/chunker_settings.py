@@ -8,15 +8,10 @@ from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from playground.core.presets import Preset, PresetError, apply_overrides
+from playground.core.presets import ChunkerConfig, Preset, PresetError, apply_overrides
 
-PARAMETERS = {
-    "min_chars": "weak boundaries (, ; : —) count once a chunk has this many characters",
-    "first_min_chars": "adaptive: the same, for the first chunk of a reply",
-    "deadline_ms": "adaptive: cut at the last word boundary when no boundary came within this time",
-    "max_chars": "adaptive: never let a chunk grow past this many characters",
-    "words": "words: a chunk every this many words",
-}
+# The strategy's parameters (F2 changes the strategy), described as the preset's fields are.
+PARAMETERS = {key: info.description for key, info in ChunkerConfig.__pydantic_fields__.items() if key != "strategy"}
 
 
 class ChunkerSettings(ModalScreen[Preset | None]):

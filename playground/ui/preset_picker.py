@@ -12,7 +12,9 @@ from textual.widgets.option_list import Option
 from playground.core.presets import Preset, available_presets
 from playground.core.scrub import home_as_tilde
 
-# Changing any of these needs a new session (load another model, connect elsewhere).
+# Changing any of these needs a new session (load another model, connect elsewhere). Settings
+# of one provider only (threads, trace, ...) are compared when both presets have them: a
+# different provider needs a new session anyway.
 SESSION_FIELDS = {
     "llm": ("provider", "model", "base_url", "api_key_env", "threads", "context", "trace", "replay_turn"),
     "tts": ("provider", "voice", "model", "base_url", "api_key_env", "persistent", "fallback", "output_format", "speed"),
@@ -21,7 +23,7 @@ SESSION_FIELDS = {
 
 
 def needs_new_session(current: Preset, chosen: Preset) -> bool:
-    return any(getattr(getattr(current, section), key) != getattr(getattr(chosen, section), key)
+    return any(getattr(getattr(current, section), key, None) != getattr(getattr(chosen, section), key, None)
                for section, keys in SESSION_FIELDS.items() for key in keys)
 
 

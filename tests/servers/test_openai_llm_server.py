@@ -9,8 +9,7 @@ import json
 import httpx
 import pytest
 
-from playground.core.presets import LLMConfig
-from playground.llm.replay import ReplayLLM
+from playground.llm.replay import ReplayLLM, ReplayLLMConfig
 from playground.servers.openai_llm import OpenAILLMServer
 
 WORDS = ["Sure", ",", " I", " can", " help", " with", " that", "."]
@@ -19,7 +18,7 @@ MODEL = "replay"
 
 @pytest.fixture
 async def server():
-    backend = ReplayLLM(LLMConfig(provider="replay"), turns=[[(10.0 + 5.0 * i, w) for i, w in enumerate(WORDS)]])
+    backend = ReplayLLM(ReplayLLMConfig(), turns=[[(10.0 + 5.0 * i, w) for i, w in enumerate(WORDS)]])
     server = OpenAILLMServer(backend, model=MODEL)
     await server.start()
     yield server
@@ -176,7 +175,7 @@ async def test_a_cut_leaves_half_an_event_and_a_broken_chunked_body(server):
 
 
 async def test_a_client_hanging_up_stops_the_reply_at_once(server):
-    slow = ReplayLLM(LLMConfig(provider="replay"), turns=[[(10.0 + 10.0 * i, f" w{i}") for i in range(200)]])
+    slow = ReplayLLM(ReplayLLMConfig(), turns=[[(10.0 + 10.0 * i, f" w{i}") for i in range(200)]])
     slow_server = OpenAILLMServer(slow, model=MODEL)
     await slow_server.start()
     try:
