@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,17 +29,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 from annotated_types import Ge, Gt, Le, Lt
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError, with_config
 from pydantic.dataclasses import dataclass as pydantic_dataclass
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
 from playground.core.metrics import METRIC_LABELS
 from playground.core.scrub import home_as_tilde
 
-# Types are not converted (1.5 is no integer, 1 is not true), an unknown key is an error, and
-# pydantic's own errors never echo a value: the messages users see are written by
-# `_field_problem`, which shows values where that is safe.
-SETTINGS_CONFIG = ConfigDict(strict=True, extra="forbid", hide_input_in_errors=True)
+# Types are not converted (1.5 is no integer, 1 is not true), NaN and infinity are refused,
+# an unknown key is an error, and an error never echoes a value (it may be a pasted key):
+# the messages users see are written by `_field_problem`, which shows values where that is safe.
+SETTINGS_CONFIG = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, hide_input_in_errors=True)
 
 
 def settings(cls: type) -> type:
@@ -64,8 +66,27 @@ INPUT_MODES: tuple[str, ...] = get_args(InputMode)
 PCM_FORMATS = tuple(f"pcm_{rate}" for rate in (8000, 16000, 22050, 24000, 44100, 48000))
 PcmFormat = Annotated[Literal[PCM_FORMATS], Why("not raw PCM the playground can play")]
 
-ApiKeyEnv = Annotated[str, Field(
-    description="the environment variable holding the API key (its name, never the key); empty: no key")]
+# An environment variable's name; a value that is not one is most likely the key itself.
+_ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Keys are long runs of mixed letters and digits; names are words (OPENAI_API_KEY).
+_KEY_MIN_CHARS = 20
+API_KEY_PASTED = "api_key_pasted"
+
+
+def _looks_like_api_key(value: str) -> bool:
+    return not _ENV_VAR_NAME.fullmatch(value) or (
+        len(value) >= _KEY_MIN_CHARS and any(c.isdigit() for c in value) and any(c.islower() for c in value))
+
+
+def _env_var_name(value: str) -> str:
+    if value and _looks_like_api_key(value):
+        raise PydanticCustomError(API_KEY_PASTED, "looks like an API key")
+    return value
+
+
+ApiKeyEnv = Annotated[str, AfterValidator(_env_var_name), Field(
+    description="the environment variable holding the API key (its name, never the key); empty: no key",
+    json_schema_extra={"pattern": f"^({_ENV_VAR_NAME.pattern})?$"})]
 
 
 @settings
@@ -301,6 +322,9 @@ def _field_problem(model: type, error: Mapping[str, Any]) -> str:
     info = model.__pydantic_fields__[key]
     why = _why(info.metadata)
     choices = _choices(info.annotation)
+    if kind == API_KEY_PASTED:
+        return ("this looks like an API key, not the name of an environment variable (it is not shown here): "
+                f'put the key in an environment variable and name that, e.g. export MY_KEY=... and {key} = "MY_KEY"')
     if kind == "literal_error" and choices:
         reason = f"{why}; " if why else ""
         listed = ", ".join(map(str, choices))
@@ -309,6 +333,8 @@ def _field_problem(model: type, error: Mapping[str, Any]) -> str:
         return f"unknown {key} {value!r} ({reason}choose one of: {listed})"
     if kind in _TYPE_NAMES:
         return f"expected {_TYPE_NAMES[kind]}, got {_shown(value)}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {value}"
     rule = _range_rule(info.metadata, key) if kind in _RANGE_ERRORS else None
     if rule:
         return f"{rule}{f' ({why})' if why else ''}, got {value}"
@@ -333,7 +359,10 @@ def _first_problem(exc: ValidationError, section: str, model: type, order: list[
     key = str(error["loc"][0])
     if error["type"] in _UNKNOWN_KEY_ERRORS:
         return _unknown_key(section, model, key, where)
-    return f"{where(key)}: {_field_problem(model, error)}"
+    place = where(key)
+    if error["type"] == API_KEY_PASTED and place.startswith("--set"):
+        place = f"--set {section}.{key}=…"  # the override holds the key: never shown
+    return f"{place}: {_field_problem(model, error)}"
 
 
 # -- validation ---------------------------------------------------------------------------
@@ -371,7 +400,9 @@ def validate_budgets(values: Mapping[str, Any], where: Where) -> dict[str, float
         key = str(error["loc"][0])
         if error["type"] in _UNKNOWN_KEY_ERRORS:
             raise PresetError(f"{where(key)}: no metric {key!r} to budget (known: {', '.join(BUDGET_KEYS)})") from None
-        raise PresetError(f"{where(key)}: expected a number, got {_shown(error.get('input'))}") from None
+        problem = (f"expected a number, got {_shown(error.get('input'))}" if error["type"] == "float_type"
+                   else f"must be a finite number, got {error.get('input')}")
+        raise PresetError(f"{where(key)}: {problem}") from None
 
 
 def _recorded_model(section: str, values: Mapping[str, Any]) -> type | None:
@@ -518,7 +549,12 @@ def load_preset(name_or_path: str, overrides: list[str] | None = None) -> Preset
     if not path.is_file():
         raise PresetError(f"{path}: no such preset file")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PresetError(f"{path}: not a text file (byte 0x{exc.object[exc.start]:02x} at offset {exc.start} "
+                          "is not UTF-8); a preset is a TOML text file in UTF-8") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PresetError(f"{path}: not valid TOML: {exc}") from None
     preset = preset_from_dict(data, name=path.stem, source=str(path))

@@ -19,6 +19,8 @@ from playground.llm.local import LocalLLMConfig
 from playground.tts.elevenlabs import ElevenLabsConfig
 from playground.tts.piper import PiperConfig
 
+PASTED_KEY = "sk-proj-Zq81fTw0v4Lm27XcA9"
+
 
 def test_local_preset_is_the_offline_default_with_the_seeds_budgets():
     preset = load_preset("local")
@@ -74,6 +76,8 @@ def test_bad_overrides_name_the_override_and_the_field(override, message):
     ('[tts]\nprovider = "elevenlabs"\nthreads = 2\n',
      r"\[tts\] threads: 'threads' is not a setting of tts provider 'elevenlabs' but of piper \(elevenlabs knows: "),
     ('[llm]\nprovider = "gpt"\n', r"\[llm\] provider: unknown provider 'gpt' \(available: local, openai, replay\)"),
+    ("[budgets]\nttfa = nan\n", r"\[budgets\] ttfa: must be a finite number, got nan"),
+    ("[input]\nend_silence_ms = inf\n", r"\[input\] end_silence_ms: must be a finite number, got inf"),
 ])
 def test_file_errors_name_the_file_and_the_field(tmp_path, content, message):
     bad = tmp_path / "bad.toml"
@@ -141,6 +145,40 @@ def test_a_provider_change_leaves_out_the_old_providers_own_settings(tmp_path):
         load_preset(str(mine), ["tts.provider=elevenlabs", "tts.threads=2"])
 
 
+@pytest.mark.parametrize("override", ["budgets.ttfa=nan", "budgets.ttfa=inf", "llm.temperature=nan",
+                                      "chunker.deadline_ms=inf", "input.echo_margin_db=-inf"])
+def test_non_finite_numbers_are_refused(override):
+    with pytest.raises(PresetError) as info:
+        apply_overrides(load_preset("local"), [override])
+    assert str(info.value).startswith(f"--set {override}: must be a finite number, got ")
+
+
+def test_a_key_pasted_as_api_key_env_is_refused_and_never_shown(tmp_path):
+    for override in (f"llm.api_key_env={PASTED_KEY}", f'tts.api_key_env="{PASTED_KEY}"', "llm.api_key_env=xai-1a2b3c"):
+        with pytest.raises(PresetError) as info:
+            apply_overrides(load_preset("loopback-llm"), [override])
+        message = str(info.value)
+        assert message.startswith(f"--set {override.partition('=')[0]}=…: this looks like an API key, not the name "
+                                  "of an environment variable")
+        assert PASTED_KEY[:6] not in message and "1a2b" not in message and "\n" not in message
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'[llm]\nprovider = "openai"\napi_key_env = "{PASTED_KEY}"\n')
+    with pytest.raises(PresetError, match=r"bad\.toml: \[llm\] api_key_env: this looks like an API key") as info:
+        load_preset(str(bad))
+    assert PASTED_KEY[:6] not in str(info.value)
+    # names of variables are fine, however they are spelled
+    assert apply_overrides(load_preset("local"), ["llm.api_key_env=my_key_2"]).llm.api_key_env == "my_key_2"
+
+
+def test_a_binary_preset_file_is_named_in_one_line(tmp_path):
+    bad = tmp_path / "binary.toml"
+    bad.write_bytes(b"name = \"x\"\n\xff\xfe\x00\x81garbage")
+    with pytest.raises(PresetError) as info:
+        load_preset(str(bad))
+    assert str(info.value) == (f"{bad}: not a text file (byte 0xff at offset 11 is not UTF-8); "
+                               "a preset is a TOML text file in UTF-8")
+
+
 def test_a_recorded_preset_leaves_out_what_this_version_does_not_know():
     header = json.loads((Path(__file__).parents[1] / "data" / "two-turns.jsonl").read_text().splitlines()[0])
     recorded = header["preset"]
@@ -148,8 +186,8 @@ def test_a_recorded_preset_leaves_out_what_this_version_does_not_know():
     preset = preset_from_dict(recorded, name="two-turns", source="two-turns.jsonl: recorded preset", recorded=True)
     assert isinstance(preset.llm, LocalLLMConfig) and preset.llm.max_tokens == 20
     assert preset.chunker.strategy == "adaptive"
-    cloudy = {"tts": {"provider": "nonesuch", "voice": "v", "speed": -1, "colour": "blue"}}
+    cloudy = {"tts": {"provider": "nonesuch", "voice": "v", "api_key_env": "[redacted]", "colour": "blue"}}
     tts = preset_from_dict(cloudy, name="cloudy", source="x", recorded=True).tts
-    assert (tts.provider, tts.voice, tts.speed) == ("nonesuch", "v", 1.0)
+    assert (tts.provider, tts.voice, tts.api_key_env) == ("nonesuch", "v", "")
     with pytest.raises(PresetError, match="unknown provider 'nonesuch'"):
         preset_from_dict(cloudy, name="cloudy", source="x")
