@@ -5,8 +5,9 @@ A preset has the sections [agent], [llm], [tts], [chunker], [audio], [input] and
 overrides go through the same validation, so `--set chunker.strategy=fast` fails
 with the same kind of message as a typo in the file.
 
-Each section is a pydantic dataclass: types, ranges and choices are declared on its fields.
-[llm] and [tts] hold the settings of the provider they name: the
+Each section is a pydantic dataclass: types, ranges and choices are declared on its fields,
+and the same declarations give the JSON Schema editors use (`preset_json_schema`,
+presets/schema.json). [llm] and [tts] hold the settings of the provider they name: the
 settings every provider has are declared here (`LLMConfig`, `TTSConfig`), a provider's own
 are declared by its module (`SETTINGS`, a subclass), and the engine's provider discovery
 tells `provider_settings` which class is whose (wired in playground/__init__.py): core
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
 import re
 import tomllib
@@ -559,3 +561,47 @@ def load_preset(name_or_path: str, overrides: list[str] | None = None) -> Preset
         raise PresetError(f"{path}: not valid TOML: {exc}") from None
     preset = preset_from_dict(data, name=path.stem, source=str(path))
     return apply_overrides(preset, overrides or [])
+
+
+# -- JSON Schema --------------------------------------------------------------------------
+
+
+def preset_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a preset file, for editors (Taplo, Even Better TOML: `#:schema ./schema.json`),
+    generated from the same field declarations that validate presets."""
+    definitions: dict[str, Any] = {}
+
+    def ref(model: type, section: str) -> dict[str, Any]:
+        schema = TypeAdapter(model).json_schema()
+        if section in PROVIDER_SECTIONS:
+            provider = model.__pydantic_fields__["provider"].default
+            schema["properties"]["provider"] = {"const": provider, "description": f"the {provider} provider"}
+            if provider != default_provider(section):
+                schema["required"] = ["provider"]  # without one, the section is the default provider's
+        definitions[schema["title"]] = schema
+        return {"$ref": f"#/definitions/{schema['title']}"}
+
+    properties: dict[str, Any] = {"name": {"type": "string", "description": "the preset's name (default: the file's)"}}
+    for section, model in SECTIONS.items():
+        if section in PROVIDER_SECTIONS:
+            properties[section] = {"description": f"[{section}]: the provider and its settings",
+                                   "anyOf": [ref(m, section) for m in provider_settings.models(section).values()]}
+        else:
+            properties[section] = ref(model, section)
+    budgets = _BUDGETS.json_schema()
+    budgets.pop("title", None)
+    properties["budgets"] = {**budgets, "description": "budgets in ms after t0: a turn over one is marked"}
+    return {
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "title": "playground preset",
+        "description": "A preset of the voice-agent playground (written by: playground presets --schema FILE)",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": properties,
+        "definitions": definitions,
+    }
+
+
+def preset_schema_text() -> str:
+    """`preset_json_schema` as the text of presets/schema.json."""
+    return json.dumps(preset_json_schema(), indent=2, ensure_ascii=False) + "\n"

@@ -2,8 +2,10 @@
 
 import json
 import re
+import tomllib
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from playground.core.presets import (
@@ -12,8 +14,10 @@ from playground.core.presets import (
     PresetError,
     apply_overrides,
     available_presets,
+    builtin_presets_dir,
     load_preset,
     preset_from_dict,
+    preset_schema_text,
 )
 from playground.llm.local import LocalLLMConfig
 from playground.tts.elevenlabs import ElevenLabsConfig
@@ -191,3 +195,23 @@ def test_a_recorded_preset_leaves_out_what_this_version_does_not_know():
     assert (tts.provider, tts.voice, tts.api_key_env) == ("nonesuch", "v", "")
     with pytest.raises(PresetError, match="unknown provider 'nonesuch'"):
         preset_from_dict(cloudy, name="cloudy", source="x")
+
+
+def test_the_committed_schema_is_up_to_date():
+    committed = (builtin_presets_dir() / "schema.json").read_text()
+    assert committed == preset_schema_text(), "regenerate it: playground presets --schema presets/schema.json"
+
+
+def test_shipped_presets_use_the_schema_and_follow_it():
+    schema = json.loads(preset_schema_text())
+    # every setting says what it does: an editor shows it, and so does the TUI's chunker panel
+    assert not [f"[{name}] {key}" for name, definition in schema["definitions"].items()
+                for key, field in definition["properties"].items() if not field.get("description")]
+    validator = jsonschema.Draft7Validator(schema)
+    for path in sorted(builtin_presets_dir().glob("*.toml")):
+        text = path.read_text()
+        assert text.startswith("#:schema ./schema.json\n"), f"{path.name}: the editors' schema directive"
+        assert not list(validator.iter_errors(tomllib.loads(text))), path.name
+    for wrong in ({"chunker": {"strategy": "fast"}}, {"tts": {"keepalive_ms": 5000}}, {"budgets": {"ttfa": "x"}},
+                  {"llm": {"provider": "openai", "threads": 2}}, {"llm": {"api_key_env": PASTED_KEY}}):
+        assert list(validator.iter_errors(wrong)), wrong
