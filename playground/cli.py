@@ -21,7 +21,7 @@ from playground.commands import discover
 from playground.console import TABLE_METRICS, VOICE_TABLE_METRICS, Console, TurnPrinter
 from playground.core.formatting import visible
 from playground.core.metrics import TurnMetrics
-from playground.core.presets import Preset, PresetError, available_presets, load_preset
+from playground.core.presets import Preset, PresetError, available_presets, load_preset, preset_schema_text
 from playground.engine.session import Session
 from playground.llm.base import LLMError
 from playground.tts.base import TTSError
@@ -250,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mode", choices=("hands_free", "push_to_talk"),
                      help="hands_free: a pause ends what you say; push_to_talk: Enter starts and ends it "
                           "(default: the preset's [input] mode)")
-    sub.add_parser("presets", help="list the presets (built-in and user)")
+    presets = sub.add_parser("presets", help="list the presets (built-in and user)")
+    presets.add_argument("--schema", nargs="?", const="-", metavar="FILE",
+                         help="write the JSON Schema of preset files (for editors) to FILE, or print it")
     view = sub.add_parser("view", help="show a recorded trace in the TUI, read-only")
     view.add_argument("trace_file", metavar="TRACE", help="a JSONL trace written with --trace or exported (F9)")
     for command in discover():
@@ -262,10 +264,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def write_schema(target: str, console: Console) -> int:
+    """The presets' JSON Schema, to `target` ("-": stdout); presets/schema.json is its committed copy."""
+    text = preset_schema_text()
+    if target == "-":
+        console.out.write(text)
+        return 0
+    from playground.export.atomic import atomic_open
+
+    try:
+        with atomic_open(target) as f:
+            f.write(text)
+    except OSError as exc:
+        console.note(f"error: {exc}")
+        return 1
+    return 0
+
+
 def main(argv: Iterable[str] | None = None) -> int:
     args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     console = Console()
     if args.command == "presets":
+        if args.schema:
+            return write_schema(args.schema, console)
         for name, path in available_presets().items():
             console.print(f"{name:<16} {path}")
         return 0

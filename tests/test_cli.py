@@ -99,6 +99,15 @@ def test_presets_lists_the_offline_preset():
     assert result.returncode == 0 and any(line.startswith("local ") for line in result.stdout.splitlines())
 
 
+def test_presets_schema_writes_the_committed_schema(tmp_path):
+    from playground.cli import main
+    from playground.core.presets import builtin_presets_dir
+
+    out = tmp_path / "schema.json"
+    assert main(["presets", "--schema", str(out)]) == 0
+    assert out.read_text() == (builtin_presets_dir() / "schema.json").read_text()
+
+
 def test_ctrl_c_cancels_the_playing_reply_and_the_repl_goes_on(tmp_path):
     import os
     import signal

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from playground.commands import COMMAND_PACKAGES, Command, discover
-from playground.plugins import find_plugins
+from playground.core.plugins import find_plugins
 
 
 @pytest.fixture

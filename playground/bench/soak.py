@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from playground.core import events as ev
 from playground.core.formatting import format_ms
 from playground.core.metrics import TurnMetrics, percentile
-from playground.core.presets import CONTEXT_TRIMS, load_preset
+from playground.core.presets import load_preset
 from playground.data import find
+from playground.llm.local import CONTEXT_TRIMS
 
 TTFA_RATIO_TARGET = 1.3
 RSS_GROWTH_TARGET = 0.10

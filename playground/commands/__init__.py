@@ -1,7 +1,7 @@
 """Subcommands, one module each: a module here (or in `playground.bench`) exposing `COMMAND`
 is a `playground` subcommand.
 
-Adding a command is one new file, nothing to register (`playground.plugins`). `run`,
+Adding a command is one new file, nothing to register (`playground.core.plugins`). `run`,
 `presets` and `view` live in `playground.cli`; commands write through `playground.console`.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from playground.plugins import find_plugins
+from playground.core.plugins import find_plugins
 
 if TYPE_CHECKING:
     from playground.console import Console

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from playground.chunking.compare import RecordedTurn, recorded_turns
 from playground.commands import Command
 from playground.core import events as ev
 from playground.core.metrics import compute_metrics, percentile
-from playground.core.presets import Preset, PresetError, apply_overrides, load_preset, preset_from_dict
+from playground.core.presets import LLMConfig, Preset, PresetError, apply_overrides, load_preset, preset_from_dict
 from playground.console import Console, TurnPrinter, styled, table_header, table_row
 from playground.data import find
 
@@ -37,7 +37,8 @@ def recorded_preset(header: dict[str, Any], source: str) -> Preset | None:
     if not isinstance(data, dict):
         return None
     sections = {k: v for k, v in data.items() if k != "name"}
-    return preset_from_dict(sections, name=str(data.get("name", "recorded")), source=f"{source}: recorded preset")
+    return preset_from_dict(sections, name=str(data.get("name", "recorded")), source=f"{source}: recorded preset",
+                            recorded=True)
 
 
 def base_preset(args: argparse.Namespace, source: str, header: dict[str, Any]) -> Preset:
@@ -52,7 +53,10 @@ def base_preset(args: argparse.Namespace, source: str, header: dict[str, Any]) -
         if preset.tts.provider not in known:
             raise PresetError(f"{preset.origin('tts', 'provider')}: TTS provider {preset.tts.provider!r} is not "
                               f"available here (available: {', '.join(known)}); replay with --tts local")
-    preset.llm = replace(preset.llm, provider="replay", trace=source, replay_turn=args.turn)
+    from playground.llm.replay import ReplayLLMConfig
+
+    shared = {f.name: getattr(preset.llm, f.name) for f in fields(LLMConfig) if f.name != "provider"}
+    preset.llm = ReplayLLMConfig(**shared, trace=source, replay_turn=args.turn)
     return apply_overrides(preset, args.overrides)  # checked now, before anything loads
 
 

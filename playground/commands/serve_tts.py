@@ -18,7 +18,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from playground.commands import Command
-from playground.plugins import find_plugins, short_name
+from playground.core.plugins import find_plugins, short_name
 from playground.servers.faults import Fault, FaultError, add_fault_argument
 
 if TYPE_CHECKING:

@@ -63,19 +63,23 @@ def known_secrets(header: dict[str, Any], events: Iterable[TraceEvent]) -> list[
     return sorted((v for v in values if len(v) >= _MIN_SECRET_LEN), key=len, reverse=True)
 
 
+def home_as_tilde(text: str) -> str:
+    """`text` with the user's home folder, where a path starts with it, written `~`."""
+    home = str(Path.home())
+    if home == os.sep or home + os.sep not in text:
+        return text
+    return text.replace(home + os.sep, "~" + os.sep)
+
+
 class Scrubber:
     def __init__(self, secrets: list[str]) -> None:
         self.secrets = secrets
-        home = str(Path.home())
-        self.home = home + os.sep if home != os.sep else ""
 
     def text(self, value: str) -> str:
         for secret in self.secrets:
             if secret in value:
                 value = value.replace(secret, REDACTED)
-        if self.home and self.home in value:
-            value = value.replace(self.home, "~" + os.sep)
-        return value
+        return home_as_tilde(value)
 
     def value(self, value: Any, field_name: str = "") -> Any:
         if isinstance(value, str):

@@ -1,8 +1,10 @@
 """Building a session from a preset: providers by name, audio output, and opening it.
 
 A provider is one module in `playground.llm` or `playground.tts` that exposes
-`PROVIDER` (a class taking its config section): adding one is one new file plus a
-preset, nothing to register (`playground.plugins`).
+`PROVIDER` (a class taking its config section) and `SETTINGS` (the class of that section:
+the shared settings plus its own): adding one is one new file plus a preset, nothing to
+register (`playground.core.plugins` finds both: the provider here, its settings for
+preset validation in `playground.core.presets`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 from playground.core.presets import Preset, PresetError
 from playground.core.progress import Progress
 from playground.engine.session import Session
-from playground.plugins import find_plugins, short_name
+from playground.core.plugins import find_plugins, short_name
 
 _BASES = {"llm": "playground.llm", "tts": "playground.tts"}
 

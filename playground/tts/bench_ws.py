@@ -29,9 +29,9 @@ from playground.chunking import Chunker
 from playground.core import events as ev
 from playground.core.clock import now_ms
 from playground.core.metrics import percentile
-from playground.core.presets import LLMConfig, Preset, apply_overrides, load_preset
+from playground.core.presets import Preset, apply_overrides, load_preset
 from playground.engine.session import Session
-from playground.llm.replay import ReplayLLM
+from playground.llm.replay import ReplayLLM, ReplayLLMConfig
 from playground.servers.elevenlabs import ElevenLabsServer
 from playground.servers.faults import Fault
 from playground.tts.elevenlabs import ElevenLabsSession
@@ -57,7 +57,7 @@ async def run(turns: int, closes: int) -> dict[str, float]:
     for reply in replies:  # the server's speech, synthesized beforehand (see the module docstring)
         for chunk in _chunks(reply, preset):
             server.speech(chunk.strip() + " ", 22050)
-    session = Session(preset, ReplayLLM(LLMConfig(provider="replay"), turns=replies),
+    session = Session(preset, ReplayLLM(ReplayLLMConfig(), turns=replies),
                       ElevenLabsSession(preset.tts), await open_output("null"))
     await session.open()
     results: dict[str, float] = {}

@@ -20,12 +20,12 @@ import binascii
 import json
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
-from playground.core.presets import TTSConfig
-from playground.tts.websocket import Frame, Message, WebSocketTTSSession, spoken_chars
+from playground.core.presets import settings
+from playground.tts.websocket import ChunkFlushConfig, Frame, Message, WebSocketTTSSession, spoken_chars
 
 CARTESIA_VERSION = "2025-04-16"
 DEFAULT_MODEL = "sonic-2"
@@ -34,12 +34,17 @@ LANGUAGE = "en"
 _SKIPPED = {"flush_done", "phoneme_timestamps"}
 
 
+@settings
+class CartesiaConfig(ChunkFlushConfig):
+    provider: Literal["cartesia"] = "cartesia"
+
+
 class CartesiaSession(WebSocketTTSSession):
     name = "cartesia"
     default_base_url = "https://api.cartesia.ai"
     default_key_env = "CARTESIA_API_KEY"
 
-    def __init__(self, config: TTSConfig) -> None:
+    def __init__(self, config: CartesiaConfig) -> None:
         super().__init__(config)
         # per context: the running total of spoken characters at the end of each chunk not yet
         # covered by timestamps, and how many characters the timestamps have covered
@@ -157,3 +162,4 @@ def _transcript(text: str) -> str:
 
 
 PROVIDER = CartesiaSession
+SETTINGS = CartesiaConfig

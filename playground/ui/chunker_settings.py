@@ -8,18 +8,10 @@ from textual.containers import Grid, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from playground.core.presets import Preset, PresetError, apply_overrides
+from playground.core.presets import ChunkerConfig, Preset, PresetError, apply_overrides
 
-PARAMETERS = {
-    "min_chars": "weak boundaries (, ; : —) count once a chunk has this many characters",
-    "first_min_chars": "adaptive: the same, for the first chunk of a reply",
-    "first_min_words": "adaptive: the first chunk has at least this many words",
-    "deadline_ms": "adaptive: cut the first chunk at the best word boundary when no boundary came within this time",
-    "later_deadline_ms": "adaptive: the same for later chunks, when the engine gives no playback lead",
-    "underrun_lead_ms": "adaptive: with the engine's lead, cut early (underrun) when it would fall below this",
-    "max_chars": "adaptive: never let a chunk grow past this many characters",
-    "words": "words: a chunk every this many words",
-}
+# The strategy's parameters (F2 changes the strategy), described as the preset's fields are.
+PARAMETERS = {key: info.description for key, info in ChunkerConfig.__pydantic_fields__.items() if key != "strategy"}
 
 
 class ChunkerSettings(ModalScreen[Preset | None]):

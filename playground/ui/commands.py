@@ -8,6 +8,7 @@ from functools import partial
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from playground.core.presets import STRATEGIES
+from playground.ui.chunker_settings import PARAMETERS
 
 STRATEGY_HELP = {
     "sentence": "cut at . ! ? only (the seed's behaviour)",
@@ -24,7 +25,7 @@ class PlaygroundCommands(Provider):
         for strategy in STRATEGIES:
             yield f"Chunker: {strategy}", partial(app.set_strategy, strategy), STRATEGY_HELP[strategy]
         yield "Switch preset", app.action_switch_preset, "shipped presets and your own"
-        yield "Chunker settings", app.action_chunker_settings, "min_chars, first_min_chars, first_min_words, deadline_ms, later_deadline_ms, max_chars, words"
+        yield "Chunker settings", app.action_chunker_settings, ", ".join(PARAMETERS)
         yield "Edit the system prompt", app.action_edit_prompt, "then apply it, or re-run the last message with it"
         yield "Re-chunk last turn", app.action_rechunk, "its recorded tokens through every strategy, side by side"
         yield ("Export session (JSONL, Chrome/Perfetto, OTLP, CSV, Markdown)", app.action_export,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -12,8 +10,11 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from playground.core.presets import Preset, available_presets
+from playground.core.scrub import home_as_tilde
 
-# Changing any of these needs a new session (load another model, connect elsewhere).
+# Changing any of these needs a new session (load another model, connect elsewhere). Settings
+# of one provider only (threads, trace, ...) are compared when both presets have them: a
+# different provider needs a new session anyway.
 SESSION_FIELDS = {
     "llm": ("provider", "model", "base_url", "api_key_env", "threads", "context", "trace", "replay_turn"),
     "tts": ("provider", "voice", "model", "base_url", "api_key_env", "persistent", "fallback", "output_format", "speed"),
@@ -22,14 +23,8 @@ SESSION_FIELDS = {
 
 
 def needs_new_session(current: Preset, chosen: Preset) -> bool:
-    return any(getattr(getattr(current, section), key) != getattr(getattr(chosen, section), key)
+    return any(getattr(getattr(current, section), key, None) != getattr(getattr(chosen, section), key, None)
                for section, keys in SESSION_FIELDS.items() for key in keys)
-
-
-def _shown(path: Path) -> str:
-    home = str(Path.home())
-    text = str(path)
-    return "~" + text[len(home):] if text.startswith(home + "/") else text
 
 
 class PresetPicker(ModalScreen[str | None]):
@@ -48,7 +43,8 @@ class PresetPicker(ModalScreen[str | None]):
         with Vertical():
             yield Static("Switch preset (Enter). A preset with other providers opens a new session. Esc cancels.")
             yield OptionList(*[
-                Option(f"{name}{'  (current)' if name == self.current else ''}   {_shown(path)}", id=name)
+                Option(f"{name}{'  (current)' if name == self.current else ''}   {home_as_tilde(str(path))}",
+                       id=name)
                 for name, path in available_presets().items()
             ])
 

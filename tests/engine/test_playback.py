@@ -11,9 +11,8 @@ import pytest
 from playground.audio.levels import first_audible_ms
 from playground.audio.output import open_output
 from playground.core import events as ev
-from playground.core.presets import LLMConfig
 from playground.engine.session import Session
-from playground.llm.replay import ReplayLLM
+from playground.llm.replay import ReplayLLM, ReplayLLMConfig
 from playground.tts.piper import PiperSession
 from tests.conftest import local_preset
 
@@ -21,7 +20,7 @@ from tests.conftest import local_preset
 def timed(*pieces: tuple[float, list[str], float]) -> ReplayLLM:
     """Tokens in runs: (first token at ms, tokens, ms between them)."""
     tokens = [(start + i * gap, text) for start, texts, gap in pieces for i, text in enumerate(texts)]
-    return ReplayLLM(LLMConfig(provider="replay"), turns=[tokens])
+    return ReplayLLM(ReplayLLMConfig(), turns=[tokens])
 
 
 async def run_one(llm: ReplayLLM, audio: str = "null", *overrides: str):

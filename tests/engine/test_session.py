@@ -8,10 +8,9 @@ import pytest
 
 from playground.core import events as ev
 from playground.core.clock import now_ms
-from playground.core.presets import LLMConfig
 from playground.engine.session import InputRefused, check_input
 from playground.llm.base import LLMError, StreamInfo, Token
-from playground.llm.replay import ReplayLLM
+from playground.llm.replay import ReplayLLM, ReplayLLMConfig
 from tests.conftest import local_preset, open_test_session
 
 
@@ -25,7 +24,7 @@ def first(session, turn, type_):
 
 def replay(tokens, gap_ms=20.0):
     """The replay provider fed with `tokens` arriving every `gap_ms`."""
-    return ReplayLLM(LLMConfig(provider="replay"), turns=[[(40.0 + i * gap_ms, t) for i, t in enumerate(tokens)]])
+    return ReplayLLM(ReplayLLMConfig(), turns=[[(40.0 + i * gap_ms, t) for i, t in enumerate(tokens)]])
 
 
 async def test_two_turns_end_to_end_with_a_persistent_session(preset):
@@ -98,7 +97,7 @@ class FailingLLM(ReplayLLM):
 
 
 async def test_a_provider_error_fails_the_turn_and_the_session_goes_on():
-    session = await open_test_session(local_preset(), llm=FailingLLM(LLMConfig(provider="replay"), turns=[[]]))
+    session = await open_test_session(local_preset(), llm=FailingLLM(ReplayLLMConfig(), turns=[[]]))
     try:
         failed = await session.run_turn("Hello?")
         assert failed.status == "error"

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from playground.core.presets import LLMConfig
 from playground.llm.base import Message
 from playground.llm.context import BLOCK_KEEP, ContextWindow
-from playground.llm.local import LocalLLM
+from playground.llm.local import LocalLLM, LocalLLMConfig
 
 
 def exchanges(n: int, start: int = 0) -> list[dict[str, str]]:
@@ -71,7 +70,7 @@ async def test_a_long_conversation_keeps_its_prompt_cache_when_the_window_moves(
     """The conversation outgrows a small context; the turn that moves the window is recorded,
     and (shift) reuses the cache for nearly the whole prompt, or (block) drops half at once
     so that the following turns are cached again."""
-    llm = LocalLLM(LLMConfig(max_tokens=40, context=512, context_trim=trim))
+    llm = LocalLLM(LocalLLMConfig(max_tokens=40, context=512, context_trim=trim))
     await llm.load()
     system = Message("system", "You are a helpful voice assistant. Answer in one short sentence.")
     history: list[Message] = []

@@ -13,12 +13,11 @@ import pytest
 
 from playground.core import events as ev
 from playground.core.clock import now_ms
-from playground.core.presets import LLMConfig
 from playground.engine.build import open_session
 from playground.llm.base import LLMError, Message
-from playground.llm.local import LocalLLM
+from playground.llm.local import LocalLLM, LocalLLMConfig
 from playground.llm.openai import OpenAILLM
-from playground.llm.replay import ReplayLLM
+from playground.llm.replay import ReplayLLM, ReplayLLMConfig
 from playground.servers.faults import Fault
 from playground.servers.openai_llm import OpenAILLMServer
 from tests.conftest import local_preset, open_test_session
@@ -33,7 +32,7 @@ def replayed(words=WORDS, first_ms=40.0, gap_ms=15.0) -> list[tuple[float, str]]
 
 def replay_backend(*turns: list[tuple[float, str]]) -> ReplayLLM:
     """Replays `turns` in order, one per request (default: WORDS)."""
-    return ReplayLLM(LLMConfig(provider="replay"), turns=list(turns) or [replayed()])
+    return ReplayLLM(ReplayLLMConfig(), turns=list(turns) or [replayed()])
 
 
 async def start_server(backend=None, port: int = 0, **kwargs) -> OpenAILLMServer:
@@ -114,7 +113,7 @@ async def test_turns_through_the_replay_backed_server_reuse_one_connection():
 
 @pytest.mark.models
 async def test_a_turn_through_the_model_backed_server():
-    async with (running_server(LocalLLM(LLMConfig(max_tokens=40))) as server,
+    async with (running_server(LocalLLM(LocalLLMConfig(max_tokens=40))) as server,
                 openai_session(server, "llm.max_tokens=24") as session):
         m = await session.run_turn("Hi, who is this?")
     assert m.status == "ok" and m.spoken_chunks >= 1

@@ -8,17 +8,16 @@ import threading
 import pytest
 
 from playground.core.clock import now_ms
-from playground.core.presets import LLMConfig
 from playground.llm.base import LLMError, Message
-from playground.llm.local import LocalLLM, find_model_file
-from playground.llm.replay import WAKE_EARLY_MS, ReplayLLM, sleep_until
+from playground.llm.local import LocalLLM, LocalLLMConfig, find_model_file
+from playground.llm.replay import WAKE_EARLY_MS, ReplayLLM, ReplayLLMConfig, sleep_until
 from playground.tts.base import TTSError
 from playground.tts.piper import find_voice_files
 
 
 async def test_replay_emits_tokens_at_their_recorded_times():
     recorded = [(30.0 + 7.0 * i, f" w{i}") for i in range(60)]
-    llm = ReplayLLM(LLMConfig(provider="replay"), turns=[recorded])
+    llm = ReplayLLM(ReplayLLMConfig(), turns=[recorded])
     await llm.load()
     start = now_ms()
     got = [t async for t in llm.stream([])]
@@ -41,15 +40,15 @@ def test_replay_sleeps_never_early_and_stops_at_once():
 
 async def test_replay_reports_an_unreadable_trace(tmp_path):
     with pytest.raises(LLMError, match="replay LLM: cannot read .*missing.jsonl"):
-        await ReplayLLM(LLMConfig(provider="replay", trace=str(tmp_path / "missing.jsonl"))).load()
+        await ReplayLLM(ReplayLLMConfig(trace=str(tmp_path / "missing.jsonl"))).load()
     empty = tmp_path / "empty.jsonl"
     empty.write_text('{"type": "session", "version": 1}\n')
     with pytest.raises(LLMError, match="holds no llm.token events"):
-        await ReplayLLM(LLMConfig(provider="replay", trace=str(empty))).load()
+        await ReplayLLM(ReplayLLMConfig(trace=str(empty))).load()
 
 
 async def test_local_model_streams_timestamped_tokens_and_reuses_the_prompt_prefix():
-    llm = LocalLLM(LLMConfig(max_tokens=16))
+    llm = LocalLLM(LocalLLMConfig(max_tokens=16))
     await llm.load()
     try:
         system = Message("system", "You are a helpful assistant. " * 40)

@@ -9,8 +9,7 @@ import json
 import httpx
 import pytest
 
-from playground.core.presets import LLMConfig
-from playground.llm.replay import ReplayLLM
+from playground.llm.replay import ReplayLLM, ReplayLLMConfig
 from playground.servers.faults import Fault
 from playground.servers.openai_llm import OpenAILLMServer
 
@@ -20,7 +19,7 @@ MODEL = "replay"
 
 def SERVER() -> OpenAILLMServer:
     """The module's server, made by the conftest's `server` fixture (which takes a class or a factory)."""
-    backend = ReplayLLM(LLMConfig(provider="replay"), turns=[[(10.0 + 5.0 * i, w) for i, w in enumerate(WORDS)]])
+    backend = ReplayLLM(ReplayLLMConfig(), turns=[[(10.0 + 5.0 * i, w) for i, w in enumerate(WORDS)]])
     return OpenAILLMServer(backend, model=MODEL)
 
 
@@ -174,7 +173,7 @@ async def test_a_cut_leaves_half_an_event_and_a_broken_chunked_body(server):
 
 
 async def test_a_client_hanging_up_stops_the_reply_at_once(start_server):
-    slow = ReplayLLM(LLMConfig(provider="replay"), turns=[[(10.0 + 10.0 * i, f" w{i}") for i in range(200)]])
+    slow = ReplayLLM(ReplayLLMConfig(), turns=[[(10.0 + 10.0 * i, f" w{i}") for i in range(200)]])
     slow_server = await start_server(OpenAILLMServer(slow, model=MODEL))
     async with asyncio.timeout(10), httpx.AsyncClient() as client:
         async with client.stream("POST", f"{slow_server.base_url}/chat/completions", json=chat()) as response:
@@ -240,7 +239,7 @@ async def test_faults_are_armed_over_http_while_the_server_runs(server):
 
 
 async def test_a_burst_holds_tokens_and_sends_them_at_once(start_server):
-    paced = ReplayLLM(LLMConfig(provider="replay"), turns=[[(10.0 + 30.0 * i, w) for i, w in enumerate(WORDS)]])
+    paced = ReplayLLM(ReplayLLMConfig(), turns=[[(10.0 + 30.0 * i, w) for i, w in enumerate(WORDS)]])
     server = await start_server(OpenAILLMServer(paced, model=MODEL))
     server.inject(Fault("burst", after=1, count=4))
     async with asyncio.timeout(10), httpx.AsyncClient() as client:

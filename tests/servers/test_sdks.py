@@ -12,8 +12,7 @@ import httpx
 import numpy as np
 import pytest
 
-from playground.core.presets import LLMConfig
-from playground.llm.replay import ReplayLLM
+from playground.llm.replay import ReplayLLM, ReplayLLMConfig
 from playground.servers.cartesia import CartesiaServer
 from playground.servers.deepgram import DeepgramServer
 from playground.servers.elevenlabs import ElevenLabsServer
@@ -36,7 +35,7 @@ def decoded(data: bytes, format: str | None = None) -> tuple[int, int]:
 async def test_openai_streaming_chat_completion_with_usage(start_server):
     from openai import AsyncOpenAI
 
-    backend = ReplayLLM(LLMConfig(provider="replay"), turns=[[(10.0 + 5.0 * i, w) for i, w in enumerate(WORDS)]])
+    backend = ReplayLLM(ReplayLLMConfig(), turns=[[(10.0 + 5.0 * i, w) for i, w in enumerate(WORDS)]])
     server = await start_server(OpenAILLMServer(backend, model="replay", api_key=KEY))
     async with asyncio.timeout(20), AsyncOpenAI(base_url=server.base_url, api_key=KEY) as client:
         models = await client.models.list()

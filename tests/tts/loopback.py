@@ -10,9 +10,9 @@ import numpy as np
 
 from playground.audio.output import open_output
 from playground.core import events as ev
-from playground.core.presets import LLMConfig, Preset, apply_overrides, load_preset
+from playground.core.presets import Preset, apply_overrides, load_preset
 from playground.engine.session import Session
-from playground.llm.replay import ReplayLLM
+from playground.llm.replay import ReplayLLM, ReplayLLMConfig
 from playground.servers.elevenlabs import ElevenLabsServer
 from playground.tts.base import AudioChunk
 from playground.tts.elevenlabs import ElevenLabsSession
@@ -26,7 +26,7 @@ SHORT_REPLY = "Okay, done."
 
 def replay(text: str, turns: int = 1, gap_ms: float = 15.0) -> ReplayLLM:
     tokens = [(30.0 + i * gap_ms, word + " ") for i, word in enumerate(text.split(" "))]
-    return ReplayLLM(LLMConfig(provider="replay"), turns=[tokens] * turns)
+    return ReplayLLM(ReplayLLMConfig(), turns=[tokens] * turns)
 
 
 class AudioTap:

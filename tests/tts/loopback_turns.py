@@ -15,7 +15,7 @@ from playground.audio.output import open_output
 from playground.core import events as ev
 from playground.core.presets import apply_overrides, load_preset
 from playground.engine.session import Session
-from playground.llm.replay import ReplayLLM
+from playground.llm.replay import ReplayLLM, ReplayLLMConfig
 from playground.servers.base import LoopbackTTSServer
 from playground.servers.faults import Fault
 from playground.tts.base import TTSError
@@ -39,7 +39,7 @@ async def open_turns(preset_name: str, provider: type, server: LoopbackTTSServer
         f'tts.base_url="{server.url}"', f"tts.output_format=pcm_{RATE}", "tts.stall_timeout_ms=1500",
         "tts.reconnect_backoff_ms=20", *overrides])
     tap = AudioTap(provider(preset.tts))
-    session = Session(preset, ReplayLLM(preset.llm, turns=[tokens(reply) for reply in replies]), tap,
+    session = Session(preset, ReplayLLM(ReplayLLMConfig(), turns=[tokens(reply) for reply in replies]), tap,
                       await open_output("null"))
     await session.open()
     return session, tap

@@ -7,16 +7,15 @@ import json
 
 import pytest
 
-from playground.core.presets import PresetError, TTSConfig, apply_overrides, load_preset
-from playground.tts.elevenlabs import ElevenLabsSession, parse_alignment
+from playground.core.presets import PresetError, apply_overrides, load_preset
+from playground.tts.elevenlabs import ElevenLabsConfig, ElevenLabsSession, parse_alignment
 from playground.tts.websocket import _not_pcm
 
 ALIGNMENT = {"chars": ["H", "i", " ", "!"], "charStartTimesMs": [0, 50, 100, 120], "charDurationsMs": [50, 50, 20, 40]}
 
 
 def session(**settings) -> ElevenLabsSession:
-    return ElevenLabsSession(TTSConfig(provider="elevenlabs", voice="voice 1", base_url="https://api.elevenlabs.io",
-                                       **settings))
+    return ElevenLabsSession(ElevenLabsConfig(voice="voice 1", base_url="https://api.elevenlabs.io", **settings))
 
 
 def test_multi_context_url_and_messages():

@@ -301,12 +301,11 @@ async def test_barge_in_closes_the_context(server):
 
 
 async def test_missing_key_is_named_at_open_before_any_connection(monkeypatch):
-    from playground.core.presets import TTSConfig
-    from playground.tts.elevenlabs import ElevenLabsSession
+    from playground.tts.elevenlabs import ElevenLabsConfig, ElevenLabsSession
 
     monkeypatch.delenv("ELEVENLABS_API_KEY", raising=False)
-    session = ElevenLabsSession(TTSConfig(provider="elevenlabs", api_key_env="ELEVENLABS_API_KEY",
-                                          base_url="https://api.elevenlabs.io", voice="21m00Tcm4TlvDq8ikWAM"))
+    session = ElevenLabsSession(ElevenLabsConfig(api_key_env="ELEVENLABS_API_KEY", base_url="https://api.elevenlabs.io",
+                                                 voice="21m00Tcm4TlvDq8ikWAM"))
     with pytest.raises(TTSError, match="elevenlabs: no API key: set the environment variable ELEVENLABS_API_KEY"):
         await session.open(lambda action, data: None)
 
