@@ -29,11 +29,16 @@ class Command:
     session_options: bool = False
 
 
+# Commands that live elsewhere, by module name: `playground bench` lives with the benchmarks
+# (playground.bench), which no module imports directly.
+ELSEWHERE = ("playground.bench.command",)
+
+
 def discover() -> list[Command]:
-    """The commands in this package, by name; importing them must stay cheap (no models)."""
+    """The commands in this package (and ELSEWHERE), by name; importing them must stay cheap (no models)."""
     found = []
-    for module in pkgutil.iter_modules(__path__):
-        command = getattr(importlib.import_module(f"{__name__}.{module.name}"), "COMMAND", None)
+    for name in [f"{__name__}.{module.name}" for module in pkgutil.iter_modules(__path__)] + list(ELSEWHERE):
+        command = getattr(importlib.import_module(name), "COMMAND", None)
         if isinstance(command, Command):
             found.append(command)
     return sorted(found, key=lambda c: c.name)

@@ -432,7 +432,7 @@ def test_unambiguous_boundaries_are_cut_by_the_token_that_brings_them(streaming,
     unambiguous boundary of the corpus (? ! ; — a comma after a word, or a "." whose confirming
     character came in the same token). The rest ("example" "." "com", "Well..." " I") wait for
     the character that decides them; the corpus cases check that they are cut right."""
-    from playground.benchmarks import chunker_waits
+    from playground.bench.pipeline import chunker_waits
 
     gap_ms = 30.0
     replies = []
