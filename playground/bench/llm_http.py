@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
              f"{args.gap_ms:g} ms; {args.sessions} sessions x {args.turns} turns", ""]
     rows = [[f"TTFT turn {turn} (pooled)", values] for turn, values in enumerate(by_turn, 1)]
     rows += [["TTFT, new connection/turn", fresh], ["of which connect", connects]]
-    lines += markdown_table(["", "p50 ms", "p90 ms"], [[name, f"{statistics.median(values):.2f}",
+    lines += markdown_table(["measure", "p50 ms", "p90 ms"], [[name, f"{statistics.median(values):.2f}",
                                                         f"{percentile(values, 90):.2f}"] for name, values in rows])
     lines += ["", f"TTFT turn {args.turns} / turn 1 (pooled, medians): {last / turn1:.3f}; "
               f"turns on a reused connection: {reused}/{args.sessions * args.turns}; "
