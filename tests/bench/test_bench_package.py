@@ -58,11 +58,28 @@ def test_the_import_check_sees_absolute_and_relative_imports():
     assert "playground.bench" in imported_modules("from .. import bench\n", "playground.ui")
 
 
-def test_the_cli_loads_the_bench_command_and_no_benchmark():
-    code = ("import sys; from playground.cli import build_parser; build_parser(); "
-            "print(sorted(m for m in sys.modules if m.startswith('playground.bench')))")
-    loaded = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT)
-    assert loaded.stdout.strip() == "['playground.bench', 'playground.bench.command', 'playground.bench.harness']"
+def loaded_after(code: str, prefixes: tuple[str, ...]) -> list[str]:
+    """The modules starting with one of `prefixes` that a fresh interpreter has loaded after `code`."""
+    code += f"\nimport sys\nprint(sorted(m for m in sys.modules if m.startswith({prefixes!r})))"
+    result = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT)
+    return ast.literal_eval(result.stdout.strip())
+
+
+def test_finding_the_providers_loads_neither_the_engine_nor_a_loopback_server():
+    """Provider discovery imports every module of playground.llm and playground.tts; a benchmark among
+    them (tts/bench_ws.py was one) made every session load the engine, the servers and aiohttp."""
+    code = ("import importlib, pkgutil, playground.llm, playground.tts\n"
+            "for package in (playground.llm, playground.tts):\n"
+            "    for module in pkgutil.iter_modules(package.__path__):\n"
+            "        importlib.import_module(f'{package.__name__}.{module.name}')")
+    assert loaded_after(code, ("playground.engine", "playground.servers", "playground.bench", "aiohttp")) == []
+
+
+def test_the_cli_finds_the_bench_command_without_loading_a_model_or_the_ui():
+    code = "from playground.cli import build_parser; build_parser().parse_args(['bench', '--script', 'x'])"
+    heavy = ("llama_cpp", "piper", "faster_whisper", "onnxruntime", "ctranslate2", "textual")
+    assert loaded_after(code, heavy) == []
+    assert "playground.bench.command" in loaded_after(code, ("playground.bench",))
 
 
 def test_make_bench_runs_every_benchmark_and_each_can_write_json():
