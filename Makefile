@@ -1,6 +1,7 @@
 # make run   - set up .venv if needed, then start the playground on the offline preset
 # make test  - set up .venv if needed, a virtual sound device where the machine allows it, then the whole test suite
-# make bench - the latency benchmarks quoted in the README
+# make bench - every benchmark (playground/bench, python -m playground.bench): the Markdown the README
+#              quotes, and each benchmark's numbers as JSON in bench-results/
 SHELL := /bin/bash
 VENV := .venv
 STAMP := $(VENV)/.installed
@@ -20,9 +21,9 @@ test: $(STAMP)
 	-./scripts/virtual-audio.sh start
 	$(VENV)/bin/python -m pytest -q
 
+# The benchmarks moved from playground/benchmarks.py, ui/bench.py, ... into playground/bench/.
 bench: $(STAMP)
-	$(VENV)/bin/python -m playground.benchmarks --overlap
-	$(VENV)/bin/python -m playground.ui.bench --turns 10
+	$(VENV)/bin/python -m playground.bench --json-dir bench-results
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,6 +1,6 @@
 """The chunker on text streamed like an LLM: where it cuts, and how long the first chunk waits.
 
-    python -m playground.bench.chunker [--corpus tests/chunking/corpus.py] [--strategies adaptive,clause]
+    python -m playground.bench.chunker [--corpus FILE.py] [--strategies adaptive,clause] [--json PATH]
                                        [--seed 1] [--set chunker.key=value ...]
 
 Every reply of the corpus (a Python file defining CASES: objects with `id`, `text` and
@@ -23,7 +23,6 @@ as Markdown, per strategy and tokenizer, against the targets:
 
 from __future__ import annotations
 
-import argparse
 import codecs
 import importlib.util
 import random
@@ -34,6 +33,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from playground.bench.harness import argument_parser, percentiles
+from playground.bench.harness import report as harness_report
 from playground.chunking.chunker import Chunk, Chunker
 from playground.chunking.compare import rechunk, recorded_turns
 from playground.core import events as ev
@@ -46,7 +47,7 @@ GAP_MS = 25.0
 JITTER_MS = 10.0
 TARGETS = {"protected": 0, "ttfc_p50": 200.0, "ttfc_p90": 300.0, "no_boundary": 400.0, "off_boundary": 0.05,
            "short": 0, "turn4_words": 3, "turn4_ttfs": 1000.0, "turn4_chunks": 6}
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "tests" / "chunking" / "corpus.py"
+DEFAULT_CORPUS = Path(__file__).resolve().parent / "corpus.py"  # the tests' corpus (tests/chunking)
 BOUNDARY_CHARS = frozenset(".!?…,;:—–")
 CLOSERS = frozenset("\"”’)]»'")
 NO_BOUNDARY = re.compile(r"[.!?…,;:—–\n]")
@@ -271,8 +272,22 @@ def report(results: dict[tuple[str, str], Tally], turn4: dict[str, Turn4], corpu
     return "\n".join(lines)
 
 
+def results_json(results: dict[tuple[str, str], Tally], turn4: dict[str, Turn4]) -> dict[str, Any]:
+    by_strategy: dict[str, Any] = {}
+    for (strategy, tokens), r in results.items():
+        by_strategy.setdefault(strategy, {})[tokens] = {
+            "replies": r.replies, "cuts_inside_protected": len(r.cuts_inside), "ttfc_ms": percentiles(r.ttfc),
+            "no_boundary_ttfc_max_ms": max(r.no_boundary_ttfc, default=None), "later_cuts": r.later_cuts,
+            "later_cuts_at_no_boundary": len(r.later_off_boundary), "chunks_under_2_words": len(r.short),
+            "token_final_dot_wait_ms": percentiles(r.dot_waits)}
+    for strategy, r in turn4.items():
+        by_strategy.setdefault(strategy, {})["seed_turn4"] = {
+            "first_chunk": r.first_text, "words": spoken_words(r.first_text), "ttfs_ms": r.ttfs, "chunks": r.chunks}
+    return {"targets": TARGETS, "strategies": by_strategy}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m playground.bench.chunker", description=__doc__.split("\n\n")[0])
+    parser = argument_parser("chunker", __doc__)
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="a Python file that defines CASES")
     parser.add_argument("--strategies", default="adaptive", help="comma-separated (default: adaptive)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the token gaps")
@@ -292,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, tokenizer in tokenizers.items():
             results[(strategy, name)] = run_corpus(cases, tokenizer, config, args.seed)
         turn4[strategy] = seed_turn4(config)
-    print(report(results, turn4, args.corpus, args.seed))
+    harness_report("chunker", args, [report(results, turn4, args.corpus, args.seed)], results_json(results, turn4))
     return 0
 
 

@@ -1,6 +1,6 @@
 """The long-session soak: one offline session, many turns, does the latency stay flat?
 
-    python -m playground.bench.soak [--turns 150] [--trim shift,block] [--set section.key=value ...]
+    python -m playground.bench.soak [--turns 150] [--trim shift,block] [--set section.key=value ...] [--json PATH]
 
 A prompt-tuning session is a long session. The conversation grows every turn until it no
 longer fits the local model's context; from then on the oldest exchanges must leave the
@@ -17,18 +17,17 @@ not an hour), and reports per trim mode:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
-import resource
 import sys
 from dataclasses import dataclass, field
 
+from playground.bench.harness import (argument_parser, markdown_table, metric_percentile, note, ok_turns,
+                                      open_bench_session, peak_rss_mb, read_script, report)
 from playground.core import events as ev
 from playground.core.formatting import format_ms
-from playground.core.metrics import TurnMetrics, percentile
+from playground.core.metrics import TurnMetrics
 from playground.core.presets import load_preset
-from playground.data import find
 from playground.llm.local import CONTEXT_TRIMS
 
 TTFA_RATIO_TARGET = 1.3
@@ -42,7 +41,7 @@ def rss_mb() -> float:
         with open("/proc/self/statm") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
     except (OSError, ValueError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return peak_rss_mb()
 
 
 @dataclass
@@ -53,15 +52,11 @@ class Soak:
     trims: list[tuple[int, int, str, float | None]] = field(default_factory=list)  # turn, dropped, how, LLM_TTFT
 
     def p50(self, key: str, turns: slice) -> float | None:
-        return percentile([v for m in self.metrics[turns] if m.status == "ok" and (v := m.value(key)) is not None], 50)
+        return metric_percentile(ok_turns(self.metrics[turns]), key, 50)
 
 
 async def soak(trim: str, lines: list[str], overrides: list[str], audio: str) -> Soak:
-    from playground.engine.build import open_session
-
-    preset = load_preset("local", [f"llm.context_trim={trim}", *overrides])
-    session = await open_session(preset, audio=audio, warn=lambda m: print(m, file=sys.stderr),
-                                 progress=lambda m: print(f"… {m}", file=sys.stderr))
+    session = await open_bench_session(load_preset("local", [f"llm.context_trim={trim}", *overrides]), audio)
     result = Soak(trim)
     try:
         for i, line in enumerate(lines, 1):
@@ -70,26 +65,21 @@ async def soak(trim: str, lines: list[str], overrides: list[str], audio: str) ->
             result.rss.append(rss_mb())
             done = next((e for e in session.trace.turn_events(m.turn) if e.type == ev.LLM_DONE), None)
             context = done.get("context", {}) if done else {}
-            note = ""
+            moved = ""
             if context.get("trimmed"):
                 result.trims.append((m.turn, context["trimmed"], context.get("how", "?"), m.llm_ttft))
-                note = f"  context -{context['trimmed']} messages ({context.get('how')})"
-            print(f"  {trim} turn {i:>3}/{len(lines)}  LLM_TTFT {format_ms(m.llm_ttft):>6}  TTFA {format_ms(m.ttfa):>6}"
-                  f"  RSS {result.rss[-1]:.0f} MB  ({m.status}){note}", file=sys.stderr, flush=True)
+                moved = f"  context -{context['trimmed']} messages ({context.get('how')})"
+            note(f"  {trim} turn {i:>3}/{len(lines)}  LLM_TTFT {format_ms(m.llm_ttft):>6}  TTFA {format_ms(m.ttfa):>6}"
+                 f"  RSS {result.rss[-1]:.0f} MB  ({m.status}){moved}")
     finally:
         await session.close()
     return result
 
 
-def report(results: list[Soak], turns: int) -> tuple[list[str], bool]:
-    lines = [f"## Long session: {turns} turns, offline preset, one session per trim mode", "",
-             "| llm.context_trim | TTFA p50 turns 2-20 | TTFA p50 last 20 | ratio | LLM_TTFT p50 2-20 | "
-             "LLM_TTFT p50 last 20 | RSS after turn 20 | RSS at the end | growth | window moves | "
-             "slowest LLM_TTFT at a move | turns not ok |",
-             "| --- |" + " ---: |" * 11]
-    ok = True
+def soak_report(results: list[Soak], turns: int) -> tuple[list[str], dict, bool]:
+    rows, numbers, ok = [], {}, True
+    last = slice(-20, None)
     for r in results:
-        last = slice(-20, None)
         early_ttfa, late_ttfa = r.p50("ttfa", EARLY), r.p50("ttfa", last)
         ratio = late_ttfa / early_ttfa if early_ttfa and late_ttfa else None
         rss20, rss_end = r.rss[min(19, len(r.rss) - 1)], r.rss[-1]
@@ -98,18 +88,28 @@ def report(results: list[Soak], turns: int) -> tuple[list[str], bool]:
         failed = sum(1 for m in r.metrics if m.status != "ok")
         ok &= ratio is not None and ratio <= TTFA_RATIO_TARGET and growth < RSS_GROWTH_TARGET and not failed
         hows = sorted({how for _, _, how, _ in r.trims})
-        lines.append(f"| {r.trim} | {format_ms(early_ttfa)} | {format_ms(late_ttfa)} | "
-                     f"{'-' if ratio is None else f'x{ratio:.2f}'} | {format_ms(r.p50('llm_ttft', EARLY))} | "
-                     f"{format_ms(r.p50('llm_ttft', last))} | {rss20:.0f} MB | {rss_end:.0f} MB | {growth:+.1%} | "
-                     f"{len(r.trims)} ({', '.join(hows) or '-'}) | {format_ms(slowest)} | {failed} |")
+        rows.append([r.trim, format_ms(early_ttfa), format_ms(late_ttfa), "-" if ratio is None else f"x{ratio:.2f}",
+                     format_ms(r.p50("llm_ttft", EARLY)), format_ms(r.p50("llm_ttft", last)), f"{rss20:.0f} MB",
+                     f"{rss_end:.0f} MB", f"{growth:+.1%}", f"{len(r.trims)} ({', '.join(hows) or '-'})",
+                     format_ms(slowest), failed])
+        numbers[r.trim] = {
+            "ttfa_p50_early_ms": early_ttfa, "ttfa_p50_last20_ms": late_ttfa, "ttfa_ratio": ratio,
+            "llm_ttft_p50_early_ms": r.p50("llm_ttft", EARLY), "llm_ttft_p50_last20_ms": r.p50("llm_ttft", last),
+            "rss_after_turn20_mb": rss20, "rss_end_mb": rss_end, "rss_growth": growth,
+            "window_moves": [{"turn": turn, "dropped": dropped, "how": how, "llm_ttft_ms": ttft}
+                             for turn, dropped, how, ttft in r.trims],
+            "turns_not_ok": failed}
+    lines = [f"## Long session: {turns} turns, offline preset, one session per trim mode", ""]
+    lines += markdown_table(["llm.context_trim", "TTFA p50 turns 2-20", "TTFA p50 last 20", "ratio",
+                             "LLM_TTFT p50 2-20", "LLM_TTFT p50 last 20", "RSS after turn 20", "RSS at the end",
+                             "growth", "window moves", "slowest LLM_TTFT at a move", "turns not ok"], rows)
     lines += ["", f"Targets: TTFA p50 of the last 20 turns within x{TTFA_RATIO_TARGET} of turns 2-20; RSS growth after "
               f"turn 20 under {RSS_GROWTH_TARGET:.0%}; every turn ok: {'PASS' if ok else 'FAIL'}"]
-    return lines, ok
+    return lines, {"turns": turns, "trims": numbers, "pass": ok}, ok
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m playground.bench.soak", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser("soak", __doc__)
     parser.add_argument("--turns", type=int, default=150, help="turns in the session (default 150)")
     parser.add_argument("--script", default="long-session", help="the questions (default: the shipped long-session)")
     parser.add_argument("--trim", default="shift", help=f"comma-separated llm.context_trim modes, each its own "
@@ -120,12 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     trims = [t.strip() for t in args.trim.split(",") if t.strip()]
     if unknown := [t for t in trims if t not in CONTEXT_TRIMS]:
         parser.error(f"unknown trim mode {', '.join(unknown)} (choose from {', '.join(CONTEXT_TRIMS)})")
-    questions = [line.strip() for line in find("script", args.script).read_text(encoding="utf-8").splitlines()]
-    questions = [q for q in questions if q and not q.startswith("#")]
+    questions = read_script(args.script)
     lines = [questions[i % len(questions)] for i in range(args.turns)]
     results = [asyncio.run(soak(trim, lines, args.overrides, args.audio)) for trim in trims]
-    text, ok = report(results, args.turns)
-    print("\n".join(text))
+    text, numbers, ok = soak_report(results, args.turns)
+    report("soak", args, text, numbers)
     return 0 if ok else 1
 
 

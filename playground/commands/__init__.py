@@ -1,4 +1,4 @@
-"""Subcommands, one module each: a module here (or in `playground.bench`) exposing `COMMAND`
+"""Subcommands, one module each: a module here (or in `playground.bench.commands`) exposing `COMMAND`
 is a `playground` subcommand.
 
 Adding a command is one new file, nothing to register (`playground.core.plugins`). `run`,
@@ -17,8 +17,9 @@ from playground.core.plugins import find_plugins
 if TYPE_CHECKING:
     from playground.console import Console
 
-# The benchmarks' package is found by name: nothing imports it, and without it there is no `bench`.
-COMMAND_PACKAGES = ("playground.commands", "playground.bench")
+# `playground bench` is found by name with the benchmarks (nothing imports them; without them there
+# is no `bench`); only its own small package is scanned, not every benchmark module.
+COMMAND_PACKAGES = ("playground.commands", "playground.bench.commands")
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Command:
     run: Callable[[argparse.Namespace, "Console"], int]
     # the command takes --preset/--set/--trace/--no-audio/--audio/--wav like `run`
     session_options: bool = False
+
 
 
 def discover() -> list[Command]:

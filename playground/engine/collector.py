@@ -6,7 +6,7 @@ thread, the audio callback and the UI. Young generations stay automatic (they ar
 cheap and keep memory bounded); full collections are held back while any turn runs
 and done once, shortly after the last turn ends, when a pause is harmless. Turns that
 follow each other with no pause (a script, a benchmark) get one at a turn's end every
-few turns, so cyclic garbage cannot pile up. Measured with `python -m playground.ui.bench`.
+few turns, so cyclic garbage cannot pile up. Measured with `python -m playground.bench.tui`.
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ class Session:
         self.trace.header = self.header()  # now with what opening learned (devices, voice)
         # The models and modules now loaded live as long as the session: keep the cyclic
         # collector from rescanning them (a full collection holds the GIL; with them it took
-        # 20-80 ms, stalling every thread: python -m playground.ui.bench).
+        # 20-80 ms, stalling every thread: python -m playground.bench.tui).
         gc.freeze()
 
     async def load_component(self, component: str, provider: str,

@@ -131,10 +131,21 @@ class LocalLLM:
         if progress:
             progress(f"{path.name} loaded ({threads} threads)")
 
-    def stream(self, messages: list[Message]) -> AsyncIterator[Token]:
+    def tokenize(self, text: str) -> list[int]:
+        """The model's token ids for `text`, without a BOS token: how the model would write it."""
+        return self._loaded("tokenize").tokenize(text.encode("utf-8", "replace"), add_bos=False)
+
+    def detokenize(self, tokens: list[int]) -> bytes:
+        """The UTF-8 bytes of `tokens`; a single token may end inside a multi-byte character."""
+        return self._loaded("detokenize").detokenize(tokens)
+
+    def _loaded(self, action: str) -> Any:
         if self._llama is None:
-            raise LLMError("local LLM: stream() before load()")
-        llama = self._llama
+            raise LLMError(f"local LLM: {action}() before load()")
+        return self._llama
+
+    def stream(self, messages: list[Message]) -> AsyncIterator[Token]:
+        llama = self._loaded("stream")
         self.info = info = StreamInfo()
         payload = self._fit_context([m.to_json() for m in messages], info)
 
@@ -178,7 +189,7 @@ class LocalLLM:
         budget = self.config.context - self.config.max_tokens - 16
 
         def cost(message: dict[str, str]) -> int:
-            return len(self._llama.tokenize(message["content"].encode("utf-8", "replace"), add_bos=False)) + _MESSAGE_OVERHEAD
+            return len(self.tokenize(message["content"])) + _MESSAGE_OVERHEAD
 
         system, history, last = payload[:1], payload[1:-1], dict(payload[-1])
         costs = [cost(m) for m in history]
@@ -195,9 +206,9 @@ class LocalLLM:
         if how:
             context.update(trimmed=start - plan.previous_start, how=how)
         if fixed > budget:
-            tokens = self._llama.tokenize(last["content"].encode("utf-8", "replace"), add_bos=False)
+            tokens = self.tokenize(last["content"])
             keep = max(1, budget - (fixed - len(tokens)))
-            last["content"] = self._llama.detokenize(tokens[-keep:]).decode("utf-8", "replace")
+            last["content"] = self.detokenize(tokens[-keep:]).decode("utf-8", "replace")
             context["truncated_input_tokens"] = len(tokens) - keep
         info.context = context
         return [*system, *history[start:], last]

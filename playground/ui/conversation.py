@@ -8,7 +8,7 @@ It is a Line API widget: each turn (and each note from the app) is wrapped to th
 pane's width once per change and kept as strips; the screen asks only for the
 visible lines. With one `Static` per turn, every change re-measured every turn's
 text to lay out the pane, which blocked the UI loop for 20-45 ms in long sessions
-(`python -m playground.ui.bench`).
+(`python -m playground.bench.tui`).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import re
 
 import pytest
 
-from corpus import CASES, SPEECH, Case
+from playground.bench.corpus import CASES, SPEECH, Case
 from playground.bench.chunker import smollm2_tokenizer as smollm2_fragments
 from playground.chunking import REASONS, Chunk, Chunker
 from playground.chunking.chunker import MIN_WORDS
@@ -444,7 +444,7 @@ def test_unambiguous_boundaries_are_cut_by_the_token_that_brings_them(streaming,
     unambiguous boundary of the corpus (? ! ; — a comma after a word, or a "." whose confirming
     character came in the same token). The rest ("example" "." "com", "Well..." " I") wait for
     the character that decides them; the corpus cases check that they are cut right."""
-    from playground.benchmarks import chunker_waits
+    from playground.bench.pipeline import chunker_waits
 
     gap_ms = 30.0
     replies = []

@@ -13,10 +13,11 @@ from playground.core.events import TraceEvent, read_trace
 from playground.core.presets import ChunkerConfig
 from playground.data import find
 
-DATA = Path(__file__).resolve().parent.parent / "data"
-TWO_TURNS = DATA / "two-turns.jsonl"  # two adaptive turns of the offline preset
-SESSION = DATA.parent / "export" / "data" / "session.jsonl"  # five turns of ~120 tokens, turn 4 cancelled
-VOICE = DATA.parent / "export" / "data" / "voice.jsonl"  # one spoken turn on a busy machine: deadline cuts
+ROOT = Path(__file__).resolve().parent.parent.parent
+BENCH_DATA = ROOT / "playground" / "bench" / "data"  # recorded sessions the benchmarks are built from
+TWO_TURNS = BENCH_DATA / "two-turns.jsonl"  # two adaptive turns of the offline preset
+SESSION = BENCH_DATA / "session.jsonl"  # five turns of ~120 tokens, turn 4 cancelled
+VOICE = ROOT / "tests" / "export" / "data" / "voice.jsonl"  # one spoken turn on a busy machine: deadline cuts
 ADAPTIVE = ChunkerConfig()  # what every recorded turn here ran with (first_min_chars 10)
 
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from corpus import LONG_UNPUNCTUATED, SEED_TURN4
+from playground.bench.corpus import LONG_UNPUNCTUATED, SEED_TURN4
 from playground.chunking import REASONS, Chunk, Chunker
 from playground.chunking.chunker import SPEECH_MS_PER_CHAR
 from playground.core.presets import ChunkerConfig

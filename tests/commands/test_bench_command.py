@@ -9,23 +9,24 @@ from pathlib import Path
 
 import pytest
 
-from playground.commands.bench import Variant, read_script, schedule
+from playground.bench.commands.bench import Variant, schedule
+from playground.bench.harness import read_script
 from playground.core import events as ev
 from playground.core.events import read_trace
 from playground.core.presets import load_preset
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-SHORT = ("--no-audio", "--set", "llm.max_tokens=24", "--runs", "1", "--warmup", "0")
+SHORT = ("--set", "llm.max_tokens=24", "--runs", "1", "--warmup", "0")
 # Budgets no machine misses: the gate must pass on a busy test machine too.
 GENEROUS = [arg for key in ("ttfs", "handoff", "ttfa", "e2e_total") for arg in ("--set", f"budgets.{key}=600000")]
 
 
-def bench(tmp_path: Path, *args: str, lines: str = "# two short turns\nHi, who is this?\n\nHow so?\n"
-          ) -> subprocess.CompletedProcess:
+def bench(tmp_path: Path, *args: str, lines: str = "# two short turns\nHi, who is this?\n\nHow so?\n",
+          audio: tuple[str, ...] = ("--no-audio",)) -> subprocess.CompletedProcess:
     script = tmp_path / "script.txt"
     script.write_text(lines)
     return subprocess.run([sys.executable, "-m", "playground.cli", "bench", "--preset", "local", "--script",
-                           str(script), "--out", str(tmp_path / "traces"), *SHORT, *args],
+                           str(script), "--out", str(tmp_path / "traces"), *SHORT, *audio, *args],
                           check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
@@ -40,7 +41,15 @@ def test_bench_passes_within_budget_and_writes_every_trace(tmp_path):
     for label in ("LLM_TTFT", "TTFS", "TTFA", "FIRST_PLAY", "E2E_TOTAL"):
         assert any(line.startswith(label + " ") for line in out.splitlines()), label
     assert "PASS: every p50 within its budget" in out
-    assert "A-run01" in result.stderr and "2/2" in result.stderr  # the progress bar
+    # progress, a line per step: the session opening, each turn, the run's end with its TTFA p50
+    progress = result.stderr.splitlines()
+    assert any(line.startswith("[1/1] A-run01: session open in ") for line in progress), result.stderr
+    assert [line.split(":")[0] for line in progress if " turn " in line] == ["[1/1] A-run01 turn 1/2",
+                                                                            "[1/1] A-run01 turn 2/2"]
+    assert any(line.startswith("[1/1] A-run01 finished in ") and ": TTFA p50 " in line for line in progress)
+    # the null output plays every reply in real time: the way around it is named, and nothing is left unmeasured
+    assert "--audio unpaced measures the same metrics without that wait" in result.stderr
+    assert "Not measured" not in out
     (trace,) = sorted((tmp_path / "traces").iterdir())
     assert trace.name == "A-run01.jsonl"
     _, events = read_trace(trace)
@@ -87,6 +96,19 @@ def test_bench_oracle_sets_each_turn_against_its_bound(tmp_path):
     median = next(line for line in section if line.startswith("median over 1 turn(s): "))
     verdict = "within the 1.15x target" if ttfa / own <= 1.15 else "NOT within the 1.15x target"
     assert f"TTFA/own bound x{ttfa / own:.2f}" in median and median.endswith(verdict)
+
+
+@pytest.mark.models
+def test_bench_on_the_unpaced_output_says_what_it_does_not_measure(tmp_path):
+    result = bench(tmp_path, *GENEROUS, lines="Hi, who is this?\n", audio=("--audio", "unpaced"))
+    assert result.returncode == 0, result.stderr
+    assert "session open in " in result.stderr and "(audio: unpaced output)" in result.stderr
+    out = " ".join(result.stdout.split())  # the note is wrapped
+    assert "On the unpaced output (--audio unpaced) no reply is played in real time" in out
+    assert "Not measured: what follows a reply's first played sample" in out and "playback gaps" in out
+    assert any(line.startswith("TTFA ") for line in result.stdout.splitlines())  # still measured
+    _, events = read_trace(tmp_path / "traces" / "A-run01.jsonl")
+    assert [e.get("unpaced") for e in events if e.type == "turn.start"] == [True]
 
 
 def test_runs_alternate_in_abba_order_after_the_warm_up():

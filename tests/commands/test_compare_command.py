@@ -18,8 +18,8 @@ from playground.core.presets import PresetError
 from playground.data import find
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-TWO_TURNS = ROOT / "tests" / "data" / "two-turns.jsonl"
-SESSION = ROOT / "tests" / "export" / "data" / "session.jsonl"  # turn 4 cancelled
+TWO_TURNS = ROOT / "playground" / "bench" / "data" / "two-turns.jsonl"
+SESSION = ROOT / "playground" / "bench" / "data" / "session.jsonl"  # turn 4 cancelled
 
 
 def compare(*argv: str) -> str:

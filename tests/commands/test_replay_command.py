@@ -16,7 +16,7 @@ from playground.core.metrics import percentile
 from playground.core.presets import PresetError
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-TWO_TURNS = ROOT / "tests" / "data" / "two-turns.jsonl"
+TWO_TURNS = ROOT / "playground" / "bench" / "data" / "two-turns.jsonl"
 
 
 def playground(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -49,7 +49,7 @@ def test_replay_reruns_the_recorded_tokens_under_another_chunker(tmp_path):
     first = next(e for e in after[1] if e.type == "chunk")
     assert first.get("text").endswith("gym, Joe.") and first.t_ms >= 446.0
     # Token times: never early, and at the median within the 2 ms target (the p99 target is
-    # measured by scripts/bench_trace_tools.py: a busy test machine can delay single tokens).
+    # measured by python -m playground.bench.trace_tools: a busy test machine can delay single tokens).
     errors = timing_errors(before[1], after[1]) + timing_errors(before[2], after[2])
     assert len(errors) == 40 and min(errors) >= -0.01 and percentile(errors, 50) <= 2.0
     assert "token timing, replayed - recorded (after the LLM request), 40 tokens" in stdout

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from playground.core.events import TraceEvent, read_trace
-from playground.export.bench import synthetic_session
+from playground.bench.export import synthetic_session
+from playground.bench.harness import DATA as BENCH_DATA
 
 DATA = Path(__file__).parent / "data"
-TWO_TURNS = Path(__file__).parents[1] / "data" / "two-turns.jsonl"
-SESSION = DATA / "session.jsonl"  # 5 turns of ~120 tokens, turn 4 cancelled mid-playback
+TWO_TURNS = BENCH_DATA / "two-turns.jsonl"
+SESSION = BENCH_DATA / "session.jsonl"  # 5 turns of ~120 tokens, turn 4 cancelled mid-playback
 VOICE = DATA / "voice.jsonl"  # one spoken turn: VAD, interim and final STT
 
 

@@ -1,5 +1,5 @@
-"""Records tests/export/data/session.jsonl, the real session the export tests and the export
-benchmark are built from: the offline preset (SmolLM2 + Piper, null audio output), four
+"""Records playground/bench/data/session.jsonl, the real session the export benchmark and the
+export tests are built from: the offline preset (SmolLM2 + Piper, null audio output), four
 answered turns with replies long enough to give ~150 events each, and one turn cancelled
 mid-playback as a user pressing Esc would.
 
@@ -21,7 +21,7 @@ from playground.core.presets import load_preset
 from playground.engine.build import open_session
 from playground.export.jsonl import open_trace_writer
 
-OUT = Path(__file__).parent / "data" / "session.jsonl"
+OUT = Path(__file__).resolve().parents[2] / "playground" / "bench" / "data" / "session.jsonl"
 QUESTIONS = [
     "Tell me about the history of the telephone.",
     "What should I pack for a week of hiking in the mountains?",

@@ -63,6 +63,22 @@ async def test_local_model_streams_timestamped_tokens_and_reuses_the_prompt_pref
     assert warm[0].t_ms - warm_start < (cold[0].t_ms - cold_start) / 2
 
 
+async def test_local_model_tokenizes_as_it_writes_token_by_token():
+    llm = LocalLLM(LocalLLMConfig())
+    with pytest.raises(LLMError, match=r"local LLM: tokenize\(\) before load\(\)"):
+        llm.tokenize("Hello")
+    await llm.load()
+    try:
+        text = "Dr. Smith, at 3:30 p.m.? Great news 🎉"
+        tokens = llm.tokenize(text)
+        pieces = [llm.detokenize([t]) for t in tokens]
+    finally:
+        await llm.close()
+    assert len(tokens) > 10 and all(isinstance(t, int) for t in tokens)
+    # token by token, the bytes add up to the text, the emoji's UTF-8 bytes included
+    assert b"".join(pieces).decode("utf-8") == text
+
+
 def test_missing_model_packages_name_the_package(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.endswith(("smollm2", "piper_voice")) else real(name, *a))

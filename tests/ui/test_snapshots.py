@@ -7,7 +7,7 @@ from playground.core.events import read_trace
 from playground.ui.app import PlaygroundApp
 from tests.conftest import local_preset
 
-TRACE = Path(__file__).resolve().parent.parent / "data" / "two-turns.jsonl"
+TRACE = Path(__file__).resolve().parents[2] / "playground" / "bench" / "data" / "two-turns.jsonl"
 
 
 def recorded_app() -> PlaygroundApp:

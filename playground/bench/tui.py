@@ -1,4 +1,4 @@
-"""Does the TUI slow the pipeline? Rerunnable: `python -m playground.ui.bench`.
+"""Does the TUI slow the pipeline? Rerunnable: `python -m playground.bench.tui [--turns 10] [--json PATH]`.
 
 The same replayed LLM stream (300 tokens/s) runs through the same engine (chunker,
 Piper, null output) turn after turn, alternately with no UI and with the TUI running
@@ -10,13 +10,12 @@ engine's loop and on the UI's loop (the longest stall of each).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 
+from playground.bench.harness import abba, argument_parser, markdown_table, percentiles, report
 from playground.core import events as ev
 from playground.core.clock import now_ms
-from playground.core.metrics import percentile
 from playground.core.presets import load_preset
 from playground.llm.replay import ReplayLLM, ReplayLLMConfig
 
@@ -94,7 +93,7 @@ async def run(turns: int) -> dict[str, dict[str, float]]:
         data["engine_lag"] = max(data["engine_lag"], engine_lag.worst_ms)
 
     for i in range(turns):
-        for mode in ("headless", "tui") if i % 2 == 0 else ("tui", "headless"):
+        for mode in abba(i, ("headless", "tui")):
             if mode == "headless":  # no app at all
                 await one_turn(mode, f"turn {i}")
                 continue
@@ -110,27 +109,23 @@ async def run(turns: int) -> dict[str, dict[str, float]]:
     engine.call(engine_lag.stop)
     await asyncio.wrap_future(engine.submit(session.close()))
     engine.stop()
-    return {
-        mode: {"p50": percentile(d["handoffs"], 50), "p99": percentile(d["handoffs"], 99),
-               "n": len(d["handoffs"]), "engine_lag": d["engine_lag"], "ui_lag": d["ui_lag"]}
-        for mode, d in results.items()
-    }
+    return {mode: {**percentiles(d["handoffs"], (50, 99)), "engine_lag": d["engine_lag"], "ui_lag": d["ui_lag"]}
+            for mode, d in results.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m playground.ui.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser("tui", __doc__)
     parser.add_argument("--turns", type=int, default=10, help="turns per mode (default 10)")
     args = parser.parse_args(argv)
     results = asyncio.run(run(args.turns))
-    print(f"## TUI overhead: replayed LLM at {TOKENS_PER_S:.0f} tokens/s, {args.turns} turns per mode, alternating\n")
-    print("| mode | hand-off p50 ms | hand-off p99 ms | chunks | worst engine-loop stall ms | worst UI-loop stall ms |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for mode, r in results.items():
-        ui = f"{r['ui_lag']:.1f}" if mode == "tui" else "-"
-        print(f"| {mode} | {r['p50']:.3f} | {r['p99']:.3f} | {r['n']} | {r['engine_lag']:.1f} | {ui} |")
+    lines = [f"## TUI overhead: replayed LLM at {TOKENS_PER_S:.0f} tokens/s, {args.turns} turns per mode, alternating", ""]
+    lines += markdown_table(
+        ["mode", "hand-off p50 ms", "hand-off p99 ms", "chunks", "worst engine-loop stall ms", "worst UI-loop stall ms"],
+        [[mode, f"{r['p50']:.3f}", f"{r['p99']:.3f}", r["n"], f"{r['engine_lag']:.1f}",
+          f"{r['ui_lag']:.1f}" if mode == "tui" else "-"] for mode, r in results.items()])
     delta = results["tui"]["p99"] - results["headless"]["p99"]
-    print(f"\nhand-off p99 with the TUI minus without: {delta:+.3f} ms (target: within 1 ms)")
+    lines += ["", f"hand-off p99 with the TUI minus without: {delta:+.3f} ms (target: within 1 ms)"]
+    report("tui", args, lines, {"modes": results, "handoff_p99_delta_ms": delta, "tokens_per_s": TOKENS_PER_S})
     return 0
 
 

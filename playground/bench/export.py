@@ -1,10 +1,10 @@
 """Export benchmark: a 200-turn session in every format, target < 2 s each (issue 6).
 
-    .venv/bin/python -m playground.export.bench                 # 200 turns, 5 runs per format
-    .venv/bin/python -m playground.export.bench --turns 245 --runs 3
+    python -m playground.bench.export                 # 200 turns, 5 runs per format
+    python -m playground.bench.export --turns 245 --runs 3 --json export.json
 
 The session is built by `synthetic_session` from a real recorded one
-(tests/export/data/session.jsonl): its turns replayed in turn, each on a time scale drawn
+(playground/bench/data/session.jsonl): its turns replayed in turn, each on a time scale drawn
 between 0.8x and 1.25x (as on a faster or slower machine), their summaries recomputed by
 `compute_metrics`. Each run is a whole `export()` call: scrub, layout, write. Prints the
 median, min and max per format; exits 1 if a median misses the target.
@@ -12,22 +12,21 @@ median, min and max per format; exits 1 if a median misses the target.
 
 from __future__ import annotations
 
-import argparse
 import random
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from playground.bench.harness import DATA, argument_parser, markdown_table, note, report
 from playground.core import events as ev
-from playground.core.metrics import budget_misses, compute_metrics
+from playground.core.metrics import budget_misses, compute_metrics, percentile
 from playground.export.formats import FORMATS, export, export_all
 from playground.export.timeline import budgets_of
 
 TARGET_S = 2.0
-TEMPLATE = Path(__file__).resolve().parents[2] / "tests" / "export" / "data" / "session.jsonl"
+TEMPLATE = DATA / "session.jsonl"
 # Chunk fields that are times on the turn's clock, scaled with the event times.
 _TIME_FIELDS = ("start_ms", "input_ms")
 
@@ -77,7 +76,7 @@ def _timed(run: Any, *args: Any) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m playground.export.bench", description=__doc__.split("\n")[0])
+    parser = argument_parser("export", __doc__)
     parser.add_argument("--turns", type=int, default=200)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--template", type=Path, default=TEMPLATE, help="the recorded session the turns come from")
@@ -85,30 +84,32 @@ def main(argv: list[str] | None = None) -> int:
     try:
         header, recorded = ev.read_trace(args.template)
     except OSError as exc:
-        print(f"error: {args.template}: {exc.strerror or exc} (run from a checkout, or give --template)",
-              file=sys.stderr)
+        note(f"error: {args.template}: {exc.strerror or exc} (give --template a recorded JSONL trace)")
         return 2
     header, events = synthetic_session(header, recorded, args.turns)
-    print(f"session: {args.turns} turns, {len(events):,} events (from {args.template.name}); "
-          f"{args.runs} runs each, target < {TARGET_S:.0f} s")
-    print(f"{'format':<10} {'median s':>9} {'min s':>7} {'max s':>7} {'size':>9}")
-    missed = []
+    rows, numbers, missed = [], {}, []
     with tempfile.TemporaryDirectory() as folder:
         for name, spec in FORMATS.items():
             path = Path(folder) / f"bench{spec.suffix}"
             times = [_timed(export, name, path, header, events) for _ in range(args.runs)]
-            median = statistics.median(times)
+            median = percentile(times, 50)
             size = path.stat().st_size
-            print(f"{name:<10} {median:>9.3f} {min(times):>7.3f} {max(times):>7.3f} {size / 1e6:>7.1f} MB")
+            rows.append([name, f"{median:.3f}", f"{min(times):.3f}", f"{max(times):.3f}", f"{size / 1e6:.1f} MB"])
+            numbers[name] = {"median_s": median, "min_s": min(times), "max_s": max(times), "bytes": size}
             if median >= TARGET_S:
                 missed.append(name)
         times = [_timed(export_all, folder, "all", header, events) for _ in range(args.runs)]
-        print(f"{'all five':<10} {statistics.median(times):>9.3f} {min(times):>7.3f} {max(times):>7.3f}"
-              "   (one scrub and layout shared)")
+        rows.append(["all five (one scrub and layout shared)", f"{percentile(times, 50):.3f}", f"{min(times):.3f}",
+                     f"{max(times):.3f}", "-"])
+        numbers["all"] = {"median_s": percentile(times, 50), "min_s": min(times), "max_s": max(times)}
+    lines = [f"## Export: a {args.turns}-turn session, {len(events):,} events (from {args.template.name}); "
+             f"{args.runs} runs each, target < {TARGET_S:.0f} s", ""]
+    lines += markdown_table(["format", "median s", "min s", "max s", "size"], rows)
     if missed:
-        print(f"over the {TARGET_S:.0f} s target: {', '.join(missed)}")
-        return 1
-    return 0
+        lines += ["", f"over the {TARGET_S:.0f} s target: {', '.join(missed)}"]
+    report("export", args, lines, {"turns": args.turns, "events": len(events), "formats": numbers,
+                                   "over_target": missed})
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark of the `openai` provider against the loopback server (no network, no model):
 
-    .venv/bin/python -m playground.servers.bench_llm [--sessions 20] [--turns 5]
+    python -m playground.bench.llm_http [--sessions 20] [--turns 5] [--json PATH]
 
 - TTFT by turn: sessions of `--turns` turns each, the connection opened by `load()` and
   reused by every turn, against sessions that open a new connection for every turn (a
@@ -26,6 +26,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from playground.bench.harness import argument_parser, markdown_table, percentiles, report
 from playground.core.clock import now_ms
 from playground.core.metrics import percentile
 from playground.llm.base import Message
@@ -48,19 +49,19 @@ async def serve(words: int, first_ms: float, gap_ms: float) -> None:
 
 @contextmanager
 def server_process(args: argparse.Namespace) -> Iterator[tuple[str, dict]]:
-    """(base URL, report): the report is filled in when the block ends and the child has stopped."""
-    command = [sys.executable, "-m", "playground.servers.bench_llm", "--serve", "--tokens", str(args.tokens),
+    """(base URL, what the server sent): filled in when the block ends and the child has stopped."""
+    command = [sys.executable, "-m", "playground.bench.llm_http", "--serve", "--tokens", str(args.tokens),
                "--first-ms", str(args.first_ms), "--gap-ms", str(args.gap_ms)]
     child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert child.stdin is not None and child.stdout is not None
-    report: dict = {}
+    served: dict = {}
     try:
         base_url = child.stdout.readline().strip()
         if not base_url.startswith("http://"):
             raise RuntimeError(f"the loopback server did not start (said {base_url!r})")
-        yield base_url, report
+        yield base_url, served
         child.stdin.close()
-        report.update(json.loads(child.stdout.readline()))
+        served.update(json.loads(child.stdout.readline()))
     finally:
         if child.poll() is None:
             child.stdin.close()
@@ -116,7 +117,7 @@ async def fresh_connection_turns(config: OpenAILLMConfig, count: int,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m playground.servers.bench_llm", description=__doc__.split("\n\n")[0])
+    parser = argument_parser("llm_http", __doc__)
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--turns", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=30, help="tokens per reply")
@@ -129,27 +130,32 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     arrivals: list[list[float]] = []
-    with server_process(args) as (base_url, report):
+    with server_process(args) as (base_url, served):
         config = OpenAILLMConfig(base_url=base_url, model=MODEL, max_tokens=args.tokens)
         by_turn, reused = asyncio.run(pooled_sessions(config, args.sessions, args.turns, arrivals))
         fresh, connects = asyncio.run(fresh_connection_turns(config, args.sessions, arrivals))
-    overheads = [arrived - sent for client, server in zip(arrivals, report["sent"], strict=True)
+    overheads = [arrived - sent for client, server in zip(arrivals, served["sent"], strict=True)
                  for arrived, sent in zip(client, server, strict=True)]
-    connections = report["connections"]
+    connections = served["connections"]
 
-    print(f"loopback server: replay of {args.tokens} tokens, first after {args.first_ms:g} ms, then every "
-          f"{args.gap_ms:g} ms; {args.sessions} sessions x {args.turns} turns")
-    print(f"{'':<28}{'p50 ms':>10}{'p90 ms':>10}")
-    for turn, values in enumerate(by_turn, 1):
-        print(f"{f'TTFT turn {turn} (pooled)':<28}{statistics.median(values):>10.2f}{percentile(values, 90):>10.2f}")
-    print(f"{'TTFT, new connection/turn':<28}{statistics.median(fresh):>10.2f}{percentile(fresh, 90):>10.2f}")
-    print(f"{'  of which connect':<28}{statistics.median(connects):>10.2f}{percentile(connects, 90):>10.2f}")
     turn1, last = statistics.median(by_turn[0]), statistics.median(by_turn[-1])
-    print(f"TTFT turn {args.turns} / turn 1 (pooled, medians): {last / turn1:.3f}; "
-          f"turns on a reused connection: {reused}/{args.sessions * args.turns}; "
-          f"TCP connections accepted: {connections} ({args.sessions} pooled sessions + {args.sessions} fresh turns)")
-    print(f"client overhead over the server's send, {len(overheads)} tokens: p50 {percentile(overheads, 50):.3f} ms, "
-          f"p99 {percentile(overheads, 99):.3f} ms, max {max(overheads):.3f} ms")
+    lines = ["## OpenAI-compatible provider against the loopback server", "",
+             f"Loopback server: replay of {args.tokens} tokens, first after {args.first_ms:g} ms, then every "
+             f"{args.gap_ms:g} ms; {args.sessions} sessions x {args.turns} turns", ""]
+    rows = [[f"TTFT turn {turn} (pooled)", values] for turn, values in enumerate(by_turn, 1)]
+    rows += [["TTFT, new connection/turn", fresh], ["of which connect", connects]]
+    lines += markdown_table(["measure", "p50 ms", "p90 ms"], [[name, f"{statistics.median(values):.2f}",
+                                                        f"{percentile(values, 90):.2f}"] for name, values in rows])
+    lines += ["", f"TTFT turn {args.turns} / turn 1 (pooled, medians): {last / turn1:.3f}; "
+              f"turns on a reused connection: {reused}/{args.sessions * args.turns}; "
+              f"TCP connections accepted: {connections} ({args.sessions} pooled sessions + {args.sessions} fresh turns)",
+              "", f"Client overhead over the server's send, {len(overheads)} tokens: p50 {percentile(overheads, 50):.3f} ms, "
+              f"p99 {percentile(overheads, 99):.3f} ms, max {max(overheads):.3f} ms"]
+    report("llm_http", args, lines, {
+        "ttft_pooled_ms_by_turn": [percentiles(values, (50, 90)) for values in by_turn],
+        "ttft_new_connection_ms": percentiles(fresh, (50, 90)), "connect_ms": percentiles(connects, (50, 90)),
+        "ttft_last_over_first_turn": last / turn1, "reused_turns": reused, "turns": args.sessions * args.turns,
+        "connections": connections, "client_overhead_ms": {**percentiles(overheads, (50, 99)), "max": max(overheads)}})
     return 0
 
 

@@ -13,6 +13,11 @@ Every run's trace is written to --out. The exit status is 1 when a p50 misses it
 
 With --oracle, every counted turn's measured TTFA is set against its oracle bound, the
 earliest first audio its recorded tokens allowed (playground.chunking.oracle).
+
+Progress goes to stderr, one line per step: a session opening, each turn, each run's end with
+its TTFA p50. On a device or the null output (--no-audio) every reply plays out in real time,
+so a run lasts as long as its replies; `--audio unpaced` measures the metrics without that
+(UNPACED_NOTE says what it leaves out).
 """
 
 from __future__ import annotations
@@ -21,17 +26,19 @@ import argparse
 import asyncio
 import datetime
 import shlex
+import textwrap
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from playground.bench.harness import abba, metric_percentile, read_script
 from playground.chunking.oracle import TARGET_RATIO, OracleBound, median_ratios, oracle_bound
 from playground.commands import Command
 from playground.core import events as ev
 from playground.core.formatting import format_ms, format_ratio, shorten
-from playground.core.metrics import METRIC_LABELS, TurnMetrics, percentile
+from playground.core.metrics import METRIC_LABELS, TurnMetrics
 from playground.core.presets import Preset, PresetError, apply_overrides, load_preset
-from playground.data import find
 
 if TYPE_CHECKING:
     from playground.console import Console
@@ -41,6 +48,12 @@ BENCH_METRICS = ("llm_ttft", "ttfs", "ttft_tts", "ttfa", "first_play", "llm_tota
 PERCENTILES = (50, 90, 99)
 EXIT_OVER_BUDGET = 1
 ORACLE_CHUNK_CHARS = 40
+UNPACED_NOTE = (
+    "On the unpaced output (--audio unpaced) no reply is played in real time: its audio is taken as fast as it "
+    "is synthesized. Measured as on a device: every metric in the table, LLM_TTFT to FIRST_PLAY and E2E_TOTAL "
+    "(synthesis never waits for playback). Not measured: what follows a reply's first played sample, i.e. when "
+    "each chunk finished playing (play.end), playback gaps (a chunk whose audio came after the previous one had "
+    "played out) and how long each reply takes to hear.")
 
 
 @dataclass
@@ -49,9 +62,10 @@ class Variant:
     preset: Preset
     description: str
     metrics: list[TurnMetrics] = field(default_factory=list)
+    unpaced: bool = False  # some turn ran on an output that does not play in real time
 
     def p(self, key: str, q: float) -> float | None:
-        return percentile([v for m in self.metrics if (v := m.value(key)) is not None], q)
+        return metric_percentile(self.metrics, key, q)
 
 
 @dataclass(frozen=True)
@@ -59,20 +73,6 @@ class Run:
     variant: Variant
     label: str  # A-run01, B-warmup1
     measured: bool
-
-
-def read_script(name_or_path: str) -> list[str]:
-    path = find("script", name_or_path)
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    turns = [line for line in lines if line and not line.startswith("#")]
-    if not turns:
-        raise ValueError(f"{path}: no turns (one user line per turn; lines starting with # are comments)")
-    return turns
-
-
-def abba(index: int, names: list[str]) -> list[str]:
-    """The order of the variants in round `index`: A B, B A, A B, ... (ABBA over two rounds)."""
-    return names if index % 2 == 0 else names[::-1]
 
 
 def schedule(variants: list[Variant], runs: int, warmup: int) -> list[Run]:
@@ -167,10 +167,12 @@ def gate(variants: list[Variant]) -> list[str]:
     return failures
 
 
-async def run_all(runs: list[Run], lines: list[str], audio: str | None, out: Path, console: Console) -> None:
-    from rich.console import Console as RichConsole
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
+
+async def run_all(runs: list[Run], lines: list[str], audio: str | None, out: Path, console: Console) -> None:
+    """Every run in order, each a fresh session; progress on stderr, a line per step."""
     from playground.engine.build import open_session
     from playground.export.jsonl import write_trace_jsonl
 
@@ -181,25 +183,44 @@ async def run_all(runs: list[Run], lines: list[str], audio: str | None, out: Pat
             warned.add(message)
             console.note(message)
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=RichConsole(file=console.err), transient=False)
-    with bar:
-        task = bar.add_task("bench", total=len(runs) * len(lines))
-        for run in runs:
-            bar.update(task, description=f"{run.label:<11}")
-            session = await open_session(run.variant.preset, audio=audio, warn=warn)
-            try:
-                for line in lines:
-                    m = await session.run_turn(line)
-                    if run.measured:
-                        run.variant.metrics.append(m)
-                    bar.advance(task)
-            finally:
-                await session.close()
-                write_trace_jsonl(out / f"{run.label}.jsonl", session.trace.header, session.trace.events)
+    started = time.perf_counter()
+    for number, run in enumerate(runs, 1):
+        prefix = f"[{number}/{len(runs)}] {run.label}"
+        console.note(f"{prefix}: opening a session (preset {run.variant.preset.name})")
+        run_started = time.perf_counter()
+        session = await open_session(run.variant.preset, audio=audio, warn=warn)
+        console.note(f"{prefix}: session open in {time.perf_counter() - run_started:.1f} s "
+                     f"(audio: {session.output.name})")
+        metrics: list[TurnMetrics] = []
+        try:
+            for index, line in enumerate(lines, 1):
+                turn_started = time.perf_counter()
+                m = await session.run_turn(line)
+                metrics.append(m)
+                status = "" if m.status == "ok" else f", {m.status.upper()}"
+                console.note(f"{prefix} turn {index}/{len(lines)}: TTFA {format_ms(m.ttfa)} ms, "
+                             f"E2E_TOTAL {format_ms(m.e2e_total)} ms, turn {time.perf_counter() - turn_started:.1f} s"
+                             f"{status}")
+        finally:
+            await session.close()
+            write_trace_jsonl(out / f"{run.label}.jsonl", session.trace.header, session.trace.events)
+        if run.measured:
+            run.variant.metrics += metrics
+        if any(e.type == ev.TURN_START and e.get("unpaced") for e in session.trace.events):
+            run.variant.unpaced = True
+        elapsed = time.perf_counter() - started
+        left = elapsed / number * (len(runs) - number)
+        console.note(f"{prefix} finished in {time.perf_counter() - run_started:.1f} s: TTFA p50 "
+                     f"{format_ms(metric_percentile(metrics, 'ttfa', 50))} ms"
+                     f"{'' if run.measured else ' (warm-up, not counted)'}; {number}/{len(runs)} runs in "
+                     f"{_minutes(elapsed)}" + (f", about {_minutes(left)} left" if left else ""))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "\n".join(textwrap.wrap(
+        "On a device or the null output (--no-audio) every reply is played in real time, so a run lasts as long "
+        "as its replies take to hear. " + UNPACED_NOTE, 100))
     parser.add_argument("--preset", default="local", help="preset name or .toml path (default: local)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a preset field for every run, e.g. --set budgets.ttfa=1200 (repeatable)")
@@ -211,7 +232,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="variant B: the preset with these settings, run alternately with A (ABBA)")
     parser.add_argument("--out", metavar="DIR", help="folder for every run's trace (default: bench-DATE-TIME)")
     parser.add_argument("--no-audio", action="store_true", help="use the null output (real-time paced, no device)")
-    parser.add_argument("--audio", metavar="DEVICE", help="output device name or index")
+    parser.add_argument("--audio", metavar="DEVICE", help="output device name or index, or `unpaced`: no device "
+                        "and no real-time playback, for the metrics without the wait (see below)")
     parser.add_argument("--oracle", action="store_true",
                         help="per turn: measured TTFA against the earliest first audio its recorded tokens allowed")
 
@@ -231,7 +253,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
     runs = schedule(variants, args.runs, args.warmup)
     console.note(f"bench: {len(lines)} turns x {args.runs} runs per variant (+{args.warmup} warm-up), "
                  f"{len(runs)} sessions; traces to {out}/")
-    asyncio.run(run_all(runs, lines, "null" if args.no_audio else args.audio, out, console))
+    audio = "null" if args.no_audio else args.audio
+    if audio == "null":
+        console.note("bench: the null output plays every reply in real time; --audio unpaced measures the same "
+                     "metrics without that wait (playground bench --help)")
+    asyncio.run(run_all(runs, lines, audio, out, console))
 
     for v in variants:
         console.print(f"{v.name}: {v.description} ({len(v.metrics)} turns)")
@@ -240,6 +266,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
         fallbacks = sum(1 for m in v.metrics if m.tts_path not in (None, "persistent"))
         if fallbacks:
             console.print(console.red(f"TTS was not the persistent session in {fallbacks} turn(s)"))
+        console.print()
+    if any(v.unpaced for v in variants):
+        console.print(textwrap.fill(UNPACED_NOTE, 100))
         console.print()
     if len(variants) == 2:
         console.print("B/A ratios")

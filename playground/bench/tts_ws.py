@@ -1,6 +1,6 @@
 """Benchmark of the persistent WebSocket TTS session against the loopback ElevenLabs server.
 
-    .venv/bin/python -m playground.tts.bench_ws [--turns 5] [--closes 5]
+    python -m playground.bench.tts_ws [--turns 5] [--closes 5] [--json PATH]
 
 One session, one run, the issue's targets:
 1. TTFA of turn 1 vs turn N (same LLM timing, same amount of speech): within 10% when no
@@ -19,12 +19,12 @@ real-time null output.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import sys
 
 from playground.audio.output import open_output
+from playground.bench.harness import argument_parser, markdown_table, report
 from playground.chunking import Chunker
 from playground.core import events as ev
 from playground.core.clock import now_ms
@@ -101,16 +101,18 @@ async def run(turns: int, closes: int) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argument_parser("tts_ws", __doc__)
     parser.add_argument("--turns", type=int, default=5)
     parser.add_argument("--closes", type=int, default=5)
     args = parser.parse_args(argv)
     results = asyncio.run(run(args.turns, args.closes))
-    for key, value in results.items():
-        print(f"{key:<28} {value:.2f}" if isinstance(value, float) else f"{key:<28} {value}")
     ok = (results["ttfa_ratio"] <= 1.10 and results["ttfa_ratio"] >= 1 / 1.10 and results["handoff_p99_ms"] <= 2.0
           and results["close_to_audio_max_ms"] <= 1000.0)
-    print("targets met" if ok else "targets NOT met")
+    lines = ["## Persistent WebSocket TTS session (ElevenLabs loopback)", ""]
+    lines += markdown_table(["measure", "value"], [[key, f"{value:.2f}" if isinstance(value, float) else value]
+                                                   for key, value in results.items()])
+    lines += ["", "targets met" if ok else "targets NOT met"]
+    report("tts_ws", args, lines, {**results, "targets_met": ok})
     return 0 if ok else 1
 
 

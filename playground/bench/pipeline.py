@@ -1,7 +1,7 @@
 """Benchmarks for the latency targets, rerunnable by anyone: `make bench`.
 
-    python -m playground.benchmarks [--turns 20] [--strategies adaptive,clause,sentence,words]
-                                    [--overlap] [--audio null] [--set section.key=value ...]
+    python -m playground.bench.pipeline [--turns 20] [--strategies adaptive,clause,sentence,words]
+                                        [--overlap] [--no-startup] [--set section.key=value ...] [--json PATH]
 
 1. Pipeline: one warm offline session; short questions, the strategies taking turns in
    ABBA order so all see the same machine state and prompt cache; p50/p90 of LLM_TTFT,
@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
-import statistics
 import subprocess
 import sys
 import time
 
+from playground.bench.harness import (abba, argument_parser, markdown_table, metric_percentile, metric_percentiles,
+                                      note, ok_turns, open_bench_session, peak_rss_mb, percentiles, report)
 from playground.chunking import Chunker
 from playground.chunking.oracle import TARGET_RATIO, median_ratios, oracle_bound
 from playground.core.formatting import format_ms
@@ -71,19 +71,15 @@ STARTUP_LAUNCHES = 3
 
 
 def _p(metrics: list[TurnMetrics], key: str, q: float) -> float | None:
-    return percentile([v for m in metrics if m.status == "ok" and (v := m.value(key)) is not None], q)
+    return metric_percentile(ok_turns(metrics), key, q)
 
 
 def _p50_p90(metrics: list[TurnMetrics], key: str) -> str:
     return f"{format_ms(_p(metrics, key, 50))} / {format_ms(_p(metrics, key, 90))}"
 
 
-async def open_bench_session(overrides: list[str]):
-    from playground.engine.build import open_session
-
-    preset = load_preset("local", ["llm.max_tokens=40", *overrides])
-    session = await open_session(preset, audio="null", warn=lambda m: print(m, file=sys.stderr),
-                                 progress=lambda m: print(f"… {m}", file=sys.stderr))
+async def warm_session(overrides: list[str]):
+    session = await open_bench_session(load_preset("local", ["llm.max_tokens=40", *overrides]), "null")
     session.history.clear()
     await session.run_turn("Hello?")  # warm-up: first evaluation of the system prompt
     return session
@@ -94,37 +90,33 @@ async def run_alternating(session, variants: dict[str, list[str]], turns: int,
     """`turns` turns per variant (preset overrides applied per turn), in ABBA order."""
     base = session.preset
     for i in range(turns):
-        order = list(variants) if i % 2 == 0 else list(reversed(variants))
-        for name in order:
+        for name in abba(i, list(variants)):
             session.preset = apply_overrides(base, variants[name])
             session.history.clear()  # same short context every turn: a warm session, a short question
             m = await session.run_turn(QUESTIONS[(first_question + i) % len(QUESTIONS)])
             results[name].append(m)
-            print(f"  turn {session.turn_count:>3} {name:<28} TTFA {format_ms(m.ttfa):>5} ms  "
-                  f"FIRST_PLAY {format_ms(m.first_play):>5} ms  ({m.status})", file=sys.stderr)
+            note(f"  turn {session.turn_count:>3} {name:<28} TTFA {format_ms(m.ttfa):>5} ms  "
+                 f"FIRST_PLAY {format_ms(m.first_play):>5} ms  ({m.status})")
     session.preset = base
 
 
 async def pipeline(turns: int, strategies: list[str], overrides: list[str]):
     """Per-strategy metrics, oracle bounds of the default strategy, RSS with and without STT, fragments."""
-    session = await open_bench_session(overrides)
+    session = await warm_session(overrides)
     results: dict[str, list[TurnMetrics]] = {name: [] for name in strategies}
     try:
         await run_alternating(session, {name: [f"chunker.strategy={name}"] for name in strategies}, turns, results)
         bounds = [oracle_bound(session.trace.turn_events(m.turn), session.preset.chunker) for m in results[strategies[0]]]
-        rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        tokenize = session.llm._llama.tokenize  # the model's own tokenizer, for the chunker benchmark
-        detokenize = session.llm._llama.detokenize
-        fragments = [
-            [detokenize([t]).decode("utf-8", "replace") for t in tokenize(text.encode(), add_bos=False)]
-            for text in CHUNKER_TEXTS
-        ]
+        rss_mb = peak_rss_mb()
+        llm = session.llm  # the model's own tokenizer, for the chunker benchmark
+        fragments = [[llm.detokenize([t]).decode("utf-8", "replace") for t in llm.tokenize(text)]
+                     for text in CHUNKER_TEXTS]
         from playground.stt.whisper import WhisperSTT
 
         # loaded beside the open session, as a spoken-input session has it (load includes a warm-up pass)
         stt = WhisperSTT(session.preset.input.stt_model, session.preset.input.stt_threads)
         await asyncio.to_thread(stt.load)
-        rss_stt_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss_stt_mb = peak_rss_mb()
     finally:
         await session.close()
     return results, bounds, (rss_mb, rss_stt_mb), fragments
@@ -135,9 +127,8 @@ async def overlap(turns: int, overrides: list[str]) -> dict[str, list[TurnMetric
     results: dict[str, list[TurnMetrics]] = {name: [] for name in OVERLAP_CONFIGS}
     block = max(1, turns // 2)
     for round_ in range(2):
-        order = list(OVERLAP_CONFIGS) if round_ == 0 else list(reversed(OVERLAP_CONFIGS))
-        for name in order:
-            session = await open_bench_session([*overrides, *OVERLAP_CONFIGS[name]])
+        for name in abba(round_, list(OVERLAP_CONFIGS)):
+            session = await warm_session([*overrides, *OVERLAP_CONFIGS[name]])
             try:
                 await run_alternating(session, {name: []}, block, results, first_question=round_ * block)
             finally:
@@ -208,7 +199,7 @@ def startup_times() -> tuple[float, float]:
     interactive, accepted = [], []
     for _ in range(STARTUP_LAUNCHES):
         started = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-m", "playground.benchmarks", "--startup-child"],
+        child = subprocess.Popen([sys.executable, "-m", "playground.bench.pipeline", "--startup-child"],
                                  stdout=subprocess.PIPE, text=True)
         assert child.stdout is not None
         for line in child.stdout:
@@ -217,7 +208,7 @@ def startup_times() -> tuple[float, float]:
             elif line.startswith("accepted"):
                 accepted.append(time.perf_counter() - started)
         child.wait()
-    return statistics.median(interactive), statistics.median(accepted)
+    return percentile(interactive, 50), percentile(accepted, 50)
 
 
 async def startup_child() -> None:
@@ -232,17 +223,20 @@ async def startup_child() -> None:
         print("accepted", flush=True)
 
 
-def report(results: dict[str, list[TurnMetrics]], bounds, rss: tuple[float, float],
-           costs: dict[str, tuple[float, float, int]], waits: dict[str, list[float]],
-           startup: tuple[float, float] | None, turns: int) -> str:
+def turn_results(metrics: list[TurnMetrics], keys: tuple[str, ...]) -> dict:
+    return {"metrics": metric_percentiles(ok_turns(metrics), keys), "turns_ok": len(ok_turns(metrics)),
+            "turns": len(metrics)}
+
+
+def pipeline_report(results: dict[str, list[TurnMetrics]], bounds, rss: tuple[float, float],
+                    costs: dict[str, tuple[float, float, int]], waits: dict[str, list[float]],
+                    startup: tuple[float, float] | None, turns: int) -> tuple[list[str], dict]:
+    """The Markdown report and the JSON results of everything but the overlap study."""
     default = next(iter(results))
-    lines = [f"## Pipeline: offline preset, warm session, {turns} short questions per strategy (alternating)", "",
-             "| strategy | " + " | ".join(f"{k.upper()} p50 / p90" for k in PIPELINE_METRICS) + " | turns ok |",
-             "| --- |" + " ---: |" * (len(PIPELINE_METRICS) + 1)]
-    for strategy, ms in results.items():
-        cells = [_p50_p90(ms, k) for k in PIPELINE_METRICS]
-        ok = sum(m.status == "ok" for m in ms)
-        lines.append(f"| {strategy} | " + " | ".join(cells) + f" | {ok}/{len(ms)} |")
+    lines = [f"## Pipeline: offline preset, warm session, {turns} short questions per strategy (alternating)", ""]
+    lines += markdown_table(["strategy", *(f"{k.upper()} p50 / p90" for k in PIPELINE_METRICS), "turns ok"],
+                            [[strategy, *(_p50_p90(ms, k) for k in PIPELINE_METRICS),
+                              f"{len(ok_turns(ms))}/{len(ms)}"] for strategy, ms in results.items()])
     if "sentence" in results:
         lines += ["", "p50 ratio to `sentence`:", ""]
         for strategy, ms in results.items():
@@ -258,10 +252,9 @@ def report(results: dict[str, list[TurnMetrics]], bounds, rss: tuple[float, floa
     handoffs = [h for ms in results.values() for m in ms for h in m.handoffs]
     lines += ["", f"Hand-off (chunk emitted -> text given to TTS), {len(handoffs)} chunks: "
               f"p50 {percentile(handoffs, 50) * 1000:.0f} µs, p99 {percentile(handoffs, 99) * 1000:.0f} µs", "",
-              "## Chunker cost per pushed token (SmolLM2 tokens of 20 replies, 5 passes)", "",
-              "| strategy | p50 µs | p99 µs | tokens |", "| --- | ---: | ---: | ---: |"]
-    for strategy, (p50, p99, n) in costs.items():
-        lines.append(f"| {strategy} | {p50:.1f} | {p99:.1f} | {n} |")
+              "## Chunker cost per pushed token (SmolLM2 tokens of 20 replies, 5 passes)", ""]
+    lines += markdown_table(["strategy", "p50 µs", "p99 µs", "tokens"],
+                            [[strategy, f"{p50:.1f}", f"{p99:.1f}", n] for strategy, (p50, p99, n) in costs.items()])
     lines += ["", "## Chunker wait (emission - arrival of the boundary's token), adaptive, tokens 30 ms apart", ""]
     for kind, values in waits.items():
         if values:
@@ -272,23 +265,31 @@ def report(results: dict[str, list[TurnMetrics]], bounds, rss: tuple[float, floa
     if startup:
         lines += ["", f"## Startup (median of {STARTUP_LAUNCHES} launches): interactive TUI in {startup[0]:.2f} s, "
                   f"first turn accepted (models loaded) in {startup[1]:.2f} s"]
-    return "\n".join(lines)
+    numbers = {
+        "strategies": {strategy: turn_results(ms, PIPELINE_METRICS) for strategy, ms in results.items()},
+        "oracle": {"strategy": default, "turns": len(bounds), "ttfa_over_own_bound_median": own,
+                   "ttfa_over_best_bound_median": best, "target": TARGET_RATIO},
+        "handoff_ms": percentiles(handoffs, (50, 99)),
+        "chunker_cost_us": {strategy: {"p50": p50, "p99": p99, "tokens": n} for strategy, (p50, p99, n) in costs.items()},
+        "chunker_wait_ms": {kind: percentiles(values, (50, 99)) for kind, values in waits.items()},
+        "peak_rss_mb": {"session": rss[0], "with_stt": rss[1]},
+        "startup_s": None if startup is None else {"interactive": startup[0], "accepted": startup[1],
+                                                   "launches": STARTUP_LAUNCHES},
+    }
+    return lines, numbers
 
 
-def overlap_report(results: dict[str, list[TurnMetrics]]) -> str:
-    lines = ["## Overlap: sharing the cores between llama.cpp and Piper (adaptive, fresh sessions, ABBA blocks)", "",
-             "| configuration | TTFA p50 / p90 | FIRST_PLAY p50 / p90 | E2E_TOTAL p50 | turns ok |",
-             "| --- | ---: | ---: | ---: | ---: |"]
-    for name, ms in results.items():
-        ok = sum(m.status == "ok" for m in ms)
-        lines.append(f"| {name} | {_p50_p90(ms, 'ttfa')} | {_p50_p90(ms, 'first_play')} | "
-                     f"{format_ms(_p(ms, 'e2e_total', 50))} | {ok}/{len(ms)} |")
-    return "\n".join(lines)
+def overlap_report(results: dict[str, list[TurnMetrics]]) -> tuple[list[str], dict]:
+    lines = ["## Overlap: sharing the cores between llama.cpp and Piper (adaptive, fresh sessions, ABBA blocks)", ""]
+    lines += markdown_table(
+        ["configuration", "TTFA p50 / p90", "FIRST_PLAY p50 / p90", "E2E_TOTAL p50", "turns ok"],
+        [[name, _p50_p90(ms, "ttfa"), _p50_p90(ms, "first_play"), format_ms(_p(ms, "e2e_total", 50)),
+          f"{len(ok_turns(ms))}/{len(ms)}"] for name, ms in results.items()])
+    return lines, {name: turn_results(ms, ("ttfa", "first_play", "e2e_total")) for name, ms in results.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m playground.benchmarks", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argument_parser("pipeline", __doc__)
     parser.add_argument("--turns", type=int, default=20, help="turns per strategy (default 20)")
     parser.add_argument("--strategies", default="adaptive,clause,sentence,words",
                         help="comma-separated, the first is the one the oracle bound is computed for")
@@ -306,10 +307,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown strategy {', '.join(unknown)} (choose from {', '.join(STRATEGIES)})")
     startup = None if args.no_startup else startup_times()
     results, bounds, rss, fragments = asyncio.run(pipeline(args.turns, strategies, args.overrides))
-    print(report(results, bounds, rss, chunker_cost(fragments), chunker_waits(fragments), startup, args.turns))
+    lines, numbers = pipeline_report(results, bounds, rss, chunker_cost(fragments), chunker_waits(fragments),
+                                     startup, args.turns)
     if args.overlap:
-        print()
-        print(overlap_report(asyncio.run(overlap(args.turns, args.overrides))))
+        print("\n".join(lines) + "\n", flush=True)  # the overlap study takes as long again
+        lines, numbers["overlap"] = overlap_report(asyncio.run(overlap(args.turns, args.overrides)))
+    report("pipeline", args, lines, numbers)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Spoken-input benchmark: STT time, USER_LATENCY, barge-in stop, memory.
 
-    .venv/bin/python -m playground.engine.bench_voice [--preset local] [--turns 6] [--barge-ins 3]
+    python -m playground.bench.voice [--preset local] [--turns 6] [--barge-ins 3] [--json PATH]
 
 Speech is made with the local Piper voice, then fed in real time through the same path as a
 microphone (VoiceLoop: VAD -> STT -> session), on the null output (real-time paced). Each
@@ -11,10 +11,7 @@ USER_LATENCY p50 <= 1,500 ms (offline preset, adaptive chunker), barge-in stop <
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import resource
-import statistics
 import sys
 import threading
 import time
@@ -23,12 +20,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from playground.audio.input import SAMPLE_RATE, CuedInput
-from playground.audio.output import open_output
+from playground.bench.harness import (argument_parser, metric_percentile, note, open_bench_session, peak_rss_mb,
+                                      percentiles, report)
 from playground.core import events as ev
 from playground.core.metrics import TurnMetrics, percentile
 from playground.core.presets import apply_overrides, load_preset
-from playground.engine.build import build_provider
-from playground.engine.session import Session
 from playground.engine.voice import VoiceLoop
 
 QUESTIONS = (
@@ -73,15 +69,18 @@ class _Cues:
 
 
 def _median(values: Sequence[float]) -> str:
-    return f"{statistics.median(values):,.1f} ms" if values else "-"
+    return "-" if not values else f"{percentile(values, 50):,.1f} ms"
 
 
-async def bench(preset_name: str, turns: int, barge_ins: int, stt_runs: int) -> int:
+class Misheard(Exception):
+    """The run did not go as scripted: its numbers would not mean what they say."""
+
+
+async def bench(preset_name: str, turns: int, barge_ins: int, stt_runs: int) -> tuple[list[str], dict]:
     from playground.servers.voice import LoopbackVoice
 
     preset = apply_overrides(load_preset(preset_name), ["chunker.strategy=adaptive"])
-    print(f"bench_voice: preset {preset.name}, chunker adaptive, null output, {turns} questions, "
-          f"{barge_ins} barge-ins", file=sys.stderr)
+    note(f"voice: preset {preset.name}, chunker adaptive, null output, {turns} questions, {barge_ins} barge-ins")
     speaker = LoopbackVoice(preset.tts.voice)  # the caller's voice
     kinds: list[str] = []
     audio: list[np.ndarray] = []
@@ -94,20 +93,15 @@ async def bench(preset_name: str, turns: int, barge_ins: int, stt_runs: int) -> 
     cues = _Cues(kinds)
     audio[0] = np.concatenate([np.zeros(SAMPLE_RATE // 2, dtype=np.int16), audio[0]])
 
-    output = await open_output("null")
-    session = Session(preset, build_provider(preset, "llm"), build_provider(preset, "tts"), output,
-                      progress=lambda message: print(f"… {message}", file=sys.stderr))
-    await session.open()
+    session = await open_bench_session(preset, "null")
     session.trace.subscribe(cues)
     source = CuedInput([(None if i == 0 else cue, a) for i, (cue, a) in enumerate(zip(cues.events, audio))])
     started: list[asyncio.Task[TurnMetrics]] = []
     voice = VoiceLoop(session, preset.input, mode="hands_free", source=source,
                       on_turn=lambda text, task: started.append(task))
     try:
-        loaded = await voice.open()
-        if not loaded:
-            print(f"bench_voice: {voice.state.reason}", file=sys.stderr)
-            return 1
+        if not await voice.open():
+            raise Misheard(voice.state.reason)
         async with asyncio.timeout(60 + 30 * len(kinds)):
             await voice.wait_input_end()
         metrics = [await task for task in started]
@@ -122,8 +116,7 @@ async def bench(preset_name: str, turns: int, barge_ins: int, stt_runs: int) -> 
         await voice.close()
         await session.close()
     if len(metrics) != len(kinds):
-        print(f"bench_voice: {len(kinds)} utterances made {len(metrics)} turns (misheard?)", file=sys.stderr)
-        return 1
+        raise Misheard(f"{len(kinds)} utterances made {len(metrics)} turns (misheard?)")
 
     asked = [m for m, kind in zip(metrics, kinds) if kind == "ask" and m.status == "ok"]
     cancelled = [e for e in session.trace.events if e.type == ev.TURN_CANCELLED]
@@ -137,31 +130,47 @@ async def bench(preset_name: str, turns: int, barge_ins: int, stt_runs: int) -> 
                  if e.type == ev.VAD_SPEECH_START and e.get("barge_in") is not None]
 
     def p50(key: str) -> str:
-        value = percentile([m.value(key) for m in asked if m.value(key) is not None], 50)
+        value = metric_percentile(asked, key, 50)
         return "-" if value is None else f"{value:,.0f} ms"
 
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"STT, {len(sample) / SAMPLE_RATE:.1f} s utterance, alone: median {_median(stt_times)} "
-          f"({stt_runs} runs; target <= 600 ms)")
-    print(f"spoken turns ({len(asked)} answered): VAD_END p50 {p50('vad_end')}, STT p50 {p50('stt')}, "
-          f"LLM_TTFT p50 {p50('llm_ttft')}, TTFA p50 {p50('ttfa')}, FIRST_PLAY p50 {p50('first_play')}")
-    print(f"USER_LATENCY p50 {p50('user_latency')} (end of speech -> first audio; target <= 1,500 ms)")
-    print(f"barge-in ({len(cancelled)}): speech confirmed -> playback cut median {_median(audio_stop_ms)}, "
-          f"-> LLM, TTS and playback all stopped median {_median(stop_ms)} (target <= 150 ms); "
-          f"speech onset -> confirmed median {_median(detection)}")
-    print(f"STT model load (with warm-up) {voice.stt.load_ms:,.0f} ms; peak RSS {rss_mb:,.0f} MB "
-          f"(LLM, TTS, VAD and STT loaded)")
-    return 0
+    rss_mb = peak_rss_mb()
+    seconds = len(sample) / SAMPLE_RATE
+    lines = ["## Spoken input: offline preset, adaptive chunker, null output", "",
+             f"- STT, {seconds:.1f} s utterance, alone: median {_median(stt_times)} ({stt_runs} runs; target <= 600 ms)",
+             f"- spoken turns ({len(asked)} answered): VAD_END p50 {p50('vad_end')}, STT p50 {p50('stt')}, "
+             f"LLM_TTFT p50 {p50('llm_ttft')}, TTFA p50 {p50('ttfa')}, FIRST_PLAY p50 {p50('first_play')}",
+             f"- USER_LATENCY p50 {p50('user_latency')} (end of speech -> first audio; target <= 1,500 ms)",
+             f"- barge-in ({len(cancelled)}): speech confirmed -> playback cut median {_median(audio_stop_ms)}, "
+             f"-> LLM, TTS and playback all stopped median {_median(stop_ms)} (target <= 150 ms); "
+             f"speech onset -> confirmed median {_median(detection)}",
+             f"- STT model load (with warm-up) {voice.stt.load_ms:,.0f} ms; peak RSS {rss_mb:,.0f} MB "
+             "(LLM, TTS, VAD and STT loaded)"]
+    numbers = {
+        "stt_alone_ms": {"utterance_s": seconds, **percentiles(stt_times, (50,))},
+        "spoken_turns": {"answered": len(asked), **{key: metric_percentile(asked, key, 50) for key in (
+            "vad_end", "stt", "llm_ttft", "ttfa", "first_play", "user_latency")}},
+        "barge_in_ms": {"count": len(cancelled), "playback_cut_median": percentile(audio_stop_ms, 50),
+                        "all_stopped_median": percentile(stop_ms, 50), "detection_median": percentile(detection, 50)},
+        "stt_load_ms": voice.stt.load_ms,
+        "peak_rss_mb": rss_mb,
+    }
+    return lines, numbers
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m playground.engine.bench_voice", description=__doc__.split("\n")[0])
+    parser = argument_parser("voice", __doc__)
     parser.add_argument("--preset", default="local")
     parser.add_argument("--turns", type=int, default=6, help="questions answered in full (USER_LATENCY)")
     parser.add_argument("--barge-ins", type=int, default=3, help="replies interrupted by speech")
     parser.add_argument("--stt-runs", type=int, default=10, help="timed STT passes on a 3 s utterance")
     args = parser.parse_args(argv)
-    return asyncio.run(bench(args.preset, args.turns, args.barge_ins, args.stt_runs))
+    try:
+        lines, numbers = asyncio.run(bench(args.preset, args.turns, args.barge_ins, args.stt_runs))
+    except Misheard as exc:
+        note(f"voice: {exc}")
+        return 1
+    report("voice", args, lines, numbers)
+    return 0
 
 
 if __name__ == "__main__":
