@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from typing import get_args
 
 from playground.chunking.clean import clean_for_speech
 from playground.chunking.words import (
@@ -50,9 +51,10 @@ from playground.chunking.words import (
     SENTENCE_FINAL,
     TITLES,
 )
+from playground.core.events import ChunkReason
 from playground.core.presets import ChunkerConfig
 
-REASONS = ("strong", "weak", "deadline", "underrun", "max_chars", "flush", "words", "fragment")
+REASONS: tuple[str, ...] = get_args(ChunkReason)  # declared with the trace's `chunk` event
 
 # A chunk after the first has at least this many words (adaptive), except the reply's last:
 # a one-word chunk is synthesized on its own and sounds clipped.

@@ -1,75 +1,366 @@
-"""Trace events: the single record of what happened in a session.
+"""Trace events: the single record of what happened in a session, one declared type per event.
 
-Everything the CLI prints and the UI draws is computed from these events, so an
-event is taken at the moment its data arrives and never changed afterwards.
+Everything the CLI prints and the UI draws is computed from these events, so an event is
+taken at the moment its data arrives and never changed afterwards.
+
+Each event type is a msgspec `Struct` below, tagged with its `type` ("llm.token"): a trace
+line is decoded straight into its struct, validated while it is decoded (no dict built
+first), and readers use attributes (`event.text`), so a renamed or missing field fails where
+it is written or read instead of reading as None. `playground.core.tracefile` reads and
+writes the JSON Lines file (README "The trace file").
+
+Adding an event type is one declaration here, nothing else:
+
+    class CallRing(TraceEvent, tag="call.ring", kw_only=True):
+        \"\"\"The phone rang (session level).\"\"\"
+
+        number: str  # what every such event carries: required
+        carrier: str | None = None  # what only some carry: a default (omitted from the line when default)
+
+    clock.emit(ev.CallRing, now_ms(), number="+1 555 0100")   # in a turn; or a session event
+
+The class is registered by `_register` at the end of this module (its `type`, the decoder,
+`EVENT_TYPES`). Rules that keep old traces readable (TRACE_VERSION stays 1):
+- a field every event of the type has always carried is required; a field added later gets a
+  default, and old lines read with it; never rename or retype a field (add a new one);
+- a default is a value the writer never writes (None, False, 0, ""), since fields equal to
+  their default are left out of the line; a field whose default is a real value (`{}`) is
+  required instead;
+- a new value of a `Literal` field (a tts.session action) is added to its `Literal`;
+- readers that meet a type they do not know (a newer trace) skip it and say so.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar, Literal, TypeVar
+
+import msgspec
 
 TRACE_VERSION = 1
 
-# Event types (README.md "The trace file").
-SESSION = "session"
-TURN_START = "turn.start"
-LLM_REQUEST = "llm.request"
-LLM_TOKEN = "llm.token"
-LLM_DONE = "llm.done"
-CHUNK = "chunk"
-TTS_SEND = "tts.send"
-TTS_AUDIO = "tts.audio"
-TTS_DONE = "tts.done"
-TTS_SESSION = "tts.session"
-PLAY_START = "play.start"
-PLAY_END = "play.end"
-# Playback ran dry between two pieces of a reply (at the start of the piece after the gap).
-PLAY_GAP = "play.gap"
-# The first audible sample reached the listener (FIRST_SOUND): the piece's start on the device,
-# plus its leading silence, plus the output latency the device reports.
-PLAY_SOUND = "play.sound"
-ERROR = "error"
-TURN_CANCELLED = "turn.cancelled"
-TURN_SUMMARY = "turn.summary"
-CONFIG_CHANGE = "config.change"
-# Opening a session (session level): a component (llm, tts, stt) loading / ready / failed.
-SESSION_LOAD = "session.load"
-# Spoken input: the VAD's speech start / end, interim and final transcripts (in the turn they
-# started, t_ms relative to its t0 = end of speech detected), and the mic's state (session).
-VAD_SPEECH_START = "vad.speech_start"
-VAD_SPEECH_END = "vad.speech_end"
-STT_INTERIM = "stt.interim"
-STT_FINAL = "stt.final"
-MIC = "mic"
-
-# Turn number used for events that belong to the session, not to a turn
-# (opening the TTS session, a reconnect between turns). Their t_ms counts from
-# the session's start.
+# Turn number used for events that belong to the session, not to a turn (opening the TTS
+# session, a reconnect between turns). Their t_ms counts from the session's start.
 SESSION_TURN = 0
 
 
-@dataclass(slots=True)
-class TraceEvent:
+class TraceEvent(msgspec.Struct, tag_field="type", omit_defaults=True, gc=False):
+    """What every event has: its turn (SESSION_TURN for the session's own) and its time, ms after
+    the turn's t0 (session events: after the session's start), rounded to the microsecond.
+
+    Events hold no reference cycles, so they are kept out of the cyclic garbage collector
+    (gc=False): a long session's hundred thousand events cost it nothing."""
+
     turn: int
     t_ms: float
-    type: str
-    data: dict[str, Any] = field(default_factory=dict)
+    type: ClassVar[str] = ""  # the tag ("llm.token"), set by _register
 
-    def to_json(self) -> dict[str, Any]:
-        return {"turn": self.turn, "t_ms": round(self.t_ms, 3), "type": self.type, **self.data}
 
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "TraceEvent":
-        data = {k: v for k, v in obj.items() if k not in ("turn", "t_ms", "type")}
-        return cls(turn=int(obj["turn"]), t_ms=float(obj["t_ms"]), type=str(obj["type"]), data=data)
+# -- values carried inside events -----------------------------------------------------------
 
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
 
+class PromptTokensDetails(msgspec.Struct, omit_defaults=True, gc=False):
+    cached_tokens: int | None = None  # prompt tokens the server's (or llama.cpp's) prompt cache held
+    audio_tokens: int | None = None
+
+
+class CompletionTokensDetails(msgspec.Struct, omit_defaults=True, gc=False):
+    reasoning_tokens: int | None = None  # spent thinking: billed, never spoken
+    audio_tokens: int | None = None
+    accepted_prediction_tokens: int | None = None
+    rejected_prediction_tokens: int | None = None
+
+
+class Usage(msgspec.Struct, omit_defaults=True, gc=False):
+    """Token usage in the OpenAI shape (every field of its `usage` object), as the provider
+    reported it ({} when it reported none). Fields outside that shape that some servers add
+    (timings, sources used) are not recorded."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
+    input_tokens: int | None = None  # the same counts under the names some APIs use
+    output_tokens: int | None = None
+    unavailable: str | None = None  # why there is no usage (the server sent none, or refused to)
+
+
+class LlmConnection(msgspec.Struct, omit_defaults=True, gc=False):
+    """How a network LLM request reached its server: a reused connection (its requests and age)
+    or a new one (what connecting cost): a handshake paid again on a later turn shows here."""
+
+    reused: bool
+    requests: int | None = None
+    age_ms: float | None = None
+    connect_ms: float | None = None
+    tls_ms: float | None = None
+
+
+class LlmContext(msgspec.Struct, omit_defaults=True, gc=False):
+    """What of the conversation the prompt held where the provider fits a context window
+    (`playground.llm.context`)."""
+
+    messages: int  # messages sent
+    dropped: int  # history messages left out
+    budget_tokens: int
+    trimmed: int | None = None  # at a turn that dropped more: how many more ...
+    how: Literal["shift", "block"] | None = None  # ... and how ("shift" kept the prompt cache)
+    truncated_input_tokens: int | None = None  # tokens cut from the front of an over-long last message
+
+
+class Alignment(msgspec.Struct, gc=False):
+    """What a piece of audio speaks, when the service says: per character, its start and duration
+    in ms from the start of this piece."""
+
+    chars: list[str]
+    start_ms: list[float]
+    duration_ms: list[float]
+
+
+class Played(msgspec.Struct, gc=False):
+    """What the user had heard of a cancelled turn."""
+
+    chunks: list[int]  # chunks whose playback started
+    ms: float  # for how long, in all
+
+
+# -- the events ------------------------------------------------------------------------------
+
+ChunkReason = Literal["strong", "weak", "deadline", "underrun", "max_chars", "flush", "words", "fragment"]
+TTSPath = Literal["persistent", "reconnected", "fallback_rest"]
+
+
+class SessionLoad(TraceEvent, tag="session.load", kw_only=True):
+    """(session) Opening a component: `loading`, each `progress` message it reports, then `ready`
+    or `failed` (with how long it took, and why it failed)."""
+
+    component: str  # llm | tts | stt
+    provider: str
+    state: Literal["loading", "progress", "ready", "failed"]
+    ms: float | None = None  # ready, failed
+    message: str | None = None  # progress, failed
+
+
+class ConfigChange(TraceEvent, tag="config.change", kw_only=True):
+    """(session) The preset changed from the next turn on."""
+
+    reason: str
+    changes: dict[str, Any]  # "section.key" -> new value
+    preset: str
+
+
+class Mic(TraceEvent, tag="mic", kw_only=True):
+    """(session) The microphone's state."""
+
+    status: Literal["listening", "ended", "unavailable"]
+    mode: str  # hands_free | push_to_talk
+    device: str | None = None  # listening
+    rate: int | None = None
+    stt: str | None = None
+    stt_load_ms: float | None = None
+    echo_gate: bool | None = None
+    reason: str | None = None  # unavailable
+
+
+class TurnStart(TraceEvent, tag="turn.start", kw_only=True):
+    text: str
+    input: str  # typed | voice
+    strategy: str  # the chunker's
+    chunker: dict[str, Any]  # the chunker settings in force
+    session_ms: float | None = None  # where t0 falls on the session clock (traces before it: None)
+    unpaced: bool = False  # the output does not play in real time: no playback timing past the first sample
+
+
+class VadSpeechStart(TraceEvent, tag="vad.speech_start", kw_only=True):
+    onset_ms: float  # where the speech began (ms after t0, negative: before it)
+    mode: str
+    barge_in: int | None  # the turn this speech cut, if it cut one
+
+
+class VadSpeechEnd(TraceEvent, tag="vad.speech_end", kw_only=True):
+    """In a turn: the end of speech that made it (its t0). At session level: speech that made
+    no turn, and why (`ignored`)."""
+
+    speech_ms: float | None
+    last_voiced_ms: float | None = None
+    trigger: str | None = None
+    end_silence_ms: float | None = None
+    ignored: str | None = None
+
+
+class SttInterim(TraceEvent, tag="stt.interim", kw_only=True):
+    text: str
+    audio_ms: float
+    took_ms: float
+
+
+class SttFinal(TraceEvent, tag="stt.final", kw_only=True):
+    text: str
+    audio_ms: float
+    model: str
+
+
+class LlmRequest(TraceEvent, tag="llm.request", kw_only=True):
+    provider: str
+    model: str
+    messages: int | None = None  # how many were sent
+    prompt_chars: int | None = None
+
+
+class LlmToken(TraceEvent, tag="llm.token", kw_only=True):
+    i: int
+    text: str  # may be empty (a token that carried no text)
+
+
+class LlmDone(TraceEvent, tag="llm.done", kw_only=True):
+    tokens: int
+    finish_reason: str | None
+    usage: Usage
+    text: str  # the whole reply
+    connection: LlmConnection | None = None  # network providers
+    reasoning_chars: int = 0  # reasoning streamed apart from the reply: counted, never spoken
+    context: LlmContext | None = None  # providers that fit a context window
+
+
+class Chunk(TraceEvent, tag="chunk", kw_only=True):
+    index: int
+    text: str  # cleaned for TTS; "" when nothing in it is speakable
+    raw: str  # as the LLM wrote it
+    reason: ChunkReason
+    start_ms: float  # its first token arrived
+    input_ms: float  # the token (or deadline) that cut it arrived
+    token_start: int
+    token_end: int
+
+
+class TtsSend(TraceEvent, tag="tts.send", kw_only=True):
+    chunk: int
+    chars: int
+
+
+class TtsAudio(TraceEvent, tag="tts.audio", kw_only=True):
+    chunk: int
+    samples: int
+    sample_rate: int
+    duration_ms: float
+    alignment: Alignment | None = None  # when the provider sends it
+
+
+class TtsDone(TraceEvent, tag="tts.done", kw_only=True):
+    """All of the turn's audio has arrived."""
+
+
+class TtsSession(TraceEvent, tag="tts.session", kw_only=True):
+    """The persistent TTS session: in the turn it happened in, or at session level between turns.
+
+    Per action (beside `provider`, and `path` but for warnings):
+      open       voice, sample_rate, load_ms (local) | url, connect_ms, sample_rate, keepalive_ms,
+                 on_disconnect | reason, deliberate (persistent = false: REST by choice)
+      reuse      turns_served, age_ms, reconnects; reason when the turn does not get the session
+      keepalive  context (the open context, or None), age_ms
+      reconnect  reason, downtime_ms, reconnects, resumed_chunks
+      fallback   reason, resent_chunks
+      warning    message, code (Deepgram)
+      close      turns_served, reconnects
+    """
+
+    action: Literal["open", "reuse", "keepalive", "reconnect", "fallback", "warning", "close"]
+    path: TTSPath | None = None  # (fields in the order the sessions have always written them)
+    provider: str
+    reason: str | None = None
+    deliberate: bool = False
+    voice: str | None = None
+    url: str | None = None
+    sample_rate: int | None = None
+    load_ms: float | None = None
+    connect_ms: float | None = None
+    keepalive_ms: float | None = None
+    on_disconnect: str | None = None
+    age_ms: float | None = None
+    turns_served: int | None = None
+    reconnects: int | None = None
+    downtime_ms: float | None = None
+    resumed_chunks: list[int] | None = None
+    resent_chunks: list[int] | None = None
+    # written for every keepalive, None when no context was open
+    context: str | None | msgspec.UnsetType = msgspec.UNSET
+    message: str | None = None
+    code: str | None = None
+
+
+class PlayStart(TraceEvent, tag="play.start", kw_only=True):
+    chunk: int
+
+
+class PlayEnd(TraceEvent, tag="play.end", kw_only=True):
+    chunk: int
+    cut: bool = False  # playback was stopped (barge-in, cancel)
+
+
+class PlayGap(TraceEvent, tag="play.gap", kw_only=True):
+    """Playback ran dry between two pieces of a reply (at the start of the piece after the gap)."""
+
+    chunk: int
+    ms: float  # how long
+    from_ms: float  # when the gap began (ms after t0)
+
+
+class PlaySound(TraceEvent, tag="play.sound", kw_only=True):
+    """The first audible sample reached the listener (FIRST_SOUND): the piece's start on the
+    device, plus its leading silence, plus the output latency the device reports."""
+
+    chunk: int
+    silence_ms: float
+    device_latency_ms: float
+
+
+class Error(TraceEvent, tag="error", kw_only=True):
+    where: str  # llm | tts | audio | stt | engine | close
+    message: str
+
+
+class TurnCancelled(TraceEvent, tag="turn.cancelled", kw_only=True):
+    reason: str
+    stop_ms: float  # from the cancel's request to everything stopped
+    played: Played
+    reply_so_far: str
+
+
+class TurnSummary(TraceEvent, tag="turn.summary", kw_only=True):
+    metrics: dict[str, Any]  # `TurnMetrics.to_json()`: every metric
+    budget_misses: dict[str, float]  # metric -> its value, over the budget then in force
+
+
+# -- the registry ----------------------------------------------------------------------------
+
+E = TypeVar("E", bound=TraceEvent)
+EVENT_TYPES: dict[str, type[TraceEvent]] = {}  # tag -> its struct
+
+
+def _register() -> None:
+    for cls in TraceEvent.__subclasses__():
+        tag = cls.__struct_config__.tag
+        if not isinstance(tag, str) or tag == cls.__name__:
+            raise TypeError(f"trace event {cls.__name__} has no tag: declare it as "
+                            f"`class {cls.__name__}(TraceEvent, tag=\"area.what\", kw_only=True)`")
+        if tag in EVENT_TYPES:
+            raise TypeError(f"trace event type {tag!r} is declared twice ({EVENT_TYPES[tag].__name__}, {cls.__name__})")
+        cls.type = tag
+        EVENT_TYPES[tag] = cls
+
+
+_register()
+
+
+def event_fields(event: TraceEvent) -> dict[str, Any]:
+    """The event's own fields as JSON values, as its trace line has them (without turn, t_ms, type)."""
+    data = msgspec.to_builtins(event)
+    del data["type"], data["turn"], data["t_ms"]
+    return data
+
+
+# -- the trace in memory ---------------------------------------------------------------------
 
 Listener = Callable[[TraceEvent], None]
 
@@ -106,15 +397,23 @@ class Trace:
 
 
 class TurnClock:
-    """Converts monotonic timestamps to a turn's t_ms (milliseconds after t0)."""
+    """Stamps a turn's events: monotonic timestamps become t_ms, milliseconds after t0."""
 
     def __init__(self, trace: Trace, turn: int, t0_mono_ms: float) -> None:
         self.trace = trace
         self.turn = turn
         self.t0 = t0_mono_ms
 
-    def emit(self, type_: str, t_mono_ms: float, **data: Any) -> TraceEvent:
-        return self.trace.add(TraceEvent(self.turn, t_mono_ms - self.t0, type_, data))
+    def emit(self, kind: type[E], t_mono_ms: float, **fields: Any) -> E:
+        """Records a `kind` event that happened at `t_mono_ms` (a missing or unknown field is a TypeError)."""
+        event = kind(turn=self.turn, t_ms=round(t_mono_ms - self.t0, 3), **fields)
+        self.trace.add(event)
+        return event
+
+
+def session_event(kind: type[E], t_ms: float, **fields: Any) -> E:
+    """A session-level `kind` event `t_ms` after the session's start."""
+    return kind(turn=SESSION_TURN, t_ms=round(t_ms, 3), **fields)
 
 
 def events_by_turn(events: Iterable[TraceEvent]) -> dict[int, list[TraceEvent]]:
@@ -125,28 +424,6 @@ def events_by_turn(events: Iterable[TraceEvent]) -> dict[int, list[TraceEvent]]:
     return by_turn
 
 
-def header_line(header: dict[str, Any]) -> dict[str, Any]:
-    return {"type": SESSION, "version": TRACE_VERSION, **header}
-
-
-def read_trace(path: str | Path) -> tuple[dict[str, Any], list[TraceEvent]]:
-    """Reads a JSONL trace: (session header, events). Errors name the file and line."""
-    header: dict[str, Any] = {}
-    events: list[TraceEvent] = []
-    with Path(path).open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-                if obj.get("type") == SESSION:
-                    header = obj
-                else:
-                    events.append(TraceEvent.from_json(obj))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{lineno}: not a trace event ({exc})") from None
-    return header, events
-
-
-def events_of_type(events: Iterable[TraceEvent], type_: str) -> Iterator[TraceEvent]:
-    return (e for e in events if e.type == type_)
+def first(events: Iterable[TraceEvent], kind: type[E]) -> E | None:
+    """The first `kind` event of `events`, or None."""
+    return next((e for e in events if isinstance(e, kind)), None)

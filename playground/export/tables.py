@@ -6,12 +6,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from playground.core.metrics import METRIC_LABELS, TurnMetrics, percentile
 from playground.export.atomic import atomic_open
-from playground.export.timeline import SessionLayout, budgets_of
+from playground.export.layout import Mark, SessionPlan, TurnLayout
 
 CSV_FIELDS = [f.name for f in dataclasses.fields(TurnMetrics)] + ["budget_misses"]
 PERCENTILES = (50, 90, 99)
@@ -27,11 +28,15 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def write_csv(path: Path, header: dict[str, Any], layout: SessionLayout) -> None:
+def _turns(layouts: Iterable[TurnLayout | Mark]) -> Iterable[TurnLayout]:
+    return (item for item in layouts if isinstance(item, TurnLayout))
+
+
+def write_csv(path: Path, layouts: Iterable[TurnLayout | Mark]) -> None:
     with atomic_open(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_FIELDS)
-        for turn in layout.turns:
+        for turn in _turns(layouts):
             m = turn.metrics
             row = [_cell(getattr(m, name)) for name in CSV_FIELDS[:-1]]
             row.append("; ".join(turn.misses))
@@ -44,9 +49,11 @@ def _ms(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}"
 
 
-def markdown_summary(header: dict[str, Any], layout: SessionLayout) -> str:
-    metrics = [turn.metrics for turn in layout.turns]
-    budgets = budgets_of(header)
+def markdown_summary(plan: SessionPlan, layouts: Iterable[TurnLayout | Mark]) -> str:
+    # what the table needs of each turn: its metrics and which budgets it missed
+    turns = [(turn.metrics, turn.misses) for turn in _turns(layouts)]
+    metrics = [m for m, _ in turns]
+    header, budgets = plan.header, plan.budgets
     preset = header.get("preset", {})
     providers = header.get("providers", {})
     statuses = Counter(m.status for m in metrics)
@@ -72,14 +79,14 @@ def markdown_summary(header: dict[str, Any], layout: SessionLayout) -> str:
             continue
         cells = [_ms(percentile(values, p)) for p in PERCENTILES]
         limit = budgets.get(key)
-        misses = sum(1 for turn in layout.turns if key in turn.misses)
+        misses = sum(1 for _, missed in turns if key in missed)
         missed = "–" if limit is None else (f"**{misses}**" if misses else "0")
         lines.append(f"| {label} | {len(values)} | " + " | ".join(cells) + f" | {_ms(limit)} | {missed} |")
     lines.append("")
     return "\n".join(lines)
 
 
-def write_markdown(path: Path, header: dict[str, Any], layout: SessionLayout) -> None:
-    text = markdown_summary(header, layout)
+def write_markdown(path: Path, plan: SessionPlan, layouts: Iterable[TurnLayout | Mark]) -> None:
+    text = markdown_summary(plan, layouts)
     with atomic_open(path) as f:
         f.write(text)

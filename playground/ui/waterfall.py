@@ -32,7 +32,7 @@ from textual.strip import Strip
 
 from playground.core.formatting import REASON_COLORS, visible
 from playground.core.metrics import METRIC_LABELS
-from playground.ui.timeline import CANCELLED, ERROR, OK, RUNNING, Timeline, TurnTimeline
+from playground.core.timeline import CANCELLED, ERROR, OK, RUNNING, Timeline, TurnTimeline
 
 EIGHTHS = " ▏▎▍▌▋▊▉█"  # index = eighths of a cell filled from its left edge
 TICKS = "▏│▕"  # a tick in the left, middle or right third of a cell

@@ -15,7 +15,7 @@ from playground.core.metrics import (
     percentile,
 )
 from playground.export.formats import export
-from playground.export.timeline import budgets_of
+from playground.export.layout import budgets_of
 from tests.export.conftest import SESSION, VOICE, load, long_session
 
 

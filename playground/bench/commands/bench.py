@@ -39,6 +39,7 @@ from playground.core import events as ev
 from playground.core.formatting import format_ms, format_ratio, shorten
 from playground.core.metrics import METRIC_LABELS, TurnMetrics
 from playground.core.presets import Preset, PresetError, apply_overrides, load_preset
+from playground.core.tracefile import read_trace
 
 if TYPE_CHECKING:
     from playground.console import Console
@@ -132,7 +133,7 @@ def oracle_table(variant: Variant, runs: list[Run], out: Path, console: Console)
     for run in runs:
         if not run.measured or run.variant is not variant:
             continue
-        _, events = ev.read_trace(out / f"{run.label}.jsonl")
+        _, events = read_trace(out / f"{run.label}.jsonl")
         for turn, turn_events in sorted(ev.events_by_turn(events).items()):
             if turn == ev.SESSION_TURN:
                 continue
@@ -206,7 +207,7 @@ async def run_all(runs: list[Run], lines: list[str], audio: str | None, out: Pat
             write_trace_jsonl(out / f"{run.label}.jsonl", session.trace.header, session.trace.events)
         if run.measured:
             run.variant.metrics += metrics
-        if any(e.type == ev.TURN_START and e.get("unpaced") for e in session.trace.events):
+        if any(isinstance(e, ev.TurnStart) and e.unpaced for e in session.trace.events):
             run.variant.unpaced = True
         elapsed = time.perf_counter() - started
         left = elapsed / number * (len(runs) - number)
