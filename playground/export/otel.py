@@ -1,10 +1,14 @@
-"""OpenTelemetry: the session as spans `session` > `turn` > `stt` / `llm` / `chunker` / `tts` /
-`playback`, the last three with one child span per chunk, built with the official SDK.
+"""OpenTelemetry: the session as spans `session` > `turn` > `speech` / `stt` / `chat {model}` /
+`chunker` / `tts` / `playback`, the last three with one child span per chunk, built with the
+official SDK.
 
-The LLM span follows the GenAI semantic conventions (gen_ai.operation.name, provider,
-request model and parameters, usage, finish reasons, time to first chunk). The seed's
-markers are span events, errors set the ERROR status on the span where they happened and
-on the turn. Message text is not exported (the conventions make content opt-in).
+The LLM span follows the GenAI semantic conventions: named `chat {model}`, with
+gen_ai.operation.name, gen_ai.provider.name, request model and parameters, usage, finish
+reasons and time to first chunk. Message text is not exported (the conventions make
+content opt-in). The trace's other events and the seed's markers are span events, each on
+the span of its lane whose time range holds it, else on the turn (a viewer misdraws an
+event outside its span: the turn's `tts.session reuse` comes long before its first TTS
+request); errors set the ERROR status on that span and on the turn.
 
 Timestamps: the trace's milliseconds on the session clock plus the header's `started_at`
 (wall clock, whole seconds), in nanoseconds since the epoch.
@@ -108,13 +112,13 @@ def provider_name(provider: str, base_url: str) -> str:
 
 
 def _llm_attributes(span: Span, llm_config: dict[str, Any], first_chunk_ms: float | None) -> dict[str, Any]:
+    """The LLM span's attributes, as the GenAI semantic conventions name them (gen_ai.provider.name;
+    not gen_ai.system, which it replaces)."""
     args = span.args
     provider = str(args.get("provider") or llm_config.get("provider", "?"))
-    system = provider_name(provider, str(llm_config.get("base_url", "")))
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": system,
-        "gen_ai.system": system,  # the name before gen_ai.provider.name, still what many backends read
+        "gen_ai.provider.name": provider_name(provider, str(llm_config.get("base_url", ""))),
         "gen_ai.request.model": str(args.get("model") or llm_config.get("model", "?")),
     }
     for key, attr in (("temperature", "gen_ai.request.temperature"), ("max_tokens", "gen_ai.request.max_tokens")):
@@ -157,13 +161,13 @@ def _seeded_ids(seed: str) -> IdGenerator:
 
 
 class _Holder:
-    """A span that takes the marks of its lane."""
+    """A span that takes the marks of its lane falling within its time range."""
 
     def __init__(self, lane: str, span: Any, start_ms: float, end_ms: float) -> None:
         self.lane, self.span, self.start_ms, self.end_ms = lane, span, start_ms, end_ms
 
     def holds(self, mark: Mark) -> bool:
-        return mark.lane == self.lane
+        return mark.lane == self.lane and self.start_ms <= mark.t_ms <= self.end_ms
 
 
 class _SpanWriter:
@@ -256,7 +260,8 @@ class _SpanWriter:
         attributes.update(_attributes({k: v for k, v in m.to_json().items() if k not in (
             "status", "strategy", "tts_path", "tts_path_reason", "errors", "handoffs")}, "playground.metrics."))
         turn_span = self.start("turn", session, turn.span.start_ms, attributes)
-        # The spans that take marks, each its lane's (the last of a lane's spans); any other mark goes to the turn.
+        # The spans that take marks, each its lane's within its own time range; any other mark
+        # goes to the turn (a span's events must lie within it for viewers to draw them).
         holders: list[_Holder] = []
         for lane, name in _GROUPS.items():
             members = [s for s in turn.children if s.lane == lane]
@@ -273,7 +278,8 @@ class _SpanWriter:
                 request_ms = span.start_ms - turn.offset_ms
                 first_chunk = None if m.llm_ttft is None else m.llm_ttft - request_ms
                 attrs = _llm_attributes(span, llm_config, first_chunk)
-                llm = self.start("llm", turn_span, span.start_ms, attrs, kind=SpanKind.CLIENT)
+                llm = self.start(f"chat {attrs['gen_ai.request.model']}", turn_span, span.start_ms, attrs,
+                                 kind=SpanKind.CLIENT)
                 holders.append(_Holder(LLM, llm, span.start_ms, span.end_ms))
             elif span.lane == STT:  # the user's speech, then STT
                 stt = self.start(span.name, turn_span, span.start_ms, _attributes(span.args, "playground.stt."))
@@ -281,7 +287,7 @@ class _SpanWriter:
         # Tokens are left out: the LLM span carries their count, 40,000 span events would drown the trace.
         for mark in turn.marks:
             if mark.name != "token":
-                holder = next((h for h in reversed(holders) if h.holds(mark)), None)
+                holder = next((h for h in holders if h.holds(mark)), None)
                 self.add_mark(holder.span if holder else turn_span, mark, turn_span)
         for holder in holders:
             holder.span.end(end_time=self.ns(holder.end_ms))

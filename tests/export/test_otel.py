@@ -29,7 +29,7 @@ from tests.events import event
 from tests.export.conftest import SESSION, TWO_TURNS, VOICE, load, long_session
 
 SPAN_KIND_CLIENT = 3
-LLM_SPAN = "llm"
+LLM_SPAN = "chat smollm2-135m-instruct"  # the GenAI conventions' span name: `{operation} {model}`
 STATUS_CODE_ERROR = 2
 
 
@@ -155,9 +155,10 @@ def test_cloud_llm_usage_and_provider(tmp_path):
               else structs.replace(e, usage=usage) if isinstance(e, ev.LlmDone) else e for e in events]
     events.insert(start_of_2, change)
     spans = spans_of(json.loads(export("otel", tmp_path / "x.json", header, events).read_bytes()))
-    first, second = (attrs(s) for s in sorted((s for s in spans if s["name"] == "llm"),
-                                              key=lambda s: int(s["startTimeUnixNano"])))
-    assert first["gen_ai.provider.name"] == first["gen_ai.system"] == "x_ai"
+    llms = sorted((s for s in spans if s["name"].startswith("chat ")), key=lambda s: int(s["startTimeUnixNano"]))
+    assert [s["name"] for s in llms] == ["chat grok-4-fast-non-reasoning"] * 2
+    first, second = (attrs(s) for s in llms)
+    assert first["gen_ai.provider.name"] == "x_ai"
     assert first["gen_ai.request.model"] == "grok-4-fast-non-reasoning"
     assert (first["gen_ai.usage.input_tokens"], first["gen_ai.usage.output_tokens"],
             first["gen_ai.usage.cache_read.input_tokens"]) == (812, 20, 768)
@@ -181,6 +182,29 @@ def test_errors_and_spoken_turns(tmp_path):
     assert speech["endTimeUnixNano"] == stt["startTimeUnixNano"]
     assert {ev.SttFinal.type, "STT"} <= {e["name"] for e in stt["events"]}
     assert attrs(turn)["playground.metrics.user_latency"] > 0
+
+
+def test_every_span_event_lies_within_its_span(tmp_path, recorded):
+    # A viewer draws a span's events on the span: one outside it (the turn's `tts.session reuse`,
+    # long before the first TTS request) is misdrawn or dropped. Such events go to the turn.
+    spans = spans_of(otlp_file(tmp_path, recorded))
+    for span in spans:
+        for event in span.get("events", []):
+            assert int(span["startTimeUnixNano"]) <= int(event["timeUnixNano"]) <= int(span["endTimeUnixNano"]), \
+                (span["name"], event["name"])
+    turns = [s for s in spans if s["name"] == "turn"]
+    reuses = [e for t in turns for e in t.get("events", []) if e["name"] == "tts.session reuse"]
+    assert len(reuses) == len(turns)  # every turn of these traces reused the session it opened
+
+
+def test_llm_span_is_named_as_the_genai_conventions_say(tmp_path):
+    # `{gen_ai.operation.name} {gen_ai.request.model}`, gen_ai.provider.name and not the
+    # deprecated gen_ai.system it replaced.
+    llms = [s for s in spans_of(otlp_file(tmp_path, TWO_TURNS)) if attrs(s).get("gen_ai.operation.name")]
+    assert [s["name"] for s in llms] == ["chat smollm2-135m-instruct"] * 2
+    for span in llms:
+        assert attrs(span)["gen_ai.operation.name"] == "chat" and attrs(span)["gen_ai.provider.name"] == "local"
+        assert "gen_ai.system" not in attrs(span)
 
 
 class Collector:
