@@ -110,7 +110,9 @@ async def _open_voice(session: Session, printer: TurnPrinter, mode: str | None, 
         console.note(console.red(f"mic unavailable ({voice.state.reason}); typed input still works"))
         return None
     gate = ", echo gate on" if voice.meter is not None else ""
-    console.note(f"mic: {voice.state.device}, {voice.mode}{gate}")
+    # The preset's push-to-talk does not apply to a file: it would never produce a turn.
+    why = " (a mic file cannot press the push-to-talk key)" if mic_file and session.preset.input.mode == "push_to_talk" else ""
+    console.note(f"mic: {voice.state.device}, {voice.mode}{gate}{why}")
     return voice
 
 
@@ -308,6 +310,14 @@ def main(argv: Iterable[str] | None = None) -> int:
 
             run_app(preset, audio=audio, wav_path=args.wav, trace_path=args.trace)
             return 0
+        if args.mic or args.mic_file is not None:
+            from playground.engine.voice import listening_mode
+
+            try:  # before any model loads: a mode that can never produce a turn is a usage error
+                listening_mode(preset.input, args.mode, args.mic_file)
+            except ValueError as exc:
+                console.note(f"error: {exc}")
+                return EXIT_USAGE
         return asyncio.run(run_session(preset, args.say, args.trace, audio, args.wav, console,
                                        mic=args.mic, mic_file=args.mic_file, mode=args.mode))
     except PresetError as exc:
