@@ -8,8 +8,10 @@ the script's lines as turns, one per line. Warm-up runs come first and are not c
 With --vs, variant B (the preset with those settings) runs alternately with A in ABBA
 order, so both see the same machine state, and the B/A ratios are printed.
 
-Every run's trace is written to --out. The exit status is 1 when a p50 misses its budget
-(or a turn failed), so the command is a latency regression gate for CI.
+Every run's trace is written to --out as its turns end. The exit status is 1 when a p50
+misses its budget (or a turn failed), so the command is a latency regression gate for CI.
+Ctrl-C cancels the running turn (a cancelled turn is not counted); a second one ends the
+bench at once (exit status 130, no report).
 
 With --oracle, every counted turn's measured TTFA is set against its oracle bound, the
 earliest first audio its recorded tokens allowed (playground.chunking.oracle).
@@ -18,7 +20,6 @@ earliest first audio its recorded tokens allowed (playground.chunking.oracle).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import shlex
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from playground.core.formatting import format_ms, format_ratio, shorten
 from playground.core.metrics import METRIC_LABELS, TurnMetrics, percentile
 from playground.core.presets import Preset, PresetError, apply_overrides, load_preset
 from playground.data import find
+from playground.engine.interrupts import Interrupts
 
 if TYPE_CHECKING:
     from playground.console import Console
@@ -167,12 +169,15 @@ def gate(variants: list[Variant]) -> list[str]:
     return failures
 
 
-async def run_all(runs: list[Run], lines: list[str], audio: str | None, out: Path, console: Console) -> None:
+async def run_all(runs: list[Run], lines: list[str], audio: str | None, out: Path, console: Console,
+                  interrupts: Interrupts | None = None) -> None:
     from rich.console import Console as RichConsole
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from playground.engine.build import open_session
-    from playground.export.jsonl import write_trace_jsonl
+    from playground.export.jsonl import open_trace_writer
+
+    interrupts = interrupts or Interrupts()
 
     warned: set[str] = set()
 
@@ -186,17 +191,24 @@ async def run_all(runs: list[Run], lines: list[str], audio: str | None, out: Pat
     with bar:
         task = bar.add_task("bench", total=len(runs) * len(lines))
         for run in runs:
+            if interrupts.ending:
+                return
             bar.update(task, description=f"{run.label:<11}")
             session = await open_session(run.variant.preset, audio=audio, warn=warn)
+            writer = open_trace_writer(out / f"{run.label}.jsonl", session.trace.header)
+            writer.follow(session.trace)
+            interrupts.attach(session)
             try:
                 for line in lines:
+                    if interrupts.ending:
+                        break
                     m = await session.run_turn(line)
-                    if run.measured:
+                    if run.measured and m.status != "cancelled":
                         run.variant.metrics.append(m)
                     bar.advance(task)
             finally:
                 await session.close()
-                write_trace_jsonl(out / f"{run.label}.jsonl", session.trace.header, session.trace.events)
+                writer.close()
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -231,7 +243,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
     runs = schedule(variants, args.runs, args.warmup)
     console.note(f"bench: {len(lines)} turns x {args.runs} runs per variant (+{args.warmup} warm-up), "
                  f"{len(runs)} sessions; traces to {out}/")
-    asyncio.run(run_all(runs, lines, "null" if args.no_audio else args.audio, out, console))
+    with Interrupts(console.note) as interrupts:
+        interrupts.run(lambda: run_all(runs, lines, "null" if args.no_audio else args.audio, out, console, interrupts))
+    if interrupts.ending:
+        console.note(f"bench interrupted (Ctrl-C); the traces so far are in {out}/")
+        return interrupts.status(0)
 
     for v in variants:
         console.print(f"{v.name}: {v.description} ({len(v.metrics)} turns)")
