@@ -657,15 +657,21 @@ class WebSocketTTSSession:
             state.context = f"turn-{state.number}-r{state.resumes}"
         state.leftover = b""
         state.progress_at = now_ms()
-        last = state.last
-        if last is not None and (not state.pending or state.pending[0].delivered == 0):
-            # Its last character was aligned, but audio after it (covering no character) may not
-            # have arrived: it is spoken again, and what was delivered of it skipped.
-            state.pending.appendleft(last)
-        state.last = None
+        self._take_back_last(state)
         for item in state.pending:
             item.skip = item.delivered
             item.chars_left = spoken_chars(item.text)
+
+    @staticmethod
+    def _take_back_last(state: _Turn) -> None:
+        """Before the turn's text is spoken again (resume, REST): the chunk whose last character
+        was aligned goes back to the unfinished ones unless audio of a later chunk had arrived,
+        since audio after its last character (covering none, e.g. its trailing silence) may not
+        have. Its delivered samples are skipped, so nothing is repeated."""
+        last = state.last
+        if last is not None and (not state.pending or state.pending[0].delivered == 0):
+            state.pending.appendleft(last)
+        state.last = None
 
     # -- writing -------------------------------------------------------------------------
 
@@ -888,6 +894,7 @@ class WebSocketTTSSession:
             state.audio.put_nowait(TTSError(f"{self.name}: {reason} (tts.fallback = none, so no REST fallback)"))
             return
         state.path = "fallback_rest"
+        self._take_back_last(state)
         self._report("fallback", {"path": state.path, "provider": self.name, "reason": reason,
                                   "resent_chunks": [c.index for c in state.pending]})
         self._start_rest(state)

@@ -30,14 +30,6 @@ pytestmark = pytest.mark.models  # the loopback server speaks with the Piper voi
 OUTAGE_S = 2.0
 
 
-@pytest.fixture
-async def server(loopback_voice):
-    server = ElevenLabsServer(voice=loopback_voice)
-    await server.start()
-    yield server
-    await server.stop()
-
-
 def wav_samples(path) -> np.ndarray:
     with wave.open(str(path), "rb") as f:
         assert f.getframerate() == RATE
@@ -79,8 +71,26 @@ async def test_an_outage_mid_reply_is_bridged_without_losing_or_repeating_a_samp
     (reconnect,) = session_events(session, 1, "reconnect")
     assert reconnect.get("downtime_ms") >= OUTAGE_S * 1000 * 0.9 and reconnect.get("attempts") > 1
     assert not session_events(session, 1, "fallback") and not server.rest_requests
+    assert_same_sound(heard, undisturbed)
+
+
+def assert_same_sound(heard: np.ndarray, undisturbed: np.ndarray) -> None:
+    """Nothing lost, nothing repeated: sample for sample what an undisturbed run played."""
     assert len(heard) == len(undisturbed), f"{(len(heard) - len(undisturbed)) / RATE * 1000:+.0f} ms of speech"
-    assert np.array_equal(heard, undisturbed)  # nothing lost, nothing repeated, sample for sample
+    assert np.array_equal(heard, undisturbed)
+
+
+async def test_a_reply_moved_to_rest_after_its_last_aligned_character_loses_no_sample(server, tmp_path):
+    """tts.on_disconnect = rest: the chunk whose trailing audio had not arrived is spoken over REST
+    too (its delivered samples skipped), not dropped because its characters were all aligned."""
+    _, first, _ = await played_reply(server, tmp_path / "learn.wav", "tts.on_disconnect=rest")
+    messages = end_first_chunk_on_silence(server, first)
+    undisturbed, _, _ = await played_reply(server, tmp_path / "undisturbed.wav", "tts.on_disconnect=rest")
+    server.inject(Fault("close", after=messages - 1, code=1006))
+    heard, session, m1 = await played_reply(server, tmp_path / "rest.wav", "tts.on_disconnect=rest")
+    assert m1.status == "ok" and m1.tts_path == "fallback_rest", m1.errors
+    assert session_events(session, 1, "fallback")[0].get("resent_chunks")[0] == 0
+    assert_same_sound(heard, undisturbed)
 
 
 async def test_an_outage_between_turns_is_bridged_in_the_background(server):
