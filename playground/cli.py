@@ -162,14 +162,7 @@ async def run_session(preset: Preset, says: list[str], trace_path: str | None, a
 
     interrupts = interrupts or Interrupts()
 
-    warned: set[str] = set()
-
-    def warn(message: str) -> None:
-        if message not in warned:
-            warned.add(message)
-            console.note(message)
-
-    session = await open_session(preset, audio=audio, wav_path=wav_path, warn=warn, progress=console.progress)
+    session = await open_session(preset, audio=audio, wav_path=wav_path, warn=console.note_once, progress=console.progress)
     writer = None
     if trace_path:
         from playground.export.jsonl import open_trace_writer

@@ -50,6 +50,7 @@ class Console:
         self.err = err
         self._out = _rich_console(out)
         self._err = _rich_console(err)
+        self._noted: set[str] = set()
 
     @staticmethod
     def red(text: str) -> Text:
@@ -60,6 +61,12 @@ class Console:
 
     def note(self, text: Printable) -> None:
         self._err.print(styled(text) if isinstance(text, str) else text)
+
+    def note_once(self, text: str) -> None:
+        """`note`, unless the same text was noted already (a warning each new session repeats)."""
+        if text not in self._noted:
+            self._noted.add(text)
+            self.note(text)
 
     def write_data(self, text: str) -> None:
         """An export's content on stdout: verbatim into a pipe or file, shown escaped on a terminal."""

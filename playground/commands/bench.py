@@ -179,13 +179,6 @@ async def run_all(runs: list[Run], lines: list[str], audio: str | None, out: Pat
 
     interrupts = interrupts or Interrupts()
 
-    warned: set[str] = set()
-
-    def warn(message: str) -> None:
-        if message not in warned:
-            warned.add(message)
-            console.note(message)
-
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                    console=RichConsole(file=console.err), transient=False)
     with bar:
@@ -194,7 +187,7 @@ async def run_all(runs: list[Run], lines: list[str], audio: str | None, out: Pat
             if interrupts.ending:
                 return
             bar.update(task, description=f"{run.label:<11}")
-            session = await open_session(run.variant.preset, audio=audio, warn=warn)
+            session = await open_session(run.variant.preset, audio=audio, warn=console.note_once)
             writer = open_trace_writer(out / f"{run.label}.jsonl", session.trace.header)
             writer.follow(session.trace)
             interrupts.attach(session)

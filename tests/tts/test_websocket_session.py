@@ -30,14 +30,6 @@ from tests.tts.loopback import (
 pytestmark = pytest.mark.models  # the loopback server speaks with the Piper voice
 
 
-@pytest.fixture
-async def server(loopback_voice):
-    server = ElevenLabsServer(voice=loopback_voice)
-    await server.start()
-    yield server
-    await server.stop()
-
-
 async def test_opened_before_the_first_turn_and_reused(server):
     session, tap = await open_loopback_session(server)
     try:
