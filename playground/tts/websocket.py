@@ -44,8 +44,8 @@ What the base does, for every provider
   idle, or one no chunk of the turn waited for, leaves the turn `persistent`.
   Actions: open, reuse (each turn, with connection age and turns served), keepalive,
   disconnect (the connection was lost, and why), reconnect (with `attempts` and the
-  `keepalive_ms` in force), fallback, warning (a
-  malformed or unknown message, skipped; a turn waiting for a context slot), close.
+  `keepalive_ms` in force), fallback, warning (a malformed or unknown message, skipped;
+  a turn waiting for a context slot), close.
 
 Attributing audio to chunks
 ---------------------------
