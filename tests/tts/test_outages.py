@@ -69,7 +69,8 @@ async def test_an_outage_mid_reply_is_bridged_without_losing_or_repeating_a_samp
 
     assert m1.status == "ok" and m1.tts_path == "reconnected", m1.errors
     (reconnect,) = session_events(session, 1, "reconnect")
-    assert reconnect.get("downtime_ms") >= OUTAGE_S * 1000 * 0.9 and reconnect.get("attempts") > 1
+    # downtime counts from when the drop was noticed (late on a loaded machine) to the new connection
+    assert reconnect.get("downtime_ms") >= OUTAGE_S * 1000 / 2 and reconnect.get("attempts") > 1
     assert not session_events(session, 1, "fallback") and not server.rest_requests
     assert_same_sound(heard, undisturbed)
 
@@ -104,7 +105,7 @@ async def test_an_outage_between_turns_is_bridged_in_the_background(server):
     finally:
         await session.close()
     assert m1.status == "ok" and reconnect.turn == ev.SESSION_TURN
-    assert reconnect.get("downtime_ms") >= OUTAGE_S * 1000 * 0.9
+    assert reconnect.get("downtime_ms") >= OUTAGE_S * 1000 / 2
     # The next turn found the connection back, and nothing of it waited for one.
     assert m2.status == "ok" and m2.tts_path == "persistent", m2.errors
     assert_audio_exact(session, tap, server, 2)
