@@ -16,8 +16,8 @@ What the base does, for every provider
   (`stated_idle_limit_ms`) gets keep-alives at half that limit from then on.
 - A provider with a cap on open contexts per connection (`max_contexts`) never exceeds
   it: a context counts from its init until the server's final message for it (a closed
-  context goes on speaking what it had); a turn's context, or a keep-alive's own, opens
-  once a slot is free.
+  context goes on speaking what it had; a keep-alive's own, with nothing to speak, 2 s at
+  most); a turn's context, or a keep-alive's own, opens once a slot is free.
 - A server close (1006, 1008, any code), an error message, or a stall (audio owed and
   none arrived for `tts.stall_timeout_ms`) drops the connection; the base reconnects
   until it has a connection again (or the session closes): the first attempt after
@@ -84,6 +84,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 from collections import deque
@@ -114,6 +115,7 @@ _BACKGROUND_BACKOFF_CAP_MS = 10000.0
 _MIN_RETRY_MS = 50.0
 DEFAULT_KEEPALIVE_MS = 10000.0
 KEEPALIVE_SHARE = 0.5  # of the server's idle limit
+KEEPALIVE_CONTEXT_GRACE_MS = 2000.0
 # Audio shorter than this is not used to check the sample rate against the alignment.
 _RATE_CHECK_MIN_MS = 400.0
 _RATE_TOLERANCE = 1.5
@@ -278,7 +280,9 @@ class WebSocketTTSSession:
         self._idle_limit_ms: float | None = None  # the server's idle limit: configured, or stated by a close
         self._keepalive_ms = DEFAULT_KEEPALIVE_MS
         self._keepalive_changed = asyncio.Event()  # a new connection or interval: the keep-alive timer restarts
-        self._open_contexts: set[str] = set()  # on this connection, until their final (when max_contexts)
+        # Contexts open on this connection (when max_contexts): name -> when it stops counting
+        # without its final (inf: only its final frees it).
+        self._open_contexts: dict[str, float] = {}
         self._keepalive_contexts = 0
         self._server_error: str | None = None
         self._warned: set[str] = set()
@@ -357,7 +361,8 @@ class WebSocketTTSSession:
         """A context of its own for a keep-alive between turns, counted as open until its final."""
         self._keepalive_contexts += 1
         context = f"keepalive-{self._keepalive_contexts}"
-        self._open_contexts.add(context)
+        # It has nothing to speak: should its final never come, its slot is taken as free soon.
+        self._open_contexts[context] = now_ms() + KEEPALIVE_CONTEXT_GRACE_MS
         return context
 
     @property
@@ -544,7 +549,7 @@ class WebSocketTTSSession:
         self._connected_at = now_ms()
         self._server_error = None
         self._down_reason = None
-        self._open_contexts = set()
+        self._open_contexts = {}
         self._last_write = now_ms()  # the server's idle timer starts with the connection
         self._keepalive_changed.set()
         self._reader = asyncio.create_task(self._read(ws), name=f"tts-{self.name}-reader")
@@ -564,7 +569,7 @@ class WebSocketTTSSession:
     def _drop_connection(self, reason: str) -> None:
         """Gives up the current connection (closed, stalled, broken) and starts a recovery."""
         ws, self._ws = self._ws, None
-        self._open_contexts = set()
+        self._open_contexts = {}
         if ws is not None and ws.transport is not None:
             ws.transport.abort()  # do not wait for a close handshake from a server that stalls
         limit = self.stated_idle_limit_ms(reason)
@@ -709,7 +714,7 @@ class WebSocketTTSSession:
                         await ws.send(_encode(message))
                     state.begun_on = context
                     if self.max_contexts is not None:
-                        self._open_contexts.add(context)
+                        self._open_contexts[context] = math.inf
                 for item in list(state.pending):
                     if item.context != context:
                         for message in self.chunk_messages(context, item.text):
@@ -725,7 +730,11 @@ class WebSocketTTSSession:
 
     def _contexts_full(self) -> bool:
         """No slot for a new context on this connection."""
-        return self.max_contexts is not None and len(self._open_contexts) >= self.max_contexts
+        if self.max_contexts is None:
+            return False
+        now = now_ms()
+        self._open_contexts = {name: until for name, until in self._open_contexts.items() if until > now}
+        return len(self._open_contexts) >= self.max_contexts
 
     def _spawn(self, coroutine: Any) -> None:
         """Runs a write in the background, keeping it referenced until it is done."""
@@ -780,7 +789,7 @@ class WebSocketTTSSession:
                 self._drop_connection(f"server error: {frame.error}")
             return
         if frame.final and frame.context in self._open_contexts:
-            self._open_contexts.discard(frame.context)  # its slot is free
+            del self._open_contexts[frame.context]  # its slot is free
             waiting = self._waiting_turn()
             if waiting is not None and waiting.begun_on != waiting.context and self._ws is not None:
                 self._spawn(self._write_turn(waiting))
