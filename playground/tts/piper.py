@@ -148,8 +148,11 @@ class PiperSession:
 
     async def close(self) -> None:
         if self._worker is not None:
+            # Drop what is queued and stop after the sentence being synthesized; wait for it, however
+            # long: an interpreter that exits while onnxruntime runs in this thread aborts the process.
+            self._generation += 1
             self._requests.put(_STOP)
-            await asyncio.to_thread(self._worker.join, 5.0)
+            await asyncio.to_thread(self._worker.join)
             self._worker = None
             self._report("close", {"path": self.path, "provider": self.name, "turns_served": self._turns_served})
         self._voice = None
