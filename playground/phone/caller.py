@@ -284,7 +284,7 @@ class Ear:
             while len(pending) >= VAD_FRAME:
                 frame, pending = pending[:VAD_FRAME], pending[VAD_FRAME:]
                 frame_t = t_ms + FRAME_MS - len(pending) * 1000.0 / SAMPLE_RATE
-                probability = vad.probability(frame) if frame.any() else 0.0
+                probability = vad.probability(frame)
                 result = detector.feed(probability, frame_t)
                 if isinstance(result, SpeechEnd) and result.kept:
                     self._post(result.onset_ms, result.last_voiced_ms, result.speech_ms)

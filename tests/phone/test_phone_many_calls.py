@@ -1,0 +1,64 @@
+"""Ten calls at once, as a user runs them: `playground serve-agent` (replayed LLM, Piper, Silero,
+faster-whisper) and `playground call --calls 10` in processes of their own, on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from playground.core import events as ev
+from playground.phone.report import trace_file_name
+
+pytestmark = pytest.mark.models
+
+ROOT = Path(__file__).parent.parent.parent
+REPLAY = ROOT / "tests" / "data" / "two-turns.jsonl"
+
+
+def playground(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    return subprocess.Popen([sys.executable, "-m", "playground.cli", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def test_ten_simultaneous_calls_report_latency_failures_and_the_agents_stages(tmp_path):
+    agent_dir, caller_dir = tmp_path / "agent", tmp_path / "calls"
+    server = playground("serve-agent", "--port", "0", "--trace", str(agent_dir),
+                        "--set", "llm.provider=replay", "--set", f"llm.trace={REPLAY}", "--set", "llm.replay_turn=2")
+    try:
+        url = re.search(r"ws://\S+", server.stdout.readline()).group(0)
+        caller = playground("call", url, "--calls", "10", "--say", "Hi, who is this?", "--say", "And who are you?",
+                            "--no-transcribe", "--trace", str(caller_dir), "--agent-traces", str(agent_dir),
+                            "--reply-silence-ms", "1500", "--answer-timeout-ms", "30000")
+        out, err = caller.communicate(timeout=300)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server_err = server.communicate(timeout=60)[1]
+    assert caller.returncode == 0, err
+    assert server.returncode == 0, server_err
+    # calls, ended ok, turns, answered: all of them
+    level = re.search(r"^\s+10\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/(\d+)/(\d+)\s+(\d+)/(\d+)/(\d+)\s+(.+)$", out, re.M)
+    assert level, out
+    ended_ok, turns, answered = (int(level.group(i)) for i in (1, 2, 3))
+    assert (ended_ok, turns, answered) == (10, 20, 20) and level.group(10) == "none"
+    p50, p95, top = (int(level.group(i)) for i in (4, 5, 6))
+    assert 0 < p50 <= p95 <= top
+    stages = re.search(r"^\s+10\s+(\d+)\s+(\d+)\s+(\d+)\s+(-?\d+)", out.split("where the agent's time went")[1], re.M)
+    assert stages and int(stages.group(1)) == 20, out  # every turn found in the agent's traces
+    rss = re.search(r"caller process: peak RSS (\d+) MB", out)
+    assert rss and int(rss.group(1)) < 1500, out
+    caller_traces = sorted(caller_dir.glob("call-*.jsonl"))
+    assert len(caller_traces) == 10
+    for path in caller_traces:
+        header, events = ev.read_trace(path)
+        assert events[-1].type == "call.hangup" and events[-1].get("reason") == "done"
+        agent_trace = agent_dir / trace_file_name(header["call"]["call_id"])
+        _, agent_events = ev.read_trace(agent_trace)
+        assert [e.get("reason") for e in agent_events if e.type == "phone.stop"] == ["stop"]
+    print(out)
