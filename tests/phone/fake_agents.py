@@ -64,11 +64,13 @@ Behaviour = Callable[[AgentSide], Awaitable[None]]
 
 
 class FakeAgent:
-    """Serves ws://127.0.0.1:PORT/; `on_line(side)` runs when a caller line has ended."""
+    """Serves ws://127.0.0.1:PORT/; `on_line(side)` runs when a caller line has ended; `greeting`
+    is sent as soon as the call starts."""
 
-    def __init__(self, dialect: Dialect, on_line: Behaviour | None = None) -> None:
+    def __init__(self, dialect: Dialect, on_line: Behaviour | None = None, greeting: bytes = b"") -> None:
         self.dialect = dialect
         self.on_line = on_line
+        self.greeting = greeting
         self.received: list[tuple[float, dict[str, Any]]] = []  # (arrival, message) of every call
         self.sides: list[AgentSide] = []
         self._runner: web.AppRunner | None = None
@@ -101,6 +103,8 @@ class FakeAgent:
             self.received.append((now_ms(), data))
             if data["event"] == "start":
                 side.stream_id = data[self.dialect.stream_key]
+                if self.greeting:
+                    await side.audio(self.greeting)
             elif data["event"] == "media":
                 if base64.b64decode(data["media"]["payload"]) != SILENT_FRAME:
                     speaking, silent = True, 0

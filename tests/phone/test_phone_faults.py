@@ -14,13 +14,13 @@ from playground.phone import dialects as dl
 from playground.phone.caller import AGENT_CLOSED, NO_ANSWER, Call, CallOptions, Line
 from tests.phone.fake_agents import AgentSide, FakeAgent, tone_ulaw
 
-LINES = [Line("Hello there."), Line("Are you still there?")]
+LINES = [Line("Hello there."), Line("Still there?")]
 
 
 async def place(dialect: dl.Dialect, behaviour, voice, tmp_path, lines=LINES):
     agent = FakeAgent(dialect, behaviour)
     url = await agent.start()
-    options = CallOptions(url, dialect, lead_in_ms=200, reply_silence_ms=500, answer_timeout_ms=1500)
+    options = CallOptions(url, dialect, lead_in_ms=100, reply_silence_ms=400, answer_timeout_ms=1000)
     try:
         async with aiohttp.ClientSession() as http:
             result = await Call(options, voice, http, trace_path=tmp_path / "call.jsonl").run(lines)

@@ -159,14 +159,15 @@ async def test_a_call_streams_documented_messages_and_answers_marks_and_clear(na
     echoes = {m["mark"]["name"]: t for t, m in agent.received if m["event"] == "mark"}
     assert set(echoes) == {"first", "second"}
     # "first" comes back once its 600 ms played (the playout plays at real time), "second" at the clear
-    assert 560 <= echoes["first"] - sent_at["first"] <= 800
-    assert echoes["second"] - clear_at < 100
+    # (upper bounds leave room for a loaded machine's event loop)
+    assert 560 <= echoes["first"] - sent_at["first"] <= 1000
+    assert echoes["second"] - clear_at < 300  # not after the 1.7 s still queued
     assert all(m[d.stream_key] == call.stream_id for _t, m in agent.received if m["event"] == "mark")
 
     [turn] = result.turns
     assert turn.status == "ok" and turn.marks == 2
     # the agent answered 200 ms of silence + 100 ms after the line's end; the tone is audible at once
-    assert 250 <= turn.first_audio <= 600 and turn.real_latency - turn.first_audio < 30
+    assert 250 <= turn.first_audio <= 1000 and turn.real_latency - turn.first_audio < 30
     trace = {e.type: e for e in result.trace.turn_events(1)}
     assert trace["call.clear"].get("marks_returned") == 1 and trace["call.clear"].get("dropped_ms") > 1000
     assert {e.get("name"): e.get("by") for e in result.trace.turn_events(1) if e.type == "call.mark"} == \
@@ -175,3 +176,21 @@ async def test_a_call_streams_documented_messages_and_answers_marks_and_clear(na
     assert header["kind"] == "call" and header["call"]["dialect"] == name
     assert [e.type for e in events if e.turn == 0] == ["call.dial", "call.hangup"]
     assert events[-1].type == "call.hangup" or any(e.type == ev.TURN_SUMMARY for e in events)
+
+
+async def test_the_caller_hears_a_greeting_out_before_its_first_line(caller_voice):
+    d = dl.dialect("twilio")
+    agent = FakeAgent(d, lambda side: side.audio(tone_ulaw(300)), greeting=tone_ulaw(1000))
+    url = await agent.start()
+    options = CallOptions(url, d, lead_in_ms=100, reply_silence_ms=400, answer_timeout_ms=2000)
+    try:
+        async with aiohttp.ClientSession() as http:
+            result = await Call(options, caller_voice, http).run([Line("Hello.")])
+    finally:
+        await agent.stop()
+    [greeting] = [e for e in result.trace.events if e.type == "call.greeting"]
+    assert greeting.get("heard_ms") == 1000 and greeting.get("first_audio_ms") < 100
+    [line] = [e for e in result.trace.events if e.type == "call.line"]
+    # the greeting played out, then the caller waited reply_silence_ms before speaking
+    assert line.get("start_stream_ms") >= 1000 + 400
+    assert result.turns[0].status == "ok" and result.turns[0].heard_ms == 300
