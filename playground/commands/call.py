@@ -46,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--script", metavar="FILE",
                         help="lines to say from a script like bench's (one per line, # comments; "
                              "'[barge-in 800ms] text' cuts into the reply after 800 ms of it); or a shipped name")
+    parser.add_argument("--mic", action="store_true",
+                        help="say what you say into the microphone (a pause of 500 ms ends a turn; use headphones)")
+    parser.add_argument("--mic-device", default="default", metavar="DEVICE",
+                        help="the microphone: an index or part of a name (`playground devices`)")
+    parser.add_argument("--mic-file", metavar="WAV", help="a 16-bit WAV file played into the call in real time "
+                        "instead of the microphone; the call ends when it has played out")
     parser.add_argument("--trace", metavar="PATH",
                         help="the caller's JSON Lines trace (with --calls: a folder, one call-NNN.jsonl per call)")
     parser.add_argument("--agent-traces", metavar="DIR",
@@ -92,8 +98,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
         lines = read_script(args.script)
     elif args.say:
         lines = [line for text in args.say if (line := parse_line(text, "say")) is not None]
+    speaking = args.mic or args.mic_file is not None
     if counts != [1] and lines is None:
         raise ValueError("--calls needs the lines to say: --say or --script")
+    if speaking and lines is not None:
+        raise ValueError("--mic / --mic-file and --say / --script are two ways to speak: choose one")
     if not args.url.startswith(("ws://", "wss://")):
         raise ValueError(f"{args.url}: the agent's URL is a WebSocket (ws:// or wss://)")
     options = CallOptions(args.url, dialect(args.dialect), network, args.seed, args.lead_in_ms,
@@ -181,7 +190,19 @@ async def _one_call(args: argparse.Namespace, options: Any, lines: list[Line] | 
         console.print(report.row(metrics))
 
     source: Any = lines
-    if lines is None:
+    mic = None
+    if args.mic or args.mic_file is not None:
+        from playground.audio.input import MicUnavailable, open_input
+        from playground.phone.caller import Microphone
+
+        try:
+            mic = Microphone(await asyncio.to_thread(open_input, args.mic_device, args.mic_file))
+        except MicUnavailable as exc:
+            console.note(console.red(f"mic unavailable ({exc})"))
+            return 1
+        console.note(f"speak: {mic.source.name} goes into the call; a pause ends what you say"
+                     + ("" if args.mic_file else "; Ctrl-C hangs up"))
+    elif lines is None:
         console.note("type a line and press Enter: it is said at once (over the agent, if it is speaking); "
                      "Ctrl-D hangs up")
         source = _stdin_lines(sys.stdin)
@@ -191,8 +212,10 @@ async def _one_call(args: argparse.Namespace, options: Any, lines: list[Line] | 
                         printer=_printer(console), on_turn=on_turn)
             console.note(f"calling {options.url} ({options.dialect.name}, call {call.call_id}"
                          + (f", network {options.network.name}" if options.network else "") + ")")
-            result = await call.run(source)
+            result = await call.run(source or (), mic=mic)
     finally:
+        if mic is not None:
+            await asyncio.to_thread(mic.close)
         if player is not None:
             await player.close()
     if len(rows) > 1:

@@ -24,6 +24,7 @@ With `network`, every message in both directions crosses a simulated delay line
 from __future__ import annotations
 
 import asyncio
+import bisect
 import concurrent.futures
 import datetime
 import math
@@ -52,6 +53,7 @@ from playground.phone.codec import (
     SILENT_FRAME,
     frames_of,
     resample,
+    to_int16,
     ulaw_decode,
     ulaw_encode,
 )
@@ -82,6 +84,7 @@ TRIM_DB = -40.0  # a line's speech starts and ends where Piper's output first / 
 AGENT_END_SILENCE_MS = 300.0  # the caller's VAD: a pause this long ends a stretch of agent speech
 STALE_GAP_MS = 100.0  # after a barge-in, agent audio with no gap this long still belongs to the cut reply
 POLL_S = FRAME_MS / 1000.0
+MIC_BOOKING_MARGIN_MS = 300.0  # a microphone turn begins at most this long after its end of speech was found
 BARGE_IN_RE = re.compile(r"^\[barge-in\s+(\d+(?:\.\d+)?)\s*ms\]\s*(.+)$", re.IGNORECASE)
 
 # `call.error` kinds of the caller's own (beside dialects' ProtocolError kinds)
@@ -165,6 +168,83 @@ def trim(samples: np.ndarray, level_db: float = TRIM_DB) -> np.ndarray:
     """`samples` from their first to their last sample at least `level_db` loud (peak)."""
     loud = np.nonzero(np.abs(samples.astype(np.int32)) >= 32768.0 * 10 ** (level_db / 20))[0]
     return samples[loud[0]:loud[-1] + 1] if len(loud) else samples[:0]
+
+
+MIC_MAX_LAG_BYTES = 10 * FRAME_BYTES  # captured audio waiting more than 200 ms: the oldest goes (a faster mic clock)
+
+
+class Microphone:
+    """The caller speaking into a microphone, or a WAV file played in real time (`open_input`):
+    what it captures goes out as captured, and its own VAD (Silero) finds each utterance, by
+    position in the captured audio (μ-law bytes at 8 kHz)."""
+
+    def __init__(self, source: Any, end_silence_ms: float = 500.0, threshold: float = 0.5,
+                 min_speech_ms: float = 250.0) -> None:
+        self.source = source  # a started AudioInput
+        self.end_silence_ms = end_silence_ms
+        self.threshold = threshold
+        self.min_speech_ms = min_speech_ms
+        self.ended = asyncio.Event()
+        self.utterances: asyncio.Queue[tuple[int, int, float, np.ndarray]] = asyncio.Queue()
+        self._captured = bytearray()
+        self.taken = 0  # bytes handed to the uplink so far (their position)
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._listen, name="caller-mic", daemon=True)
+        self._thread.start()
+
+    def take(self) -> tuple[bytes, int] | None:
+        """The next 20 ms captured and the position of its end, or None when not captured yet."""
+        if len(self._captured) > MIC_MAX_LAG_BYTES:
+            late = len(self._captured) - MIC_MAX_LAG_BYTES
+            del self._captured[:late]
+            self.taken += late
+        if len(self._captured) < FRAME_BYTES:
+            return None
+        frame = bytes(self._captured[:FRAME_BYTES])
+        del self._captured[:FRAME_BYTES]
+        self.taken += FRAME_BYTES
+        return frame, self.taken
+
+    def close(self) -> None:
+        self.source.close()
+        self._thread.join(timeout=5.0)
+
+    def _listen(self) -> None:
+        from playground.audio.input import FRAME_SAMPLES as VAD_FRAME
+        from playground.audio.input import SAMPLE_RATE
+        from playground.stt.vad import SileroVAD, SpeechDetector, SpeechEnd, SpeechStart
+
+        vad = SileroVAD()
+        detector = SpeechDetector(self.threshold, self.end_silence_ms, self.min_speech_ms)
+        to_line = StreamResampler(SAMPLE_RATE, RATE)
+        positions: dict[float, int] = {}  # VAD frame t_ms -> position of its end (bytes at 8 kHz)
+        preroll: list[np.ndarray] = []
+        speech: list[np.ndarray] = []
+        bytes_per_frame = VAD_FRAME * RATE // SAMPLE_RATE
+        try:
+            for index, frame in enumerate(self.source.frames()):
+                self._post(self._captured.extend, ulaw_encode(to_int16(to_line(frame.samples))))
+                positions[frame.t_ms] = (index + 1) * bytes_per_frame
+                result = detector.feed(vad.probability(frame.samples), frame.t_ms)
+                if isinstance(result, SpeechStart):
+                    speech = preroll[-2:]
+                if detector.speaking or isinstance(result, SpeechEnd):
+                    speech.append(frame.samples)
+                preroll = [*preroll[-3:], frame.samples]
+                if isinstance(result, SpeechEnd) and result.kept:
+                    self._post(self.utterances.put_nowait, (positions[result.onset_ms], positions[result.last_voiced_ms],
+                                                            result.speech_ms, np.concatenate(speech)))
+                if len(positions) > 4000:  # two minutes of frames: forget the oldest
+                    for key in list(positions)[:2000]:
+                        del positions[key]
+        finally:
+            self._post(self.ended.set)
+
+    def _post(self, fn: Callable[..., Any], *args: Any) -> None:
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is closed: the call is over
+            pass
 
 
 class CallerResources:
@@ -351,6 +431,7 @@ class _Turn:
     marks: int = 0
     barge_onset_ms: float | None = None
     clear_ms: float | None = None  # monotonic, after the onset
+    continues: bool | None = None  # the agent's previous reply ran on across t0 (decided at its first media)
     errors: Counter[str] = field(default_factory=Counter)
     error_messages: dict[str, str] = field(default_factory=dict)
 
@@ -434,6 +515,8 @@ class Call:
         self._tick = 0
         self._frame_sent_at: list[float] = []
         self._speaking: list[Utterance] = []
+        self._mic: Microphone | None = None
+        self._mic_sent: list[tuple[int, float, float]] = []  # (mic position of a sent frame's end, its stream end, sent at)
         self._playout = Playout()
         self._player_rate = StreamResampler(RATE, player.device_rate) if player is not None else None  # the speaker's rate
         self._ear: Ear | None = None
@@ -441,7 +524,6 @@ class Call:
         self._turn: _Turn | None = None
         self._results: list[CallTurnMetrics | None] = []
         self._finishing: list[asyncio.Task[None]] = []
-        self._stale = False  # agent audio still belongs to a reply the caller cut
         self._start_sent_ms = 0.0
         self._greeting_first_audio_ms: float | None = None
         self._greeting_heard_ms = 0.0
@@ -463,8 +545,10 @@ class Call:
 
     # -- the call --------------------------------------------------------------------------------
 
-    async def run(self, lines: Iterable[Line] | AsyncIterator[Line]) -> CallResult:
+    async def run(self, lines: Iterable[Line] | AsyncIterator[Line] = (), mic: Microphone | None = None) -> CallResult:
+        """Places the call, says `lines` (or what `mic` captures), and hangs up after the last reply."""
         loop = asyncio.get_running_loop()
+        self._mic = mic
         self._ear = Ear(loop, self._agent_speech)
         tasks: list[asyncio.Task[None]] = []
         try:
@@ -472,7 +556,7 @@ class Call:
             tasks = [asyncio.create_task(self._ticks(), name=f"{self.label}-ticks"),
                      asyncio.create_task(self._receive(), name=f"{self.label}-receive")]
             async with asyncio.timeout(self.options.max_duration_s):
-                await self._converse(lines)
+                await (self._converse(lines) if mic is None else self._listen_to(mic))
             self.reason = "done"
         except CallFailed as exc:
             self.reason = CONNECT_FAILED
@@ -533,6 +617,8 @@ class Call:
                 await line.close()
         if self._ws is not None:
             await self._ws.close()
+        if self._mic is not None:
+            await asyncio.sleep(self._mic_delay_s())  # the last bookings
         if self._turn is not None:
             self._finish_turn(self._turn, None)
         await asyncio.gather(*self._finishing, return_exceptions=True)
@@ -588,6 +674,41 @@ class Call:
         if self._turn is not None:
             await self._wait(self._reply_over)
 
+    async def _listen_to(self, mic: Microphone) -> None:
+        """Turns from what the caller says into the microphone, until it ends (a WAV file played out)."""
+        while not (mic.ended.is_set() and mic.utterances.empty()):
+            if self._agent_closed.is_set():
+                raise _AgentGone
+            try:
+                utterance = mic.utterances.get_nowait()
+            except asyncio.QueueEmpty:
+                await asyncio.sleep(POLL_S)
+                continue
+            await self._mic_turn(*utterance)
+        if self._turn is not None:
+            await self._wait(self._reply_over)
+
+    async def _mic_turn(self, onset_position: int, end_position: int, speech_ms: float, audio: np.ndarray) -> None:
+        """A turn from an utterance the microphone's VAD found: t0 is when the frame holding its last
+        voiced audio was sent (found now, end_silence_ms later), its text what Whisper makes of it."""
+        await self._wait(lambda: bool(self._mic_sent) and self._mic_sent[-1][0] >= end_position)
+        onset_frame = self._mic_frame(onset_position)
+        end_frame = self._mic_frame(end_position)
+        self._on_onset(Line("", "mic"), onset_frame[2])
+        turn = self._begin_turn(Line("", "mic"), end_frame[2], end_frame[1])
+        text = ""
+        if self.resources.stt is not None:
+            text = await asyncio.get_running_loop().run_in_executor(self.resources.stt_pool, self.resources.stt.transcribe,
+                                                                    audio)
+        turn.line = Line(text, "mic")
+        self.print("you", text or "(spoken; not transcribed)")
+        self._line_said(turn, onset_frame[2], speech_ms, onset_frame[1] - FRAME_MS)
+
+    def _mic_frame(self, position: int) -> tuple[int, float, float]:
+        """The sent frame that held the captured audio at `position`."""
+        index = bisect.bisect_left(self._mic_sent, (position, -math.inf, -math.inf))
+        return self._mic_sent[min(index, len(self._mic_sent) - 1)]
+
     async def _say(self, line: Line, audio: np.ndarray) -> None:
         if len(audio) == 0:
             self.print("note", f"nothing to say for {line.text!r}")
@@ -597,27 +718,35 @@ class Call:
         self._speaking.append(utterance)
         self.print("you", line.text)
         onset = await utterance.started
-        self._on_onset(utterance, onset)
+        self._on_onset(line, onset)
         t0 = await utterance.ended
+        turn = self._begin_turn(line, t0, utterance.end_stream_ms)
+        self._line_said(turn, onset, len(audio) * 1000.0 / RATE, utterance.start_stream_ms)
+
+    def _begin_turn(self, line: Line, t0: float, end_stream_ms: float) -> _Turn:
+        """A new turn from t0 (the caller's end of speech); the one before it is over."""
         previous = self._turn
-        self._turn = _Turn(len(self._turns) + 1, line, ev.TurnClock(self.trace, len(self._turns) + 1, t0),
-                           utterance.end_stream_ms)
+        number = len(self._turns) + 1
+        self._turn = _Turn(number, line, ev.TurnClock(self.trace, number, t0), end_stream_ms)
         self._turns.append(self._turn)
         self._results.append(None)
-        self._stale = previous is not None and self._agent_sending(t0)
-        self._turn.clock.emit(ev.TURN_START, t0, text=line.text, input="call")
-        emit(self._turn.clock, CallLine(line.text, line.source, len(audio) * 1000.0 / RATE, utterance.start_stream_ms,
-                                        utterance.end_stream_ms, line.barge_in_after_ms), onset)
         if previous is not None:
-            self._finish_turn(previous, t0)
+            self._account(self._finish_turn, previous, t0)  # once everything before t0 is booked
+        return self._turn
 
-    def _on_onset(self, utterance: Utterance, onset: float) -> None:
+    def _line_said(self, turn: _Turn, onset: float, speech_ms: float, start_stream_ms: float) -> None:
+        line = turn.line
+        turn.clock.emit(ev.TURN_START, turn.t0, text=line.text, input="call")
+        emit(turn.clock, CallLine(line.text, line.source, speech_ms, start_stream_ms, turn.end_stream_ms,
+                                  line.barge_in_after_ms), onset)
+
+    def _on_onset(self, line: Line, onset: float) -> None:
         turn = self._turn
-        if turn is None or not (utterance.line.barge_in_after_ms is not None or self._agent_audible_recently(onset)):
+        if turn is None or not (line.barge_in_after_ms is not None or self._agent_audible_recently(onset)):
             return
         turn.barge_onset_ms = onset
-        missed = utterance.line.barge_in_after_ms is not None and self._heard_in_reply() < utterance.line.barge_in_after_ms
-        emit(turn.clock, CallBargeIn(self._heard_in_reply(), utterance.line.barge_in_after_ms, missed), onset)
+        missed = line.barge_in_after_ms is not None and self._heard_in_reply() < line.barge_in_after_ms
+        emit(turn.clock, CallBargeIn(self._heard_in_reply(), line.barge_in_after_ms, missed), onset)
 
     async def _sleep(self, ms: float) -> None:
         await self._wait(lambda: False, ms)
@@ -658,11 +787,6 @@ class Call:
         last = turn.last_audible_ms if turn is not None else None
         return self._playout.buffered_bytes > 0 or (last is not None and t_ms - last < 3 * FRAME_MS)
 
-    def _agent_sending(self, t_ms: float) -> bool:
-        turn = self._turn
-        last = turn.last_media_ms if turn is not None else None
-        return last is not None and t_ms - last < STALE_GAP_MS and (turn.clear_ms is None)
-
     # -- the 20 ms tick --------------------------------------------------------------------------
 
     async def _ticks(self) -> None:
@@ -682,9 +806,12 @@ class Call:
         self._tick += 1
         # uplink: the caller's next 20 ms
         frame = SILENT_FRAME
+        mic_position = None
         utterance = self._speaking[0] if self._speaking else None
         if utterance is not None:
             frame = utterance.frames[utterance.sent]
+        elif self._mic is not None and (captured := self._mic.take()) is not None:
+            frame, mic_position = captured
         self._chunk += 1
         stream_end = self._chunk * FRAME_MS
         message = self.dialect.media(self._next_sequence(), self.stream_id, self._chunk, stream_end - FRAME_MS, frame)
@@ -692,6 +819,8 @@ class Call:
         await self._uplink.put(message)
         sent = now_ms()
         self._frame_sent_at.append(sent)
+        if mic_position is not None:
+            self._mic_sent.append((mic_position, stream_end, sent))
         if utterance is not None:
             if utterance.sent == 0:
                 utterance.start_stream_ms = stream_end - FRAME_MS
@@ -714,11 +843,31 @@ class Call:
             return
         if self.player is not None and self._player_rate is not None:
             out = self._player_rate(samples.astype(np.float32) / 32768.0)
-            self.player.play(np.clip(np.rint(out * 32767), -32768, 32767).astype(np.int16), self.player.device_rate, None)
+            self.player.play(to_int16(out), self.player.device_rate, None)
+        self._account(self._heard, now, samples, self._tick)
+
+    def _account(self, fn: Callable[..., None], *args: Any) -> None:
+        """Books what the caller heard or received into its turn. With a microphone a turn begins
+        only once its end of speech is found (its t0 then lies end_silence_ms in the past), so the
+        booking waits that long; a scripted line's turn begins when it ends, and books at once."""
+        if self._mic is None:
+            fn(*args)
+        else:
+            asyncio.get_running_loop().call_later(self._mic_delay_s(), fn, *args)
+
+    def _mic_delay_s(self) -> float:
+        assert self._mic is not None
+        return (self._mic.end_silence_ms + MIC_BOOKING_MARGIN_MS) / 1000.0
+
+    def _turn_at(self, t_ms: float) -> _Turn | None:
+        """The turn whose reply window holds `t_ms` (None: before the first line, a greeting)."""
+        return next((t for t in reversed(self._turns) if t.t0 <= t_ms), None)
+
+    def _heard(self, now: float, samples: np.ndarray, tick: int) -> None:
         loud = np.nonzero(np.abs(samples.astype(np.int32)) >= _AUDIBLE_LEVEL)[0]
         first_loud, last_loud = (int(loud[0]), int(loud[-1])) if len(loud) else (None, None)
         audible_at = None if first_loud is None else now + first_loud * 1000.0 / RATE
-        turn = self._turn
+        turn = self._turn_at(now)
         if turn is None:  # before the first line: a greeting
             self._greeting_heard_ms += FRAME_MS
             if audible_at is not None:
@@ -727,8 +876,8 @@ class Call:
             return
         turn.heard_frames += 1
         turn.audio.append(samples)
-        turn.first_tick = turn.first_tick if turn.first_tick is not None else self._tick
-        turn.last_tick = self._tick
+        turn.first_tick = turn.first_tick if turn.first_tick is not None else tick
+        turn.last_tick = tick
         if audible_at is None:
             if turn.first_audible_ms is None:
                 turn.silent_heard_ms += FRAME_MS
@@ -769,48 +918,65 @@ class Call:
                 return
             message = exc.parsed  # audio of an unusual size is still played, as a carrier would
         if isinstance(message, dl.Media):
-            self._agent_media(message.payload, arrival)
+            self._media_received += 1
+            self._playout.add_audio(message.payload)
+            self._account(self._received, len(message.payload), arrival)
         elif isinstance(message, dl.Mark):
             self._playout.add_mark(message.name, arrival)
         elif isinstance(message, dl.Clear):
             dropped, marks = self._playout.clear()
-            turn = self._turn
-            if turn is not None:
-                if turn.barge_onset_ms is not None and turn.clear_ms is None:
-                    turn.clear_ms = arrival
-                emit(turn.clock, CallClear(dropped * 1000.0 / RATE, len(marks)), arrival)
-            self._stale = False
+            self._account(self._cleared, arrival, dropped, len(marks))
             for name, received in marks:
                 await self._echo_mark(name, received, "clear")
 
-    def _agent_media(self, payload: bytes, arrival: float) -> None:
-        self._media_received += 1
-        turn = self._turn
+    def _received(self, size: int, arrival: float) -> None:
+        """Books a media message of the agent's into the reply it belongs to."""
+        turn = self._turn_at(arrival)
         if turn is None:
             self._greeting_first_audio_ms = self._greeting_first_audio_ms or arrival
-        else:
-            if self._stale and turn.last_media_ms is not None and arrival - turn.last_media_ms >= STALE_GAP_MS:
-                self._stale = False  # a gap: what follows is a new reply
-            previous = self._turns[-2] if self._stale and len(self._turns) > 1 else None
-            target = previous or turn
-            target.last_media_ms = arrival
-            target.received_bytes += len(payload)
-            if previous is not None and not previous.errors[BARGE_IN_IGNORED]:
-                self._error(BARGE_IN_IGNORED, "the agent went on with its reply after the caller spoke over it "
-                                              "(no clear, no pause)", previous)
-            if previous is None and turn.first_audio_ms is None:
-                turn.first_audio_ms = arrival
-                turn.first_audio_bytes = len(payload)
-                emit(turn.clock, CallAgentAudio(len(payload)), arrival)
-        self._playout.add_audio(payload)
+            return
+        previous = self._turns[turn.number - 2] if turn.number > 1 else None
+        if turn.first_audio_ms is None and turn.continues is None:
+            # audio flowing right across t0, with no clear: the reply the caller spoke over goes on
+            turn.continues = (previous is not None and previous.last_media_ms is not None
+                              and previous.last_media_ms > turn.t0 - STALE_GAP_MS
+                              and arrival - previous.last_media_ms < STALE_GAP_MS)
+        if turn.continues and previous is not None:
+            if arrival - (previous.last_media_ms or 0.0) >= STALE_GAP_MS:
+                turn.continues = False  # a gap: what follows is the new reply
+            else:
+                previous.last_media_ms = arrival
+                previous.received_bytes += size
+                if not previous.errors[BARGE_IN_IGNORED]:
+                    self._error(BARGE_IN_IGNORED, "the agent went on with its reply after the caller spoke over it "
+                                                  "(no clear, no pause)", previous)
+                return
+        turn.last_media_ms = arrival
+        turn.received_bytes += size
+        if turn.first_audio_ms is None:
+            turn.first_audio_ms = arrival
+            turn.first_audio_bytes = size
+            emit(turn.clock, CallAgentAudio(size), arrival)
+
+    def _cleared(self, arrival: float, dropped: int, marks: int) -> None:
+        turn = self._turn_at(arrival)
+        if turn is None:
+            return
+        turn.continues = False
+        if turn.barge_onset_ms is not None and turn.clear_ms is None:
+            turn.clear_ms = arrival
+        emit(turn.clock, CallClear(dropped * 1000.0 / RATE, marks), arrival)
 
     async def _echo_mark(self, name: str, received: float, by: str) -> None:
         assert self._uplink is not None
         await self._uplink.put(self.dialect.mark(self._next_sequence(), self.stream_id, name))
-        turn = self._turn
+        self._account(self._echoed, name, received, by, now_ms())
+
+    def _echoed(self, name: str, received: float, by: str, echoed: float) -> None:
+        turn = self._turn_at(echoed)
         if turn is not None:
             turn.marks += 1
-            emit(turn.clock, CallMark(name, received - turn.t0, by), now_ms())
+            emit(turn.clock, CallMark(name, received - turn.t0, by), echoed)
 
     def _agent_speech(self, onset_ms: float, last_voiced_ms: float, speech_ms: float) -> None:
         turn = next((t for t in reversed(self._turns) if t.t0 <= onset_ms), None)

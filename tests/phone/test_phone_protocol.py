@@ -194,3 +194,35 @@ async def test_the_caller_hears_a_greeting_out_before_its_first_line(caller_voic
     # the greeting played out, then the caller waited reply_silence_ms before speaking
     assert line.get("start_stream_ms") >= 1000 + 400
     assert result.turns[0].status == "ok" and result.turns[0].heard_ms == 300
+
+
+async def test_what_the_caller_says_into_a_microphone_becomes_turns(caller_hearing, tmp_path):
+    # a WAV file played in real time stands in for the microphone: two questions, a pause between
+    from playground.audio.input import open_input
+    from playground.phone.caller import Microphone
+    from tests.speech import mostly_heard, silence, speech, write_wav
+
+    first, second = "Hello, can you hear me?", "What is your name?"
+    wav = write_wav(tmp_path / "mic.wav", silence(0.5), speech(first), silence(2.5), speech(second), silence(2.5))
+    d = dl.dialect("twilio")
+    agent = FakeAgent(d, lambda side: side.audio(tone_ulaw(500)))
+    url = await agent.start()
+    options = CallOptions(url, d, reply_silence_ms=500, answer_timeout_ms=3000)
+    try:
+        async with aiohttp.ClientSession() as http:
+            call = Call(options, caller_hearing, http)
+            mic = Microphone(open_input(mic_file=str(wav)))
+            try:
+                result = await call.run(mic=mic)
+            finally:
+                mic.close()
+    finally:
+        await agent.stop()
+    assert result.reason == "done" and len(result.turns) == 2
+    assert mostly_heard(result.turns[0].text, first) and mostly_heard(result.turns[1].text, second)
+    # t0 is the send of the frame that held the last voiced audio: the agent (200 ms of silence
+    # after the line) answers soon after it, though the caller's VAD knew of it 500 ms later
+    assert all(200 <= m.first_audio <= 600 and m.heard_ms == 500 for m in result.turns), result.turns
+    lines = [e for e in result.trace.events if e.type == "call.line"]
+    assert [e.get("source") for e in lines] == ["mic", "mic"] and all(e.t_ms < 0 for e in lines)
+    assert all(600 <= e.get("speech_ms") <= 2500 for e in lines), lines
