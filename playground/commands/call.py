@@ -222,7 +222,8 @@ async def _one_call(args: argparse.Namespace, options: Any, lines: list[Line] | 
         for line in report.percentile_rows(rows):
             console.print(line)
     _print_stages(result, console)
-    console.note(f"call ended ({result.reason})" + (f"; trace written to {args.trace}" if args.trace else ""))
+    console.note(f"call ended ({result.reason}); the caller's {report.tick_lateness(result.tick_late_ms)}"
+                 + (f"; trace written to {args.trace}" if args.trace else ""))
     return 0 if result.reason == "done" and all(m.status == "ok" for m in result.turns) else 1
 
 
@@ -278,7 +279,8 @@ async def _many_calls(args: argparse.Namespace, options: Any, lines: list[Line],
             console.print(report.agent_level_row(n, results))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     console.print()
-    console.print(f"caller process: peak RSS {peak_mb:.0f} MB")
+    console.print(f"caller process: peak RSS {peak_mb:.0f} MB; " + report.tick_lateness(
+        [late for _n, results in levels for r in results for late in r.tick_late_ms]))
     if trace_dir is not None:
         console.note(f"traces written to {trace_dir}/")
     failed = sum(1 for _n, results in levels for r in results if r.reason != "done")

@@ -61,6 +61,7 @@ async def _serve(args: argparse.Namespace, preset, console: Console) -> int:
     console.print(f"call it: playground call {url} --dialect {args.dialect} --say 'Hi, who is this?'"
                   + (f" --agent-traces {args.trace}" if args.trace else ""))
     console.note("Ctrl-C stops the server")
+    server.open_spare()  # the first call's session, opened now
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -2,7 +2,8 @@
 media-stream WebSocket (Twilio or Telnyx dialect).
 
 Each WebSocket is one call and one `Session` (a preset's LLM, chunker and persistent TTS
-session), with its own trace. The caller's audio goes through the same voice loop as the
+session), with its own trace. The server keeps one session opened ahead (models loaded, TTS
+session open) for the next call, so a call's first turn does not wait for models to load. The caller's audio goes through the same voice loop as the
 microphone (Silero VAD, faster-whisper: one Whisper model shared by every call), the reply
 plays into a `CallOutput` that streams 20 ms μ-law frames at real-time rate, a `mark` after
 each chunk, and `clear` when the caller speaks over the reply (barge-in cancels the turn).
@@ -90,7 +91,6 @@ class AgentCall:
         self.frames_sent = 0
         self.errors: dict[str, int] = {}
         self.input = CallInput()
-        self.output = CallOutput(self._on_frame, self._on_stop)
         self._listener: CallListener | None = None
         self._writer: ev.JsonlTraceWriter | None = None
         self._outbox: asyncio.Queue[tuple[str, Callable[[float], None] | None] | None] = asyncio.Queue()
@@ -138,15 +138,13 @@ class AgentCall:
         """Opens the call's session and starts listening (caller audio queues meanwhile)."""
         assert self.start is not None
         preset = self.server.preset
-        self.session = Session(preset, build_provider(preset, "llm"), build_provider(preset, "tts"), self.output)
-        await self.output.open()
         try:
-            await self.session.open()
+            session = self.session = await self.server.take_session()
         except Exception as exc:  # a provider that cannot load ends the call, not the server
             self.server.log(f"call {self.call_id}: could not open the session: {exc}")
             self._end("session_failed", str(exc))
             return
-        session = self.session
+        session.output.connect(self._on_frame, self._on_stop)
         session.trace.header = {**session.trace.header, "phone": {
             "dialect": self.dialect.name, "call_id": self.start.call_id, "stream_id": self.start.stream_id}}
         if self.server.trace_dir is not None:
@@ -171,8 +169,6 @@ class AgentCall:
         if self.session is not None:
             await self.session.close()
             emit(self._session_clock(), PhoneStop(self.end_reason, self.media_received, self.frames_sent), now_ms())
-        else:
-            await self.output.close()
         if self._writer is not None:
             self._writer.close()
         self.server.log(f"call {self.call_id}: ended ({self.end_reason}); {self.media_received} media messages in, "
@@ -358,6 +354,40 @@ class AgentServer:
         self.rejected: list[tuple[str, str]] = []  # protocol errors of connections that never became calls
         self.url = ""
         self._runner: web.AppRunner | None = None
+        self._spare: asyncio.Task[Session] | None = None
+
+    async def open_session(self) -> Session:
+        """A session of the preset, opened (models loaded, TTS session open), playing into a call."""
+        session = Session(self.preset, build_provider(self.preset, "llm"), build_provider(self.preset, "tts"),
+                          CallOutput())
+        await session.output.open()
+        try:
+            await session.open()
+        except BaseException:
+            await session.close()
+            raise
+        return session
+
+    def open_spare(self) -> None:
+        """Starts opening a session for the next call. (llama.cpp's loading sends the process's
+        stdout and stderr to /dev/null while it runs: say what must be seen before this.)"""
+        if self._spare is None:
+            self._spare = asyncio.create_task(self.open_session(), name="spare-session")
+
+    async def take_session(self) -> Session:
+        """The spare session, opened before this call came (its first turn does not wait for models
+        to load), and a new spare for the next call; or a session opened now."""
+        spare, self._spare = self._spare, None
+        session = None
+        if spare is not None:
+            try:
+                session = await spare
+            except Exception as exc:  # noqa: BLE001 - said, then a session opened now shows the error
+                self.log(f"the spare session could not open: {exc}")
+        if session is None:
+            session = await self.open_session()
+        self.open_spare()
+        return session
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Loads the shared speech recognition, listens, and returns the URL to call."""
@@ -379,6 +409,12 @@ class AgentServer:
             call.stop()
         while self.calls:
             await asyncio.sleep(0.01)
+        spare, self._spare = self._spare, None
+        if spare is not None:
+            spare.cancel()
+            session = (await asyncio.gather(spare, return_exceptions=True))[0]
+            if isinstance(session, Session):
+                await session.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

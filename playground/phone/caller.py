@@ -400,7 +400,8 @@ class CallTurnMetrics:
     underruns: int = 0
     marks: int = 0
     transcript: str = ""
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # "kind: message (xN)", for people
+    error_counts: dict[str, int] = field(default_factory=dict)  # kind -> times in the turn
 
     def value(self, key: str) -> float | None:
         return getattr(self, key)
@@ -434,6 +435,7 @@ class _Turn:
     continues: bool | None = None  # the agent's previous reply ran on across t0 (decided at its first media)
     errors: Counter[str] = field(default_factory=Counter)
     error_messages: dict[str, str] = field(default_factory=dict)
+    transcribing: tuple[int, float, asyncio.Future[str]] | None = None  # (frames, started, transcript)
 
     @property
     def t0(self) -> float:
@@ -475,8 +477,9 @@ class CallResult:
     first_audio_at: list[float | None]  # each turn's first agent media (monotonic)
     frame_sent_at: list[float]  # send time of the uplink frame ending at 20 * (i + 1) ms
     trace: ev.Trace
-    errors: list[str]
+    errors: dict[str, int]  # the call's own faults (not a turn's): kind -> times
     stages: list[Stages | None]  # per turn, from the agent's trace (empty without one)
+    tick_late_ms: list[float]  # how late each 20 ms tick of the caller ran
 
 
 Printer = Callable[[str, str], None]  # (kind, text): kind is you | agent | note | error
@@ -514,6 +517,7 @@ class Call:
         self._chunk = 0
         self._tick = 0
         self._frame_sent_at: list[float] = []
+        self._tick_late_ms: list[float] = []
         self._speaking: list[Utterance] = []
         self._mic: Microphone | None = None
         self._mic_sent: list[tuple[int, float, float]] = []  # (mic position of a sent frame's end, its stream end, sent at)
@@ -650,11 +654,11 @@ class Call:
 
     def _result(self) -> CallResult:
         turns = [r for r in self._results if r is not None]
-        errors = [f"{kind} (x{count})" if count > 1 else kind for kind, count in self._session_errors.items()]
+        errors = dict(self._session_errors)
         return CallResult(self.label, self.stream_id, self.call_id, self.reason, turns,
                           [t.t0 for t in self._turns], [t.end_stream_ms for t in self._turns],
                           [t.first_audio_ms for t in self._turns], list(self._frame_sent_at), self.trace, errors,
-                          self._stages)
+                          self._stages, self._tick_late_ms)
 
     # -- the conversation ------------------------------------------------------------------------
 
@@ -669,10 +673,21 @@ class Call:
                     await self._wait(lambda: self._heard_in_reply() >= line.barge_in_after_ms or self._reply_over())
                 elif line.waits_for_reply:
                     await self._wait(self._reply_over)
+                    self._transcribe_reply(self._turn)
                     await self._sleep(self.options.think_ms)
             await self._say(line, audio)
         if self._turn is not None:
             await self._wait(self._reply_over)
+            self._transcribe_reply(self._turn)
+
+    def _transcribe_reply(self, turn: _Turn) -> None:
+        """Starts transcribing a reply that is over, now: at the next line's end (its t0) a
+        Whisper pass would take the cores just when the agent's end of speech is being timed."""
+        if self.resources.stt is None or not turn.audio or turn.transcribing is not None:
+            return
+        audio = np.concatenate(turn.audio)
+        future = asyncio.get_running_loop().run_in_executor(self.resources.stt_pool, self._transcribe, audio)
+        turn.transcribing = (len(turn.audio), now_ms(), future)
 
     async def _listen_to(self, mic: Microphone) -> None:
         """Turns from what the caller says into the microphone, until it ends (a WAV file played out)."""
@@ -799,6 +814,8 @@ class Call:
                 await asyncio.sleep(delay)
             elif delay < -1.0:  # the process was stopped: resume instead of bursting a second of audio
                 next_tick = loop.time()
+            # how late the caller's own clock ran: past a frame or two the caller, not the agent, is measured
+            self._tick_late_ms.append(max(0.0, loop.time() - next_tick) * 1000.0)
             await self._tick_once()
 
     async def _tick_once(self) -> None:
@@ -1025,15 +1042,16 @@ class Call:
 
     async def _summarize(self, turn: _Turn, underruns: int, stopped: CallAgentStopped | None) -> None:
         transcript = ""
-        if turn.audio and self.resources.stt is not None:
-            audio = np.concatenate(turn.audio)
-            started = now_ms()
-            loop = asyncio.get_running_loop()
+        if turn.transcribing is not None and turn.transcribing[0] != len(turn.audio):
+            turn.transcribing = None  # the reply went on after it was thought over: all of it, then
+        self._transcribe_reply(turn)
+        if turn.transcribing is not None:
+            frames, started, future = turn.transcribing
             try:
-                transcript = await loop.run_in_executor(self.resources.stt_pool, self._transcribe, audio)
+                transcript = await future
             except (RuntimeError, ValueError) as exc:
                 self._error("stt", f"could not transcribe the reply: {exc}", turn)
-            emit(turn.clock, CallTranscript(transcript, len(audio) * 1000.0 / RATE, now_ms() - started), now_ms())
+            emit(turn.clock, CallTranscript(transcript, frames * FRAME_MS, now_ms() - started), now_ms())
         for kind, count in turn.errors.items():
             emit(turn.clock, CallError(kind, turn.error_messages[kind], count), now_ms())
         metrics = CallTurnMetrics(
@@ -1041,7 +1059,8 @@ class Call:
             turn.rel(turn.first_audio_ms), turn.rel(turn.first_audible_ms), turn.speech_ms or None,
             turn.heard_frames * FRAME_MS, turn.received_bytes * 1000.0 / RATE,
             None if stopped is None else stopped.stop_ms, None if stopped is None else stopped.clear_ms, underruns, turn.marks, transcript,
-            [f"{kind}: {turn.error_messages[kind]}" + (f" (x{n})" if n > 1 else "") for kind, n in turn.errors.items()])
+            [f"{kind}: {turn.error_messages[kind]}" + (f" (x{n})" if n > 1 else "") for kind, n in turn.errors.items()],
+            dict(turn.errors))
         turn.clock.emit(ev.TURN_SUMMARY, now_ms(), metrics=metrics.to_json())
         self._results[turn.number - 1] = metrics
         turn.audio = []

@@ -37,17 +37,22 @@ FrameSink = Callable[[bytes, list[Any]], None]  # (μ-law frame, marks of the pi
 
 class CallOutput(AudioOutput):
     """Plays into a call: `on_frame(frame, started_marks)` on the event loop for every 20 ms
-    μ-law frame, at real-time rate; `on_stop()` when playback is stopped (barge-in)."""
+    μ-law frame, at real-time rate; `on_stop()` when playback is stopped (barge-in). A session
+    opened before its call comes is given its call with `connect`."""
 
-    def __init__(self, on_frame: FrameSink, on_stop: Callable[[], None], name: str = "phone call") -> None:
+    def __init__(self, name: str = "phone call") -> None:
         super().__init__(name, RATE)
-        self._on_frame = on_frame
-        self._on_stop = on_stop
+        self._on_frame: FrameSink = lambda frame, started: None
+        self._on_stop: Callable[[], None] = lambda: None
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._pacer: int | None = None  # the pacing thread's ident
         self._reports: list[PlaybackReport] = []  # collected during one fill, on the pacing thread
+
+    def connect(self, on_frame: FrameSink, on_stop: Callable[[], None]) -> None:
+        self._on_frame = on_frame
+        self._on_stop = on_stop
 
     def play(self, samples: np.ndarray, sample_rate: int, mark: Any) -> None:
         # Resampled here with soxr: the queue's own resampling is linear interpolation, which

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,13 +210,11 @@ def level_row(n: int, results: Sequence[Any]) -> str:
     for key in LEVEL_METRICS:
         values = [v for m in turns if (v := m.value(key)) is not None]
         cells += f"{_p(values, 50) + '/' + _p(values, 95) + '/' + _p(values, 100):>28}"
-    kinds: dict[str, int] = {}
+    kinds: Counter[str] = Counter()
     for r in results:
-        for error in r.errors:
-            kinds[error.split(" ")[0]] = kinds.get(error.split(" ")[0], 0) + 1
+        kinds.update(r.errors.keys())  # a call's fault once per call, a turn's once per turn
         for m in r.turns:
-            for error in m.errors:
-                kinds[error.split(":")[0]] = kinds.get(error.split(":")[0], 0) + 1
+            kinds.update(m.error_counts.keys())
     errors = ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items())) or "none"
     ok = sum(1 for r in results if r.reason == "done")
     return f"{n:>5} {ok:>8} {len(turns):>6} {answered:>8}{cells}  {errors}"
@@ -230,3 +229,12 @@ def agent_level_row(n: int, results: Sequence[Any]) -> str:
     matched = [s for r in results for s in r.stages if s is not None]
     cells = "".join(f"{_p([v for s in matched if (v := s.value(k)) is not None], 50):>11}" for k in AGENT_LEVEL_COLUMNS)
     return f"{n:>5} {len(matched):>6}" + cells
+
+
+def tick_lateness(late_ms: Sequence[float]) -> str:
+    """How late the caller's 20 ms ticks ran: the caller's own health as an instrument."""
+    p99, top = percentile(late_ms, 99), percentile(late_ms, 100)
+    if p99 is None or top is None:
+        return "no ticks"
+    verdict = "" if p99 < 2 * FRAME_MS else " (the caller itself is loaded: spread the calls over more machines)"
+    return f"20 ms ticks late by p99 {p99:.1f} ms, max {top:.0f} ms{verdict}"

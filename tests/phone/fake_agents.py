@@ -1,13 +1,21 @@
-"""Small aiohttp agents for the phone tests: they speak a carrier dialect on a real socket on
-127.0.0.1 and answer each caller line (found by its frames not being μ-law silence) with a
-behaviour of the test's: well-formed audio and marks, or a fault."""
+"""Agents for the phone tests: small aiohttp agents that speak a carrier dialect on a real socket
+on 127.0.0.1 and answer each caller line (found by its frames not being μ-law silence) with a
+behaviour of the test's (well-formed audio and marks, or a fault), and `playground serve-agent`
+started in a process of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -123,3 +131,33 @@ class FakeAgent:
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [m for _t, m in self.received if m["event"] == name]
+
+
+ROOT = Path(__file__).parent.parent.parent
+START_TIMEOUT_S = 120.0  # serve-agent loads Whisper before it listens
+
+
+def playground_process(*args: str) -> subprocess.Popen:
+    """`playground ARGS` in a process of its own (this checkout first on the path)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    return subprocess.Popen([sys.executable, "-m", "playground.cli", *args], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def serve_agent(*args: str) -> tuple[subprocess.Popen, str]:
+    """`playground serve-agent --port 0 ARGS` in its own process (its own cores' worth of GIL, as
+    in real life), and the URL it printed once listening."""
+    server = playground_process("serve-agent", "--port", "0", *args)
+    ready, _, _ = select.select([server.stdout], [], [], START_TIMEOUT_S)
+    line = server.stdout.readline() if ready else ""
+    match = re.search(r"ws://\S+", line)
+    if match is None:
+        server.kill()
+        raise RuntimeError(f"serve-agent did not start: {line!r} {server.stderr.read()}")
+    return server, match.group(0)
+
+
+def stop(process: subprocess.Popen) -> str:
+    """Ctrl-C to a server process; its stderr once it has exited."""
+    process.send_signal(signal.SIGINT)
+    return process.communicate(timeout=60)[1]

@@ -3,46 +3,33 @@ faster-whisper) and `playground call --calls 10` in processes of their own, on 1
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from playground.core import events as ev
 from playground.phone.report import trace_file_name
+from tests.phone.fake_agents import ROOT, playground_process, serve_agent, stop
 
 pytestmark = pytest.mark.models
 
-ROOT = Path(__file__).parent.parent.parent
 REPLAY = ROOT / "playground" / "data" / "traces" / "phone-call.jsonl"  # recorded replies to the phone-call script
-
-
-def playground(*args: str, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
-    return subprocess.Popen([sys.executable, "-m", "playground.cli", *args], env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
 
 def test_ten_simultaneous_calls_report_latency_failures_and_the_agents_stages(tmp_path):
     agent_dir, caller_dir = tmp_path / "agent", tmp_path / "calls"
-    server = playground("serve-agent", "--port", "0", "--trace", str(agent_dir),
-                        "--set", "llm.provider=replay", "--set", f"llm.trace={REPLAY}")
+    server, url = serve_agent("--trace", str(agent_dir), "--set", "llm.provider=replay", "--set", f"llm.trace={REPLAY}")
     try:
-        url = re.search(r"ws://\S+", server.stdout.readline()).group(0)
-        caller = playground("call", url, "--calls", "10", "--say", "Hi, who is this?", "--say", "And who are you?",
-                            "--no-transcribe", "--trace", str(caller_dir), "--agent-traces", str(agent_dir),
-                            "--reply-silence-ms", "1500", "--answer-timeout-ms", "30000")
+        caller = playground_process("call", url, "--calls", "10", "--say", "Hi, who is this?", "--say",
+                                    "And who are you?", "--no-transcribe", "--trace", str(caller_dir),
+                                    "--agent-traces", str(agent_dir), "--reply-silence-ms", "1500",
+                                    "--answer-timeout-ms", "30000")
         out, err = caller.communicate(timeout=300)
     finally:
-        server.send_signal(signal.SIGINT)
-        server_err = server.communicate(timeout=60)[1]
+        server_err = stop(server)
     assert caller.returncode == 0, err
     assert server.returncode == 0, server_err
-    # calls, ended ok, turns, answered: all of them
+    # the row of N = 10: calls, ended ok, turns, answered, FIRST_AUDIO and REAL_LATENCY p50/p95/max, errors
     level = re.search(r"^\s+10\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)/(\d+)/(\d+)\s+(\d+)/(\d+)/(\d+)\s+(.+)$", out, re.M)
     assert level, out
     ended_ok, turns, answered = (int(level.group(i)) for i in (1, 2, 3))
