@@ -36,11 +36,11 @@ async def test_a_five_line_call_adds_up_to_the_agents_own_trace_within_30_ms(cal
     agent_traces = tmp_path / "agent"
     # the agent in a process of its own, as in real life: its Whisper and Piper passes do not
     # hold the caller's interpreter while the caller times its frames
-    server, url = serve_agent("--dialect", "telnyx", "--trace", str(agent_traces), "--set", "llm.max_tokens=12")
+    server, url = serve_agent("--dialect", "telnyx", "--trace", str(agent_traces), "--set", "llm.max_tokens=8")
     script = Path(tmp_path / "call.txt")
     script.write_text(SCRIPT)
     options = CallOptions(url, dl.dialect("telnyx"), network=NetworkProfile("test", ONE_WAY_MS, 0.0),
-                          lead_in_ms=300, reply_silence_ms=1200, answer_timeout_ms=30_000, agent_traces=agent_traces)
+                          lead_in_ms=300, reply_silence_ms=1000, answer_timeout_ms=30_000, agent_traces=agent_traces)
     try:
         async with aiohttp.ClientSession() as http:
             call = Call(options, caller_hearing, http, trace_path=tmp_path / "call.jsonl")

@@ -22,7 +22,7 @@ def test_ten_simultaneous_calls_report_latency_failures_and_the_agents_stages(tm
     try:
         caller = playground_process("call", url, "--calls", "10", "--say", "Hi, who is this?", "--say",
                                     "And who are you?", "--no-transcribe", "--trace", str(caller_dir),
-                                    "--agent-traces", str(agent_dir), "--reply-silence-ms", "1500",
+                                    "--agent-traces", str(agent_dir), "--reply-silence-ms", "1000",
                                     "--answer-timeout-ms", "30000")
         out, err = caller.communicate(timeout=300)
     finally:

@@ -203,7 +203,7 @@ async def test_what_the_caller_says_into_a_microphone_becomes_turns(caller_heari
     from tests.speech import mostly_heard, silence, speech, write_wav
 
     first, second = "Hello, can you hear me?", "What is your name?"
-    wav = write_wav(tmp_path / "mic.wav", silence(0.5), speech(first), silence(2.5), speech(second), silence(2.5))
+    wav = write_wav(tmp_path / "mic.wav", silence(0.3), speech(first), silence(1.8), speech(second), silence(1.6))
     d = dl.dialect("twilio")
     agent = FakeAgent(d, lambda side: side.audio(tone_ulaw(500)))
     url = await agent.start()
