@@ -147,14 +147,18 @@ class _Utterance:
     audio: np.ndarray | None = None
 
 
-def listening_mode(config: InputConfig, mode: str | None, mic_file: str | None) -> str:
+def listening_mode(config: InputConfig, mode: str | None, mic_file: str | None, keys: bool = False) -> str:
     """How utterances end: the `mode` asked for, else the preset's ([input] mode; hands-free when
-    it is off). A WAV file never presses the push-to-talk key, so a file is heard hands-free, and
-    push-to-talk asked for with a file is refused (ValueError) instead of waiting forever."""
+    it is off). A WAV file never presses the push-to-talk key, so a file is heard hands-free unless
+    push-to-talk is asked for; asked for where no one presses the key (`keys` False: the headless
+    CLI), it is refused (ValueError) instead of waiting forever. `keys`: the caller presses it
+    (VoiceLoop.start_listening / stop_listening: the TUI, a test)."""
     if mode is not None and mode not in (HANDS_FREE, PUSH_TO_TALK):
         raise ValueError(f"voice: unknown mode {mode!r} (choose {HANDS_FREE} or {PUSH_TO_TALK})")
     if mic_file is not None:
         if mode == PUSH_TO_TALK:
+            if keys:
+                return PUSH_TO_TALK
             raise ValueError("push-to-talk waits for a key press, and a mic file never presses one: "
                              "use --mode hands_free with --mic-file (a pause ends each utterance)")
         return HANDS_FREE
@@ -174,7 +178,7 @@ class VoiceLoop:
                  source: AudioInput | None = None) -> None:
         self.session = session
         self.config = config
-        self.mode = listening_mode(config, mode, mic_file)
+        self.mode = listening_mode(config, mode, mic_file, keys=True)
         self.mic_file = mic_file
         self.speed = speed
         self.on_turn = on_turn or (lambda text, task: None)
