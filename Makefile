@@ -19,6 +19,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	-./scripts/virtual-audio.sh start
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/python -m pytest -q
 
 # The benchmarks moved from playground/benchmarks.py, ui/bench.py, ... into playground/bench/.

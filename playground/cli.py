@@ -11,10 +11,10 @@ import argparse
 import asyncio
 import os
 import re
-import signal
 import sys
+import threading
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from playground import __version__
 from playground.commands import discover
@@ -22,6 +22,7 @@ from playground.console import TABLE_METRICS, VOICE_TABLE_METRICS, Console, Turn
 from playground.core.formatting import visible
 from playground.core.metrics import TurnMetrics
 from playground.core.presets import Preset, PresetError, available_presets, load_preset, preset_schema_text
+from playground.engine.interrupts import Interrupts
 from playground.engine.session import Session
 from playground.llm.base import LLMError
 from playground.tts.base import TTSError
@@ -68,18 +69,25 @@ def _stdin_lines(stream: TextIO) -> Iterator[tuple[str, str | None]]:
 
 
 async def _read_lines(stream: TextIO, console: Console) -> "asyncio.Queue[str | None]":
-    """Lines of `stream` read in a thread (None at EOF), so turns can run meanwhile."""
+    """Lines of `stream` read in a thread (None at EOF), so turns can run meanwhile. The thread
+    is a daemon: a session that ends while it waits for a line (Ctrl-C) does not wait for one."""
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     loop = asyncio.get_running_loop()
+
+    def deliver(*call: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(*call)
+        except RuntimeError:
+            pass  # the session ended and its loop closed while a line was being read
 
     def reader() -> None:
         for line, note in _stdin_lines(stream):
             if note:
-                loop.call_soon_threadsafe(console.note, note)
-            loop.call_soon_threadsafe(lines.put_nowait, line)
-        loop.call_soon_threadsafe(lines.put_nowait, None)
+                deliver(console.note, note)
+            deliver(lines.put_nowait, line)
+        deliver(lines.put_nowait, None)
 
-    loop.run_in_executor(None, reader)
+    threading.Thread(target=reader, name="stdin-lines", daemon=True).start()
     return lines
 
 
@@ -110,7 +118,9 @@ async def _open_voice(session: Session, printer: TurnPrinter, mode: str | None, 
         console.note(console.red(f"mic unavailable ({voice.state.reason}); typed input still works"))
         return None
     gate = ", echo gate on" if voice.meter is not None else ""
-    console.note(f"mic: {voice.state.device}, {voice.mode}{gate}")
+    # The preset's push-to-talk does not apply to a file: it would never produce a turn.
+    why = " (a mic file cannot press the push-to-talk key)" if mic_file and session.preset.input.mode == "push_to_talk" else ""
+    console.note(f"mic: {voice.state.device}, {voice.mode}{gate}{why}")
     return voice
 
 
@@ -147,17 +157,14 @@ async def _listen(voice: VoiceLoop, session: Session, printer: TurnPrinter, stdi
 
 async def run_session(preset: Preset, says: list[str], trace_path: str | None, audio: str | None,
                       wav_path: str | None, console: Console, stdin: TextIO = sys.stdin,
-                      mic: bool = False, mic_file: str | None = None, mode: str | None = None) -> int:
+                      mic: bool = False, mic_file: str | None = None, mode: str | None = None,
+                      interrupts: Interrupts | None = None) -> int:
+    """Runs the session; 0, or 1 when a turn failed (`main` makes it 130 when Ctrl-C ended it)."""
     from playground.engine.build import open_session
 
-    warned: set[str] = set()
+    interrupts = interrupts or Interrupts()
 
-    def warn(message: str) -> None:
-        if message not in warned:
-            warned.add(message)
-            console.note(message)
-
-    session = await open_session(preset, audio=audio, wav_path=wav_path, warn=warn, progress=console.progress)
+    session = await open_session(preset, audio=audio, wav_path=wav_path, warn=console.note_once, progress=console.progress)
     writer = None
     if trace_path:
         from playground.export.jsonl import open_trace_writer
@@ -170,18 +177,9 @@ async def run_session(preset: Preset, says: list[str], trace_path: str | None, a
                  f"tts {session.tts.name} ({session.tts.path}), chunker {preset.chunker.strategy}, "
                  f"audio: {session.output.name}")
 
-    loop = asyncio.get_running_loop()
-    interrupted = asyncio.Event()
-
-    def on_interrupt() -> None:
-        # Ctrl-C cancels the running turn; at the prompt it ends the session.
-        if not session.cancel_turn("interrupted (Ctrl-C)"):
-            interrupted.set()
-
-    try:
-        loop.add_signal_handler(signal.SIGINT, on_interrupt)
-    except (NotImplementedError, RuntimeError):
-        pass
+    # Ctrl-C cancels the running turn; at the prompt, or twice, it ends the session.
+    interrupts.attach(session)
+    interrupted = interrupts.ended
     voice = None
     try:
         if listening:
@@ -199,19 +197,15 @@ async def run_session(preset: Preset, says: list[str], trace_path: str | None, a
             lines = await _read_lines(stdin, console)
             while (line := await _next_line(lines, interrupted)) is not None:
                 await printer.run_turn(line)
-        printer.finish()
+        status = printer.finish()
     finally:
-        try:
-            loop.remove_signal_handler(signal.SIGINT)
-        except (NotImplementedError, RuntimeError):
-            pass
         if voice is not None:
             await voice.close()
         await session.close()
         if writer:
             writer.close()
             console.note(f"trace written to {trace_path}")
-    return 0
+    return status
 
 
 def _add_session_options(parser: argparse.ArgumentParser) -> None:
@@ -308,8 +302,19 @@ def main(argv: Iterable[str] | None = None) -> int:
 
             run_app(preset, audio=audio, wav_path=args.wav, trace_path=args.trace)
             return 0
-        return asyncio.run(run_session(preset, args.say, args.trace, audio, args.wav, console,
-                                       mic=args.mic, mic_file=args.mic_file, mode=args.mode))
+        if args.mic or args.mic_file is not None:
+            from playground.engine.voice import listening_mode
+
+            try:  # before any model loads: a mode that can never produce a turn is a usage error
+                listening_mode(preset.input, args.mode, args.mic_file)
+            except ValueError as exc:
+                console.note(f"error: {exc}")
+                return EXIT_USAGE
+        with Interrupts(console.note) as interrupts:
+            status = interrupts.run(lambda: run_session(preset, args.say, args.trace, audio, args.wav, console,
+                                                        mic=args.mic, mic_file=args.mic_file, mode=args.mode,
+                                                        interrupts=interrupts))
+        return interrupts.status(status or 0)
     except PresetError as exc:
         console.note(f"error: {exc}")
         return EXIT_USAGE

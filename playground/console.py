@@ -25,6 +25,8 @@ TABLE_METRICS = ("llm_ttft", "ttfs", "ttft_tts", "ttfa", "first_play", "llm_tota
 # Spoken turns (--mic) also show how long end of speech took to detect and transcribe, and what the caller waited.
 VOICE_TABLE_METRICS = ("vad_end", "stt", *TABLE_METRICS, "user_latency")
 USER_TEXT_SHOWN = 200  # characters of a typed turn echoed on its `you:` line
+EXIT_FAILED_TURNS = 1  # `run` and `replay` when a turn failed
+FAILED_TURNS_SHOWN = 3
 
 Printable = str | Text  # a Text is built by `Console.red` or `styled`: its parts are already escaped
 
@@ -48,6 +50,7 @@ class Console:
         self.err = err
         self._out = _rich_console(out)
         self._err = _rich_console(err)
+        self._noted: set[str] = set()
 
     @staticmethod
     def red(text: str) -> Text:
@@ -58,6 +61,12 @@ class Console:
 
     def note(self, text: Printable) -> None:
         self._err.print(styled(text) if isinstance(text, str) else text)
+
+    def note_once(self, text: str) -> None:
+        """`note`, unless the same text was noted already (a warning each new session repeats)."""
+        if text not in self._noted:
+            self._noted.add(text)
+            self.note(text)
 
     def write_data(self, text: str) -> None:
         """An export's content on stdout: verbatim into a pipe or file, shown escaped on a terminal."""
@@ -159,7 +168,23 @@ class TurnPrinter:
             self.console.print(self.console.red(line))
         self.metrics.append(m)
 
-    def finish(self) -> None:
+    def finish(self) -> int:
+        """The percentile rows, and a line naming the failed turns; the exit status: 1 when a turn failed."""
         if len(self.metrics) > 1:
             for row in summary_rows(self.metrics, self.keys):
                 self.console.print(row)
+        line = failure_line(self.metrics)
+        if line is None:
+            return 0
+        self.console.note(self.console.red(line))
+        return EXIT_FAILED_TURNS
+
+
+def failure_line(metrics: Sequence[TurnMetrics]) -> str | None:
+    """"2 of 3 turns failed: turn 1 (tts: ...), turn 2 (...)", or None when none did (a cancel is no failure)."""
+    failed = [m for m in metrics if m.status == "error"]
+    if not failed:
+        return None
+    shown = ", ".join(f"turn {m.turn} ({m.errors[0] if m.errors else 'error'})" for m in failed[:FAILED_TURNS_SHOWN])
+    more = f", and {len(failed) - FAILED_TURNS_SHOWN} more" if len(failed) > FAILED_TURNS_SHOWN else ""
+    return f"{len(failed)} of {len(metrics)} turns failed: {shown}{more}"

@@ -29,7 +29,7 @@ def _neutral(annotation: Any) -> Any:
     return annotation()  # str, int, float, bool, Usage
 
 
-def event(kind: str | type[ev.TraceEvent], turn: int, t_ms: float, **fields: Any) -> ev.TraceEvent:
+def event(kind: str | type[ev.TraceEvent], turn: int, t_ms: float, /, **fields: Any) -> ev.TraceEvent:
     """A `kind` event ("chunk" or ev.Chunk) with `fields`, the other required fields neutral."""
     cls = ev.EVENT_TYPES[kind] if isinstance(kind, str) else kind
     hints = typing.get_type_hints(cls)

@@ -166,3 +166,76 @@ def test_view_reports_a_broken_trace_in_one_line(tmp_path):
                                      "(JSON is malformed: invalid character (byte 4))")
     missing = playground("view", str(tmp_path / "missing.jsonl"), timeout=60)
     assert missing.returncode == 1 and "No such file or directory" in missing.stderr
+
+
+async def test_run_exits_1_and_names_the_failed_turns(tmp_path, loopback_voice):
+    """A turn whose TTS fails (its server is down, tts.fallback = none) fails; the session goes on,
+    and `run` ends with a line naming the failed turn and exit status 1."""
+    import asyncio
+
+    from playground.servers.elevenlabs import ElevenLabsServer
+
+    server = ElevenLabsServer(voice=loopback_voice)
+    await server.start()
+    host, port = "127.0.0.1", server.port
+    trace = tmp_path / "t.jsonl"
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "playground.cli", "run", "--preset", "loopback-elevenlabs", "--no-audio",
+        "--set", f"tts.base_url={server.url}", "--set", "tts.fallback=none", "--trace", str(trace), *SHORT,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    err: list[str] = []
+
+    async def stderr_until(text: str) -> None:
+        while not any(text in line for line in err):
+            line = await child.stderr.readline()
+            assert line, f"the session ended before {text!r}: {err}"
+            err.append(line.decode())
+
+    try:
+        async with asyncio.timeout(180):
+            await stderr_until("ready: ")
+            await server.stop()  # the TTS server goes away
+            child.stdin.write(b"Hi, who is this?\n")
+            await child.stdin.drain()
+            await stderr_until("error in turn 1")
+            await server.start(host, port)  # and comes back
+            child.stdin.write(b"Are you there?\n")
+            child.stdin.close()
+            out, rest = await child.communicate()
+    finally:
+        if child.returncode is None:
+            child.kill()
+        await server.stop()
+    stderr = "".join(err) + rest.decode()
+    assert child.returncode == 1, stderr
+    assert "1 of 2 turns failed: turn 1 (tts: elevenlabs: " in stderr and "tts.fallback = none" in stderr
+    assert out.decode().count("you: ") == 2 and "agent: " in out.decode()  # the session went on
+    _, events = read_trace(trace)
+    statuses = [e.metrics["status"] for e in events if e.type == "turn.summary"]
+    assert statuses == ["error", "ok"]
+
+
+def test_ctrl_c_cancels_a_said_turn_and_a_second_ends_run(tmp_path):
+    """`run --say` x3: Ctrl-C during turn 1 cancels it and turn 2 starts; Ctrl-C during turn 2
+    ends the session (exit 130) with both turns in the trace and turn 3 never started."""
+    import os
+    import signal
+    import time
+
+    from tests.processes import Child
+
+    trace = tmp_path / "t.jsonl"
+    child = Child("run", "--no-audio", "--trace", str(trace), "--say", "Tell me a long story about the sea.",
+                  "--say", "And another one about the mountains.", "--say", "One more?", *SHORT)
+    for turn in (1, 2):
+        child.wait_for(lambda lines: sum(line.startswith("you: ") for line in lines) == turn, timeout=120)
+        time.sleep(0.3)  # into the turn: llama.cpp generating in its thread
+        os.kill(child.process.pid, signal.SIGINT)
+    status, out, err = child.finish(timeout=60)
+    assert status == 130, err
+    assert "Traceback" not in err and "terminate called" not in err and "trace written to" in err
+    _, events = read_trace(trace)
+    cancelled = [e for e in events if e.type == "turn.cancelled"]
+    assert [(e.turn, e.reason) for e in cancelled] == [
+        (1, "interrupted (Ctrl-C)"), (2, "interrupted (Ctrl-C): the command ends")]
+    assert {e.turn for e in events if e.type == "turn.start"} == {1, 2} and "you: One more?" not in out

@@ -148,8 +148,9 @@ class PlaybackQueue:
         self.clear()
         self._cut_current(now_ms())
 
-    def fill(self, out: np.ndarray) -> None:
-        """Audio thread: copies queued samples into `out` ((frames,) or (frames, 1) int16).
+    def fill(self, out: np.ndarray) -> int:
+        """Audio thread: copies queued samples into `out` ((frames,) or (frames, 1) int16) and
+        returns how many it copied.
 
         Zero-fills what the queue cannot cover. Never blocks; allocates only the copy
         handed to the capture.
@@ -186,6 +187,7 @@ class PlaybackQueue:
         flat[written:] = 0
         if written and self.capture is not None:
             self.capture.write(flat[:written])
+        return written
 
     def _cut_current(self, t: float) -> None:
         segment, self._current = self._current, None

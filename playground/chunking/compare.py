@@ -146,7 +146,7 @@ def recorded_turns(events: Sequence[ev.TraceEvent]) -> list[RecordedTurn]:
         timeline = turn_timeline(turn_events)
         turns.append(RecordedTurn(
             turn=n, user_text=start.text if start else "", tokens=tokens, done_ms=done,
-            strategy=start.strategy if start else None, chunker=start.chunker if start else {},
+            strategy=start.strategy if start else None, chunker=(start.chunker or {}) if start else {},
             ttfs=timeline.markers.get("ttfs"), ttfa=timeline.markers.get("ttfa"),
             tts_ms_per_char=tts_ms_per_char(timeline)))
     return turns

@@ -8,13 +8,15 @@ The `replay` LLM provider emits each recorded turn's tokens at their recorded ti
 same LLM behaviour. Each turn runs with the chunker parameters it was recorded with
 (unless `--preset` is given), then `--set` overrides. The turns print as in `run`,
 then each recorded turn's metrics beside its replay's, and how close the replayed
-token times came to the recorded ones.
+token times came to the recorded ones. `--trace` is written as each turn ends.
+
+Ctrl-C cancels the turn being replayed (the next one starts); a second one ends the
+replay (exit status 130). The exit status is 1 when a replayed turn failed.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import fields, replace
 from pathlib import Path
@@ -28,6 +30,7 @@ from playground.core.presets import LLMConfig, Preset, PresetError, apply_overri
 from playground.core.tracefile import Warn, read_trace
 from playground.console import Console, TurnPrinter, styled, table_header, table_row
 from playground.data import find
+from playground.engine.interrupts import Interrupts
 
 TIMING_TARGET_MS = 2.0  # replayed token time - recorded, at p99
 
@@ -76,25 +79,38 @@ def timing_errors(recorded: Sequence[ev.TraceEvent], replayed: Sequence[ev.Trace
 
 
 async def replay_turns(turns: list[RecordedTurn], preset_for: Callable[[RecordedTurn], Preset], audio: str | None,
-                       wav_path: str | None, console: Console) -> ev.Trace:
-    """Runs the recorded turns, in order, on one session; returns the session's trace."""
+                       wav_path: str | None, console: Console, trace_path: str | None = None,
+                       interrupts: Interrupts | None = None) -> tuple[ev.Trace, int]:
+    """Runs the recorded turns, in order, on one session, writing `trace_path` as they end; returns
+    the session's trace and the exit status (1 when a turn failed)."""
     from playground.engine.build import open_session
+    from playground.export.jsonl import open_trace_writer
 
+    interrupts = interrupts or Interrupts()
     session = await open_session(preset_for(turns[0]), audio=audio, wav_path=wav_path, warn=console.note,
                                  progress=console.progress)
+    writer = open_trace_writer(trace_path, session.trace.header) if trace_path else None
+    if writer is not None:
+        writer.follow(session.trace)
+    interrupts.attach(session)
     printer = TurnPrinter(session, console)
     console.note(f"ready: replaying {len(turns)} turn(s) with tts {session.tts.name} ({session.tts.path}), "
                  f"audio: {session.output.name}")
     try:
         for turn in turns:
+            if interrupts.ending:
+                break
             preset = preset_for(turn)
             if preset.to_json() != session.preset.to_json():
                 session.change_preset(preset, f"replay of recorded turn {turn.turn}")
             await printer.run_turn(turn.user_text or f"(recorded turn {turn.turn})")
-        printer.finish()
+        status = printer.finish()
     finally:
         await session.close()
-    return session.trace
+        if writer is not None:
+            writer.close()
+            console.note(f"trace written to {trace_path}")
+    return session.trace, status
 
 
 def side_by_side(recorded: list[RecordedTurn], recorded_events: Sequence[ev.TraceEvent], trace: ev.Trace,
@@ -155,8 +171,6 @@ def read_recorded(trace_file: str, turn: int, purpose: str, warn: Warn
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    from playground.export.jsonl import write_trace_jsonl
-
     path, header, events, turns = read_recorded(args.trace_file, args.turn, "replay", console.note)
     base = base_preset(args, str(path), header)
 
@@ -165,13 +179,16 @@ def run(args: argparse.Namespace, console: Console) -> int:
 
     console.note(f"replaying {path}: {len(turns)} turn(s), recorded with "
                  f"{header.get('providers', {}).get('tts', {}).get('name', '?')} TTS")
-    trace = asyncio.run(replay_turns(turns, preset_for, "null" if args.no_audio else args.audio, args.wav, console))
-    if args.trace:
-        write_trace_jsonl(args.trace, trace.header, trace.events)
-        console.note(f"trace written to {args.trace}")
-    errors = side_by_side(turns, events, trace, base.budgets, console)
-    console.print(timing_line(errors))
-    return 0
+    audio = "null" if args.no_audio else args.audio
+    with Interrupts(console.note) as interrupts:
+        replayed = interrupts.run(lambda: replay_turns(turns, preset_for, audio, args.wav, console, args.trace,
+                                                       interrupts))
+        if replayed is None:  # Ctrl-C while the session opened
+            return interrupts.status(0)
+        trace, status = replayed
+        errors = side_by_side(turns, events, trace, base.budgets, console)
+        console.print(timing_line(errors))
+    return interrupts.status(status)
 
 
 COMMAND = Command(name="replay", help="rerun recorded turns (same tokens, same times) through the current chunker and TTS",

@@ -165,9 +165,9 @@ class Mic(TraceEvent, tag="mic", kw_only=True):
 
 class TurnStart(TraceEvent, tag="turn.start", kw_only=True):
     text: str
-    input: str  # typed | voice
-    strategy: str  # the chunker's
-    chunker: dict[str, Any]  # the chunker settings in force
+    input: str  # typed | voice | call (the caller's line: `playground call`, which runs no chunker)
+    strategy: str | None = None  # the chunker's
+    chunker: dict[str, Any] | None = None  # the chunker settings in force
     session_ms: float | None = None  # where t0 falls on the session clock (traces before it: None)
     unpaced: bool = False  # the output does not play in real time: no playback timing past the first sample
 
@@ -259,13 +259,14 @@ class TtsSession(TraceEvent, tag="tts.session", kw_only=True):
                  on_disconnect | reason, deliberate (persistent = false: REST by choice)
       reuse      turns_served, age_ms, reconnects; reason when the turn does not get the session
       keepalive  context (the open context, or None), age_ms
-      reconnect  reason, downtime_ms, reconnects, resumed_chunks
+      disconnect reason, age_ms (the connection dropped: recovery goes on in the background)
+      reconnect  reason, downtime_ms, reconnects, attempts, keepalive_ms, resumed_chunks
       fallback   reason, resent_chunks
       warning    message, code (Deepgram)
       close      turns_served, reconnects
     """
 
-    action: Literal["open", "reuse", "keepalive", "reconnect", "fallback", "warning", "close"]
+    action: Literal["open", "reuse", "keepalive", "disconnect", "reconnect", "fallback", "warning", "close"]
     path: TTSPath | None = None  # (fields in the order the sessions have always written them)
     provider: str
     reason: str | None = None
@@ -281,6 +282,7 @@ class TtsSession(TraceEvent, tag="tts.session", kw_only=True):
     turns_served: int | None = None
     reconnects: int | None = None
     downtime_ms: float | None = None
+    attempts: int | None = None  # connection attempts the reconnect took
     resumed_chunks: list[int] | None = None
     resent_chunks: list[int] | None = None
     # written for every keepalive, None when no context was open
@@ -329,7 +331,218 @@ class TurnCancelled(TraceEvent, tag="turn.cancelled", kw_only=True):
 
 class TurnSummary(TraceEvent, tag="turn.summary", kw_only=True):
     metrics: dict[str, Any]  # `TurnMetrics.to_json()`: every metric
-    budget_misses: dict[str, float]  # metric -> its value, over the budget then in force
+    # metric -> its value, over the budget then in force (the caller's turns, which have no budgets: None)
+    budget_misses: dict[str, float] | None = None
+
+
+# -- the phone leg (`playground call`, `playground serve-agent`) -------------------------------
+#
+# Two sides write them. `call.*`: the caller, which plays the carrier and the person calling;
+# a turn's t0 is the caller's end of speech, the moment the last frame of its line was sent.
+# `phone.*`: the agent, beside the engine's usual events; a turn's t0 is the engine's, the end
+# of the caller's speech detected by the agent's VAD.
+#
+# Stream times (`*stream_ms`) are positions in the caller's audio stream, the carrier's own
+# clock: milliseconds of caller audio since the stream started (`media.timestamp`), at the end
+# of a frame. Both sides can name them, so they relate the two traces without a shared clock.
+# Every field is written, None included.
+
+
+class CallDial(TraceEvent, tag="call.dial", kw_only=True):
+    """(session) The WebSocket to the agent is open and `connected` + `start` were sent; t_ms:
+    when `start` was sent."""
+
+    url: str
+    dialect: str  # twilio | telnyx
+    stream_id: str  # as `start` announced them
+    call_id: str
+    connect_ms: float  # the WebSocket handshake
+    network: dict[str, Any] | None  # the simulated network leg ({"profile", "latency_ms", "jitter_ms"} each way)
+
+
+class CallGreeting(TraceEvent, tag="call.greeting", kw_only=True):
+    """(session) The agent spoke before the caller's first line; t_ms: its first audible sample heard."""
+
+    first_audio_ms: float  # `start` -> its first media message
+    heard_ms: float  # how much was heard
+
+
+class CallLine(TraceEvent, tag="call.line", kw_only=True):
+    """The caller's line; t_ms: its first frame sent (negative: before t0)."""
+
+    text: str
+    source: str  # script | say | stdin | mic
+    speech_ms: float  # its audio
+    start_stream_ms: float  # where it lies in the stream (t0 is the send of the frame ending at end_stream_ms)
+    end_stream_ms: float
+    barge_in_after_ms: float | None  # the line was meant to cut in after this much of the agent's reply
+
+
+class CallAgentAudio(TraceEvent, tag="call.agent_audio", kw_only=True):
+    """The agent's first media message after t0 arrived (FIRST_AUDIO)."""
+
+    payload_bytes: int
+
+
+class CallAgentAudible(TraceEvent, tag="call.agent_audible", kw_only=True):
+    """The first audible sample of the reply was played to the caller (REAL_LATENCY: what the
+    person on the phone waits for)."""
+
+    peak_db: float  # the frame's peak level
+    silent_ms: float  # agent audio played before it that was too quiet to hear
+
+
+class CallAgentSpeech(TraceEvent, tag="call.agent_speech", kw_only=True):
+    """A stretch of agent speech the caller's VAD heard (Silero); t_ms: its last voiced frame."""
+
+    start_ms: float  # its first voiced frame (after t0)
+    speech_ms: float
+
+
+class CallMark(TraceEvent, tag="call.mark", kw_only=True):
+    """An agent `mark` echoed back, as the carrier does; t_ms: the echo."""
+
+    name: str
+    received_ms: float  # when the mark arrived
+    by: str  # played (the audio before it finished playing) | clear (a `clear` dropped the audio before it)
+
+
+class CallClear(TraceEvent, tag="call.clear", kw_only=True):
+    """The agent sent `clear`."""
+
+    dropped_ms: float  # agent audio not played yet, dropped
+    marks_returned: int  # marks echoed because of it
+
+
+class CallBargeIn(TraceEvent, tag="call.barge_in", kw_only=True):
+    """(the turn whose reply is cut) The caller started its next line over the agent; t_ms: the
+    line's first frame sent (the onset)."""
+
+    heard_ms: float  # agent audio heard in this reply before
+    after_ms: float | None  # the script's wish
+    missed: bool  # the reply ended before after_ms
+
+
+class CallAgentStopped(TraceEvent, tag="call.agent_stopped", kw_only=True):
+    """(the turn that was cut) How fast the agent went quiet; t_ms: its last audio played."""
+
+    stop_ms: float  # onset -> that (BARGE_STOP)
+    clear_ms: float | None  # onset -> its `clear` (None: no clear)
+    audio_stop_ms: float | None  # onset -> its last media message received
+
+
+class CallReplyEnd(TraceEvent, tag="call.reply_end", kw_only=True):
+    """The agent's reply is over (the caller speaks again or hangs up); t_ms: its last audible
+    sample played."""
+
+    received_ms: float  # agent audio received ...
+    heard_ms: float  # ... and played
+    underruns: int  # 20 ms ticks inside the reply with no agent audio to play (a stutter)
+
+
+class CallTranscript(TraceEvent, tag="call.transcript", kw_only=True):
+    """What the caller heard the agent say (faster-whisper)."""
+
+    text: str
+    audio_ms: float  # the audio transcribed
+    took_ms: float  # the transcription
+
+
+class CallError(TraceEvent, tag="call.error", kw_only=True):
+    """(turn or session) The agent broke the protocol or the call."""
+
+    # no_answer, agent_closed, connect_failed, barge_in_ignored, max_duration, or a
+    # `playground.phone.dialects` ProtocolError kind (payload_size, wrong_stream, not_json, ...)
+    kind: str
+    message: str  # one line
+    count: int  # how many times in the turn
+
+
+class CallAgentTurn(TraceEvent, tag="call.agent_turn", kw_only=True):
+    """The agent's own trace for this turn (written after the call, when its trace is readable),
+    and the caller's FIRST_AUDIO cut into stages:
+    FIRST_AUDIO = eos_ms + agent_ms + net_ms (+ residual_ms, what the three do not explain)."""
+
+    agent_turn: int  # its turn number
+    eos_ms: float | None  # the agent's end-of-speech detection (the caller's last frame received -> its t0)
+    agent_ms: float | None  # its t0 -> first audio frame sent
+    # both network legs, measured from the stream position the agent had received when it sent that frame
+    net_ms: float | None
+    eos_net_ms: float | None  # FIRST_AUDIO - agent_ms (the stage the agent's own trace cannot see)
+    residual_ms: float | None
+    metrics: dict[str, Any]  # the agent's turn.summary metrics
+
+
+class CallHangup(TraceEvent, tag="call.hangup", kw_only=True):
+    """(session) The call ended."""
+
+    reason: str  # done | agent_closed | max_duration | interrupted | connect_failed
+    turns: int
+    frames_sent: int  # media messages each way
+    media_received: int
+
+
+class PhoneCall(TraceEvent, tag="phone.call", kw_only=True):
+    """(session) The carrier's `start` arrived (its fields as it gave them)."""
+
+    dialect: str
+    stream_id: str
+    call_id: str
+    account_id: str
+    media_format: dict[str, Any]
+    custom_parameters: dict[str, Any]
+
+
+class PhoneEndOfSpeech(TraceEvent, tag="phone.eos", kw_only=True):
+    """Where t0 lies in the caller's stream (recorded with the VAD's events, t_ms 0)."""
+
+    stream_ms: float | None  # the end of the caller audio that completed the end-of-speech silence
+    last_voiced_stream_ms: float | None  # the end of the last voiced VAD frame
+    lag_ms: float | None  # t0 - when that audio arrived
+
+
+class PhoneAudioOut(TraceEvent, tag="phone.audio_out", kw_only=True):
+    """The reply's first media message was sent on the socket."""
+
+    stream_ms: float | None  # the end of the latest caller audio received then
+    since_ms: float | None  # how long before it had arrived
+
+
+class PhoneMark(TraceEvent, tag="phone.mark", kw_only=True):
+    """A `mark` sent after the last frame of a chunk."""
+
+    name: str
+    chunk: int
+
+
+class PhoneMarkEcho(TraceEvent, tag="phone.mark_echo", kw_only=True):
+    """(the turn of the mark) The carrier echoed a mark (its audio was played or cleared)."""
+
+    name: str
+    rtt_ms: float  # mark sent -> echo received
+
+
+class PhoneClear(TraceEvent, tag="phone.clear", kw_only=True):
+    """`clear` sent (the reply was cut: barge-in)."""
+
+    reason: str
+
+
+class PhoneError(TraceEvent, tag="phone.error", kw_only=True):
+    """(turn or session) The carrier broke the protocol."""
+
+    kind: str  # a `playground.phone.dialects` ProtocolError kind, or start_timeout
+    message: str
+
+
+class PhoneStop(TraceEvent, tag="phone.stop", kw_only=True):
+    """(session) The call ended."""
+
+    # stop (the carrier's `stop`) | closed (the socket closed without it) | no_start | bad_format |
+    # start_timeout | server_stopped
+    reason: str
+    media_received: int  # media messages each way
+    frames_sent: int
 
 
 # -- the registry ----------------------------------------------------------------------------
@@ -404,14 +617,14 @@ class TurnClock:
         self.turn = turn
         self.t0 = t0_mono_ms
 
-    def emit(self, kind: type[E], t_mono_ms: float, **fields: Any) -> E:
+    def emit(self, kind: type[E], t_mono_ms: float, /, **fields: Any) -> E:
         """Records a `kind` event that happened at `t_mono_ms` (a missing or unknown field is a TypeError)."""
         event = kind(turn=self.turn, t_ms=round(t_mono_ms - self.t0, 3), **fields)
         self.trace.add(event)
         return event
 
 
-def session_event(kind: type[E], t_ms: float, **fields: Any) -> E:
+def session_event(kind: type[E], t_ms: float, /, **fields: Any) -> E:
     """A session-level `kind` event `t_ms` after the session's start."""
     return kind(turn=SESSION_TURN, t_ms=round(t_ms, 3), **fields)
 

@@ -322,6 +322,16 @@ def _why(metadata: list[Any]) -> str | None:
     return next((m.text for m in metadata if isinstance(m, Why)), None)
 
 
+def _rules(info: Any) -> list[Any]:
+    """A field's rules: its own, and those of an optional one's value (`Annotated[float, Field(gt=0)] | None`)."""
+    rules = list(info.metadata)
+    for member in get_args(info.annotation):
+        if get_origin(member) is Annotated:
+            for extra in get_args(member)[1:]:
+                rules += getattr(extra, "metadata", [extra])
+    return rules
+
+
 def _field_problem(model: type, error: Mapping[str, Any]) -> str:
     """What is wrong with one field's value, and what to do (without the place)."""
     key, kind, value = str(error["loc"][0]), error["type"], error.get("input")
@@ -341,7 +351,7 @@ def _field_problem(model: type, error: Mapping[str, Any]) -> str:
         return f"expected {_TYPE_NAMES[kind]}, got {_shown(value)}"
     if kind == "finite_number":
         return f"must be a finite number, got {value}"
-    rule = _range_rule(info.metadata, key) if kind in _RANGE_ERRORS else None
+    rule = _range_rule(_rules(info), key) if kind in _RANGE_ERRORS else None
     if rule:
         return f"{rule}{f' ({why})' if why else ''}, got {value}"
     return f"{error['msg'].lower()}, got {_shown(value)}"  # a rule no field here has yet: pydantic's words

@@ -526,7 +526,7 @@ class Session:
 
     # -- session-level events -----------------------------------------------------------
 
-    def _session_event(self, kind: type[ev.TraceEvent], **fields: Any) -> None:
+    def _session_event(self, kind: type[ev.TraceEvent], /, **fields: Any) -> None:
         self.trace.add(ev.session_event(kind, now_ms() - self.started_at, **fields))
 
     def _on_tts_session(self, action: str, data: dict[str, Any]) -> None:

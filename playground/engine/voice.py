@@ -147,6 +147,24 @@ class _Utterance:
     audio: np.ndarray | None = None
 
 
+def listening_mode(config: InputConfig, mode: str | None, mic_file: str | None, keys: bool = False) -> str:
+    """How utterances end: the `mode` asked for, else the preset's ([input] mode; hands-free when
+    it is off). A WAV file never presses the push-to-talk key, so a file is heard hands-free unless
+    push-to-talk is asked for; asked for where no one presses the key (`keys` False: the headless
+    CLI), it is refused (ValueError) instead of waiting forever. `keys`: the caller presses it
+    (VoiceLoop.start_listening / stop_listening: the TUI, a test)."""
+    if mode is not None and mode not in (HANDS_FREE, PUSH_TO_TALK):
+        raise ValueError(f"voice: unknown mode {mode!r} (choose {HANDS_FREE} or {PUSH_TO_TALK})")
+    if mic_file is not None:
+        if mode == PUSH_TO_TALK:
+            if keys:
+                return PUSH_TO_TALK
+            raise ValueError("push-to-talk waits for a key press, and a mic file never presses one: "
+                             "use --mode hands_free with --mic-file (a pause ends each utterance)")
+        return HANDS_FREE
+    return mode or (config.mode if config.mode != "off" else HANDS_FREE)
+
+
 class VoiceLoop:
     """Spoken input for an open `Session`. `await open()`, then speak; `await close()` at the end.
 
@@ -160,9 +178,7 @@ class VoiceLoop:
                  source: AudioInput | None = None) -> None:
         self.session = session
         self.config = config
-        self.mode = mode or (config.mode if config.mode != "off" else HANDS_FREE)
-        if self.mode not in (HANDS_FREE, PUSH_TO_TALK):
-            raise ValueError(f"voice: unknown mode {self.mode!r} (choose {HANDS_FREE} or {PUSH_TO_TALK})")
+        self.mode = listening_mode(config, mode, mic_file, keys=True)
         self.mic_file = mic_file
         self.speed = speed
         self.on_turn = on_turn or (lambda text, task: None)
@@ -431,7 +447,7 @@ class VoiceLoop:
     def _mic_event(self, status: str, **data: Any) -> None:
         self._session_event(ev.Mic, status=status, mode=self.mode, **data)
 
-    def _session_event(self, kind: type[ev.TraceEvent], **fields: Any) -> None:
+    def _session_event(self, kind: type[ev.TraceEvent], /, **fields: Any) -> None:
         self.session.trace.add(ev.session_event(kind, now_ms() - self.session.started_at, **fields))
 
 

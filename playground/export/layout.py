@@ -284,8 +284,8 @@ def turn_layout(events: list[ev.TraceEvent], offset: float, budgets: dict[str, f
         if value is not None:
             marks.append(Mark(lane, label, offset + value, {"ms": round(value, 3)}))
 
-    misses = turn.summary.budget_misses if turn.summary is not None else {
-        k: v for k, (v, _) in budget_misses(metrics, budgets).items()}
+    recorded = turn.summary.budget_misses if turn.summary is not None else None
+    misses = recorded if recorded is not None else {k: v for k, (v, _) in budget_misses(metrics, budgets).items()}
     number = turn.turn
     turn_args = {"turn": number, "text": turn.text, "status": metrics.status, "strategy": metrics.strategy,
                  "tts_path": metrics.tts_path, "metrics": metrics.to_json(), "budget_misses": misses}

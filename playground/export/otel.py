@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from playground import __version__
-from playground.core.events import TRACE_VERSION, ConfigChange
+from playground.core.events import TRACE_VERSION
 from playground.core.progress import Progress
 from playground.core.tracefile import encode_json
 from playground.export.atomic import atomic_open

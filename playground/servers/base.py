@@ -58,7 +58,8 @@ class LoopbackServer:
     connections accepted), `handshakes` (WebSocket connections accepted), `received`
     (every WebSocket message or chat request, parsed), `rest_requests`
     (the bodies of the REST requests served), `requests` ((method, path, status) of
-    every request; `on_request` is called with each as it is answered).
+    every request; `on_request` is called with each as it is answered), `listening` (set
+    while the server accepts connections: an `outage` clears it until the server is back).
     """
 
     name = "loopback"
@@ -78,6 +79,9 @@ class LoopbackServer:
         self._transports: weakref.WeakSet[Any] = weakref.WeakSet()
         self._handlers: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
+        self._address: tuple[str, int] | None = None  # where it listened: an outage comes back there
+        self._outage: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
 
     # -- what a provider implements -------------------------------------------------------
 
@@ -113,8 +117,10 @@ class LoopbackServer:
             self._runner = None
             raise
         bound_host, bound_port = self._runner.addresses[0][:2]
+        self._address = (bound_host, bound_port)
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self.url = f"http://{shown}:{bound_port}"
+        self.listening.set()
         return self.url
 
     @property
@@ -123,11 +129,27 @@ class LoopbackServer:
 
     async def stop(self) -> None:
         """Stops listening and drops every open connection (clients see them close)."""
+        self.listening.clear()
+        if self._outage is not None and self._outage is not asyncio.current_task():
+            self._outage.cancel()  # stopped for good: an outage under way does not come back
         for task in list(self._handlers):
             task.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def outage(self, seconds: float) -> None:
+        """The server is gone for `seconds`: it stops listening and drops every connection, then
+        listens again on the same address (a provider's outage, on real sockets)."""
+        assert self._address is not None, "start() the server first"
+        host, port = self._address
+        await self.stop()
+        await asyncio.sleep(seconds)
+        await self.start(host, port)
+
+    def begin_outage(self, seconds: float) -> None:
+        """Starts an `outage` from inside a handler (which the outage itself ends)."""
+        self._outage = asyncio.get_running_loop().create_task(self.outage(seconds), name=f"{self.name}-outage")
 
     def inject(self, *faults: Fault) -> None:
         """Arms faults (see `playground.servers.faults`); each strikes once."""
@@ -293,6 +315,9 @@ class LoopbackTTSServer(LoopbackServer):
                 reply.wrong_audio = fault.audio
             elif fault.kind == "close":
                 await self.close_for_fault(ws, request, fault)
+                raise SocketGone
+            elif fault.kind == "outage":
+                self.begin_outage(fault.seconds)
                 raise SocketGone
         reply.sent += 1
 

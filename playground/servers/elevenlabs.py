@@ -7,17 +7,24 @@ Endpoints (as api.elevenlabs.io serves them, on one host and port):
   connection; `{"text": " ", "context_id", "voice_settings", "generation_config"}` opens a
   context, text messages are buffered and spoken on `flush: true` (or, without auto_mode,
   once the buffer reaches the next `chunk_length_schedule` size), `close_context` speaks
-  what is left and answers `{"isFinal": true, "contextId"}`; `{"text": ""}` without a
-  context is a keep-alive for the connection (it only restarts the inactivity timer),
-  with one it keeps that context; `close_socket` closes. A keep-alive sent as a context's
-  first message makes that context's later init fail with 1008; a sixth open context
-  fails with `max_active_conversations`.
+  what is left and answers `{"isFinal": true, "contextId"}`. A closed context holds its
+  slot until that final message (it goes on speaking what it was given). A message without
+  `context_id` goes to the default context (`"default"`), as documented: `{"text": ""}`
+  alone opens it, and nothing ever closes it. `{"text": "", "context_id"}` keeps an open
+  context alive; sent as a context's first message it opens the context, and the
+  context's later init (or text) fails with 1008. A sixth open context fails with
+  `max_active_conversations`; `close_socket` closes.
 - `GET /v1/text-to-speech/{voice_id}/stream-input` (WebSocket): one stream per connection;
   `{"text": " "}` is a keep-alive, `{"text": ""}` ends it (final message, then close).
 - Both close with 1008 when no text arrived for `inactivity_timeout` seconds (query
   parameter, default 20, at most 180): the documented `input_timeout_exceeded` message,
   then a close frame whose reason states the limit.
 - `POST /v1/text-to-speech/{voice_id}` and `.../stream`: the body's `text` as audio bytes.
+
+`inactivity_limit_s`: the server's own limit, when shorter than the one asked for (a server
+that does not honour `inactivity_timeout`); its close message states the limit it applied.
+`generation_speed`: audio is generated this many times faster than real time (None: as
+fast as Piper synthesizes it), so a reply's messages arrive over time, as from the service.
 
 Query: `output_format` (default `mp3_44100_128`, as documented): `pcm_<rate>` is raw s16le
 PCM, `mp3_<rate>_<kbps>` MP3 encoded by LAME; the formats the playground cannot play
@@ -49,6 +56,7 @@ from playground.servers.base import LoopbackTTSServer, SocketGone, b64
 from playground.servers.faults import Fault, ReplyFaults
 
 MAX_CONTEXTS = 5
+DEFAULT_CONTEXT = "default"  # where a multi-context message without context_id goes
 FRAME_S = 0.5  # audio per message
 DEFAULT_INACTIVITY_S = 20.0
 MAX_INACTIVITY_S = 180.0
@@ -97,6 +105,9 @@ class _Context:
     queue: asyncio.Queue[str | None] = field(default_factory=asyncio.Queue)
     worker: asyncio.Task[None] | None = None
     faults: ReplyFaults | None = None
+    opened_by_keepalive: bool = False  # its first message was a keep-alive: it cannot be initialized
+    closing: bool = False  # close_context received: it speaks what it has, then its final message
+    speaking: bool = False
 
 
 @dataclass(eq=False)
@@ -107,14 +118,20 @@ class _Connection:
     format: _Format
     auto_mode: bool
     inactivity_s: float
-    contexts: dict[str, _Context] = field(default_factory=dict)
-    keepalive_first: set[str] = field(default_factory=set)
+    contexts: dict[str, _Context] = field(default_factory=dict)  # open ones, closing ones until their final
     last_text: float = 0.0
 
 
 class ElevenLabsServer(LoopbackTTSServer):
     name = "elevenlabs"
     default_port = 8765
+
+    def __init__(self, *args: Any, inactivity_limit_s: float | None = None, generation_speed: float | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.inactivity_limit_s = inactivity_limit_s
+        self.generation_speed = generation_speed
+        self.most_contexts = 0  # the most contexts one connection ever held at once
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         router.add_get(f"{_TTS_PATH}/multi-stream-input", self._websocket)
@@ -157,6 +174,8 @@ class ElevenLabsServer(LoopbackTTSServer):
             checked = self.error_response(400, f"inactivity_timeout must be a number of seconds from 1 to "
                                                f"{MAX_INACTIVITY_S:g}, got {request.query['inactivity_timeout']!r}",
                                           "invalid_inactivity_timeout")
+        if self.inactivity_limit_s is not None:
+            inactivity = min(inactivity, self.inactivity_limit_s)
         ws = await self.open_socket(request, checked if isinstance(checked, web.Response) else None)
         if not isinstance(ws, web.WebSocketResponse):
             return ws
@@ -213,30 +232,30 @@ class ElevenLabsServer(LoopbackTTSServer):
     async def _on_multi(self, c: _Connection, data: dict[str, Any]) -> None:
         if data.get("close_socket"):
             for context in list(c.contexts.values()):
-                await self._finish(c, context)
+                if not context.closing:
+                    await self._finish(c, context)
             await c.ws.close()
             return
-        context_id = data.get("context_id")
-        if context_id is None:
-            return  # a keep-alive for the connection ({"text": ""}) or nothing this server acts on
-        context_id = str(context_id)
+        context_id = str(data["context_id"]) if data.get("context_id") is not None else DEFAULT_CONTEXT
         context = c.contexts.get(context_id)
+        keepalive = data.get("text") == "" and not ({"voice_settings", "generation_config"} & data.keys())
         if context is None:
             if data.get("close_context") or data.get("flush"):
                 return  # closing or flushing a context that is already gone
-            if data.get("text") == "" and not ({"voice_settings", "generation_config"} & data.keys()):
-                c.keepalive_first.add(context_id)
-                return
-            if context_id in c.keepalive_first:
-                await self._fail(c, "invalid_message", f"Context {context_id} received a keep-alive before its "
-                                 "initialization; it cannot be initialized now.")
-                return
             if len(c.contexts) >= MAX_CONTEXTS:
                 await self._fail(c, "max_active_conversations", "Maximum simultaneous contexts per WebSocket "
                                  f"connection exceeded ({MAX_CONTEXTS}). Please close an existing context before "
                                  "opening a new one.")
                 return
             context = self._open_context(c, context_id, data)
+            context.opened_by_keepalive = keepalive
+        elif context.closing:
+            return  # closed: it only finishes what it was given
+        elif context.opened_by_keepalive and not keepalive and not data.get("close_context") \
+                and not (data.get("flush") and "text" not in data):
+            await self._fail(c, "invalid_message", f"Context {context_id} received a keep-alive before its "
+                             "initialization; it cannot be initialized now.")
+            return
         await self._on_text(c, context, data)
         if data.get("close_context"):
             await self._finish(c, context)
@@ -256,6 +275,7 @@ class ElevenLabsServer(LoopbackTTSServer):
         context = _Context(context_id, schedule=list(schedule))
         context.worker = asyncio.create_task(self._speak(c, context), name=f"elevenlabs-context-{context_id}")
         c.contexts[context_id] = context
+        self.most_contexts = max(self.most_contexts, len(c.contexts))
         return context
 
     async def _on_text(self, c: _Connection, context: _Context, data: dict[str, Any]) -> None:
@@ -280,10 +300,18 @@ class ElevenLabsServer(LoopbackTTSServer):
         context.buffer = ""
 
     async def _finish(self, c: _Connection, context: _Context) -> None:
-        """close_context: speak what is buffered, then the final message."""
+        """close_context: speak what is buffered, then the final message; the slot is free after it
+        (at once when nothing is left to speak)."""
         self._generate(context)
+        context.closing = True
+        if context.queue.empty() and not context.speaking:
+            self._release(c, context)
         context.queue.put_nowait(None)
-        c.contexts.pop(context.id, None)
+
+    @staticmethod
+    def _release(c: _Connection, context: _Context) -> None:
+        if c.contexts.get(context.id) is context:
+            del c.contexts[context.id]
 
     async def _speak(self, c: _Connection, context: _Context) -> None:
         """A context's generations, in order: audio messages, then the final message."""
@@ -292,8 +320,13 @@ class ElevenLabsServer(LoopbackTTSServer):
                 text = await context.queue.get()
                 if text is None:
                     await self.send_json(c.ws, {"isFinal": True, **self._context_field(c, context)})
+                    self._release(c, context)
                     return
-                await self._speak_text(c, context, text)
+                context.speaking = True
+                try:
+                    await self._speak_text(c, context, text)
+                finally:
+                    context.speaking = False
         except (SocketGone, ConnectionError):
             pass  # the connection is gone (a fault, or the client left)
 
@@ -327,6 +360,8 @@ class ElevenLabsServer(LoopbackTTSServer):
                          "charDurationsMs": [round(per_char_ms) for _ in chars]} if chars else None
             await self.send_json(c.ws, {"audio": b64(payload), "isFinal": None, "normalizedAlignment": alignment,
                                         "alignment": alignment, **self._context_field(c, context)})
+            if self.generation_speed:
+                await asyncio.sleep(len(frame) / rate / self.generation_speed)
 
     # -- faults in ElevenLabs' own words ---------------------------------------------------
 

@@ -4,7 +4,7 @@ A test arms a fault with `server.inject(Fault(...))`; a `playground serve-tts` o
 `serve-llm` user arms the same faults with `--fault SPEC` at start, or while the server
 runs with `POST /loopback/faults` (the SPEC as the body, or the fault as a JSON object).
 A SPEC is the kind, then its settings: `close:after=2,code=1006`, `reject:status=429`,
-`stall:after=1,seconds=4`.
+`stall:after=1,seconds=4`, `outage:after=3,seconds=2`.
 
 Each fault strikes once. `reject` strikes the next handshake or request; every other
 kind is claimed by the next reply that sends audio (a TTS context, or Deepgram's audio
@@ -23,9 +23,9 @@ from typing import Any, Literal, get_args
 
 from playground.core.clock import now_ms
 
-FaultKind = Literal["reject", "close", "stall", "malformed", "unknown", "wrong_format", "error", "burst"]
+FaultKind = Literal["reject", "close", "stall", "outage", "malformed", "unknown", "wrong_format", "error", "burst"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
-TTS_FAULTS = frozenset({"reject", "close", "stall", "malformed", "unknown", "wrong_format"})
+TTS_FAULTS = frozenset({"reject", "close", "stall", "outage", "malformed", "unknown", "wrong_format"})
 LLM_FAULTS = frozenset({"reject", "close", "stall", "malformed", "error", "burst"})
 WRONG_AUDIO = ("wav", "mp3", "rate")
 FAULTS_PATH = "/loopback/faults"  # the control endpoint every loopback server has
@@ -47,6 +47,8 @@ class Fault:
       middle of the event of token `after`
     - "stall": send nothing for `seconds` after `after` frames/tokens (an LLM's slow first
       token is `after=0`, a gap between tokens `after=N`)
+    - "outage": after `after` frames the whole server goes away for `seconds`: it stops
+      listening and drops every connection, then listens again on the same port
     - "malformed": a message that is not valid JSON (for the LLM: the event of token `after`)
     - "unknown": a JSON message of a type no client knows
     - "wrong_format": from frame `after` on, the reply's audio as a WAV file ("wav"), MP3

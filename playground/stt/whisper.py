@@ -58,7 +58,10 @@ class WhisperSTT:
         self._whisper: Any = None
 
     def load(self, progress: Progress | None = None) -> None:
-        """Loads the model and runs one warm-up pass (the first transcription is ~2x slower)."""
+        """Loads the model and runs one warm-up pass (the first transcription is ~2x slower).
+        Once loaded, it stays: loading again does nothing (a server shares one model between calls)."""
+        if self._whisper is not None:
+            return
         folder = find_model(self.model)
         try:
             from faster_whisper import WhisperModel

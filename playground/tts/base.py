@@ -11,7 +11,7 @@ import numpy as np
 from playground.core.progress import Progress
 
 # (action, data) -> a `tts.session` trace event; action is one of
-# open | reuse | keepalive | reconnect | fallback | warning | close.
+# open | reuse | keepalive | disconnect | reconnect | fallback | warning | close.
 SessionReporter = Callable[[str, dict[str, Any]], None]
 
 

@@ -30,6 +30,7 @@ from playground.tts.websocket import ChunkFlushConfig, Frame, Message, WebSocket
 CARTESIA_VERSION = "2025-04-16"
 DEFAULT_MODEL = "sonic-2"
 LANGUAGE = "en"
+IDLE_TIMEOUT_MS = 5 * 60 * 1000.0  # Cartesia closes a socket idle for 5 minutes
 # The messages the session uses or knowingly skips; anything else is reported as unknown.
 _SKIPPED = {"flush_done", "phoneme_timestamps"}
 
@@ -101,12 +102,15 @@ class CartesiaSession(WebSocketTTSSession):
         self._forget(context)
         return [{"context_id": context, "cancel": True}]
 
-    def keepalive_message(self, context: str | None) -> Message:
+    def keepalive_messages(self, context: str | None) -> list[Message]:
         # Cartesia has no keep-alive message: an empty transcript adds nothing to an open
         # context, and cancelling a context that does not exist is a no-op.
         if context is not None:
-            return self._request(context, "", True)
-        return {"context_id": "keepalive", "cancel": True}
+            return [self._request(context, "", True)]
+        return [{"context_id": "keepalive", "cancel": True}]
+
+    def idle_timeout_ms(self) -> float | None:
+        return IDLE_TIMEOUT_MS
 
     def parse(self, message: str | bytes) -> list[Frame]:
         if isinstance(message, bytes):

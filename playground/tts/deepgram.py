@@ -79,8 +79,8 @@ class DeepgramSession(WebSocketTTSSession):
         self._clears_owed += 1
         return [{"type": "Clear"}]
 
-    def keepalive_message(self, context: str | None) -> Message:
-        return {"type": "Speak", "text": ""}  # adds nothing to the buffer; Deepgram has no keep-alive message
+    def keepalive_messages(self, context: str | None) -> list[Message]:
+        return [{"type": "Speak", "text": ""}]  # adds nothing to the buffer; Deepgram has no keep-alive message
 
     def close_messages(self) -> list[Message]:
         return [{"type": "Close"}]

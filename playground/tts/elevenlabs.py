@@ -5,9 +5,14 @@ multi-stream-input`, one `context_id` per turn (a resumed turn gets a new one), 
 sent with `flush: true` so its audio starts at once (unflushed when `tts.flush_chunks =
 false`, for `chunker.strategy = passthrough`: the server then buffers by its
 `chunk_length_schedule`). End of reply: flush, then `close_context`, answered by `isFinal`.
-Barge-in closes the context. Keep-alives are `{"text": "", "context_id"}` for an open
-context, `{"text": ""}` otherwise (never as a context's first message: that makes its init
-fail with 1008).
+Barge-in closes the context. A connection holds at most 5 contexts, a closed one until its
+`isFinal` (it goes on speaking what it had): the base never opens a sixth. Keep-alives are
+the documented `{"text": "", "context_id"}` for a turn's open context; between turns, a
+context of its own opened with `{"text": " "}` and closed at once (`{"text": ""}` without a
+context would open the default context and hold a slot for the rest of the session; as a
+context's first message it would make that context's init fail with 1008). Their interval
+is half the `inactivity_timeout` asked for (sent as the query parameter), or half the
+limit a server's idle close states when that is shorter.
 
 Single-context (`tts.contexts = "single"`): `/stream-input`, one stream per connection,
 the voice settings once per connection, a flush per chunk and at the end of a reply (no
@@ -24,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
@@ -40,6 +46,9 @@ DEFAULT_MODEL = "eleven_flash_v2_5"
 # ElevenLabs' documented default schedule (characters buffered before each generation);
 # only used when chunks are not flushed (tts.flush_chunks = false).
 CHUNK_LENGTH_SCHEDULE = [120, 160, 250, 290]
+MAX_CONTEXTS = 5  # per multi-context connection, as documented
+# The inactivity close: "... within the timeout of 20.0 seconds. ..." (the message, and the close reason)
+_STATED_LIMIT = re.compile(r"timeout of (\d+(?:\.\d+)?) seconds")
 _KNOWN_KEYS = {"audio", "isFinal", "is_final", "alignment", "normalizedAlignment", "normalized_alignment",
                "contextId", "context_id", "error", "message", "code"}
 
@@ -82,10 +91,12 @@ class ElevenLabsSession(WebSocketTTSSession):
         super().__init__(config)
         self.multi = config.contexts == "multi"
         self.ends_on_final = self.multi  # a single-context flush gives no final message
+        self.max_contexts = MAX_CONTEXTS if self.multi else None
         self._settings_sent_on = 0  # single-context: the connection the voice settings went to
 
     async def open(self, report: SessionReporter, progress: Progress | None = None) -> None:
-        if self.config.keepalive_ms >= self.config.inactivity_timeout_s * 1000:
+        keepalive_ms = self.config.keepalive_ms
+        if keepalive_ms is not None and keepalive_ms >= self.config.inactivity_timeout_s * 1000:
             raise TTSError(f"{self.name}: tts.keepalive_ms ({self.config.keepalive_ms:g}) must be shorter than "
                            f"tts.inactivity_timeout_s ({self.config.inactivity_timeout_s} s), or the server closes "
                            "an idle session")
@@ -144,10 +155,20 @@ class ElevenLabsSession(WebSocketTTSSession):
     def cancel_messages(self, context: str) -> list[Message] | None:
         return [{"context_id": context, "close_context": True}] if self.multi else None
 
-    def keepalive_message(self, context: str | None) -> Message:
+    def keepalive_messages(self, context: str | None) -> list[Message]:
         if not self.multi:
-            return {"text": " "}  # single stream: an empty text would end it
-        return {"text": "", "context_id": context} if context else {"text": ""}
+            return [{"text": " "}]  # single stream: an empty text would end it
+        if context:
+            return [{"text": "", "context_id": context}]
+        own = self.keepalive_context()
+        return [{"text": " ", "context_id": own}, {"context_id": own, "close_context": True}]
+
+    def idle_timeout_ms(self) -> float | None:
+        return self.config.inactivity_timeout_s * 1000.0
+
+    def stated_idle_limit_ms(self, reason: str) -> float | None:
+        match = _STATED_LIMIT.search(reason)
+        return float(match.group(1)) * 1000.0 if match else None
 
     def close_messages(self) -> list[Message]:
         return [{"close_socket": True}] if self.multi else [{"text": ""}]

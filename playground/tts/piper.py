@@ -27,6 +27,8 @@ from playground.tts.base import AudioChunk, SessionReporter, TTSError
 
 _END_OF_TURN = object()
 _STOP = object()
+_VOICES: dict[tuple[str, int], object] = {}  # (model file, threads) -> loaded voice, shared by sessions
+_VOICES_LOCK = threading.Lock()
 
 
 def find_voice_files(voice: str) -> tuple[Path, Path]:
@@ -102,12 +104,21 @@ class PiperSession:
 
     def _load_warm(self, voice_class, model: Path, config_file: Path):
         """Loads the voice and synthesizes once: onnxruntime's first run allocates and
-        optimizes for ~200 ms holding the GIL, which would otherwise land in turn 1."""
-        voice = voice_class.load(model, config_file)
-        if self.config.threads:
-            voice.session = _onnx_session(model, self.config.threads)
-        for _ in voice.synthesize("Hello.", syn_config=self._syn_config):
-            pass
+        optimizes for ~200 ms holding the GIL, which would otherwise land in turn 1.
+
+        A voice is loaded once per process and shared by every session that asks for it (a
+        server's calls, a preset switch): onnxruntime's `run` is thread-safe and Piper locks
+        its phonemizer, so sessions synthesize on it side by side."""
+        key = (str(model), self.config.threads)
+        with _VOICES_LOCK:
+            voice = _VOICES.get(key)
+            if voice is None:
+                voice = voice_class.load(model, config_file)
+                if self.config.threads:
+                    voice.session = _onnx_session(model, self.config.threads)
+                for _ in voice.synthesize("Hello.", syn_config=self._syn_config):
+                    pass
+                _VOICES[key] = voice
         return voice
 
     async def begin_turn(self, turn: int) -> None:
@@ -148,8 +159,11 @@ class PiperSession:
 
     async def close(self) -> None:
         if self._worker is not None:
+            # Drop what is queued and stop after the sentence being synthesized; wait for it, however
+            # long: an interpreter that exits while onnxruntime runs in this thread aborts the process.
+            self._generation += 1
             self._requests.put(_STOP)
-            await asyncio.to_thread(self._worker.join, 5.0)
+            await asyncio.to_thread(self._worker.join)
             self._worker = None
             self._report("close", {"path": self.path, "provider": self.name, "turns_served": self._turns_served})
         self._voice = None

@@ -9,23 +9,43 @@ What the base does, for every provider
   provider and the key's variable. `persistent = false` in the preset opens no socket:
   every turn goes to the REST endpoint, reported as the deliberate choice it is.
 - One reader task per connection routes server messages (`parse`) to the running turn.
-- Keep-alives (`keepalive_message`) go out when nothing was written for
-  `tts.keepalive_ms`, well inside the server's inactivity timeout.
+- Keep-alives (`keepalive_messages`) go out when nothing was written for the keep-alive
+  interval: `tts.keepalive_ms` when set, else half the server's idle limit
+  (`idle_timeout_ms`, e.g. ElevenLabs' `inactivity_timeout`; 10 s when the provider
+  states none). A server that closes an idle connection naming a shorter limit
+  (`stated_idle_limit_ms`) gets keep-alives at half that limit from then on.
+- A provider with a cap on open contexts per connection (`max_contexts`) never exceeds
+  it: a context counts from its init until the server's final message for it (a closed
+  context goes on speaking what it had; a keep-alive's own, with nothing to speak, 2 s at
+  most); a turn's context, or a keep-alive's own, opens once a slot is free.
 - A server close (1006, 1008, any code), an error message, or a stall (audio owed and
-  none arrived for `tts.stall_timeout_ms`) drops the connection; the base reconnects with
-  bounded exponential backoff (`tts.reconnect_attempts`, `tts.reconnect_backoff_ms`)
-  and then, per `tts.on_disconnect`, either resumes the turn on the new connection
-  ("resume": a new context, the chunks whose audio had not fully arrived sent again)
-  or speaks the rest of the turn over REST ("rest"). When reconnecting fails, the turn
-  falls back to REST (`tts.fallback = "rest"`) or fails with a named error ("none").
-  Audio the user already got is never repeated: a re-synthesized chunk's first samples,
-  as many as were delivered before the drop, are skipped.
+  none arrived for `tts.stall_timeout_ms`) drops the connection; the base reconnects
+  until it has a connection again (or the session closes): the first attempt after
+  `tts.reconnect_backoff_ms`, each delay doubling up to 2 s, later ones (in the
+  background, once no reply waits) up to 10 s. A reply cut by the drop waits for
+  `tts.reconnect_attempts` attempts (about 5 s with the defaults), then, per
+  `tts.on_disconnect`, either resumes on the new connection ("resume": a new context,
+  the chunks whose audio may not have fully arrived sent again) or speaks its rest over
+  REST ("rest"). When the attempts fail, the reply goes on over REST (`tts.fallback =
+  "rest"`) or fails with a named error ("none"). A turn that begins with no connection
+  tries the persistent session first: an attempt at once, then REST if it fails. A
+  refused key stops the attempts until the next turn. Audio the user already got is
+  never repeated and none is lost: a re-synthesized chunk's first samples, as many as
+  were handed to the turn before the drop, are skipped, and the chunk whose last
+  character was aligned is sent again unless audio of a later chunk had arrived (audio
+  after its last character, e.g. a trailing silence, may not have).
 - Audio that is not the raw PCM asked for (MP3/WAV/Ogg bytes, or a sample rate that does
   not match the alignment's timing) is never played: the turn goes on over REST.
 - Every step is a `tts.session` event via `report(action, data)`; `data["path"]` is how
-  TTS is reached (persistent | reconnected | fallback_rest) and `data["reason"]` why.
+  the turn under way (between turns: the next one) reaches TTS and `data["reason"]` why:
+  `persistent` (text and audio on a connection open before the turn, undisturbed),
+  `reconnected` (some of the turn's text or audio waited for a reconnect: the connection
+  dropped mid-reply, or the turn began with none) or `fallback_rest`. A reconnect while
+  idle, or one no chunk of the turn waited for, leaves the turn `persistent`.
   Actions: open, reuse (each turn, with connection age and turns served), keepalive,
-  reconnect, fallback, warning (a malformed or unknown message, skipped), close.
+  disconnect (the connection was lost, and why), reconnect (with `attempts` and the
+  `keepalive_ms` in force), fallback, warning (a malformed or unknown message, skipped;
+  a turn waiting for a context slot), close.
 
 Attributing audio to chunks
 ---------------------------
@@ -49,7 +69,11 @@ Subclass hooks (provider-specific; messages are dicts sent as JSON, or str/bytes
     chunk_messages(context, text) -> list             one chunk of text
     end_messages(context) -> list                     end of reply: speak all, then final
     cancel_messages(context) -> list | None           barge-in; None = reconnect to cancel
-    keepalive_message(context | None) -> message      context = the open, unflushed one
+    keepalive_messages(context | None) -> list        context = the open, unflushed one; None: between
+                                                      turns (`keepalive_context()` names a context of its own)
+    max_contexts = None                               contexts one connection may hold open
+    idle_timeout_ms() -> float | None                 the server's idle limit as configured
+    stated_idle_limit_ms(reason) -> float | None      the limit a close reason names
     close_messages() -> list                          before closing the socket at exit
     flushes_each_chunk() -> bool                      audio is owed right after each chunk
     parse(message) -> list[Frame]                     raise ValueError for a malformed one
@@ -60,12 +84,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -85,6 +110,12 @@ Message = dict[str, Any] | str | bytes
 _END = object()
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 _BACKOFF_CAP_MS = 2000.0
+# Once no reply waits for the connection, the session keeps trying, less often.
+_BACKGROUND_BACKOFF_CAP_MS = 10000.0
+_MIN_RETRY_MS = 50.0
+DEFAULT_KEEPALIVE_MS = 10000.0
+KEEPALIVE_SHARE = 0.5  # of the server's idle limit
+KEEPALIVE_CONTEXT_GRACE_MS = 2000.0
 # Audio shorter than this is not used to check the sample rate against the alignment.
 _RATE_CHECK_MIN_MS = 400.0
 _RATE_TOLERANCE = 1.5
@@ -101,14 +132,18 @@ _MP3_SECOND_BYTES = np.array(sorted(_MP3_VERSIONS), dtype=np.uint8)
 class WebSocketTTSConfig(TTSConfig):
     """The settings of every provider on this persistent-WebSocket base."""
 
-    keepalive_ms: float = Field(10000.0, gt=0, description=(
-        "a keep-alive when nothing was sent for this long (inside the server's inactivity timeout)"))
+    keepalive_ms: Annotated[float, Field(gt=0)] | None = Field(None, description=(
+        "a keep-alive when nothing was sent for this long; unset: half the server's inactivity timeout (10 s when "
+        "the provider states none), shortened when the server closes an idle connection naming a shorter one"))
     on_disconnect: Literal["resume", "rest"] = Field("resume", description=(
         'after a dropped connection mid-reply: "resume" the reply on the new connection, or speak its rest '
         'over "rest"'))
-    reconnect_attempts: int = Field(3, ge=0, description="reconnections tried before falling back")
-    reconnect_backoff_ms: float = Field(50.0, ge=0, description="the first reconnect delay; doubles per attempt "
-                                                                "(capped at 2 s)")
+    reconnect_attempts: int = Field(6, ge=0, description=(
+        "reconnections a reply cut by a dropped connection waits for before its rest goes over REST (the "
+        "session goes on reconnecting in the background)"))
+    reconnect_backoff_ms: float = Field(100.0, ge=0, description=(
+        "the first reconnect delay; doubles per attempt, capped at 2 s (10 s in the background): with the "
+        "defaults a reply waits about 5 s"))
     stall_timeout_ms: float = Field(5000.0, gt=0, description="audio owed and none arrived for this long: the "
                                                               "connection is treated as dead")
     connect_timeout_ms: float = Field(5000.0, gt=0, description="opening the connection")
@@ -171,6 +206,8 @@ class _Turn:
     resumes: int = 0
     rest_queue: asyncio.Queue[Any] | None = None
     rest_task: asyncio.Task[None] | None = None
+    path: str = "persistent"  # how this turn reaches TTS (the worst so far)
+    waits_for_connection: bool = False  # began with no connection: REST if the next attempt fails
 
 
 def _sample_rate(output_format: str, provider: str) -> int:
@@ -219,10 +256,10 @@ class WebSocketTTSSession:
     default_base_url = ""
     default_key_env = ""
     ends_on_final = True
+    max_contexts: int | None = None
 
     def __init__(self, config: WebSocketTTSConfig) -> None:
         self.config = config
-        self.path = "persistent"
         self.sample_rate = 0
         self._report: SessionReporter = lambda action, data: None
         self.key: str | None = None  # the API key, read from the environment at open
@@ -232,13 +269,21 @@ class WebSocketTTSSession:
         self._reader: asyncio.Task[None] | None = None
         self._background: list[asyncio.Task[None]] = []
         self._recovery: asyncio.Task[None] | None = None
+        self._retry_now = asyncio.Event()  # a turn began with no connection: attempt now, not after the delay
+        self._spawned: set[asyncio.Task[Any]] = set()
         self._write_lock = asyncio.Lock()
         self._last_write = 0.0
         self._turn: _Turn | None = None
         self._turns_served = 0
         self._reconnects = 0
-        self._reconnect_reason: str | None = None  # a reconnect since the last turn began
-        self._down_reason: str | None = None  # why there is no connection (reconnecting failed)
+        self._down_reason: str | None = None  # why there is no connection
+        self._idle_limit_ms: float | None = None  # the server's idle limit: configured, or stated by a close
+        self._keepalive_ms = DEFAULT_KEEPALIVE_MS
+        self._keepalive_changed = asyncio.Event()  # a new connection or interval: the keep-alive timer restarts
+        # Contexts open on this connection (when max_contexts): name -> when it stops counting
+        # without its final (inf: only its final frees it).
+        self._open_contexts: dict[str, float] = {}
+        self._keepalive_contexts = 0
         self._server_error: str | None = None
         self._warned: set[str] = set()
         self._http: httpx.AsyncClient | None = None
@@ -264,8 +309,14 @@ class WebSocketTTSSession:
     def cancel_messages(self, context: str) -> list[Message] | None:
         raise NotImplementedError
 
-    def keepalive_message(self, context: str | None) -> Message:
+    def keepalive_messages(self, context: str | None) -> list[Message]:
         raise NotImplementedError
+
+    def idle_timeout_ms(self) -> float | None:
+        return None
+
+    def stated_idle_limit_ms(self, reason: str) -> float | None:
+        return None
 
     def close_messages(self) -> list[Message]:
         return []
@@ -306,6 +357,23 @@ class WebSocketTTSSession:
     def _is_loopback(self) -> bool:
         return urlsplit(self.config.base_url or self.default_base_url).hostname in _LOOPBACK_HOSTS
 
+    def keepalive_context(self) -> str:
+        """A context of its own for a keep-alive between turns, counted as open until its final."""
+        self._keepalive_contexts += 1
+        context = f"keepalive-{self._keepalive_contexts}"
+        # It has nothing to speak: should its final never come, its slot is taken as free soon.
+        self._open_contexts[context] = now_ms() + KEEPALIVE_CONTEXT_GRACE_MS
+        return context
+
+    @property
+    def path(self) -> str:
+        """How the turn under way reaches TTS; between turns, how the next one will (it tries the
+        persistent session first)."""
+        state = self._turn
+        if state is not None and not state.ended:
+            return state.path
+        return "persistent" if self.config.persistent else "fallback_rest"
+
     # -- the TTSSession protocol ---------------------------------------------------------
 
     async def open(self, report: SessionReporter, progress: Progress | None = None) -> None:
@@ -320,10 +388,12 @@ class WebSocketTTSSession:
                                                              read=self.config.stall_timeout_ms / 1000.0),
                                        trust_env=not self._is_loopback())
         if not self.config.persistent:
-            self.path = "fallback_rest"
             report("open", {"path": self.path, "provider": self.name, "reason": "preset: persistent = false",
                             "deliberate": True, "sample_rate": self.sample_rate})
             return
+        self._idle_limit_ms = self.idle_timeout_ms()
+        self._keepalive_ms = self.config.keepalive_ms or (
+            self._idle_limit_ms * KEEPALIVE_SHARE if self._idle_limit_ms else DEFAULT_KEEPALIVE_MS)
         if progress:
             progress(f"connecting to {self.name} ({self.base_url('ws')})")
         started = now_ms()
@@ -336,7 +406,7 @@ class WebSocketTTSSession:
                             asyncio.create_task(self._watch_stalls(), name=f"tts-{self.name}-watchdog")]
         report("open", {"path": self.path, "provider": self.name, "url": self.base_url("ws"),
                         "connect_ms": round(now_ms() - started, 1), "sample_rate": self.sample_rate,
-                        "keepalive_ms": self.config.keepalive_ms, "on_disconnect": self.config.on_disconnect})
+                        "keepalive_ms": self._keepalive_ms, "on_disconnect": self.config.on_disconnect})
         if progress:
             progress(f"{self.name} session open ({self.sample_rate} Hz)")
 
@@ -348,22 +418,22 @@ class WebSocketTTSSession:
         self._turn = state
         data: dict[str, Any] = {"provider": self.name, "turns_served": self._turns_served}
         if not self.config.persistent:
-            self._report("reuse", {**data, "path": "fallback_rest", "reason": "preset: persistent = false"})
+            state.path = "fallback_rest"
+            self._report("reuse", {**data, "path": state.path, "reason": "preset: persistent = false"})
             self._start_rest(state)
             return
-        if self._ws is None and self._recovery is None:
-            # Reconnecting failed earlier: try again in the background, this turn goes over REST.
-            reason = f"not connected ({self._down_reason})"
-            self._recovery = asyncio.create_task(self._recover(reason), name=f"tts-{self.name}-recover")
-            self._report("reuse", {**data, "path": self.path})
-            self._fall_back(state, f"{reason}; reconnecting in the background")
+        if self._ws is None:
+            # The connection dropped and is not back: this turn tries it first, with an attempt
+            # now; its text waits for that attempt and goes over REST if it fails.
+            state.path, state.waits_for_connection = "reconnected", True
+            self._report("reuse", {**data, "path": state.path, "reconnects": self._reconnects,
+                                   "reason": f"not connected ({self._down_reason or 'connection lost'})"})
+            if self._recovery is None:
+                self._start_recovery(self._down_reason or "connection lost")
+            self._retry_now.set()
             return
-        path, reason = ("reconnected", self._reconnect_reason) if self._reconnect_reason else ("persistent", None)
-        self._reconnect_reason = None
-        self.path = path
-        self._report("reuse", {**data, "path": path, **({"reason": reason} if reason else {}),
-                               "age_ms": round(now_ms() - self._connected_at, 1), "reconnects": self._reconnects})
-        # With no connection a recovery is running: it sends the init when it has one.
+        self._report("reuse", {**data, "path": state.path, "age_ms": round(now_ms() - self._connected_at, 1),
+                               "reconnects": self._reconnects})
         await self._write_turn(state)
 
     async def send(self, chunk: int, text: str) -> None:
@@ -428,7 +498,7 @@ class WebSocketTTSSession:
         state, self._turn = self._turn, None
         if state is not None and state.rest_task is not None:
             state.rest_task.cancel()
-        tasks = [*self._background, *([self._recovery] if self._recovery else [])]
+        tasks = [*self._background, *([self._recovery] if self._recovery else []), *self._spawned]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -479,6 +549,9 @@ class WebSocketTTSSession:
         self._connected_at = now_ms()
         self._server_error = None
         self._down_reason = None
+        self._open_contexts = {}
+        self._last_write = now_ms()  # the server's idle timer starts with the connection
+        self._keepalive_changed.set()
         self._reader = asyncio.create_task(self._read(ws), name=f"tts-{self.name}-reader")
 
     async def _read(self, ws: ClientConnection) -> None:
@@ -496,67 +569,114 @@ class WebSocketTTSSession:
     def _drop_connection(self, reason: str) -> None:
         """Gives up the current connection (closed, stalled, broken) and starts a recovery."""
         ws, self._ws = self._ws, None
+        self._open_contexts = {}
         if ws is not None and ws.transport is not None:
             ws.transport.abort()  # do not wait for a close handshake from a server that stalls
+        limit = self.stated_idle_limit_ms(reason)
+        if limit is not None and (self._idle_limit_ms is None or limit < self._idle_limit_ms):
+            # The server's own limit is shorter than the one configured: keep-alives fit inside it from now on.
+            self._idle_limit_ms = limit
+            self._keepalive_ms = min(self._keepalive_ms, limit * KEEPALIVE_SHARE)
+            self._keepalive_changed.set()
+        self._down_reason = reason
+        if ws is not None and not self._closing:
+            self._report("disconnect", {"path": self.path, "provider": self.name, "reason": reason,
+                                        "age_ms": round(now_ms() - self._connected_at, 1)})
         if self._recovery is None and not self._closing:
-            self._recovery = asyncio.create_task(self._recover(reason), name=f"tts-{self.name}-recover")
+            self._start_recovery(reason)
+
+    def _start_recovery(self, reason: str) -> None:
+        self._retry_now.clear()
+        self._recovery = asyncio.create_task(self._recover(reason), name=f"tts-{self.name}-recover")
+
+    def _waiting_turn(self) -> _Turn | None:
+        """The turn whose text or audio waits for the connection, if any."""
+        state = self._turn
+        return state if state is not None and not state.ended and state.mode == "ws" else None
 
     async def _recover(self, reason: str) -> None:
+        """Reconnects until connected (or the session closes, or the key is refused)."""
         try:
-            state = self._turn
-            if state is not None and not state.ended and state.mode == "ws" and self.config.on_disconnect == "rest":
-                self._fall_back(state, f"{reason}; tts.on_disconnect = rest")
             started = now_ms()
-            error = await self._reconnect(reason)
-            if error is None:
-                self._reconnects += 1
-                self.path = "reconnected"
-                state = self._turn
-                resumed = state is not None and not state.ended and state.mode == "ws"
-                if not resumed:
-                    # No turn is on the new connection yet (between turns, or this one went
-                    # over REST): the next turn is the first on it and reports it.
-                    self._reconnect_reason = reason
-                self._report("reconnect", {"path": "reconnected", "provider": self.name, "reason": reason,
-                                           "downtime_ms": round(now_ms() - started, 1), "reconnects": self._reconnects,
-                                           "resumed_chunks": [c.index for c in state.pending] if resumed else []})
-                if resumed:
-                    assert state is not None
-                    self._resume(state)
-                    await self._write_turn(state)
+            state = self._waiting_turn()
+            if state is not None and self.config.on_disconnect == "rest":
+                self._fall_back(state, f"{reason}; tts.on_disconnect = rest")
+            elif state is not None and self.config.reconnect_attempts == 0:
+                self._fall_back(state, f"{reason}; tts.reconnect_attempts = 0; reconnecting in the background")
+            delay = self.config.reconnect_backoff_ms
+            attempt = 0
+            while not self._closing:
+                if not self._retry_now.is_set():
+                    try:
+                        async with asyncio.timeout(delay / 1000.0):
+                            await self._retry_now.wait()
+                    except TimeoutError:
+                        pass
+                self._retry_now.clear()
+                attempt += 1
+                try:
+                    await self._connect()
+                except TTSError as exc:
+                    refused = isinstance(exc, _AuthError)  # a refused key does not get better by retrying
+                    self._down_reason = f"{reason}; reconnecting failed: {exc}"
+                    self._give_up_waiting(attempt, started, refused)
+                    if refused:
+                        return
+                    cap = _BACKOFF_CAP_MS if attempt < self.config.reconnect_attempts else _BACKGROUND_BACKOFF_CAP_MS
+                    delay = min(max(delay * 2, _MIN_RETRY_MS), max(cap, self.config.reconnect_backoff_ms))
+                    continue
+                await self._on_reconnected(reason, started, attempt)
                 return
-            self._down_reason = f"{reason}; reconnecting failed: {error}"
-            state = self._turn
-            if state is not None and not state.ended and state.mode == "ws":
-                self._fall_back(state, self._down_reason)
         finally:
             self._recovery = None
 
-    async def _reconnect(self, reason: str) -> str | None:
-        """Bounded exponential backoff; None when connected, else the last error."""
-        delay = self.config.reconnect_backoff_ms
-        error = "no attempts (tts.reconnect_attempts = 0)"
-        for _attempt in range(self.config.reconnect_attempts):
-            await asyncio.sleep(delay / 1000.0)
-            delay = min(delay * 2, _BACKOFF_CAP_MS)
-            try:
-                await self._connect()
-                return None
-            except _AuthError as exc:
-                return str(exc)  # a refused key does not get better by retrying
-            except TTSError as exc:
-                error = str(exc)
-        return error
+    def _give_up_waiting(self, attempt: int, started: float, refused: bool) -> None:
+        """After a failed attempt: the waiting turn goes on over REST once it has waited enough."""
+        state = self._waiting_turn()
+        if state is None or not (refused or state.waits_for_connection or attempt >= self.config.reconnect_attempts):
+            return
+        more = "" if refused else "; reconnecting in the background"
+        self._fall_back(state, f"{self._down_reason} (attempt {attempt}, {(now_ms() - started) / 1000:.1f} s after "
+                               f"the drop){more}")
+
+    async def _on_reconnected(self, reason: str, started: float, attempts: int) -> None:
+        self._reconnects += 1
+        state = self._waiting_turn()
+        if state is not None:
+            # The turn is disturbed only if some of its text or audio waited for the new connection.
+            if state.pending or state.flushed or state.waits_for_connection:
+                state.path = "reconnected"
+            state.waits_for_connection = False
+            self._resume(state)
+        self._report("reconnect", {"path": self.path, "provider": self.name, "reason": reason,
+                                   "downtime_ms": round(now_ms() - started, 1), "reconnects": self._reconnects,
+                                   "attempts": attempts, "keepalive_ms": self._keepalive_ms,
+                                   "resumed_chunks": [c.index for c in state.pending] if state else []})
+        if state is not None:
+            await self._write_turn(state)
 
     def _resume(self, state: _Turn) -> None:
-        """Prepares the interrupted turn for a new context on the new connection."""
-        state.resumes += 1
-        state.context = f"turn-{state.number}-r{state.resumes}"
+        """Prepares the interrupted turn for the new connection (a new context if it had one)."""
+        if state.begun_on is not None:
+            state.resumes += 1
+            state.context = f"turn-{state.number}-r{state.resumes}"
         state.leftover = b""
         state.progress_at = now_ms()
+        self._take_back_last(state)
         for item in state.pending:
             item.skip = item.delivered
             item.chars_left = spoken_chars(item.text)
+
+    @staticmethod
+    def _take_back_last(state: _Turn) -> None:
+        """Before the turn's text is spoken again (resume, REST): the chunk whose last character
+        was aligned goes back to the unfinished ones unless audio of a later chunk had arrived,
+        since audio after its last character (covering none, e.g. its trailing silence) may not
+        have. Its delivered samples are skipped, so nothing is repeated."""
+        last = state.last
+        if last is not None and (not state.pending or state.pending[0].delivered == 0):
+            state.pending.appendleft(last)
+        state.last = None
 
     # -- writing -------------------------------------------------------------------------
 
@@ -585,9 +705,16 @@ class WebSocketTTSSession:
             context = state.context
             try:
                 if state.begun_on != context:
+                    if self._contexts_full():
+                        self._warn("context-cap", f"{len(self._open_contexts)} contexts are still open on the "
+                                   f"connection (at most {self.max_contexts}): the turn's context opens when one "
+                                   "of them ends")
+                        return  # its final frees a slot and writes the turn again (_on_frame)
                     for message in self.begin_messages(context):
                         await ws.send(_encode(message))
                     state.begun_on = context
+                    if self.max_contexts is not None:
+                        self._open_contexts[context] = math.inf
                 for item in list(state.pending):
                     if item.context != context:
                         for message in self.chunk_messages(context, item.text):
@@ -601,16 +728,36 @@ class WebSocketTTSSession:
                 return  # the reader sees the close and recovers
             self._last_write = now_ms()
 
+    def _contexts_full(self) -> bool:
+        """No slot for a new context on this connection."""
+        if self.max_contexts is None:
+            return False
+        now = now_ms()
+        self._open_contexts = {name: until for name, until in self._open_contexts.items() if until > now}
+        return len(self._open_contexts) >= self.max_contexts
+
+    def _spawn(self, coroutine: Any) -> None:
+        """Runs a write in the background, keeping it referenced until it is done."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
+
     async def _keep_alive(self) -> None:
         while True:
-            interval = self.config.keepalive_ms
-            await asyncio.sleep(max(50.0, interval - (now_ms() - self._last_write)) / 1000.0)
-            if self._ws is None or now_ms() - self._last_write < interval:
-                continue
+            due_ms = self._keepalive_ms - (now_ms() - self._last_write)
             state = self._turn
             context = state.context if state is not None and not state.ended and not state.flushed \
                 and state.begun_on == state.context and state.mode == "ws" else None
-            if await self._write_messages([self.keepalive_message(context)]):
+            # No slot for a keep-alive context of its own: soon again (a closed context ends soon).
+            if due_ms > 0 or self._ws is None or (context is None and self._contexts_full()):
+                self._keepalive_changed.clear()
+                try:
+                    async with asyncio.timeout(max(_MIN_RETRY_MS, due_ms) / 1000.0):
+                        await self._keepalive_changed.wait()
+                except TimeoutError:
+                    pass
+                continue
+            if await self._write_messages(self.keepalive_messages(context)):
                 self._report("keepalive", {"path": self.path, "provider": self.name, "context": context,
                                            "age_ms": round(now_ms() - self._connected_at, 1)})
 
@@ -641,6 +788,11 @@ class WebSocketTTSSession:
             if frame.context is None or (state is not None and frame.context == state.context):
                 self._drop_connection(f"server error: {frame.error}")
             return
+        if frame.final and frame.context in self._open_contexts:
+            del self._open_contexts[frame.context]  # its slot is free
+            waiting = self._waiting_turn()
+            if waiting is not None and waiting.begun_on != waiting.context and self._ws is not None:
+                self._spawn(self._write_turn(waiting))
         if state is None or state.ended or state.mode != "ws":
             return  # audio of a cancelled or finished turn, or of a turn now spoken over REST
         if frame.context is not None and frame.context != state.context:
@@ -679,7 +831,7 @@ class WebSocketTTSSession:
         if messages is None:  # no in-band cancel: only a new connection stops that audio
             self._drop_connection(f"wrong audio format: {problem}")
         else:
-            asyncio.get_running_loop().create_task(self._write_messages(messages))
+            self._spawn(self._write_messages(messages))
         return False
 
     def _on_audio(self, state: _Turn, frame: Frame) -> None:
@@ -745,13 +897,14 @@ class WebSocketTTSSession:
         """Speaks the rest of the turn over REST, starting with the chunks whose audio has not
         fully arrived; never silently. With tts.fallback = "none" the turn fails instead."""
         if self.config.fallback == "none":
-            self._report("fallback", {"path": self.path, "provider": self.name, "reason": f"{reason}; "
+            self._report("fallback", {"path": state.path, "provider": self.name, "reason": f"{reason}; "
                                       "tts.fallback = none: the turn fails"})
             state.ended = True
             state.audio.put_nowait(TTSError(f"{self.name}: {reason} (tts.fallback = none, so no REST fallback)"))
             return
-        self.path = "fallback_rest"
-        self._report("fallback", {"path": self.path, "provider": self.name, "reason": reason,
+        state.path = "fallback_rest"
+        self._take_back_last(state)
+        self._report("fallback", {"path": state.path, "provider": self.name, "reason": reason,
                                   "resent_chunks": [c.index for c in state.pending]})
         self._start_rest(state)
         assert state.rest_queue is not None

@@ -37,8 +37,12 @@ class TTSState:
             # the persistent connection clears the red FALLBACK (the count stays).
             if event.path != "fallback_rest":
                 self.state = "open"
+        elif action == "disconnect" and self.state == "open":
+            self.state = "reconnecting"  # a fallback stays shown: it is the worse news
         elif action == "reconnect":
             self.reconnects += 1
+            if self.state == "reconnecting":
+                self.state = "open"
         elif action == "fallback":
             self.state = "fallback"
             self.fallbacks += 1

@@ -125,3 +125,34 @@ def test_scripts_by_name_or_path_and_empty_ones(tmp_path):
     empty.write_text("# nothing but a comment\n\n")
     with pytest.raises(ValueError, match="empty.txt: no turns"):
         read_script(str(empty))
+
+
+@pytest.mark.models
+def test_ctrl_c_cancels_a_turn_and_a_second_ends_the_bench_with_its_trace_so_far(tmp_path):
+    import os
+    import signal
+    import time
+
+    from tests.processes import Child
+
+    script = tmp_path / "script.txt"
+    script.write_text("Tell me a long story about the sea.\nAnd one about the mountains.\nOne more?\n")
+    trace = tmp_path / "traces" / "A-run01.jsonl"
+    child = Child("bench", "--preset", "local", "--script", str(script), "--out", str(tmp_path / "traces"), *SHORT)
+
+    def turn_began(turn: int) -> bool:  # the live trace is flushed at each tts.session event (reuse: a turn began)
+        return trace.exists() and f'{{"turn": {turn}, ' in trace.read_text() and '"reuse"' in trace.read_text()
+
+    for turn in (1, 2):
+        deadline = time.monotonic() + 120
+        while not turn_began(turn):
+            assert time.monotonic() < deadline and child.process.poll() is None, child.err[-10:]
+            time.sleep(0.02)
+        time.sleep(0.3)  # into the turn: llama.cpp generating, Piper synthesizing
+        os.kill(child.process.pid, signal.SIGINT)
+    status, out, err = child.finish(timeout=60)
+    assert status == 130, err
+    assert "Traceback" not in err and "terminate called" not in err and "bench interrupted" in err
+    assert "PASS" not in out and "FAIL" not in out  # no report for a bench that did not run out
+    _, events = read_trace(trace)
+    assert [e.get("metrics")["status"] for e in events if e.type == "turn.summary"] == ["cancelled", "cancelled"]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from playground.core.events import events_by_turn
 from playground.core.tracefile import read_trace
 from playground.core.metrics import percentile
 from playground.core.presets import PresetError
+from tests.processes import Child
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TWO_TURNS = ROOT / "playground" / "bench" / "data" / "two-turns.jsonl"
@@ -90,3 +94,29 @@ def test_replay_of_a_trace_without_tokens_is_a_clear_error(tmp_path):
     result = playground("replay", str(trace), "--no-audio", timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: {trace}: no turn with llm.token events, so there is nothing to replay"
+
+
+@pytest.mark.models
+def test_ctrl_c_three_times_cancels_then_ends_the_replay_cleanly_and_keeps_the_trace(tmp_path):
+    """SIGINT three times, 0.5 s apart, to a real `playground replay` while a turn plays (Piper
+    synthesizing in its thread): the first cancels that turn, the second ends the replay, the third
+    is ignored. No abort, exit status 130, and the trace (written as turns end) holds each turn
+    that ran, finished or cancelled."""
+    out = tmp_path / "interrupted.jsonl"
+    # unpaced: a turn lasts as long as Piper synthesizes it (several seconds for these long replies)
+    child = Child("replay", str(ROOT / "tests" / "export" / "data" / "session.jsonl"), "--audio", "unpaced",
+                  "--trace", str(out))
+    child.wait_for(lambda lines: sum(line.startswith("you: ") for line in lines) == 2, timeout=180)  # turn 2 began
+    time.sleep(1.0)  # into turn 2's reply, while Piper synthesizes it
+    for _ in range(3):
+        os.kill(child.process.pid, signal.SIGINT)
+        time.sleep(0.5)
+    status, _, err = child.finish(timeout=120)
+    assert status == 130, err
+    assert "terminate called" not in err and "Traceback" not in err
+    assert "turn 2 cancelled" in err and f"trace written to {out}" in err
+    _, events = read_trace(out)
+    started = [e.turn for e in events if e.type == "turn.start"]
+    summaries = {e.turn: e.get("metrics")["status"] for e in events if e.type == "turn.summary"}
+    assert started == sorted(summaries) and len(started) < 5  # every turn that began is in the trace, ended
+    assert summaries[1] == "ok" and set(list(summaries.values())[1:]) == {"cancelled"}

@@ -37,3 +37,24 @@ def test_no_mic_device_is_reported_and_typed_turns_still_run():
     assert result.returncode == 0, result.stderr
     assert "mic unavailable (" in result.stderr and "typed input still works" in result.stderr
     assert "you: Hello?" in result.stdout and "agent: " in result.stdout
+
+
+def test_a_mic_file_with_the_presets_push_to_talk_is_heard_hands_free(tmp_path):
+    """The README's example as written: the default preset is push-to-talk, which a file never presses."""
+    wav = write_wav(tmp_path / "question.wav", silence(0.4), speech(QUESTION), silence(1.5))
+    trace = tmp_path / "voice.jsonl"
+    result = playground("run", "--no-audio", "--mic-file", str(wav), "--trace", str(trace), *SHORT)
+    assert result.returncode == 0, result.stderr
+    assert "mic: file question.wav, hands_free (a mic file cannot press the push-to-talk key)" in result.stderr
+    [spoken] = [line for line in result.stdout.splitlines() if line.startswith("you (spoken): ")]
+    assert mostly_heard(spoken.removeprefix("you (spoken): "), QUESTION, share=0.8)
+    _, events = read_trace(trace)
+    assert any(isinstance(e, ev.TurnSummary) and e.turn == 1 for e in events)
+
+
+def test_push_to_talk_asked_for_with_a_mic_file_is_refused_before_anything_loads(tmp_path):
+    wav = write_wav(tmp_path / "q.wav", speech("Hello."))
+    result = playground("run", "--no-audio", "--mic-file", str(wav), "--mode", "push_to_talk")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: push-to-talk waits for a key press, and a mic file never presses one: "
+                                     "use --mode hands_free with --mic-file (a pause ends each utterance)")

@@ -189,9 +189,9 @@ def test_every_span_event_lies_within_its_span(tmp_path, recorded):
     # long before the first TTS request) is misdrawn or dropped. Such events go to the turn.
     spans = spans_of(otlp_file(tmp_path, recorded))
     for span in spans:
-        for event in span.get("events", []):
-            assert int(span["startTimeUnixNano"]) <= int(event["timeUnixNano"]) <= int(span["endTimeUnixNano"]), \
-                (span["name"], event["name"])
+        for span_event in span.get("events", []):
+            assert int(span["startTimeUnixNano"]) <= int(span_event["timeUnixNano"]) <= int(span["endTimeUnixNano"]), \
+                (span["name"], span_event["name"])
     turns = [s for s in spans if s["name"] == "turn"]
     reuses = [e for t in turns for e in t.get("events", []) if e["name"] == "tts.session reuse"]
     assert len(reuses) == len(turns)  # every turn of these traces reused the session it opened

@@ -61,11 +61,11 @@ def loopback_preset(url: str, *overrides: str) -> Preset:
                            [f"tts.base_url={url}", "tts.stall_timeout_ms=1500", *overrides])
 
 
-async def open_loopback_session(server: ElevenLabsServer, *overrides: str, llm=None,
-                                reply: str = REPLY, turns: int = 3) -> tuple[Session, AudioTap]:
+async def open_loopback_session(server: ElevenLabsServer, *overrides: str, llm=None, reply: str = REPLY,
+                                turns: int = 3, wav_path=None) -> tuple[Session, AudioTap]:
     preset = loopback_preset(server.url, *overrides)
     tap = AudioTap(ElevenLabsSession(preset.tts))
-    session = Session(preset, llm or replay(reply, turns), tap, await open_output("null"))
+    session = Session(preset, llm or replay(reply, turns), tap, await open_output("null", wav_path=wav_path))
     await session.open()
     return session, tap
 
@@ -96,3 +96,14 @@ def session_events(session: Session, turn: int, action: str | None = None) -> li
 async def run_turn(session: Session, text: str = "Hello?", limit_s: float = 20.0):
     async with asyncio.timeout(limit_s):
         return await session.run_turn(text)
+
+
+async def wait_for_event(session: Session, action: str, limit_s: float = 20.0, since: int = 0) -> ev.TraceEvent:
+    """The first `tts.session` event with `action` among the trace's events from index `since` on,
+    waited for (the trace only grows)."""
+    async with asyncio.timeout(limit_s):
+        while True:
+            for event in session.trace.events[since:]:
+                if isinstance(event, ev.TtsSession) and event.action == action:
+                    return event
+            await asyncio.sleep(0.02)

@@ -34,9 +34,15 @@ def test_multi_context_url_and_messages():
     assert s.end_messages("turn-1") == [{"context_id": "turn-1", "flush": True},
                                         {"context_id": "turn-1", "close_context": True}]
     assert s.cancel_messages("turn-1") == [{"context_id": "turn-1", "close_context": True}]
-    assert s.keepalive_message("turn-1") == {"text": "", "context_id": "turn-1"}
-    assert s.keepalive_message(None) == {"text": ""}
+    assert s.keepalive_messages("turn-1") == [{"text": "", "context_id": "turn-1"}]
+    # between turns: a context of its own, closed at once (never the default context's {"text": ""})
+    assert s.keepalive_messages(None) == [{"text": " ", "context_id": "keepalive-1"},
+                                          {"context_id": "keepalive-1", "close_context": True}]
     assert s.close_messages() == [{"close_socket": True}]
+    # the close of an idle connection states the server's limit
+    assert s.stated_idle_limit_ms("server closed the connection (1008: input_timeout_exceeded: Have not received "
+                                  "a new text input within the timeout of 3.0 seconds. ...)") == 3000.0
+    assert s.stated_idle_limit_ms("server closed the connection (1006: no reason given)") is None
 
 
 def test_passthrough_chunks_are_not_flushed():
@@ -49,7 +55,7 @@ def test_single_context_messages():
     s = session(contexts="single")
     assert "/stream-input?" in s.websocket_url() and "multi" not in s.websocket_url()
     assert s.chunk_messages("c", "Hi.") == [{"text": "Hi. ", "flush": True}]
-    assert s.keepalive_message(None) == {"text": " "}  # an empty text would end a single stream
+    assert s.keepalive_messages(None) == [{"text": " "}]  # an empty text would end a single stream
     assert s.cancel_messages("c") is None  # no cancel message: a barge-in reconnects
     assert s.close_messages() == [{"text": ""}]
     s.connections = 1

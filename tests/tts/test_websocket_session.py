@@ -24,17 +24,10 @@ from tests.tts.loopback import (
     run_turn,
     session_events,
     spoken_chunks,
+    wait_for_event,
 )
 
 pytestmark = pytest.mark.models  # the loopback server speaks with the Piper voice
-
-
-@pytest.fixture
-async def server(loopback_voice):
-    server = ElevenLabsServer(voice=loopback_voice)
-    await server.start()
-    yield server
-    await server.stop()
 
 
 async def test_opened_before_the_first_turn_and_reused(server):
@@ -121,8 +114,10 @@ async def test_server_close_mid_reply_with_rest_for_the_rest_of_the_turn(server)
     assert "1006" in fallback.reason and "on_disconnect = rest" in fallback.reason
     assert [r["text"].strip() for r in server.rest_requests][:1] == [fallback_text(session)]
     assert_audio_exact(session, tap, server, 1)
-    # Reconnected in the background meanwhile: turn 2 is the first on the new connection.
-    assert m2.status == "ok" and m2.tts_path == "reconnected" and "1006" in m2.tts_path_reason
+    # Reconnected in the background meanwhile, before turn 2, which nothing disturbed.
+    reconnects = [e for e in session.trace.events if isinstance(e, ev.TtsSession) and e.action == "reconnect"]
+    assert len(reconnects) == 1 and "1006" in reconnects[0].reason
+    assert m2.status == "ok" and m2.tts_path == "persistent"
     assert_audio_exact(session, tap, server, 2)
 
 
@@ -221,8 +216,11 @@ async def test_failed_reconnect_falls_back_to_rest_and_says_why(server):
     assert m1.status == "ok" and m1.tts_path == "fallback_rest", m1.errors
     assert "reconnecting failed" in m1.tts_path_reason and "HTTP 403" in m1.tts_path_reason
     assert_audio_exact(session, tap, server, 1)
-    # Turn 2 starts with no connection: it goes over REST at once, and reconnects behind it.
-    assert m2.status == "ok" and m2.tts_path == "fallback_rest" and "not connected" in m2.tts_path_reason
+    # A refused key stops the attempts. Turn 2 starts with no connection and tries the persistent
+    # session first, with an attempt at once: the server takes it now, so turn 2 is spoken over it.
+    assert "not connected" in session_events(session, 2, "reuse")[0].reason
+    assert m2.status == "ok" and m2.tts_path == "reconnected" and "HTTP 403" in m2.tts_path_reason, m2.errors
+    assert not server.rest_requests[len(spoken_chunks(session, 1)):]  # nothing of turn 2 over REST
     assert_audio_exact(session, tap, server, 2)
     assert server.handshakes == 2
 
@@ -233,17 +231,14 @@ async def test_reconnect_failure_with_fallback_none_fails_the_turn_not_the_sessi
         server.inject(Fault("close", after=1, code=1006))
         server.inject(Fault("reject", status=403))
         m1 = await run_turn(session)
-        m2 = await run_turn(session)  # no connection at its start: fails at once, reconnects behind it
-        async with asyncio.timeout(5):
-            while not [e for e in session.trace.events
-                       if isinstance(e, ev.TtsSession) and e.action == "reconnect"]:
-                await asyncio.sleep(0.02)
+        m2 = await run_turn(session)  # no connection at its start: it reconnects first, and is spoken
         m3 = await run_turn(session)
     finally:
         await session.close()
     assert m1.status == "error" and any("tts.fallback = none" in e for e in m1.errors)
-    assert m2.status == "error" and any("not connected" in e for e in m2.errors)
-    assert m3.status == "ok" and m3.tts_path == "reconnected", m3.errors
+    assert m2.status == "ok" and m2.tts_path == "reconnected" and "HTTP 403" in m2.tts_path_reason, m2.errors
+    assert_audio_exact(session, tap, server, 2)
+    assert m3.status == "ok" and m3.tts_path == "persistent", m3.errors
     assert_audio_exact(session, tap, server, 3)
 
 
@@ -262,23 +257,53 @@ async def test_idle_session_keeps_its_connection_with_keepalives(server):
                 if isinstance(e, ev.TtsSession) and e.action in ("reconnect", "fallback")]
     keepalives = [e for e in session.trace.events if isinstance(e, ev.TtsSession) and e.action == "keepalive"]
     assert len(keepalives) >= 8
-    assert {"text": ""} in server.received  # the no-context form between turns
+    # Between turns a keep-alive context of its own, closed at once: never the default context.
+    assert {"text": " ", "context_id": "keepalive-1"} in server.received
+    assert {"context_id": "keepalive-1", "close_context": True} in server.received
+    assert not [m for m in server.received if "context_id" not in m and not m.get("close_socket")]
+    assert server.most_contexts <= 2  # a turn's context while it finishes, and a keep-alive's
     assert m1.status == m2.status == "ok" and m2.tts_path == "persistent"
     assert_audio_exact(session, tap, server, 2)
 
 
-async def test_without_keepalives_the_server_closes_an_idle_session_and_it_reconnects(server):
-    # The counter-test: a keep-alive interval the server's timeout does not allow for (checked
-    # at open, so a preset cannot do this) shows the timeout is real and the reconnect visible.
-    session, tap = await open_loopback_session(server, "tts.inactivity_timeout_s=1", "tts.keepalive_ms=500",
-                                               reply=SHORT_REPLY)
-    session.tts.inner.config.keepalive_ms = 60_000  # after open's check: no keep-alive goes out any more
+async def test_a_server_with_a_shorter_idle_limit_closes_once_then_keepalives_fit_inside_it(loopback_voice):
+    """A server that does not honour inactivity_timeout (its limit: 2 s; asked for: 20 s, so
+    keep-alives every 10 s): its close states the limit, and from then on the keep-alives fit
+    inside it. The reconnect is reported, but no turn's audio waited for it."""
+    server = ElevenLabsServer(voice=loopback_voice, inactivity_limit_s=2.0)
+    await server.start()
+    session, tap = await open_loopback_session(server, reply=SHORT_REPLY)
     try:
-        await asyncio.sleep(1.6)
+        reconnect = await wait_for_event(session, "reconnect", limit_s=15)
+        idle_from = len(session.trace.events)
+        await asyncio.sleep(8.0)  # idle for four of the server's limits
         m1 = await run_turn(session)
     finally:
         await session.close()
-    assert m1.status == "ok" and m1.tts_path == "reconnected" and "input_timeout_exceeded" in m1.tts_path_reason
+        await server.stop()
+    assert "input_timeout_exceeded" in reconnect.reason and "2.0 seconds" in reconnect.reason
+    assert reconnect.keepalive_ms == 1000.0 and reconnect.turn == ev.SESSION_TURN
+    later = [e for e in session.trace.events[idle_from:] if isinstance(e, ev.TtsSession)]
+    assert not [e for e in later if e.action in ("reconnect", "fallback")]
+    assert len([e for e in later if e.action == "keepalive"]) >= 6
+    assert server.handshakes == 2
+    assert m1.status == "ok" and m1.tts_path == "persistent", m1.errors
+    assert_audio_exact(session, tap, server, 1)
+
+
+async def test_the_keepalive_interval_is_derived_from_the_inactivity_timeout(server):
+    # No tts.keepalive_ms: half the 2 s asked for (the inactivity_timeout query parameter).
+    session, tap = await open_loopback_session(server, "tts.inactivity_timeout_s=2", reply=SHORT_REPLY)
+    try:
+        await asyncio.sleep(5.0)  # idle for two and a half timeouts
+        m1 = await run_turn(session)
+    finally:
+        await session.close()
+    opened = next(e for e in session.trace.events if isinstance(e, ev.TtsSession) and e.action == "open")
+    assert opened.keepalive_ms == 1000.0
+    assert server.handshakes == 1 and not [e for e in session.trace.events
+                                          if isinstance(e, ev.TtsSession) and e.action == "reconnect"]
+    assert m1.status == "ok" and m1.tts_path == "persistent"
     assert_audio_exact(session, tap, server, 1)
 
 

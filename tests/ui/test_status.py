@@ -30,6 +30,15 @@ def test_a_fallback_shows_in_red_until_a_turn_is_back_on_the_connection():
     assert state.state == "open" and "1 reconnects" in shown and "1 fallbacks (last: server closed (1006))" in shown
 
 
+def test_a_lost_connection_shows_as_reconnecting_until_it_is_back():
+    state = TTSState()
+    state.add(session_event("open", path="persistent"))
+    state.add(session_event("disconnect", path="persistent", reason="server closed the connection (1006)"))
+    assert "tts elevenlabs reconnecting" in state.render("elevenlabs", 0).plain
+    state.add(session_event("reconnect", path="persistent", attempts=3))
+    assert state.state == "open" and "1 reconnects" in state.render("elevenlabs").plain
+
+
 def test_rest_chosen_in_the_preset_is_not_shown_as_a_fault():
     state = TTSState()
     state.add(session_event("open", path="fallback_rest"))

@@ -8,8 +8,10 @@ the script's lines as turns, one per line. Warm-up runs come first and are not c
 With --vs, variant B (the preset with those settings) runs alternately with A in ABBA
 order, so both see the same machine state, and the B/A ratios are printed.
 
-Every run's trace is written to --out. The exit status is 1 when a p50 misses its budget
-(or a turn failed), so the command is a latency regression gate for CI.
+Every run's trace is written to --out as its turns end. The exit status is 1 when a p50
+misses its budget (or a turn failed), so the command is a latency regression gate for CI.
+Ctrl-C cancels the running turn (a cancelled turn is not counted); a second one ends the
+bench at once (exit status 130, no report).
 
 With --oracle, every counted turn's measured TTFA is set against its oracle bound, the
 earliest first audio its recorded tokens allowed (playground.chunking.oracle).
@@ -23,7 +25,6 @@ so a run lasts as long as its replies; `--audio unpaced` measures the metrics wi
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import shlex
 import textwrap
@@ -40,6 +41,7 @@ from playground.core.formatting import format_ms, format_ratio, shorten
 from playground.core.metrics import METRIC_LABELS, TurnMetrics
 from playground.core.presets import Preset, PresetError, apply_overrides, load_preset
 from playground.core.tracefile import read_trace
+from playground.engine.interrupts import Interrupts
 
 if TYPE_CHECKING:
     from playground.console import Console
@@ -172,39 +174,43 @@ def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
 
 
-async def run_all(runs: list[Run], lines: list[str], audio: str | None, out: Path, console: Console) -> None:
-    """Every run in order, each a fresh session; progress on stderr, a line per step."""
+async def run_all(runs: list[Run], lines: list[str], audio: str | None, out: Path, console: Console,
+                  interrupts: Interrupts | None = None) -> None:
+    """Every run in order, each a fresh session; progress on stderr, a line per step; each trace
+    written as its turns end, so an interrupted bench keeps what it measured."""
     from playground.engine.build import open_session
-    from playground.export.jsonl import write_trace_jsonl
+    from playground.export.jsonl import open_trace_writer
 
-    warned: set[str] = set()
-
-    def warn(message: str) -> None:
-        if message not in warned:
-            warned.add(message)
-            console.note(message)
-
+    interrupts = interrupts or Interrupts()
     started = time.perf_counter()
     for number, run in enumerate(runs, 1):
+        if interrupts.ending:
+            return
         prefix = f"[{number}/{len(runs)}] {run.label}"
         console.note(f"{prefix}: opening a session (preset {run.variant.preset.name})")
         run_started = time.perf_counter()
-        session = await open_session(run.variant.preset, audio=audio, warn=warn)
+        session = await open_session(run.variant.preset, audio=audio, warn=console.note_once)
         console.note(f"{prefix}: session open in {time.perf_counter() - run_started:.1f} s "
                      f"(audio: {session.output.name})")
+        writer = open_trace_writer(out / f"{run.label}.jsonl", session.trace.header)
+        writer.follow(session.trace)
+        interrupts.attach(session)
         metrics: list[TurnMetrics] = []
         try:
             for index, line in enumerate(lines, 1):
+                if interrupts.ending:
+                    break
                 turn_started = time.perf_counter()
                 m = await session.run_turn(line)
-                metrics.append(m)
+                if m.status != "cancelled":
+                    metrics.append(m)
                 status = "" if m.status == "ok" else f", {m.status.upper()}"
                 console.note(f"{prefix} turn {index}/{len(lines)}: TTFA {format_ms(m.ttfa)} ms, "
                              f"E2E_TOTAL {format_ms(m.e2e_total)} ms, turn {time.perf_counter() - turn_started:.1f} s"
                              f"{status}")
         finally:
             await session.close()
-            write_trace_jsonl(out / f"{run.label}.jsonl", session.trace.header, session.trace.events)
+            writer.close()
         if run.measured:
             run.variant.metrics += metrics
         if any(isinstance(e, ev.TurnStart) and e.unpaced for e in session.trace.events):
@@ -258,7 +264,11 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if audio == "null":
         console.note("bench: the null output plays every reply in real time; --audio unpaced measures the same "
                      "metrics without that wait (playground bench --help)")
-    asyncio.run(run_all(runs, lines, audio, out, console))
+    with Interrupts(console.note) as interrupts:
+        interrupts.run(lambda: run_all(runs, lines, audio, out, console, interrupts))
+    if interrupts.ending:
+        console.note(f"bench interrupted (Ctrl-C); the traces so far are in {out}/")
+        return interrupts.status(0)
 
     for v in variants:
         console.print(f"{v.name}: {v.description} ({len(v.metrics)} turns)")
