@@ -31,6 +31,7 @@ from playground.core.presets import Preset
 from playground.engine.build import build_provider
 from playground.engine.session import Session
 from playground.engine.voice import HANDS_FREE, VoiceLoop
+from playground.export.jsonl import JsonlTraceWriter, open_trace_writer
 from playground.phone import dialects as dl
 from playground.phone.events import (
     PhoneAudioOut,
@@ -92,7 +93,7 @@ class AgentCall:
         self.errors: dict[str, int] = {}
         self.input = CallInput()
         self._listener: CallListener | None = None
-        self._writer: ev.JsonlTraceWriter | None = None
+        self._writer: JsonlTraceWriter | None = None
         self._outbox: asyncio.Queue[tuple[str, Callable[[float], None] | None] | None] = asyncio.Queue()
         self._started = asyncio.Event()
         self._ended = asyncio.Event()
@@ -149,10 +150,8 @@ class AgentCall:
             "dialect": self.dialect.name, "call_id": self.start.call_id, "stream_id": self.start.stream_id}}
         if self.server.trace_dir is not None:
             self.trace_path = self.server.trace_dir / trace_file_name(self.start.call_id)
-            self._writer = ev.JsonlTraceWriter(self.trace_path, session.trace.header)
-            for event in session.trace.events:  # what opening the session recorded
-                self._writer(event)
-            session.trace.subscribe(self._writer)
+            self._writer = open_trace_writer(self.trace_path, session.trace.header)
+            self._writer.follow(session.trace)  # with what opening the session recorded
         session.trace.subscribe(self._on_event)
         emit(self._session_clock(), PhoneCall(self.dialect.name, self.start.stream_id, self.start.call_id,
                                               self.start.account_id, self.start.media_format,

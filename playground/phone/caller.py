@@ -44,6 +44,7 @@ from playground import __version__
 from playground.core import events as ev
 from playground.audio.input import StreamResampler
 from playground.core.clock import now_ms
+from playground.export.jsonl import open_trace_writer
 from playground.data import find
 from playground.phone import dialects as dl
 from playground.phone.codec import (
@@ -505,9 +506,9 @@ class Call:
         self.account_id = self.dialect.new_account_id()
         self.trace = ev.Trace()
         self.trace.header = self._header()
-        self._writer = ev.JsonlTraceWriter(trace_path, self.trace.header) if trace_path else None
+        self._writer = open_trace_writer(trace_path, self.trace.header) if trace_path else None
         if self._writer:
-            self.trace.subscribe(self._writer)
+            self._writer.follow(self.trace)
         self.started_at = now_ms()
         self.session_clock = ev.TurnClock(self.trace, ev.SESSION_TURN, self.started_at)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
