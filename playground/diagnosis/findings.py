@@ -105,9 +105,9 @@ def pct(part: float, whole: float) -> str:
     return f"{100.0 * part / whole:.0f}%" if whole else "-"
 
 
-def _median(values: Iterable[float | None]) -> float | None:
+def _median(values: Iterable[float | None], minimum: int) -> float | None:
     data = [v for v in values if v is not None]
-    return median(data) if len(data) >= MIN_TURNS_FOR_MEDIAN else None
+    return median(data) if data and len(data) >= minimum else None
 
 
 def tts_first_audio(x: TurnEvidence) -> float | None:
@@ -126,12 +126,17 @@ class SessionContext:
     trace_ms_per_char: float | None = None  # the trace's median TTS speed, for compare's TTFA estimate
 
     def median(self, value: Callable[[TurnEvidence], float | None],
-               where: Callable[[TurnEvidence], bool] = lambda x: True, exclude: int | None = None) -> float | None:
-        return _median(value(x) for x in self.turns if x.turn != exclude and where(x))
+               where: Callable[[TurnEvidence], bool] = lambda x: True, exclude: int | None = None,
+               minimum: int = MIN_TURNS_FOR_MEDIAN) -> float | None:
+        """The median of `value` over the session's turns (but `exclude`) that measured it and match
+        `where`; None with fewer than `minimum` (to say a turn is slow, MIN_TURNS_FOR_MEDIAN; as the
+        reference of a what-if, one turn that did not have the problem is a measurement)."""
+        return _median((value(x) for x in self.turns if x.turn != exclude and where(x)), minimum)
 
     def persistent_tts_median(self, provider: str | None) -> float | None:
         """The TTS's own first-audio time on the turns that reached it over the persistent session."""
-        return self.median(tts_first_audio, lambda x: x.metrics.tts_path == "persistent" and x.tts_provider == provider)
+        return self.median(tts_first_audio, lambda x: x.metrics.tts_path == "persistent" and x.tts_provider == provider,
+                           minimum=1)
 
 
 Rule = Callable[[TurnEvidence, Breakdown, SessionContext], Iterable[Finding]]
@@ -336,7 +341,7 @@ def rule_first_sentence_share(x: TurnEvidence, b: Breakdown, ctx: SessionContext
                       facts, "the tokens streamed early; the chunker waited for a boundary (see the run-on finding)",
                       chunker_setting(x.strategy), WhatIf("see the run-on finding's compare", None, "-"))
         return
-    usual = ctx.median(lambda t: t.metrics.llm_ttft, exclude=x.turn)
+    usual = ctx.median(lambda t: t.metrics.llm_ttft, exclude=x.turn, minimum=1)
     saving = None if usual is None else max(m.llm_ttft - usual, 0.0)
     text = (f"with the session's median LLM_TTFT ({ms(usual)}) TTFS would be {ms(m.ttfs - saving)}" if saving is not None
             else "not computable: too few turns for a session median of LLM_TTFT")
@@ -373,8 +378,8 @@ def rule_slow_first_token(x: TurnEvidence, b: Breakdown, ctx: SessionContext) ->
                           "llm.model", WhatIf("not computable: no turn of this session answered without reasoning",
                                               None, "-"))
         return
-    hits = ctx.median(lambda t: t.metrics.llm_ttft, lambda t: _cache_hit(t) is True, exclude=x.turn)
-    plain = ctx.median(lambda t: t.metrics.llm_ttft, lambda t: not t.llm.reasoning_chars, exclude=x.turn)
+    hits = ctx.median(lambda t: t.metrics.llm_ttft, lambda t: _cache_hit(t) is True, exclude=x.turn, minimum=1)
+    plain = ctx.median(lambda t: t.metrics.llm_ttft, lambda t: not t.llm.reasoning_chars, exclude=x.turn, minimum=1)
     if block:
         code, cause, setting, reference, basis = (
             "context_block", "the context window moved by block: the prompt changed at its start, so the whole "
