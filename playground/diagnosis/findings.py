@@ -226,7 +226,9 @@ def _variants(x: TurnEvidence, config: ChunkerConfig) -> list[Variant]:
 def rule_run_on(x: TurnEvidence, b: Breakdown, ctx: SessionContext) -> Iterable[Finding]:
     m = x.metrics
     budget = chunker_wait_budget(ctx.facts.budgets)
-    if m.chunker_wait is None or m.chunker_wait <= budget or x.first_chunk is None:
+    # A first chunk cut by the deadline is the chunker doing its job: its wait is the deadline's.
+    if (m.chunker_wait is None or m.chunker_wait <= budget or x.first_chunk is None
+            or x.first_chunk.reason in ("deadline", "underrun")):
         return
     turn = _recorded_turn(x, ctx)
     if turn is None:
@@ -266,6 +268,9 @@ def _compare_what_if(c: TurnComparison, config: ChunkerConfig, recorded_ttfs: fl
     best = winners[0]
     by_ttfa = c.ms_per_char is not None
     recorded = next((o for o in c.outcomes if o.variant.settings == {"strategy": config.strategy}), None)
+    if any(o is recorded for o in winners):
+        return WhatIf(f"no other strategy would have been earlier on these tokens: `{config.strategy}` is "
+                      f"compare's winner (a faster LLM or a shorter reply would be)", None, "playground compare")
     before = c.score(recorded) if recorded is not None and by_ttfa else recorded_ttfs
     after = c.score(best)
     saving = None if before is None or after is None else max(before - after, 0.0)
@@ -498,7 +503,8 @@ def rule_speech(x: TurnEvidence, b: Breakdown, ctx: SessionContext) -> Iterable[
         return
     latency = m.user_latency
     end_silence = x.speech_end.end_silence_ms or ctx.facts.end_silence_ms
-    if m.vad_end is not None and m.vad_end >= SPEECH_STAGE_SHARE * latency:
+    if m.vad_end is not None:
+        large = m.vad_end >= SPEECH_STAGE_SHARE * latency
         facts = [Fact("endpointing (VAD_END)", f"{ms(m.vad_end)} = {pct(m.vad_end, latency)} of USER_LATENCY {ms(latency)}",
                       f"{x.speech_end.source} last_voiced_ms")]
         if end_silence is not None:
@@ -511,8 +517,8 @@ def rule_speech(x: TurnEvidence, b: Breakdown, ctx: SessionContext) -> Iterable[
                              "the VAD waits exactly input.end_silence_ms after the last voiced frame")
         else:
             what_if = WhatIf("input.end_silence_ms is short already: the rest is the VAD's frame lag", None, "-")
-        yield Finding("endpointing", WARNING, x.turn, f"endpointing is {pct(m.vad_end, latency)} of the wait", "ENDPOINT",
-                      facts, "the turn ends only after input.end_silence_ms of silence", "input.end_silence_ms", what_if)
+        yield Finding("endpointing", WARNING if large else INFO, x.turn,
+                      f"endpointing is {pct(m.vad_end, latency)} of the wait", "ENDPOINT" if large else "", facts, "the turn ends only after input.end_silence_ms of silence", "input.end_silence_ms", what_if)
     if m.stt is not None and m.stt >= SPEECH_STAGE_SHARE * latency:
         facts = [Fact("STT", f"{ms(m.stt)} = {pct(m.stt, latency)} of USER_LATENCY {ms(latency)}", str(x.stt_final))]
         if x.stt_audio_ms:

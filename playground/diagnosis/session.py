@@ -143,13 +143,14 @@ def _percentiles(turns: Sequence[TurnDiagnosis]) -> dict[str, tuple[int, float |
 
 
 def top_settings(turns: Sequence[TurnDiagnosis], limit: int = TOP_SETTINGS) -> list[SettingSaving]:
-    """The settings whose findings would save the most, summed over the turns (measured or
-    estimated savings only: a finding that could not compute one counts for nothing)."""
+    """The settings whose CRITICAL and WARNING findings would save the most, summed over the turns
+    (measured or estimated savings only: a finding that could not compute one counts for nothing;
+    an INFO finding's what-if is there to read, not to act on)."""
     by_setting: dict[str, SettingSaving] = {}
     for t in turns:
         for f in t.findings:
             saving = f.what_if.saving_ms
-            if f.setting is None or not saving:
+            if f.setting is None or not saving or f.severity == SEVERITIES[-1]:
                 continue
             entry = by_setting.setdefault(f.setting, SettingSaving(f.setting, 0.0, [], []))
             entry.saving_ms += saving

@@ -13,3 +13,6 @@ async def server(loopback_voice):
     await server.start()
     yield server
     await server.stop()
+
+
+from tests.phone.conftest import caller_voice  # noqa: E402,F401 - the phone caller's voice, loaded once
