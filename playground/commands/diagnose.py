@@ -23,6 +23,7 @@ from playground.core.events import read_trace
 from playground.data import find
 from playground.diagnosis.report import markdown
 from playground.diagnosis.session import diagnose_trace
+from playground.export.timeline import budgets_of
 
 if TYPE_CHECKING:
     from playground.console import Console
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     started = time.perf_counter()
     path = find("trace", args.trace_file)
     header, events = read_trace(path)
-    diagnosis = diagnose_trace(header, events, only_turn=args.turn or None)
+    diagnosis = diagnose_trace(header, events, budgets_of(header), only_turn=args.turn or None)
     if not diagnosis.turns:
         which = f"no turn {args.turn}" if args.turn else "no turns"
         raise ValueError(f"{path}: {which}, so there is nothing to diagnose")

@@ -17,7 +17,6 @@ from typing import Any
 from playground.chunking.compare import tts_ms_per_char
 from playground.core import events as ev
 from playground.core.metrics import METRIC_LABELS, percentile
-from playground.core.presets import DEFAULT_BUDGETS
 from playground.diagnosis.breakdown import Breakdown, turn_breakdown
 from playground.diagnosis.evidence import SessionFacts, TurnEvidence, session_facts, turn_evidence
 from playground.diagnosis.findings import SEVERITIES, Finding, SessionContext, base_chunker, turn_findings
@@ -81,18 +80,13 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def budgets_of(header: dict[str, Any]) -> dict[str, float]:
-    """The budgets the session ran with (its preset's), else the defaults."""
-    budgets = (header.get("preset") or {}).get("budgets")
-    return dict(budgets) if isinstance(budgets, dict) and budgets else dict(DEFAULT_BUDGETS)
-
-
 class Diagnoser:
     """Diagnoses turns of one session as they come, each against the session's turns so far."""
 
-    def __init__(self, header: dict[str, Any], session_events: Iterable[ev.TraceEvent] = (),
-                 budgets: dict[str, float] | None = None) -> None:
-        self.facts = session_facts(header, session_events, budgets or budgets_of(header))
+    def __init__(self, header: dict[str, Any], budgets: dict[str, float],
+                 session_events: Iterable[ev.TraceEvent] = ()) -> None:
+        """`budgets`: those the session ran with (`playground.export.timeline.budgets_of` reads a header's)."""
+        self.facts = session_facts(header, session_events, budgets)
         self.context = SessionContext(self.facts, base_chunker(header))
         self._rates: list[float] = []
 
@@ -115,11 +109,11 @@ class Diagnoser:
         return self.diagnose(self.add(turn_events))
 
 
-def diagnose_trace(header: dict[str, Any], events: Sequence[ev.TraceEvent], only_turn: int | None = None,
-                   budgets: dict[str, float] | None = None) -> SessionDiagnosis:
+def diagnose_trace(header: dict[str, Any], events: Sequence[ev.TraceEvent], budgets: dict[str, float],
+                   only_turn: int | None = None) -> SessionDiagnosis:
     """Every turn of a trace (or only `only_turn`, still compared with all of them), and the summary."""
     by_turn = ev.events_by_turn(events)
-    diagnoser = Diagnoser(header, by_turn.get(ev.SESSION_TURN, ()), budgets)
+    diagnoser = Diagnoser(header, budgets, by_turn.get(ev.SESSION_TURN, ()))
     evidences = [diagnoser.add(turn_events) for n, turn_events in sorted(by_turn.items()) if n != ev.SESSION_TURN]
     chosen = [x for x in evidences if only_turn is None or x.turn == only_turn]
     turns = [diagnoser.diagnose(x) for x in chosen]

@@ -49,7 +49,7 @@ async def record(server, replies: list[str], *overrides: str, faults: dict[int, 
             await run_turn(session, f"turn {n}", limit_s=30)
     finally:
         await session.close()
-    return session, diagnose_trace(session.trace.header, session.trace.events)
+    return session, diagnose_trace(session.trace.header, session.trace.events, session.preset.budgets)
 
 
 def codes(d: SessionDiagnosis, turn: int) -> list[str]:
@@ -164,7 +164,7 @@ async def test_tokens_held_back_and_sent_at_once_are_batched_streaming(server):
             await run_turn(session, "turn 2", limit_s=30)
         finally:
             await session.close()
-    d = diagnose_trace(session.trace.header, session.trace.events)
+    d = diagnose_trace(session.trace.header, session.trace.events, session.preset.budgets)
     burst = finding(d, 1, "batched_stream")
     arrivals = [e.t_ms for e in session.trace.turn_events(1) if e.type == ev.LLM_TOKEN and e.get("text")]
     pause = arrivals[3] - arrivals[2]
