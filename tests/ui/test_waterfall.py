@@ -116,7 +116,7 @@ async def test_a_turn_shows_its_title_lanes_and_marker_values():
         marks = screen[lane_y(waterfall, 1, "marks")]
         for label in ("TTFT 205", "TTFS 330", "TTFA 420", "PLAY 425"):
             assert label in marks
-        assert [screen[lane_y(waterfall, 1, lane)][:6].strip() for lane in LANES[1:]] == ["llm", "chunk", "tts", "play", "mark"]
+        assert [screen[lane_y(waterfall, 1, lane)][:6].strip() for lane in LANES[1:]] == ["llm", "chunk", "tts", "play", "mark", "why"]
 
 
 async def test_chunks_are_coloured_by_reason_from_component_classes():
