@@ -1,18 +1,7 @@
-"""The loopback ElevenLabs server the diagnosis tests record their sessions against."""
+"""The fixtures the diagnosis tests share with others: the loopback ElevenLabs server their sessions
+are recorded against, and the phone caller's voice."""
 
 from __future__ import annotations
 
-import pytest
-
-from playground.servers.elevenlabs import ElevenLabsServer
-
-
-@pytest.fixture
-async def server(loopback_voice):
-    server = ElevenLabsServer(voice=loopback_voice)
-    await server.start()
-    yield server
-    await server.stop()
-
-
-from tests.phone.conftest import caller_voice  # noqa: E402,F401 - the phone caller's voice, loaded once
+from tests.phone.conftest import caller_voice  # noqa: F401 - fixtures, registered by being imported here
+from tests.tts.conftest import server  # noqa: F401
