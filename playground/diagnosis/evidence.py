@@ -145,6 +145,7 @@ class TurnEvidence:
     tts_sessions: list[TtsSessionFact] = field(default_factory=list)
     first_chunk: FirstChunk | None = None
     first_send: Source | None = None
+    first_sent_chars: int | None = None
     first_audio: Source | None = None
     first_play: Source | None = None
     llm: LlmFacts = field(default_factory=LlmFacts)
@@ -266,6 +267,7 @@ def _send(x: TurnEvidence, e: ev.TraceEvent, *_: Any) -> None:
     x.sends.setdefault(e.get("chunk"), e.t_ms)
     if x.first_send is None:
         x.first_send = _source(e, f"tts.send #{e.get('chunk')}")
+        x.first_sent_chars = e.get("chars")
 
 
 def _audio(x: TurnEvidence, e: ev.TraceEvent, *_: Any) -> None:

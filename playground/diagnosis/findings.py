@@ -426,17 +426,35 @@ def rule_slow_tts(x: TurnEvidence, b: Breakdown, ctx: SessionContext) -> Iterabl
     usual = ctx.median(tts_first_audio, lambda t: t.tts_provider == x.tts_provider, exclude=x.turn)
     if usual is None or own <= max(SLOW_FACTOR * usual, usual + SLOW_MARGIN_MS):
         return
-    chars = len(x.first_chunk.text) if x.first_chunk is not None else None
     facts = [Fact("TTS first audio (TTFA - TTFT_TTS)", f"{ms(own)} ({x.tts_provider or '?'}, session median {ms(usual)})",
                   f"{x.first_audio} - {x.first_send}")]
-    if chars is not None:
-        facts.append(Fact("first chunk", f"{chars} characters", str(x.first_chunk.source)))  # type: ignore[union-attr]
+    chars = _first_sent_chars(x)
+    usual_chars = ctx.median(_first_sent_chars, lambda t: t.tts_provider == x.tts_provider, exclude=x.turn)
+    if chars and usual_chars:
+        facts.append(Fact("first chunk sent", f"{chars:.0f} characters (session median {usual_chars:.0f})",
+                          str(x.first_send)))
+    if chars and usual_chars and own / chars <= SLOW_FACTOR * usual / usual_chars:
+        # The TTS ran at its usual speed per character: the first chunk was long.
+        turn = _recorded_turn(x, ctx)
+        if turn is not None:
+            config = turn.chunker_config(ctx.base_chunker)
+            comparison = compare_turns([turn], _variants(x, config), ctx.base_chunker)[0]
+            yield Finding("slow_tts", WARNING, x.turn, f"slow TTS first audio: {ms(own)} for a long first chunk",
+                          "LONG CHUNK", facts, f"{x.tts_provider or 'the TTS'} ran at its usual speed per character: "
+                          f"the first chunk had {chars:.0f} characters, its time to first audio grows with them",
+                          "chunker.strategy", _compare_what_if(comparison, config, x.metrics.ttfs))
+            return
     saving = own - usual
     yield Finding("slow_tts", WARNING, x.turn, f"slow TTS first audio: {ms(own)} ({x.tts_provider or 'TTS'})",
                   "SLOW TTS", facts, f"{x.tts_provider or 'the TTS'} took {own / usual:.1f}x its usual time to the "
                   "first audio (its queue, its load, or the connection)", "tts.model",
                   WhatIf(f"at the session's median TTS first audio, TTFA {ms(x.metrics.ttfa - saving)}: -{ms(saving)}",  # type: ignore[operator]
                          saving, "measured (session median, same provider)"))
+
+
+def _first_sent_chars(x: TurnEvidence) -> float | None:
+    """Characters of the first chunk sent to TTS (the one TTFA - TTFT_TTS measures)."""
+    return float(x.first_sent_chars) if x.first_sent_chars else None
 
 
 def rule_leading_silence(x: TurnEvidence, b: Breakdown, ctx: SessionContext) -> Iterable[Finding]:
