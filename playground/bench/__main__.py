@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "llm_http": [],
     "export": [],
     "trace_tools": ["--replays", "20"],
+    "diagnose": [],
 }
 
 

@@ -19,9 +19,10 @@ from typing import Any
 from playground.core.events import TraceEvent
 from playground.core.progress import Progress
 from playground.core.scrub import scrub
+from playground.diagnosis.session import SessionDiagnosis, diagnose_trace
 from playground.export import chrome, otel, tables
 from playground.export.jsonl import write_trace_jsonl
-from playground.export.timeline import SessionLayout, layout
+from playground.export.timeline import SessionLayout, budgets_of, layout
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,8 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("jsonl", ".jsonl", "the native trace (JSON Lines, versioned; `playground view` and replay read it)"),
     ExportFormat("chrome", ".chrome.json", "Chrome Trace Event JSON for ui.perfetto.dev and chrome://tracing"),
     ExportFormat("otel", ".otlp.json", "OpenTelemetry spans as OTLP/JSON (and to a collector with an endpoint)"),
-    ExportFormat("csv", ".csv", "per-turn metrics, one row per turn"),
-    ExportFormat("markdown", ".md", "p50/p90/p99 and budget misses per metric, for a pull request"),
+    ExportFormat("csv", ".csv", "per-turn metrics, breakdown stages and findings, one row per turn"),
+    ExportFormat("markdown", ".md", "p50/p90/p99 and budget misses per metric, where the wait went, for a pull request"),
 )}
 
 
@@ -49,12 +50,20 @@ class ExportJob:
         self.progress = progress
         self.otlp_endpoint = otlp_endpoint
         self._layout: SessionLayout | None = None
+        self._diagnosis: SessionDiagnosis | None = None
 
     @property
     def layout(self) -> SessionLayout:
         if self._layout is None:
             self._layout = layout(self.header, self.events, self.progress)
         return self._layout
+
+    @property
+    def diagnosis(self) -> SessionDiagnosis:
+        """Every turn's breakdown and findings (the CSV and Markdown tables show them)."""
+        if self._diagnosis is None:
+            self._diagnosis = diagnose_trace(self.header, self.events, budgets_of(self.header))
+        return self._diagnosis
 
     def report(self, stage: str, fraction: float) -> None:
         if self.progress is not None:
@@ -77,11 +86,11 @@ def _otel(path: Path, job: ExportJob) -> None:
 
 
 def _csv(path: Path, job: ExportJob) -> None:
-    tables.write_csv(path, job.header, job.layout)
+    tables.write_csv(path, job.header, job.layout, job.diagnosis)
 
 
 def _markdown(path: Path, job: ExportJob) -> None:
-    tables.write_markdown(path, job.header, job.layout)
+    tables.write_markdown(path, job.header, job.layout, job.diagnosis)
 
 
 _WRITERS: dict[str, Callable[[Path, ExportJob], None]] = {

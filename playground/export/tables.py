@@ -1,5 +1,6 @@
 """Per-turn metrics as CSV (one row per turn) and a Markdown summary fit for a pull request:
-p50/p90/p99 of every metric and how many turns missed its budget."""
+p50/p90/p99 of every metric and how many turns missed its budget, then where the wait went
+(the diagnosis's breakdown stages) and how many findings `playground diagnose` has."""
 
 from __future__ import annotations
 
@@ -10,10 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from playground.core.metrics import METRIC_LABELS, TurnMetrics, percentile
+from playground.diagnosis.breakdown import TURN_STAGES
+from playground.diagnosis.findings import SEVERITIES
+from playground.diagnosis.session import SessionDiagnosis
 from playground.export.atomic import atomic_open
 from playground.export.timeline import SessionLayout, budgets_of
 
-CSV_FIELDS = [f.name for f in dataclasses.fields(TurnMetrics)] + ["budget_misses"]
+# Each turn's breakdown (README "playground diagnose"): its stages, what they add up to, its findings.
+STAGE_COLUMNS = [f"stage_{key}_ms" for key, _, _, _ in TURN_STAGES]
+CSV_FIELDS = ([f.name for f in dataclasses.fields(TurnMetrics)] + ["budget_misses"] + STAGE_COLUMNS
+              + ["waited_ms", "waited_to", "findings"])
 PERCENTILES = (50, 90, 99)
 
 
@@ -27,14 +34,24 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def write_csv(path: Path, header: dict[str, Any], layout: SessionLayout) -> None:
+def write_csv(path: Path, header: dict[str, Any], layout: SessionLayout, diagnosis: SessionDiagnosis) -> None:
+    diagnosed = {t.turn: t for t in diagnosis.turns}
+    metric_fields = [f.name for f in dataclasses.fields(TurnMetrics)]
     with atomic_open(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_FIELDS)
         for turn in layout.turns:
             m = turn.metrics
-            row = [_cell(getattr(m, name)) for name in CSV_FIELDS[:-1]]
+            row = [_cell(getattr(m, name)) for name in metric_fields]
             row.append("; ".join(turn.misses))
+            d = diagnosed.get(turn.number)
+            if d is None:
+                row += [""] * (len(STAGE_COLUMNS) + 3)
+            else:
+                b = d.breakdown
+                row += [_cell(b.ms(key)) for key, _, _, _ in TURN_STAGES]
+                row += [_cell(b.total_ms if b.stages else None), b.end_label,
+                        "; ".join(f"{f.severity} {f.code}" for f in d.findings)]
             writer.writerow(row)
 
 
@@ -44,7 +61,7 @@ def _ms(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}"
 
 
-def markdown_summary(header: dict[str, Any], layout: SessionLayout) -> str:
+def markdown_summary(header: dict[str, Any], layout: SessionLayout, diagnosis: SessionDiagnosis) -> str:
     metrics = [turn.metrics for turn in layout.turns]
     budgets = budgets_of(header)
     preset = header.get("preset", {})
@@ -75,11 +92,33 @@ def markdown_summary(header: dict[str, Any], layout: SessionLayout) -> str:
         misses = sum(1 for turn in layout.turns if key in turn.misses)
         missed = "–" if limit is None else (f"**{misses}**" if misses else "0")
         lines.append(f"| {label} | {len(values)} | " + " | ".join(cells) + f" | {_ms(limit)} | {missed} |")
-    lines.append("")
+    lines += ["", *_breakdown_lines(diagnosis), ""]
     return "\n".join(lines)
 
 
-def write_markdown(path: Path, header: dict[str, Any], layout: SessionLayout) -> None:
-    text = markdown_summary(header, layout)
+def _breakdown_lines(diagnosis: SessionDiagnosis) -> list[str]:
+    """Where the wait went: each stage's percentiles, its setting, and in how many turns it was the largest."""
+    lines = ["| stage | turns | p50 ms | p90 ms | p99 ms | setting | largest in |",
+             "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
+    largest = Counter(s.key for t in diagnosis.turns if (s := t.breakdown.largest()) is not None)
+    for key, label, _, setting in TURN_STAGES:
+        stages = [s for t in diagnosis.turns if (s := t.breakdown.stage(key)) is not None]
+        if not stages:
+            continue
+        cells = [_ms(percentile([s.ms for s in stages], p)) for p in PERCENTILES]
+        owners = sorted({s.setting for s in stages if s.setting}) or [setting]
+        lines.append(f"| {label} | {len(stages)} | " + " | ".join(cells)
+                     + f" | {', '.join(f'`{o}`' for o in owners)} | {largest[key]} |")
+    counts = Counter(f.severity for t in diagnosis.turns for f in t.findings)
+    found = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts[s]) or "none"
+    lines += ["", f"**Findings** {found} (`playground diagnose` explains each turn's)"]
+    if diagnosis.top_settings:
+        lines.append("**Settings that would save the most** " + ", ".join(
+            f"`{s.setting}` {_ms(s.saving_ms)} ms" for s in diagnosis.top_settings))
+    return lines
+
+
+def write_markdown(path: Path, header: dict[str, Any], layout: SessionLayout, diagnosis: SessionDiagnosis) -> None:
+    text = markdown_summary(header, layout, diagnosis)
     with atomic_open(path) as f:
         f.write(text)
