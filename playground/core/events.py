@@ -14,7 +14,7 @@ from typing import Any
 
 TRACE_VERSION = 1
 
-# Event types (README.md "The trace file").
+# Event types (docs/traces.md, "The trace file").
 SESSION = "session"
 TURN_START = "turn.start"
 LLM_REQUEST = "llm.request"

@@ -17,7 +17,7 @@ from playground.diagnosis.session import SessionDiagnosis
 from playground.export.atomic import atomic_open
 from playground.export.timeline import SessionLayout, budgets_of
 
-# Each turn's breakdown (README "playground diagnose"): its stages, what they add up to, its findings.
+# Each turn's breakdown (docs/diagnose.md): its stages, what they add up to, its findings.
 STAGE_COLUMNS = [f"stage_{key}_ms" for key, _, _, _ in TURN_STAGES]
 CSV_FIELDS = ([f.name for f in dataclasses.fields(TurnMetrics)] + ["budget_misses"] + STAGE_COLUMNS
               + ["waited_ms", "waited_to", "findings"])
