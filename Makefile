@@ -1,6 +1,6 @@
 # make run   - set up .venv if needed, then start the playground on the offline preset
 # make test  - set up .venv if needed, a virtual sound device where the machine allows it, then the whole test suite
-# make bench - every benchmark (playground/bench, python -m playground.bench): the Markdown the README
+# make bench - every benchmark (playground/bench, python -m playground.bench): the Markdown docs/benchmarks.md
 #              quotes, and each benchmark's numbers as JSON in bench-results/
 SHELL := /bin/bash
 VENV := .venv

@@ -1,5 +1,5 @@
 """The import graph (grimp, from import-linter): no cycle between modules, and the layers'
-rules that keep the code easy to change (README "Layout")."""
+rules that keep the code easy to change (docs/development.md, "Layout")."""
 
 from __future__ import annotations
 

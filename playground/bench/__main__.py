@@ -3,7 +3,7 @@
     python -m playground.bench [--only pipeline,tui] [--json-dir bench-results]
 
 Prints each benchmark's Markdown report to stdout (progress goes to stderr), with the
-arguments the README's numbers were measured with. A process each: peak memory, startup and
+arguments the numbers in docs/benchmarks.md were measured with. A process each: peak memory, startup and
 the benchmarks' own child processes are measured as when run alone. With --json-dir, each
 writes its numbers to DIR/NAME.json. Exits 1 when a benchmark did (a target missed, a run
 failed), once all have run.
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-# name -> the arguments the README's numbers were measured with
+# name -> the arguments the numbers in docs/benchmarks.md were measured with
 BENCHMARKS: dict[str, list[str]] = {
     "pipeline": ["--overlap"],
     "chunker": ["--strategies", "adaptive,clause,sentence"],
@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "export": [],
     "export_long": [],
     "trace_tools": ["--replays", "20"],
+    "diagnose": [],
 }
 
 

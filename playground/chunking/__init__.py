@@ -1,4 +1,4 @@
-"""The chunker: LLM text fragments in, speakable chunks out (README.md "The chunker")."""
+"""The chunker: LLM text fragments in, speakable chunks out (docs/chunker.md)."""
 
 from playground.chunking.chunker import Chunk, Chunker, REASONS
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from playground.console import Console
     from playground.phone.caller import CallResult, Line
 
-MAX_CALLS = 200  # simultaneous calls from one process; more machines for more (README, "The phone leg")
+MAX_CALLS = 200  # simultaneous calls from one process; more machines for more (docs/phone.md)
 STAGGER_MS = 100.0  # calls of a batch are placed this far apart, not in one burst
 
 

@@ -7,7 +7,7 @@ Each event type is a msgspec `Struct` below, tagged with its `type` ("llm.token"
 line is decoded straight into its struct, validated while it is decoded (no dict built
 first), and readers use attributes (`event.text`), so a renamed or missing field fails where
 it is written or read instead of reading as None. `playground.core.tracefile` reads and
-writes the JSON Lines file (README "The trace file").
+writes the JSON Lines file (docs/traces.md, "The trace file").
 
 Adding an event type is one declaration here, nothing else:
 

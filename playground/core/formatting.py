@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-# Chunk reasons (README "The chunker") by colour: the conversation pane, the waterfall and the
+# Chunk reasons (docs/chunker.md) by colour: the conversation pane, the waterfall and the
 # CLI use these names (rich / ANSI standard colours; the waterfall's CSS prefixes `ansi_`).
 REASON_COLORS = {
     "strong": "green",

@@ -1,4 +1,4 @@
-"""Turn metrics (README.md "Metrics"), computed from a turn's events only.
+"""Turn metrics (docs/metrics.md), computed from a turn's events only.
 
 `compute_metrics` is a pure function of the event list: the CLI table, the TUI,
 the trace's `turn.summary` and the benchmarks all use it, so a number means the

@@ -1,4 +1,4 @@
-"""The trace file (JSON Lines, README "The trace file"): a session header, then one event a line.
+"""The trace file (JSON Lines, docs/traces.md, "The trace file"): a session header, then one event a line.
 
 Reading checks what it reads and says, in one line naming the file, what it cannot:
 
@@ -52,7 +52,7 @@ def header_line(header: dict[str, Any]) -> dict[str, Any]:
 
 def encode_event(event: ev.TraceEvent) -> bytes:
     """The event's line (without the line end), laid out as trace lines always were: turn, t_ms
-    and type first, a space after each separator (README "The trace file")."""
+    and type first, a space after each separator (docs/traces.md, "The trace file")."""
     try:
         compact = _encoder.encode(event)  # {"type":..,"turn":..,"t_ms":..,<fields>}: the tag comes first
     except UnicodeEncodeError:  # text that was never valid Unicode (a lone surrogate)

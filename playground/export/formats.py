@@ -21,9 +21,10 @@ from typing import Any
 
 from playground.core.events import TraceEvent
 from playground.core.progress import Progress
+from playground.diagnosis.session import Diagnoser
 from playground.export import chrome, otel, tables
 from playground.export.jsonl import write_trace_jsonl
-from playground.export.layout import Mark, TurnLayout, laid_out, plan_session
+from playground.export.layout import Mark, TurnLayout, laid_out, plan_session, runs
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,8 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("jsonl", ".jsonl", "the native trace (JSON Lines, versioned; `playground view` and replay read it)"),
     ExportFormat("chrome", ".chrome.json", "Chrome Trace Event JSON for ui.perfetto.dev and chrome://tracing"),
     ExportFormat("otel", ".otlp.json", "OpenTelemetry spans as OTLP/JSON (and to a collector with an endpoint)"),
-    ExportFormat("csv", ".csv", "per-turn metrics, one row per turn"),
-    ExportFormat("markdown", ".md", "p50/p90/p99 and budget misses per metric, for a pull request"),
+    ExportFormat("csv", ".csv", "per-turn metrics, breakdown stages and findings, one row per turn"),
+    ExportFormat("markdown", ".md", "p50/p90/p99 and budget misses per metric, where the wait went, for a pull request"),
 )}
 
 
@@ -56,6 +57,7 @@ class ExportJob:
         self.progress = progress
         self.otlp_endpoint = otlp_endpoint
         self.plan = plan_session(header, events)
+        self._diagnoser: Diagnoser | None = None
 
     @property
     def header(self) -> dict[str, Any]:
@@ -66,6 +68,18 @@ class ExportJob:
         """The session laid out anew: its turns, and its own events as marks, in trace order;
         progress is reported as `stage`."""
         return laid_out(self.plan, self.events, self.progress, stage)
+
+    @property
+    def diagnoser(self) -> Diagnoser:
+        """The session's turns learned, one more pass over the events, so that the CSV and Markdown
+        tables diagnose each turn (its breakdown and findings) as they lay it out."""
+        if self._diagnoser is None:
+            diagnoser = Diagnoser(self.header, self.plan.budgets, self.plan.session_events)
+            for run in runs(self.plan, self.events):
+                if isinstance(run, list):
+                    diagnoser.add(run)
+            self._diagnoser = diagnoser
+        return self._diagnoser
 
     def report(self, stage: str, fraction: float) -> None:
         if self.progress is not None:
@@ -85,11 +99,11 @@ def _otel(path: Path, job: ExportJob) -> None:
 
 
 def _csv(path: Path, job: ExportJob) -> None:
-    tables.write_csv(path, job.layouts())
+    tables.write_csv(path, job.layouts(), job.diagnoser)
 
 
 def _markdown(path: Path, job: ExportJob) -> None:
-    tables.write_markdown(path, job.plan, job.layouts())
+    tables.write_markdown(path, job.plan, job.layouts(), job.diagnoser)
 
 
 _WRITERS: dict[str, Callable[[Path, ExportJob], None]] = {

@@ -73,6 +73,7 @@ class TurnLayout:
     span: Span  # the whole turn, lane TURN
     children: list[Span]  # LLM stream, STT, chunks, TTS and playback per chunk
     marks: list[Mark]
+    events: list[ev.TraceEvent]  # the turn's own (scrubbed), for what reads more of it (the diagnosis)
 
 
 @dataclass
@@ -84,13 +85,17 @@ class SessionPlan:
     budgets: dict[str, float]
     offsets: dict[int, float]  # turn -> where its t0 falls on the session clock
     end_ms: float  # the session's last moment on that clock
-    config_changes: list[ev.ConfigChange]  # scrubbed, in trace order
+    session_events: list[ev.TraceEvent]  # the session's own (turn 0), scrubbed, in trace order
     # A trace whose turns interleave is laid out from memory: its events, each turn's together.
     in_memory: list[ev.TraceEvent] | None = None
 
     @property
     def turns(self) -> int:
         return len(self.offsets)
+
+    @property
+    def config_changes(self) -> list[ev.ConfigChange]:
+        return [e for e in self.session_events if isinstance(e, ev.ConfigChange)]
 
 
 def budgets_of(header: dict[str, Any]) -> dict[str, float]:
@@ -112,6 +117,17 @@ def _runs(events: Iterable[ev.TraceEvent]) -> Iterator[ev.TraceEvent | list[ev.T
             turn.append(event)
     if turn:
         yield turn
+
+
+def runs(plan: SessionPlan, events: Iterable[ev.TraceEvent]) -> Iterator[ev.TraceEvent | list[ev.TraceEvent]]:
+    """The second pass over what the plan read: each session event, and each turn's events (a
+    list) once its last one is read, scrubbed. A trace still being written yields what the plan read."""
+    scrub = plan.scrubber.event
+    for run in _runs(plan.in_memory if plan.in_memory is not None else events):
+        if isinstance(run, ev.TraceEvent):
+            yield scrub(run)
+        elif run[0].turn in plan.offsets:
+            yield [scrub(e) for e in run]
 
 
 @dataclass
@@ -154,7 +170,7 @@ def plan_session(header: dict[str, Any], events: Iterable[ev.TraceEvent]) -> Ses
 
 def _plan(header: dict[str, Any], events: Iterable[ev.TraceEvent]) -> SessionPlan | None:
     """The plan, or None when a turn's events are not all together."""
-    changes: list[ev.ConfigChange] = []
+    session_events: list[ev.TraceEvent] = []
     offsets: dict[int, float] = {}
     cursor = 0.0
     current: _TurnSpan | None = None
@@ -168,8 +184,7 @@ def _plan(header: dict[str, Any], events: Iterable[ev.TraceEvent]) -> SessionPla
 
     for event in events:
         if event.turn == ev.SESSION_TURN:
-            if isinstance(event, ev.ConfigChange):
-                changes.append(event)
+            session_events.append(event)
             if current is None:
                 cursor = max(cursor, event.t_ms)
             else:
@@ -187,9 +202,9 @@ def _plan(header: dict[str, Any], events: Iterable[ev.TraceEvent]) -> SessionPla
         current.last_ms = max(current.last_ms, event.t_ms)
     if current is not None:
         cursor = place()
-    scrubber = Scrubber(known_secrets(header, changes))
+    scrubber = Scrubber(known_secrets(header, session_events))
     return SessionPlan(scrubber.value(header), scrubber, budgets_of(header), offsets, cursor,
-                       [scrubber.event(c) for c in changes])  # type: ignore[misc]
+                       [scrubber.event(e) for e in session_events])
 
 
 def _mark_for(event: ev.TraceEvent, t_ms: float) -> Mark:
@@ -290,24 +305,19 @@ def turn_layout(events: list[ev.TraceEvent], offset: float, budgets: dict[str, f
     turn_args = {"turn": number, "text": turn.text, "status": metrics.status, "strategy": metrics.strategy,
                  "tts_path": metrics.tts_path, "metrics": metrics.to_json(), "budget_misses": misses}
     span = Span(TURN, f"turn {number}", offset + first_ms, offset + last_ms, turn_args)
-    return TurnLayout(number, offset, metrics, misses, turn.text, span, children, marks)
+    return TurnLayout(number, offset, metrics, misses, turn.text, span, children, marks, events)
 
 
 def laid_out(plan: SessionPlan, events: Iterable[ev.TraceEvent], progress: Progress | None = None,
              stage: str = "laying out turns") -> Iterator[TurnLayout | Mark]:
-    """The second pass: each turn laid out once its events are read, the session's events as
-    marks in between; events are scrubbed as they are read. `progress(stage, fraction)` every
-    few turns."""
-    scrub = plan.scrubber.event
+    """Each turn laid out once its events are read, the session's events as marks in between
+    (`runs`). `progress(stage, fraction)` every few turns."""
     done = 0
-    for run in _runs(plan.in_memory if plan.in_memory is not None else events):
+    for run in runs(plan, events):
         if isinstance(run, ev.TraceEvent):
-            yield session_mark(scrub(run))
+            yield session_mark(run)
             continue
-        number = run[0].turn
-        if number not in plan.offsets:  # a trace still being written: what the plan read is laid out
-            continue
-        yield turn_layout([scrub(e) for e in run], plan.offsets[number], plan.budgets)
+        yield turn_layout(run, plan.offsets[run[0].turn], plan.budgets)
         done += 1
         if progress is not None and done % _PROGRESS_EVERY == 0:
             progress(stage, done / plan.turns)

@@ -42,7 +42,7 @@ class LocalLLMConfig(LLMConfig):
     pause_until_first_audio: bool = Field(True, description=(
         "generation waits from the first chunk's hand-off to TTS until its first audio, so on a small machine "
         "the synthesis TTFA waits for has the cores; the LLM catches up while it plays (TTFA p50 x0.57 on "
-        "2 cores: see the README's overlap benchmark)"))
+        "2 cores: see docs/benchmarks.md, Overlap)"))
     context: int = Field(2048, ge=1, description="the context size, in tokens")
     context_trim: ContextTrim = Field("shift", description=(
         'when the conversation outgrows the context, the oldest exchanges leave by "shift" (llama.cpp\'s KV '

@@ -29,11 +29,10 @@ from playground.core.clock import now_ms
 from playground.core.metrics import TurnMetrics
 from playground.core.presets import Preset
 from playground.engine.build import build_provider
-from playground.engine.session import Session
+from playground.engine.session import Prelude, Session
 from playground.engine.voice import HANDS_FREE, VoiceLoop
-from playground.phone import dialects as dl
-from playground.engine.session import Prelude
 from playground.export.jsonl import JsonlTraceWriter, open_trace_writer
+from playground.phone import dialects as dl
 from playground.phone.events import emit, prelude_entry
 from playground.phone.media import CallInput, CallOutput
 from playground.phone.report import trace_file_name

@@ -41,10 +41,11 @@ import aiohttp
 import numpy as np
 
 from playground import __version__
-from playground.core import events as ev
 from playground.audio.input import StreamResampler
+from playground.core import events as ev
 from playground.core.clock import now_ms
 from playground.data import find
+from playground.export.jsonl import open_trace_writer
 from playground.phone import dialects as dl
 from playground.phone.codec import (
     FRAME_BYTES,
@@ -57,7 +58,6 @@ from playground.phone.codec import (
     ulaw_decode,
     ulaw_encode,
 )
-from playground.export.jsonl import open_trace_writer
 from playground.phone.events import emit
 from playground.phone.network import DelayLine, NetworkProfile
 from playground.phone.report import Stages, agent_turns, read_agent_trace, stages, trace_file_name

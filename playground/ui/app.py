@@ -27,6 +27,7 @@ from playground.core import events as ev
 from playground.core.formatting import visible
 from playground.core.metrics import compute_metrics
 from playground.core.presets import STRATEGIES, Preset, PresetError, apply_overrides, load_preset
+from playground.diagnosis.session import Diagnoser, TurnDiagnosis
 from playground.engine.runner import EngineThread
 from playground.engine.session import InputRefused, Session, check_input
 from playground.export.formats import export_all
@@ -34,6 +35,7 @@ from playground.export.jsonl import JsonlTraceWriter, open_trace_writer
 from playground.ui.chunker_settings import ChunkerSettings
 from playground.ui.commands import PlaygroundCommands
 from playground.ui.conversation import Conversation
+from playground.ui.diagnosis import DiagnosisScreen
 from playground.ui.help import HelpScreen
 from playground.ui.loading import LoadingBar
 from playground.ui.metrics_table import MetricsTable
@@ -129,6 +131,7 @@ class PlaygroundApp(App):
         Binding("f7", "switch_preset", "Preset", id="preset.switch"),
         Binding("f8", "toggle_mute", "Mute", id="audio.mute"),
         Binding("f9", "export", "Export", id="trace.export"),
+        Binding("f10", "diagnose", "Diagnose", id="turn.diagnose"),
         Binding("ctrl+l", "clear_session", "Clear", id="session.clear"),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True),
     ]
@@ -149,7 +152,7 @@ class PlaygroundApp(App):
         self._owns_session = attach is None and view is None
         self._view_name = view_name
         # The trace the views read: the session's (live), or a recorded one.
-        self._trace: ev.Trace | None = None
+        self._trace: ev.Trace | None = self.session.trace if self.session is not None else None
         self.budgets = preset.budgets
         if view is not None:
             header, events = view
@@ -162,6 +165,9 @@ class PlaygroundApp(App):
         self._compare_with: int | None = None  # a re-run's original turn, to compare side by side
         self._writer: JsonlTraceWriter | None = None
         self.voice: VoiceLoop | None = None
+        # Each ended turn's breakdown and findings, against the session's turns so far.
+        self._diagnoser: Diagnoser | None = None
+        self.diagnoses: dict[int, TurnDiagnosis] = {}
 
     # -- layout -------------------------------------------------------------------------
 
@@ -345,7 +351,9 @@ class PlaygroundApp(App):
                 self.loading.add(event)
                 if isinstance(event, ev.TurnSummary):
                     budgets = self.session.preset.budgets if self.session else self.budgets
-                    self.table.set_turn(compute_metrics(trace.turn_events(event.turn)), budgets)
+                    turn_events = trace.turn_events(event.turn)
+                    self.table.set_turn(compute_metrics(turn_events), budgets)
+                    self._diagnose(trace, turn_events, budgets)
                 elif isinstance(event, ev.TtsSession) and event.action == "fallback":
                     self.notify_plain(f"TTS fell back to REST: {event.reason}", severity="error", timeout=10)
                 elif isinstance(event, ev.Error):
@@ -360,7 +368,18 @@ class PlaygroundApp(App):
         self.waterfall.refresh_timeline()
         self.conversation.refresh_turns()
 
+    def _diagnose(self, trace: ev.Trace, turn_events: list[ev.TraceEvent], budgets: dict[str, float]) -> None:
+        """A turn that ended: its diagnosis, shown on its waterfall band at once."""
+        if self._diagnoser is None:
+            self._diagnoser = Diagnoser(trace.header, budgets, trace.turn_events(ev.SESSION_TURN))
+        diagnosis = self._diagnoser.turn(turn_events)
+        self.diagnoses[diagnosis.turn] = diagnosis
+        self.waterfall.set_diagnosis(diagnosis.turn, diagnosis)
+
     # -- actions --------------------------------------------------------------------------
+
+    def action_diagnose(self) -> None:
+        self.push_screen(DiagnosisScreen(self.diagnoses))
 
     def action_push_to_talk(self) -> None:
         """Push-to-talk: F5 starts listening (cutting a reply that plays), F5 again ends the
@@ -419,6 +438,8 @@ class PlaygroundApp(App):
             await asyncio.wrap_future(self.engine.submit(old.close()))
         self.preset = preset
         self._seen = 0
+        self._diagnoser = None
+        self.diagnoses.clear()
         self.timeline.clear()
         self.conversation.clear()
         self.table.clear_turns()

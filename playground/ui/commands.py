@@ -28,6 +28,8 @@ class PlaygroundCommands(Provider):
         yield "Chunker settings", app.action_chunker_settings, ", ".join(PARAMETERS)
         yield "Edit the system prompt", app.action_edit_prompt, "then apply it, or re-run the last message with it"
         yield "Re-chunk last turn", app.action_rechunk, "its recorded tokens through every strategy, side by side"
+        yield ("Diagnose turns", app.action_diagnose,
+               "where each turn's wait went, its findings and what would fix them (F10)")
         yield ("Export session (JSONL, Chrome/Perfetto, OTLP, CSV, Markdown)", app.action_export,
                "write the whole session in every export format, secrets scrubbed")
         yield "Stop the reply", app.action_stop_reply, "cancel LLM, TTS and playback of the running turn"

@@ -61,5 +61,9 @@ class HelpScreen(ModalScreen[None]):
                 "reconnected, or fallback_rest (with its reason, always in red).\n\n"
                 "Chunk reasons (the coloured bars in the conversation and the chunk lane): "
                 "strong `. ! ?`, weak `, ; : —`, deadline (no boundary in time), underrun (playback would run dry), "
-                "max_chars, flush (end of reply)."
+                "max_chars, flush (end of reply).\n\n"
+                "The `why` lane of an ended turn splits what you waited (t0, or your last voiced frame, to the "
+                "first sound) into stages that add up to it: endpointing, STT, LLM first token, chunker wait, "
+                "hand-off, TTS first audio, to playback, leading silence, device latency. A turn's worst finding "
+                "shows on its title; F10 lists every turn's findings with their evidence, cause, setting and what-if."
             )

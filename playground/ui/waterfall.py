@@ -9,7 +9,9 @@ shows up to two colours split at any eighth, which places span edges at 1/8 cell
 Layout, top to bottom: a fixed axis row, then per turn a title row and the lanes
 `llm` (a tick per token), `chunk` (first token -> emission, coloured by reason),
 `tts` (sent -> first audio waiting, first -> last audio receiving), `play` (playback
-per chunk, cut ones marked) and `marks` (LLM_TTFT, TTFS, TTFA, FIRST_PLAY with values).
+per chunk, cut ones marked), `marks` (LLM_TTFT, TTFS, TTFA, FIRST_PLAY with values) and,
+once the turn has ended, `why`: its diagnosis's breakdown as a stacked bar on the same axis
+(stages that add up to the wait, playground.diagnosis), its worst finding on the title row.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.cells import cell_len, set_cell_size
 from rich.color import Color
@@ -34,11 +36,14 @@ from playground.core.formatting import REASON_COLORS, visible
 from playground.core.metrics import METRIC_LABELS
 from playground.core.timeline import CANCELLED, ERROR, OK, RUNNING, Timeline, TurnTimeline
 
+if TYPE_CHECKING:
+    from playground.diagnosis.session import TurnDiagnosis
+
 EIGHTHS = " ▏▎▍▌▋▊▉█"  # index = eighths of a cell filled from its left edge
 TICKS = "▏│▕"  # a tick in the left, middle or right third of a cell
 CUT_MARK = "×"
 
-LANES = ("title", "llm", "chunk", "tts", "play", "marks")
+LANES = ("title", "llm", "chunk", "tts", "play", "marks", "why")
 BAND_HEIGHT = len(LANES)
 HEADER_HEIGHT = 1  # the axis row, which stays put when the bands scroll
 
@@ -50,7 +55,7 @@ TICK_GAP_CELLS = 8  # room for an axis label ("12.5s") and a gap
 WIDE_WIDTH = 120  # from here on, lane labels also carry a per-lane figure
 NARROW_LABEL_WIDTH = 6
 WIDE_LABEL_WIDTH = 16
-LANE_NAMES = {"llm": "llm", "chunk": "chunk", "tts": "tts", "play": "play", "marks": "mark"}
+LANE_NAMES = {"llm": "llm", "chunk": "chunk", "tts": "tts", "play": "play", "marks": "mark", "why": "why"}
 SHORT_MARKER_NAMES = {"llm_ttft": "TTFT", "ttfs": "TTFS", "ttfa": "TTFA", "first_play": "PLAY", "first_sound": "SOUND"}
 MIN_TITLE_TEXT = 8  # cells of the user's text kept before the title drops details
 
@@ -64,6 +69,16 @@ STATUS_CLASSES = {
     CANCELLED: "waterfall--cancelled",
     ERROR: "waterfall--error",
 }
+# The breakdown's stages (playground.diagnosis.breakdown), each its own colour in the `why` lane.
+STAGE_CLASSES = {key: f"waterfall--stage-{key.replace('_', '-')}" for key in (
+    "endpointing", "stt", "llm", "chunker", "handoff", "tts", "to_playback", "silence", "device",
+    "agent", "network", "agent_network", "residual")}
+_STAGE_COLORS = {"endpointing": "ansi_magenta", "stt": "ansi_cyan", "llm": "$text-primary", "chunker": "ansi_yellow",
+                 "handoff": "ansi_red", "tts": "$text-secondary", "to_playback": "$primary", "silence": "$foreground 35%",
+                 "device": "ansi_blue", "agent": "$text-primary", "network": "ansi_cyan", "agent_network": "$text-primary",
+                 "residual": "$foreground 35%"}
+_STAGE_CSS = "".join(f"        & > .{STAGE_CLASSES[key]} {{ color: {color}; }}\n" for key, color in _STAGE_COLORS.items())
+FINDING_CLASSES = {"CRITICAL": "waterfall--error", "WARNING": "waterfall--cancelled"}
 PATH_CLASSES = {
     "persistent": "waterfall--muted",
     "reconnected": "waterfall--cancelled",
@@ -247,6 +262,7 @@ class Waterfall(ScrollView, can_focus=True):
         "waterfall--gap",
         "waterfall--marker",
         *REASON_CLASSES.values(),
+        *STAGE_CLASSES.values(),
     }
 
     # Reason colours are the terminal's ANSI ones, as in the conversation pane; the rest
@@ -276,6 +292,7 @@ class Waterfall(ScrollView, can_focus=True):
         & > .waterfall--cut { color: $error; }
         & > .waterfall--gap { color: $warning; }
         & > .waterfall--marker { color: $text-accent; }
+""" + _STAGE_CSS + """\
     }
     """
 
@@ -297,6 +314,7 @@ class Waterfall(ScrollView, can_focus=True):
         self._seen_version = -1
         self._follow_y = 0  # where the view follows the live turn; scrolled above it, it stays put
         self._strip_cache: LRUCache[tuple[object, ...], Strip] = LRUCache(2048)
+        self._diagnoses: dict[int, TurnDiagnosis] = {}  # band uid -> its diagnosis, once the turn ended
         self._cell_styles: dict[tuple[Color | None, Color | None, bool], Style] = {}
 
     # -- the app's API --------------------------------------------------------------
@@ -305,6 +323,16 @@ class Waterfall(ScrollView, can_focus=True):
         """Shows what the timeline gained since the last call: cheap when nothing did."""
         if self.timeline.version != self._seen_version:
             self._sync()
+
+    def set_diagnosis(self, turn: int, diagnosis: TurnDiagnosis) -> None:
+        """A turn that ended: its breakdown in the `why` lane, its worst finding on its title."""
+        band = self.timeline.turns.get(turn)
+        if band is None:
+            return
+        self._diagnoses[band.uid] = diagnosis
+        y = self.band_y(turn)
+        if y is not None:
+            self.refresh_lines(y, BAND_HEIGHT)
 
     def compare(self, turn_a: int | None, turn_b: int | None = None) -> None:
         """Puts the bands of `turn_a` and `turn_b` first, side by side and highlighted;
@@ -420,7 +448,8 @@ class Waterfall(ScrollView, can_focus=True):
             return Strip.blank(width, self._base_style)
         band = self._bands[band_index]
         highlighted = band.turn in self.compared
-        key = (band.uid, band.version, lane_index, width, self.ms_per_cell, scroll_x, highlighted)
+        diagnosed = band.uid in self._diagnoses
+        key = (band.uid, band.version, lane_index, width, self.ms_per_cell, scroll_x, highlighted, diagnosed)
         return self._cached(key, lambda: self._render_lane(band, LANES[lane_index], width, scroll_x, highlighted))
 
     def _cached(self, key: tuple[object, ...], render: Callable[[], Strip]) -> Strip:
@@ -439,6 +468,7 @@ class Waterfall(ScrollView, can_focus=True):
             "tts": self._draw_tts,
             "play": self._draw_play,
             "marks": self._draw_marks,
+            "why": self._draw_why,
         }[lane]
         draw(row, band)
         label = set_cell_size(self._lane_label(band, lane), self.label_width)
@@ -496,6 +526,11 @@ class Waterfall(ScrollView, can_focus=True):
             name = "FALLBACK" if path == "fallback_rest" else path
             reason = f" ({band.tts_path_reason})" if band.tts_path_reason and (wide or path == "fallback_rest") else ""
             details.append((name + reason, PATH_CLASSES[path], path != "persistent"))
+        diagnosis = self._diagnoses.get(band.uid)
+        worst = diagnosis.worst if diagnosis is not None else None
+        if worst is not None:
+            details.append((f"{'✖' if worst.severity == 'CRITICAL' else '⚠'} {worst.label or worst.code}",
+                            FINDING_CLASSES[worst.severity], True))
         status = "● live" if band.live else band.status
         if band.stopped_ms is not None:
             status += f" at {band.stopped_ms:.0f}ms"
@@ -514,8 +549,15 @@ class Waterfall(ScrollView, can_focus=True):
             "tts": f"{sum(1 for c in band.chunks.values() if c.send_ms is not None)} sent",
             "play": f"{self._played_ms(band) / 1000:.1f}s",
             "marks": "ms",
+            "why": self._waited(band),
         }
         return f"{name:<6}{figures[lane]:>9}"
+
+    def _waited(self, band: TurnTimeline) -> str:
+        diagnosis = self._diagnoses.get(band.uid)
+        if diagnosis is None or not diagnosis.breakdown.stages:
+            return ""
+        return f"{diagnosis.breakdown.total_ms:.0f}ms"
 
     @staticmethod
     def _played_ms(band: TurnTimeline) -> float:
@@ -598,6 +640,14 @@ class Waterfall(ScrollView, can_focus=True):
                 row.tick(ms, color)
                 row.text(label_at, label, color)
                 label_at += len(label) + 1
+
+    def _draw_why(self, row: LaneRow, band: TurnTimeline) -> None:
+        diagnosis = self._diagnoses.get(band.uid)
+        if diagnosis is None:
+            return
+        for stage in diagnosis.breakdown.stages:
+            if stage.ms > 0:
+                row.span(stage.start_ms, stage.end_ms, self._color(STAGE_CLASSES.get(stage.key, "waterfall--muted")))
 
     # -- styles -----------------------------------------------------------------------
 

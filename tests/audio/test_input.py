@@ -22,7 +22,7 @@ from playground.console import Console
 from playground.commands.devices import COMMAND
 from playground.stt.vad import SileroVAD, SpeechDetector, SpeechEnd, SpeechStart
 from playground.stt.whisper import STTError, find_model
-from tests.speech import silence, speech, write_wav
+from tests.speech import noise, silence, speech, write_wav
 
 
 def tone(freq: float, seconds: float, rate: int) -> np.ndarray:
@@ -68,13 +68,25 @@ def test_a_bad_mic_file_is_named_with_the_reason(tmp_path, content, reason):
 def test_streaming_vad_matches_faster_whispers_whole_file_scores():
     from faster_whisper.vad import get_vad_model
 
-    audio = np.concatenate([silence(0.5), speech("Good morning, is anyone there?"), silence(0.5)])
+    # a room's quiet, not digital zeros: the streaming VAD skips exact zeros (next test)
+    quiet = noise(0.5, amplitude=0.002)
+    audio = np.concatenate([quiet, speech("Good morning, is anyone there?"), quiet])
     audio = audio[:len(audio) // FRAME_SAMPLES * FRAME_SAMPLES].astype(np.float32) / 32768
     whole = get_vad_model()(audio).reshape(-1)
     vad = SileroVAD()
     streamed = [vad.probability(audio[i:i + FRAME_SAMPLES]) for i in range(0, len(audio), FRAME_SAMPLES)]
     np.testing.assert_allclose(streamed, whole, atol=1e-4)
     assert max(streamed) > 0.9 and max(streamed[:10]) < 0.2  # speech is found, leading silence is not
+
+
+def test_digital_silence_scores_zero_and_leaves_the_next_speech_to_be_heard():
+    vad = SileroVAD()
+    zeros = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+    assert all(vad.probability(zeros) == 0.0 for _ in range(int(15_000 / FRAME_MS)))  # 15 s of a muted line
+    said = speech("Good morning, is anyone there?").astype(np.float32) / 32768
+    said = said[:len(said) // FRAME_SAMPLES * FRAME_SAMPLES]
+    scores = [vad.probability(said[i:i + FRAME_SAMPLES]) for i in range(0, len(said), FRAME_SAMPLES)]
+    assert max(scores) > 0.9
 
 
 def run_detector(detector: SpeechDetector, probabilities: list[float]) -> list[tuple[int, object]]:

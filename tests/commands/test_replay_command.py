@@ -104,7 +104,7 @@ def test_ctrl_c_three_times_cancels_then_ends_the_replay_cleanly_and_keeps_the_t
     that ran, finished or cancelled."""
     out = tmp_path / "interrupted.jsonl"
     # unpaced: a turn lasts as long as Piper synthesizes it (several seconds for these long replies)
-    child = Child("replay", str(ROOT / "tests" / "export" / "data" / "session.jsonl"), "--audio", "unpaced",
+    child = Child("replay", str(ROOT / "playground" / "bench" / "data" / "session.jsonl"), "--audio", "unpaced",
                   "--trace", str(out))
     child.wait_for(lambda lines: sum(line.startswith("you: ") for line in lines) == 2, timeout=180)  # turn 2 began
     time.sleep(1.0)  # into turn 2's reply, while Piper synthesizes it

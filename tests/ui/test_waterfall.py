@@ -14,6 +14,7 @@ from playground.ui.waterfall import (
     EIGHTHS,
     HEADER_HEIGHT,
     LANES,
+    LANE_NAMES,
     REASON_CLASSES,
     LaneRow,
     Waterfall,
@@ -117,7 +118,7 @@ async def test_a_turn_shows_its_title_lanes_and_marker_values():
         marks = screen[lane_y(waterfall, 1, "marks")]
         for label in ("TTFT 205", "TTFS 330", "TTFA 420", "PLAY 425"):
             assert label in marks
-        assert [screen[lane_y(waterfall, 1, lane)][:6].strip() for lane in LANES[1:]] == ["llm", "chunk", "tts", "play", "mark"]
+        assert [screen[lane_y(waterfall, 1, lane)][:6].strip() for lane in LANES[1:]] == ["llm", "chunk", "tts", "play", "mark", "why"]
 
 
 async def test_chunks_are_coloured_by_reason_from_component_classes():
@@ -238,14 +239,14 @@ async def test_the_view_follows_new_turns_unless_scrolled_up():
 
 async def test_a_view_shorter_than_a_band_follows_the_newest_title():
     app = WaterfallApp(Timeline())
-    async with app.run_test(size=(80, BAND_HEIGHT)) as pilot:  # the axis and 5 of a band's 6 rows
+    async with app.run_test(size=(80, BAND_HEIGHT)) as pilot:  # the axis and all but one of a band's rows
         waterfall = app.query_one(Waterfall)
         await show(pilot, waterfall, reply(1) + reply(2, upto_ms=300.0))
         assert rows(waterfall)[HEADER_HEIGHT].startswith(" #2 ")
 
-        waterfall.scroll_to(y=waterfall.scroll_offset.y + 1, animate=False)  # down to the marks
+        waterfall.scroll_to(y=waterfall.scroll_offset.y + 1, animate=False)  # down to the band's last lane
         await show(pilot, waterfall, [e for e in reply(2) if e.t_ms > 300.0])
-        assert rows(waterfall)[-1].startswith("mark")  # not pulled back up while turn 2 streams
+        assert rows(waterfall)[-1].startswith(LANE_NAMES[LANES[-1]])  # not pulled back up while turn 2 streams
 
         await show(pilot, waterfall, reply(3, upto_ms=300.0))
         assert rows(waterfall)[HEADER_HEIGHT].startswith(" #3 ")
