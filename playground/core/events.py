@@ -11,13 +11,13 @@ writes the JSON Lines file (docs/traces.md, "The trace file").
 
 Adding an event type is one declaration here, nothing else:
 
-    class CallRing(TraceEvent, tag="call.ring", kw_only=True):
-        \"\"\"The phone rang (session level).\"\"\"
+    class LlmRetry(TraceEvent, tag="llm.retry", kw_only=True):
+        \"\"\"The LLM request was sent again.\"\"\"
 
-        number: str  # what every such event carries: required
-        carrier: str | None = None  # what only some carry: a default (omitted from the line when default)
+        attempt: int  # what every such event carries: required
+        status: int | None = None  # what only some carry: a default (omitted from the line when default)
 
-    clock.emit(ev.CallRing, now_ms(), number="+1 555 0100")   # in a turn; or a session event
+    clock.emit(ev.LlmRetry, now_ms(), attempt=2, status=429)   # in a turn; or a session event
 
 The class is registered by `_register` at the end of this module (its `type`, the decoder,
 `EVENT_TYPES`). Rules that keep old traces readable (TRACE_VERSION stays 1):

@@ -155,4 +155,4 @@ def test_ctrl_c_cancels_a_turn_and_a_second_ends_the_bench_with_its_trace_so_far
     assert "Traceback" not in err and "terminate called" not in err and "bench interrupted" in err
     assert "PASS" not in out and "FAIL" not in out  # no report for a bench that did not run out
     _, events = read_trace(trace)
-    assert [e.get("metrics")["status"] for e in events if e.type == "turn.summary"] == ["cancelled", "cancelled"]
+    assert [e.metrics["status"] for e in events if e.type == "turn.summary"] == ["cancelled", "cancelled"]

@@ -117,6 +117,6 @@ def test_ctrl_c_three_times_cancels_then_ends_the_replay_cleanly_and_keeps_the_t
     assert "turn 2 cancelled" in err and f"trace written to {out}" in err
     _, events = read_trace(out)
     started = [e.turn for e in events if e.type == "turn.start"]
-    summaries = {e.turn: e.get("metrics")["status"] for e in events if e.type == "turn.summary"}
+    summaries = {e.turn: e.metrics["status"] for e in events if e.type == "turn.summary"}
     assert started == sorted(summaries) and len(started) < 5  # every turn that began is in the trace, ended
     assert summaries[1] == "ok" and set(list(summaries.values())[1:]) == {"cancelled"}
