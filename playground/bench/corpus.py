@@ -444,7 +444,9 @@ SPEECH: list[Case] = [
     C("unit_hz", "The monitor runs at 144 Hz out of the box.", ["144 Hz"]),
     C("unit_o_clock", "Come in at 4 o'clock and ask for Maria at the desk.", ["4 o'clock"]),
     C("unit_noon_pm", "We stop taking orders at 11:30 p.m. every night.", ["11:30 p.m.", "p.m. every"]),
-    C("unit_am_end_sentence", "It starts at 7 a.m. Please arrive a little early.", ["7 a.m."]),
+    # "a.m." ends the sentence when a sentence starts after it: cut there, never between "7" and "a.m."
+    C("unit_am_end_sentence", "It starts at 7 a.m. Please arrive a little early.", ["7 a.m"],
+      sentence=["It starts at 7 a.m.", " Please arrive a little early."]),
     C("unit_mixed_long", "With the new plan you would get 100 GB of data for 45 dollars a month, which is 10 percent less than today.",
       ["100 GB", "45 dollars", "10 percent"]),
     # ---------------------------------------------------------------- ! and ? inside quotes and brackets
