@@ -743,5 +743,613 @@ SPEECH: list[Case] = [
 ]
 CASES += SPEECH
 
+# ==================================================================== held-out pass
+#
+# Voice-agent replies written fresh for a held-out check (support, scheduling, banking, healthcare
+# reception, travel, tech support, delivery tracking, restaurants, ...), by someone who had not read
+# the cases above, then streamed by SmolLM2, cl100k-like and random tokenizations. The classes of
+# failure they found were fixed in the chunker's rules (README "The chunker"): an abbreviation before a
+# capitalized word ("est. Tuesday", "Park Ave. South", "Jr. Blvd." go on; "5 p.m. Then" ends), list
+# markers outside a list position ("8 a.m. 2. Wednesday") and roman ones ("i. Reinstall"), en-dash
+# ranges ("Mon–Fri", "8 a.m.–9 p.m."), single-quoted labels ('Forgot password?' on), a unit after a
+# slash ("$65/mo. and"), markdown closers ("p.m.** with"), codes and numbered names ("GB29 NWBK 6016",
+# "Suite 200"), "per", articles, and connectors between numbers ("5 to 7", "Mr. and Mrs.").
+# SENTENCE_ENDS are the other side: real sentence ends after abbreviation-like words, still cut.
+
+_HELDOUT_SUPPORT = [
+    C("ho_sup_refund_window", "I can see your order from Nov. 12, and it's still inside the 30-day return window, "
+      "so you're eligible for a full refund of $84.37 back to the card ending in 4417.",
+      ["Nov. 12", "$84.37", "30-day", "4417"]),
+    C("ho_sup_inline_steps_colon", "Sure, here's the quickest fix: 1. Sign out of the app. 2. Clear the cache under "
+      "Settings. 3. Sign back in with your usual password.",
+      ["1. Sign", "2. Clear", "3. Sign"]),
+    C("ho_sup_paren_excl", "We'll send a prepaid label (no charge to you, promise!) and once the item is scanned at "
+      "the depot, the refund goes out within 3 business days.",
+      ["promise!) and", "3 business days"]),
+    C("ho_sup_quote_question", 'If the screen asks "Do you want to keep this device?" just tap No and it will '
+      "skip the pairing step entirely.",
+      ['"Do you want to keep this device?" just']),
+    C("ho_sup_email_mid", "Could you forward the receipt to returns.team@brightline-outfitters.com so I can attach "
+      "it to case number 58-2210?",
+      ["returns.team@brightline-outfitters.com", "58-2210"]),
+    C("ho_sup_url_path", "You'll find the form at https://help.northpeak.io/returns/start?lang=en and it only takes "
+      "about two minutes to fill in.",
+      ["https://help.northpeak.io/returns/start?lang=en"]),
+    C("ho_sup_eg_mid", "Most accessories, e.g. chargers, cases and screen protectors, can be returned unopened for "
+      "store credit.",
+      ["e.g. chargers"]),
+    C("ho_sup_ie_mid", "The warranty covers manufacturing defects, i.e. anything that fails under normal use, but "
+      "not accidental drops.",
+      ["i.e. anything"]),
+    C("ho_sup_etc_lower", "Please include the original box, the cables, the manual etc. and we'll inspect "
+      "everything when it arrives.",
+      ["etc. and"]),
+    C("ho_sup_approx_digits", "The replacement should reach you in approx. 5 to 7 days, depending on where the "
+      "nearest warehouse is.",
+      ["approx. 5", "5 to 7 days"]),
+    C("ho_sup_ellipsis_mid", "Let me just pull that up... okay, I can see two open tickets on your account.",
+      ["up... okay"]),
+    C("ho_sup_version", "That bug was fixed in v4.12.3, so updating the app should make the crash go away.",
+      ["v4.12.3"]),
+    C("ho_sup_inc_lower", "Your subscription is billed by Harbor Digital Inc. on the 3rd of each month.",
+      ["Inc. on", "the 3rd of"]),
+    C("ho_sup_order_number", "Order #BX-44871-C shipped yesterday, and the carrier lists it as out for delivery "
+      "today.", ["#BX-44871-C"]),
+    C("ho_sup_percent_decimal", "With the loyalty discount of 12.5% your new total comes to $131.25, tax included.",
+      ["12.5%", "$131.25"]),
+    C("ho_sup_phone_paren", "If that doesn't work, call our returns desk at (888) 402-7719 between 8 a.m. and "
+      "6 p.m. Central.",
+      ["(888) 402-7719", "8 a.m. and", "6 p.m"]),
+    C("ho_sup_inline_list_and", "You can either keep the item and get 20% back, or send it back and get a full "
+      "refund.", ["20% back"]),
+    C("ho_sup_quoted_excl_comma", 'When you see the banner that says "Almost done!", keep the app open until the '
+      "progress bar disappears.",
+      ['"Almost done!", keep']),
+    C("ho_sup_bold_price", "Your plan is **$19.99 per month**, and the first month is free if you sign up before "
+      "Friday.", ["$19.99 per month"]),
+    C("ho_sup_code_setting", "In the app, go to `Settings > Privacy > Data export` and tap Request, which "
+      "usually takes about 48 hours.", ["`Settings > Privacy > Data export`", "48 hours"]),
+    C("ho_sup_no_number", "Your complaint is logged as No. 30417, and a supervisor will review it by Thursday.",
+      ["No. 30417"]),
+    C("ho_sup_vs", "The difference between Basic vs. Plus is mostly storage: 50 GB vs. 2 TB.",
+      ["vs. Plus", "50 GB", "2 TB", "vs. 2"]),
+    C("ho_sup_us_mid", "We only ship to addresses in the U.S. and Canada right now, sorry about that.",
+      ["U.S. and"]),
+    C("ho_sup_numbered_newlines", "Here's what I need from you:\n1. Your order number\n2. The email on the "
+      "account\n3. A photo of the damage",
+      ["1. Your", "2. The", "3. A photo"]),
+    C("ho_sup_bullets", "A few options:\n- Exchange for a different size\n- Store credit of $45.00\n- A full refund "
+      "to your card", ["$45.00"]),
+    C("ho_sup_lettered_inline", "You have two choices: a) keep the jacket at 30% off, or b) return it for free "
+      "within 14 days.",
+      ["a) keep", "b) return", "30% off", "14 days"]),
+    C("ho_sup_paren_numbers", "To reset, (1) hold the power button, (2) wait for the light to blink, and "
+      "(3) release it after ten seconds.",
+      ["(1) hold", "(2) wait", "(3) release"]),
+    C("ho_sup_emoji_mid", "Great news 🎉 your refund of $62.10 was approved this morning and should show up in "
+      "a few days.", ["$62.10"]),
+    C("ho_sup_em_dash", "Your account is fine—the charge you saw is just a temporary hold of $1.00 that drops off "
+      "in 24 hours.", ["$1.00", "24 hours"]),
+    C("ho_sup_quote_question_end", 'Some people ask me "Why was I charged twice?" and the answer is usually a '
+      "pending authorization.", ['"Why was I charged twice?" and']),
+    C("ho_sup_domain_mid", "You can also chat with us on brightline.com anytime, or reply to the email we sent.",
+      ["brightline.com"]),
+    C("ho_sup_apt_abbrev", "I have the delivery address as 18 Willow Ln. in Dayton, is that still right?",
+      ["Ln. in"]),
+    C("ho_sup_incl_tax", "The total is $212.40 incl. shipping and you won't be charged until it ships.",
+      ["$212.40", "incl. shipping"]),
+    C("ho_sup_ext", "You can reach the warranty team at 1-800-555-0142 ext. 305 on weekdays.",
+      ["1-800-555-0142", "ext. 305"]),
+    C("ho_sup_est", "Delivery is est. Tuesday the 14th, but I'll text you if that changes.",
+      ["est. Tuesday", "the 14th"]),
+    C("ho_sup_long_runon", "So what I'm seeing on my end is that the package left our warehouse in Reno and then "
+      "sat at the regional hub for a couple of days because of the weather and now it's moving again and the "
+      "tracking page should update by tonight", []),
+    C("ho_sup_ellipsis_then_capital", "Hmm... That order number doesn't match anything in our system.",
+      [], sentence=["Hmm...", " That order number doesn't match anything in our system."]),
+    C("ho_sup_quoted_stop_end", 'The chat bot just kept saying "Sorry!" over and over, right?',
+      ['"Sorry!" over']),
+    C("ho_sup_multi_abbrev", "Our returns center is at 4100 Industrial Blvd. in Columbus, open Mon. through Sat. "
+      "from 9 to 5.",
+      ["Blvd. in", "Mon. through", "Sat. from", "9 to 5"]),
+    C("ho_sup_decimal_rating", "Thanks for the feedback! We're at 4.8 out of 5 this quarter, and your comments help.",
+      ["4.8"]),
+]
+
+_HELDOUT_SCHEDULING = [
+    C("ho_sch_time_range_dash", "Dr. Okonkwo has openings on Wed., Mar. 5 from 9:30–11:00 a.m. and again at "
+      "2:15 p.m. if that works.",
+      ["Dr. Okonkwo", "Mar. 5", "9:30–11:00 a.m. and", "2:15 p.m"]),
+    C("ho_sch_noon", "We can move your cleaning to noon on Friday, or 4:45 p.m. on Monday, whichever suits you.",
+      ["4:45 p.m. on"]),
+    C("ho_sch_pm_then", "I'll see you at 5 p.m. Then we can go over the paperwork together.", ["5 p.m"],
+      sentence=["I'll see you at 5 p.m.", " Then we can go over the paperwork together."]),
+    C("ho_sch_am_we", "Your slot is confirmed for 10:30 a.m. We'll send a reminder the day before.", ["10:30 a.m"],
+      sentence=["Your slot is confirmed for 10:30 a.m.", " We'll send a reminder the day before."]),
+    C("ho_sch_date_slash", "The next available date is 04/17/2025 at 8:00 AM, and it's a 45-minute visit.",
+      ["04/17/2025", "8:00 AM", "45-minute"]),
+    C("ho_sch_iso_date", "I've booked you for 2025-06-03 at 14:30, which is two weeks from today.",
+      ["2025-06-03", "14:30"]),
+    C("ho_sch_weekday_abbrev_lower", "We're closed on Sun. but the online booking stays open all weekend.",
+      ["Sun. but"]),
+    C("ho_sch_thurs_date", "How about Thurs. Jan. 9 at 11? Or if mornings are hard, Fri. Jan. 10 at 3:30.",
+      ["Thurs. Jan. 9", "Fri. Jan. 10", "3:30"]),
+    C("ho_sch_ordinal_month", "You're all set for the 22nd of October, 9 a.m. sharp, with Ms. Delacroix.",
+      ["the 22nd of October", "9 a.m. sharp", "Ms. Delacroix"]),
+    C("ho_sch_inline_options", "I have three slots left this week: 1. Tuesday at 8 a.m. 2. Wednesday at noon 3. "
+      "Friday at 4:30 p.m.",
+      ["1. Tuesday", "2. Wednesday", "3. Friday", "8 a.m", "4:30 p.m"]),
+    C("ho_sch_quote_excl", 'Just reply "Yes!" to the text we send and the booking locks in automatically.',
+      ['"Yes!" to']),
+    C("ho_sch_paren_question", "Is the 3 p.m. slot okay (or would you rather come in earlier?) so I can hold it?",
+      ["3 p.m. slot", "(or would you rather come in earlier?) so"]),
+    C("ho_sch_mr_mrs", "I see the booking is under Mr. and Mrs. Haraldsen for a table of four.",
+      ["Mr. and Mrs. Haraldsen"]),
+    C("ho_sch_sept_year", "Your annual review is due Sept. 30, 2025, so let's get it on the calendar now.",
+      ["Sept. 30, 2025"]),
+    C("ho_sch_duration_units", "The session runs 90 min. and there's a 15 min. break in the middle.",
+      ["90 min. and", "15 min. break"]),
+    C("ho_sch_hours_range", "Our front desk is staffed Mon–Fri, 8–6, and Saturdays from 9 to noon.",
+      ["Mon–Fri", "8–6", "9 to noon"]),
+    C("ho_sch_hours_range_en", "We're open Monday–Friday, 7:30 a.m.–5:30 p.m., and closed on public holidays.",
+      ["Monday–Friday", "7:30 a.m.–5:30 p.m"]),
+    C("ho_sch_calendar_link", "You can pick another time at calendly.com/dr-ferreira/consult whenever you like.",
+      ["calendly.com/dr-ferreira/consult"]),
+    C("ho_sch_timezone", "The call is at 3:00 p.m. Eastern, which is noon for you in Seattle.",
+      ["3:00 p.m. Eastern"]),
+    C("ho_sch_timezone_abbr", "The webinar starts at 11 a.m. PT on the 18th, and the link goes out an hour before.",
+      ["11 a.m. PT", "the 18th"]),
+    C("ho_sch_reschedule_long", "No problem at all, I've cancelled the Tuesday appointment and moved you to "
+      "Thursday the 12th at 10:15 a.m. with the same hygienist and you'll get a confirmation text in a minute or "
+      "two", ["the 12th", "10:15 a.m. with"]),
+    C("ho_sch_initials_name", "Your coach for the program is J. P. Martínez, who's been with us for eight years.",
+      ["J. P. Martínez"]),
+    C("ho_sch_non_english", "You'll meet with Dr. Nguyễn Thị Hương at the Søndergaard Clinic on the second "
+      "floor.",
+      ["Dr. Nguyễn"]),
+    C("ho_sch_tomorrow_question", "Would tomorrow at 7:45 a.m. work, or is that too early for you?",
+      ["7:45 a.m. work"]),
+    C("ho_sch_roman_list", "Before the visit, please i. fill in the intake form, ii. bring your insurance card, and "
+      "iii. arrive ten minutes early.",
+      ["i. fill", "ii. bring", "iii. arrive"]),
+    C("ho_sch_ellipsis_looking", "Let me look at next week... Tuesday is fully booked, but Wednesday has a gap at 1.",
+      [], sentence=["Let me look at next week...", " Tuesday is fully booked, but Wednesday has a gap at 1."]),
+    C("ho_sch_no_boundary", "I can put you down for the first available slot with any of our three therapists "
+      "starting next Monday morning", []),
+    C("ho_sch_bold_time", "You're booked for **Friday, May 16 at 2:00 p.m.** with our nutritionist.",
+      ["May 16", "2:00 p.m.** with"]),
+    C("ho_sch_24h", "Check-in opens at 06:30 and the first group starts at 07:00 sharp.", ["06:30", "07:00 sharp"]),
+    C("ho_sch_quarter_past", "The earliest I have is a quarter past 4 p.m. tomorrow, in room 3B.",
+      ["4 p.m. tomorrow"]),
+]
+
+_HELDOUT_BANKING = [
+    C("ho_bank_balance", "Your checking balance is $2,486.19, and there's one pending debit of $58.00 from "
+      "Greenleaf Grocers.", ["$2,486.19", "$58.00"]),
+    C("ho_bank_apr", "The card's APR is 24.99%, but new customers get 0% for the first 15 months.",
+      ["24.99%", "0% for", "15 months"]),
+    C("ho_bank_wire_steps", "To send a wire: 1. Log in to online banking. 2. Choose Transfers. 3. Enter the SWIFT "
+      "code and the amount.",
+      ["1. Log", "2. Choose", "3. Enter"]),
+    C("ho_bank_iban", "The IBAN we have on file is GB29 NWBK 6016 1331 9268 19, can you confirm that?",
+      ["GB29 NWBK 6016 1331 9268 19"]),
+    C("ho_bank_routing", "Our routing number is 021000021, and your account ends in 7730.",
+      ["021000021", "7730"]),
+    C("ho_bank_fraud_quote", 'If you get a text saying "Your card is locked!" and asking for your PIN, please '
+      "ignore it, it's a scam.", ['"Your card is locked!" and']),
+    C("ho_bank_fee_paren", "There's a small fee (just $2.50, waived for Premier members!) and the transfer arrives "
+      "same day.", ["members!) and", "$2.50"]),
+    C("ho_bank_rate_decimal", "The 12-month CD pays 4.35% APY on balances of $1,000 or more.",
+      ["4.35%", "$1,000 or"]),
+    C("ho_bank_date_abbrev", "The statement closes on Feb. 27 and the minimum payment of $35 is due Mar. 24.",
+      ["Feb. 27", "Mar. 24", "$35 is"]),
+    C("ho_bank_euros", "That transfer was €1.250,00 in euros, which came to $1,361.88 at the rate on the day.",
+      ["€1.250,00", "$1,361.88"]),
+    C("ho_bank_pounds", "The overdraft limit on the account is £500 and you're currently at £312.75.",
+      ["£500", "£312.75"]),
+    C("ho_bank_card_locked", "I've frozen the card ending in 9021. A new one will arrive in 5–7 business days.",
+      ["5–7 business days", "9021"],
+      sentence=["I've frozen the card ending in 9021.", " A new one will arrive in 5–7 business days."]),
+    C("ho_bank_us_we", "Domestic wires are free within the U.S. We charge $25 for international ones.", ["U.S"],
+      sentence=["Domestic wires are free within the U.S.", " We charge $25 for international ones."]),
+    C("ho_bank_branch_address", "The nearest branch is at 77 Harbor St. Suite 200, right by the ferry terminal.",
+      ["St. Suite 200"]),
+    C("ho_bank_branch_ave", "You can visit our branch at 1200 Lexington Ave. between 9 and 4 on weekdays.",
+      ["Ave. between", "9 and 4"]),
+    C("ho_bank_mortgage", "On a $350,000 loan at 6.125% over 30 years, the monthly principal and interest is about "
+      "$2,126.", ["$350,000", "6.125%", "30 years", "$2,126"]),
+    C("ho_bank_pin_excl", "Never share your PIN with anyone (not even us!), and we'll never call to ask for it.",
+      ["(not even us!), and"]),
+    C("ho_bank_ellipsis", "I'm checking the transaction now... right, it was declined because of the daily limit.",
+      ["now... right"]),
+    C("ho_bank_list_or", "You can pay by 1. direct debit, 2. bank transfer or 3. card over the phone.",
+      ["1. direct", "2. bank", "3. card"]),
+    C("ho_bank_joint", "The joint account holders are Ms. A. Bergström and Mr. K. O'Neill.",
+      ["Ms. A. Bergström", "Mr. K. O'Neill"]),
+    C("ho_bank_dispute_long", "I've opened a dispute for the $149.00 charge from the streaming service and you'll "
+      "get a provisional credit within 10 business days while we investigate which usually takes about 45 days "
+      "in total", ["$149.00", "10 business days", "45 days"]),
+    C("ho_bank_url", "You can download the form at www.firstcoastbank.com/forms/w9.pdf and upload it in the app.",
+      ["www.firstcoastbank.com/forms/w9.pdf"]),
+    C("ho_bank_bold_warning", "**Important:** the transfer can't be reversed once it's sent, so please double-check "
+      "the account number.", []),
+    C("ho_bank_atm", "ATM withdrawals are capped at $800 per day, and the limit resets at 12:00 a.m. local time.",
+      ["$800 per day", "12:00 a.m. local"]),
+    C("ho_bank_fx", "The exchange rate today is 1 USD = 0.9214 EUR, plus a 1.5% conversion fee.",
+      ["1 USD", "0.9214 EUR", "1.5% conversion"]),
+    C("ho_bank_credit_score", "Your score went up 23 points to 742 this month, nice work!", ["23 points", "742"]),
+    C("ho_bank_check_deposit", "Mobile deposits made before 8 p.m. ET are credited the next business day.",
+      ["8 p.m. ET"]),
+    C("ho_bank_question_quote", 'Tap "Did you make this purchase?" in the alert and choose No to block the card.',
+      ['"Did you make this purchase?" in']),
+]
+
+_HELDOUT_HEALTH = [
+    C("ho_hc_checkin", "Please arrive 15 minutes early and bring your ID, insurance card, and a list of current "
+      "medications.", ["15 minutes"]),
+    C("ho_hc_dosage", "The pharmacy notes say 500 mg twice a day with food, for 10 days.",
+      ["500 mg", "10 days"]),
+    C("ho_hc_dosage_decimal", "The pediatric dose is 2.5 mL every 6 hours, not more than 4 doses a day.",
+      ["2.5 mL", "6 hours", "4 doses"]),
+    C("ho_hc_dr_name", "Dr. Abernathy-Singh is out until the 9th, but Dr. Lee can see you on Tues. Feb. 4.",
+      ["Dr. Abernathy-Singh", "Dr. Lee", "Tues. Feb. 4", "the 9th"]),
+    C("ho_hc_lab_fasting", "For the blood work, don't eat after midnight, i.e. nothing but water for approx. "
+      "12 hours before.", ["i.e. nothing", "approx. 12", "12 hours"]),
+    C("ho_hc_clinic_address", "The lab is in the Mt. Sinai Medical Pavilion, 5th floor, Suite 510.",
+      ["Mt. Sinai", "5th floor", "Suite 510"]),
+    C("ho_hc_copay", "Your copay for a specialist is $40, and the deductible you've met so far is $1,150 of $2,000.",
+      ["$40", "$1,150 of $2,000"]),
+    C("ho_hc_inline_prep", "Two things before the MRI: 1. Remove any jewelry. 2. Tell the tech if you have a "
+      "pacemaker.", ["1. Remove", "2. Tell"]),
+    C("ho_hc_paren_question", "Do you have any allergies (latex, penicillin, anything like that?) that we should "
+      "add to your chart?", ["that?) that"]),
+    C("ho_hc_temp", "If the fever goes above 102.5 °F, or lasts more than 3 days, call us right away.",
+      ["102.5 °F", "3 days"]),
+    C("ho_hc_temp_c", "A temperature over 38.5 °C in a baby under 3 months needs to be seen the same day.",
+      ["38.5 °C", "3 months"]),
+    C("ho_hc_weight", "The nurse recorded your weight as 74.2 kg and blood pressure as 128/82.",
+      ["74.2 kg", "128/82"]),
+    C("ho_hc_portal", "Your results will be posted to mychart.lakesidehealth.org within 48 hrs. of the draw.",
+      ["mychart.lakesidehealth.org", "48 hrs. of"]),
+    C("ho_hc_phd", "The session is led by Amara Osei, Ph.D., who specializes in sleep disorders.",
+      ["Ph.D.,"]),
+    C("ho_hc_rn", "Your nurse today is Carla Mendes, R.N., and she'll call you back within the hour.",
+      ["R.N.,"]),
+    C("ho_hc_vaccine_quote", 'The form asks "Have you had a reaction to a vaccine before?" and you can just say no.',
+      ['"Have you had a reaction to a vaccine before?" and']),
+    C("ho_hc_ellipsis_lookup", "Let me find your referral... here it is, approved on Jan. 22 for six visits.",
+      ["referral... here", "Jan. 22"]),
+    C("ho_hc_pharmacy_hours", "The pharmacy is open 8 a.m.–9 p.m. weekdays and 10–6 on weekends.",
+      ["8 a.m.–9 p.m. weekdays", "10–6"]),
+    C("ho_hc_dental_list", "Your plan covers: (a) two cleanings a year, (b) X-rays every 12 months, and (c) 50% "
+      "of fillings.", ["(a) two", "(b) X-rays", "(c) 50%", "12 months", "50% of"]),
+    C("ho_hc_long_no_punct", "I just want to make sure you have everything you need before the procedure so let me "
+      "walk you through what happens when you arrive at the front desk on the morning of your visit", []),
+    C("ho_hc_phone_intl", "Our clinic abroad can be reached at +44 20 7946 0958, ask for the referrals desk.",
+      ["+44 20 7946 0958"]),
+    C("ho_hc_dob", "Just to confirm, your date of birth is 7/14/1986, and you're at 312 Maple Rd. in Ashford?",
+      ["7/14/1986", "Rd. in"]),
+    C("ho_hc_etc_capital_end", "Bring any inhalers, eye drops, etc. The doctor will review them with you.",
+      ["etc"], sentence=["Bring any inhalers, eye drops, etc.", " The doctor will review them with you."]),
+    C("ho_hc_lbs_end", "The baby weighed 7 lbs. We'll update the chart after the next visit.", ["7 lbs"],
+      sentence=["The baby weighed 7 lbs.", " We'll update the chart after the next visit."]),
+    C("ho_hc_visit_time_words", "Your physical therapy is every Mon. and Wed. at 6:15 p.m. for the next four weeks.",
+      ["Mon. and", "Wed. at", "6:15 p.m. for"]),
+    C("ho_hc_bp_meds", "Keep taking the lisinopril 10 mg once daily, and we'll recheck in 3 wks.",
+      ["10 mg", "3 wks"]),
+    C("ho_hc_mt_end_name", "Our other office is next to St. Vincent's on Elm, with free parking.",
+      ["St. Vincent's"]),
+    C("ho_hc_emoji_end", "You're all checked in 😊 The doctor will be with you in about 10 minutes.",
+      ["10 minutes"]),
+    C("ho_hc_hipaa_bold", "For privacy reasons, I can only discuss results with **you** or someone listed on your "
+      "HIPAA release form.", []),
+]
+
+_HELDOUT_TRAVEL = [
+    C("ho_tr_flight", "Your flight UA 1187 departs Denver at 6:05 a.m. and lands in Boston at 11:52 a.m. local time.",
+      ["6:05 a.m. and", "11:52 a.m. local"]),
+    C("ho_tr_gate_change", "Heads up: the gate changed to B14, and boarding now starts at 3:40 p.m. instead of 3:55.",
+      ["3:40 p.m. instead", "3:55"]),
+    C("ho_tr_baggage", "Checked bags can weigh up to 23 kg (50 lb), and a second bag is $45 each way.",
+      ["23 kg", "(50 lb)", "$45 each"]),
+    C("ho_tr_hotel_address", "The hotel is at 250 W. 43rd St. in Manhattan, two blocks from Times Square.",
+      ["W. 43rd", "43rd St. in"]),
+    C("ho_tr_mt_trip", "The shuttle to Mt. Rainier leaves at 7 a.m. sharp from the lobby.",
+      ["Mt. Rainier", "7 a.m. sharp"]),
+    C("ho_tr_confirmation", "Your confirmation code is QX7-RT2P, and the booking is under Søren Kierkegaard-Lund.",
+      ["QX7-RT2P"]),
+    C("ho_tr_quote_excl", 'The app will say "Boarding pass ready!" and you can add it to your wallet from there.',
+      ['"Boarding pass ready!" and']),
+    C("ho_tr_options_inline", "For the return, you can take 1. the 9:10 a.m. nonstop or 2. the 1:45 p.m. with a "
+      "stop in Dallas.", ["1. the", "2. the", "9:10 a.m. nonstop", "1:45 p.m. with"]),
+    C("ho_tr_train", "The train from Zürich to Milano takes approx. 3 h 17 min, and seats in 2nd class are CHF 89.",
+      ["approx. 3", "3 h", "17 min", "2nd class", "CHF 89"]),
+    C("ho_tr_uk_date", "Your stay runs from 14/08 to 21/08, so seven nights in total, breakfast included.",
+      ["14/08", "21/08"]),
+    C("ho_tr_euro_date_dots", "Check-in is on 03.09.2025 from 15:00, and check-out by 11:00 on the 7th.",
+      ["03.09.2025", "15:00", "11:00 on", "the 7th"]),
+    C("ho_tr_passport", "For travel to the U.K. your passport needs to be valid for the whole stay, and no visa is "
+      "needed for under 6 months.", ["U.K. your", "6 months"]),
+    C("ho_tr_miles", "The drive from the airport is about 42 mi. and usually takes 50 minutes outside rush hour.",
+      ["42 mi. and", "50 minutes"]),
+    C("ho_tr_car_rental", "Your rental is a compact (Toyota Corolla or similar), pickup at 10 a.m. on Sat., "
+      "Aug. 2.", ["10 a.m. on", "Aug. 2"]),
+    C("ho_tr_paren_excl_end", "You've got a window seat (row 12, seat A!), and the flight is showing on time.",
+      ["A!), and"]),
+    C("ho_tr_delay_ellipsis", "The flight is delayed... but only by about 25 minutes, so you should still make "
+      "your connection.", ["delayed... but", "25 minutes"]),
+    C("ho_tr_baggage_url", "You can track the bag at https://bags.skylinkair.com/track?ref=SLA8812 using your "
+      "last name.", ["https://bags.skylinkair.com/track?ref=SLA8812"]),
+    C("ho_tr_layover_long", "You'll land in Frankfurt at 7:20 and your connection to Lisbon leaves from the same "
+      "terminal at 9:05 so you'll have about an hour and forty-five minutes which is plenty of time", ["7:20",
+      "9:05"]),
+    C("ho_tr_cruise_dept", "The ship departs Ft. Lauderdale on Sun. Dec. 7 and returns on the 14th.",
+      ["Ft. Lauderdale", "Sun. Dec. 7", "the 14th"]),
+    C("ho_tr_st_louis", "Your connection is through St. Louis, with 55 min. between flights.",
+      ["St. Louis", "55 min. between"]),
+    C("ho_tr_ave_suite", "The travel office is at 900 Park Ave. South, on the 3rd floor.",
+      ["Ave. South", "3rd floor"]),
+    C("ho_tr_fare_question", "Do you want the Basic fare ($189, no changes!) or Flex at $239?",
+      ["changes!) or", "$239"]),
+    C("ho_tr_seat_numbers", "I moved you to seats 23C and 23D, both aisle and middle, at no extra cost.", []),
+    C("ho_tr_tsa", "Liquids in carry-ons must be 3.4 oz. or less, i.e. 100 mL, in one clear bag.",
+      ["3.4 oz. or", "i.e. 100", "100 mL"]),
+    C("ho_tr_hotel_price", "The room is €142 per night, so €994 for the week, with the city tax of €3.50 per "
+      "night paid at the hotel.", ["€142 per night", "€994", "€3.50 per"]),
+    C("ho_tr_no_boundary_firstchunk", "Your booking reference for the hotel and the flight together is the same six "
+      "letter code we emailed you this morning", []),
+    C("ho_tr_header", "## Your itinerary\nFlight out: Mon., Oct. 6, 8:25 a.m.\nReturn: Fri., Oct. 10, 6:40 p.m.",
+      ["Oct. 6", "8:25 a.m", "Oct. 10", "6:40 p.m"]),
+    C("ho_tr_visa_dept", "For the visa, contact the U.S. Dept. of State or visit travel.state.gov for the form.",
+      ["U.S. Dept. of", "travel.state.gov"]),
+]
+
+_HELDOUT_TECH = [
+    C("ho_tech_router_steps", "Let's try this: 1. Unplug the router. 2. Wait 30 seconds. 3. Plug it back in and "
+      "watch the lights.", ["1. Unplug", "2. Wait", "3. Plug", "30 seconds"]),
+    C("ho_tech_version_update", "You're on version 3.2.0, and the fix is in 3.2.4, which you can get from the "
+      "App Store.", ["3.2.0", "3.2.4"]),
+    C("ho_tech_ios", "That setting moved in iOS 17.4, so look under Settings, then Screen Time.", ["iOS 17.4"]),
+    C("ho_tech_ip", "Type 192.168.1.1 into your browser, and log in with the password on the router's label.",
+      ["192.168.1.1"]),
+    C("ho_tech_code_cmd", "Open a terminal and run `sudo systemctl restart nginx.service`, then refresh the page.",
+      ["`sudo systemctl restart nginx.service`"]),
+    C("ho_tech_file", "Please attach the log file, it's called debug_2024-11-03.txt and lives in your Documents "
+      "folder.", ["debug_2024-11-03.txt"]),
+    C("ho_tech_quote_error", 'If it says "Connection failed!" again, hold the reset button for 10 seconds.',
+      ['"Connection failed!" again', "10 seconds"]),
+    C("ho_tech_quote_question_button", "Click 'Forgot password?' on the sign-in page and we'll email you a link.",
+      ["'Forgot password?' on"]),
+    C("ho_tech_speed", "Your plan is 500 Mbps down and 20 Mbps up, but the test shows 87.4 Mbps, so something's off.",
+      ["500 Mbps", "20 Mbps", "87.4 Mbps"]),
+    C("ho_tech_storage", "The backup needs about 2.3 GB free, and you have 1.1 GB left on the phone.",
+      ["2.3 GB", "1.1 GB"]),
+    C("ho_tech_url_query", "Try https://status.cloudnimbus.dev/?region=us-east-1 to see if there's an outage.",
+      ["https://status.cloudnimbus.dev/?region=us-east-1"]),
+    C("ho_tech_bullets_md", "A few things to check:\n* Is the cable firmly seated?\n* Is the light green or amber?\n"
+      "* Does another device connect?", []),
+    C("ho_tech_eg_list", "Some browsers (e.g. Safari 16 or older) don't support it, so try Chrome or Firefox.",
+      ["(e.g. Safari 16 or older)", "e.g. Safari"]),
+    C("ho_tech_ellipsis_running", "Running the diagnostic now... all right, the line looks clean from our side.",
+      ["now... all"]),
+    C("ho_tech_model", "The model number is on the bottom, something like RX-5400 v2, next to the serial.",
+      ["RX-5400 v2"]),
+    C("ho_tech_port", "Make sure port 8443 is open, and that the firewall allows TCP on 443 too.", []),
+    C("ho_tech_wifi_bands", "Switch to the 5 GHz network, it's the one ending in _5G, and you should get better "
+      "speeds.", ["5 GHz"]),
+    C("ho_tech_inline_roman", "There are two fixes: i. reinstall the driver, or ii. roll back to the previous one.",
+      ["i. reinstall", "ii. roll"]),
+    C("ho_tech_roman_capital", "Two fixes for this: i. Reinstall the driver. ii. Roll back the update.",
+      ["i. Reinstall", "ii. Roll"]),
+    C("ho_tech_email_support", "Send the screenshot to it-helpdesk@veridian-labs.co.uk and mention ticket INC0048821.",
+      ["it-helpdesk@veridian-labs.co.uk"]),
+    C("ho_tech_battery", "A healthy battery should hold at least 80% capacity, and yours reports 71%.",
+      ["80% capacity"]),
+    C("ho_tech_headers_md", "### Option A\nReset the app.\n### Option B\nReinstall it from scratch.", []),
+    C("ho_tech_excl_paren", "Back up your photos first (seriously, do this!) because the reset wipes everything.",
+      ["this!) because"]),
+    C("ho_tech_long", "What I'd suggest is that we start with the simplest thing which is turning the modem off "
+      "and leaving it off for a full minute because that clears out whatever connection it was holding onto", []),
+    C("ho_tech_sentence_after_version", "Update to 2.8.1. That version fixes the login loop.", ["2.8.1"],
+      sentence=["Update to 2.8.1.", " That version fixes the login loop."]),
+    C("ho_tech_domain_end", "The portal is at portal.finchworks.net. Use your work email to log in.",
+      ["portal.finchworks.net"],
+      sentence=["The portal is at portal.finchworks.net.", " Use your work email to log in."]),
+    C("ho_tech_windows", "On Windows 11 press Win + R, type msconfig.exe, and press Enter.", ["msconfig.exe"]),
+    C("ho_tech_mac_keys", "On a Mac, hold ⌘ + Option + Esc to force quit the app.", []),
+    C("ho_tech_password_rules", "Your new password needs 12+ characters, i.e. letters, numbers and a symbol like !, "
+      "# or @.", ["12+ characters", "i.e. letters"]),
+    C("ho_tech_bold_step", "**Step 1.** Open the app. **Step 2.** Tap your profile photo.",
+      ["Step 1.** Open", "Step 2.** Tap"]),
+    C("ho_tech_percent_progress", "The update is at 64% right now... it should finish in about 3 min.",
+      ["64% right", "now... it", "3 min"]),
+]
+
+_HELDOUT_DELIVERY = [
+    C("ho_del_tracking", "Your package 1Z 999 AA1 01 2345 6784 is out for delivery and should arrive by 8 p.m.",
+      ["1Z 999 AA1 01 2345 6784", "8 p.m"]),
+    C("ho_del_window", "The driver's window is 2–4 p.m. today, and you'll get a text 30 minutes before.",
+      ["2–4 p.m. today", "30 minutes"]),
+    C("ho_del_weight", "It's a 14.6 lb box, so someone may need to sign for it.", ["14.6 lb"]),
+    C("ho_del_safe_place", 'You can set a safe place in the app under "Where should we leave it?" and pick the '
+      "back porch.", ['"Where should we leave it?" and']),
+    C("ho_del_missed", "We tried to deliver at 11:42 a.m. but no one was home, so it's at the depot on Kestrel Rd. "
+      "until Friday.", ["11:42 a.m. but", "Rd. until"]),
+    C("ho_del_dims", "The max size for a locker is 16 x 12 x 8 in., so a larger box goes to the counter.",
+      ["16 x 12 x 8 in."]),
+    C("ho_del_order_id", "I found it: order ORD-2025-004471, two items, shipped Tues. via FedEx Ground.",
+      ["ORD-2025-004471", "Tues. via"]),
+    C("ho_del_paren_excl", "The courier left it with your neighbor at No. 14 (they signed for it!), so you can "
+      "pick it up there.", ["No. 14", "(they signed for it!), so"]),
+    C("ho_del_steps_newline", "To reschedule:\n1. Open the tracking link\n2. Tap Change delivery\n3. Choose a new "
+      "date", ["1. Open", "2. Tap", "3. Choose"]),
+    C("ho_del_split_shipment", "Your order was split: 2 of 3 items arrive Thu., Apr. 10 and the last one around "
+      "Apr. 15.", ["3 items", "Apr. 10", "Apr. 15"]),
+    C("ho_del_ellipsis_hmm", "Hmm... it looks like the label was printed but the parcel hasn't been scanned yet.",
+      ["Hmm... it"]),
+    C("ho_del_intl", "International shipping to Canada is C$24.99 and usually takes 6–10 business days.",
+      ["C$24.99", "6–10 business days"]),
+    C("ho_del_url", "Track it live at track.swiftparcel.com/p/SP90331 and you'll see the van on a map.",
+      ["track.swiftparcel.com/p/SP90331"]),
+    C("ho_del_quote_excl_then_capital", 'The app just says "Delivered!" But you haven\'t got it, right?', [],
+      sentence=['The app just says "Delivered!"', " But you haven't got it, right?"]),
+    C("ho_del_no_boundary", "I can ask the driver to call you when they are about ten minutes away from your "
+      "building so you can come down and meet them", []),
+    C("ho_del_freight", "The pallet weighs approx. 320 kg, so it ships LTL freight with liftgate service.",
+      ["approx. 320", "320 kg"]),
+    C("ho_del_apt_number", "Is that Apt. 5B or 5D? The label just says 5, so I want to get it right.",
+      ["Apt. 5B"]),
+    C("ho_del_emoji_truck", "Your order is on its way 🚚 expected Wednesday by 6 p.m., and I'll keep an eye on it.",
+      ["6 p.m.,"]),
+    C("ho_del_pickup_hours", "The pickup point is open 7 a.m. to 10 p.m. daily, at the Quikmart on 3rd Ave.",
+      ["7 a.m. to 10 p.m. daily", "3rd Ave"]),
+    C("ho_del_dept_store", "It's held at the customer service dept. on the ground floor, just bring your ID.",
+      ["dept. on"]),
+    C("ho_del_cod", "Cash on delivery is $38.50, exact change please, or the driver can take a card.",
+      ["$38.50"]),
+    C("ho_del_delay_reason", "Sorry about the delay (weather in the Midwest, of all things!) but it's moving again "
+      "as of this morning.", ["things!) but"]),
+]
+
+_HELDOUT_RESTAURANT = [
+    C("ho_rest_booking", "I've got a table for 4 at 7:30 p.m. on Sat., Nov. 22, under the name Oyelaran.",
+      ["7:30 p.m. on", "Nov. 22"]),
+    C("ho_rest_deposit", "For parties of 8 or more there's a $15 per person deposit, refundable up to 48 hrs. before.",
+      ["$15 per person", "48 hrs. before"]),
+    C("ho_rest_hours", "The kitchen closes at 10 p.m. on weeknights and 11:30 on Fri. and Sat.",
+      ["10 p.m. on", "Fri. and"]),
+    C("ho_rest_menu_quote", 'Our most popular dish is the "Chef\'s Surprise!" and honestly, it\'s worth it.',
+      ['"Chef\'s Surprise!" and']),
+    C("ho_rest_allergy", "Just so you know, the pesto has pine nuts (and a little parmesan!), so I'd skip it with "
+      "a nut allergy.", ["(and a little parmesan!), so"]),
+    C("ho_rest_prices", "The tasting menu is $95, or $140 with the wine pairing, and there's a 20% service charge "
+      "for groups.", ["$95", "$140 with", "20% service"]),
+    C("ho_rest_options", "We have two seatings that night: 1. 6 p.m., in the garden, or 2. 8:45 p.m., at the bar.",
+      ["1. 6 p.m.,", "2. 8:45 p.m.,"]),
+    C("ho_rest_address", "We're at 18 Rue des Martyrs, near the corner of St. Lazare, a short walk from the metro.",
+      ["St. Lazare"]),
+    C("ho_rest_waitlist", "You're No. 3 on the waitlist, so roughly 25 to 35 min. from now.",
+      ["No. 3", "25 to 35 min"]),
+    C("ho_rest_special", "Tonight's special is pan-seared halibut with a lemon beurre blanc, about 6 oz., for "
+      "$34.", ["6 oz.,", "$34"]),
+    C("ho_rest_ellipsis", "Let me check the book... yes, I can squeeze you in at 8:15 if you're flexible.",
+      ["book... yes", "8:15"]),
+    C("ho_rest_bold", "Just a reminder: **we don't take walk-ins on Fridays**, so the booking is a must.", []),
+    C("ho_rest_delivery_fee", "Delivery within 3 km is free; beyond that it's €2.90 plus €0.50 per extra km.",
+      ["3 km", "€2.90", "€0.50 per"]),
+    C("ho_rest_birthday", "We'll have a candle ready for the birthday (it's on us!) and the table by the window.",
+      ["(it's on us!) and"]),
+    C("ho_rest_chef_name", "Chef Zoë Lefèvre-Nakamura runs the kitchen, and she trained under J. C. Alvarado.",
+      ["J. C. Alvarado"]),
+    C("ho_rest_kids", "Kids under 12 eat free on Tuesdays, i.e. one free kids' meal per adult entrée.",
+      ["i.e. one"]),
+    C("ho_rest_capacity", "The private room seats 24, or 30 for a standing reception, and the minimum spend is "
+      "$1,800.", ["$1,800"]),
+    C("ho_rest_vegan_list", "Vegan options include: a) the mushroom risotto, b) the grilled tofu bowl, c) the "
+      "chickpea curry.", ["a) the", "b) the", "c) the"]),
+    C("ho_rest_noboundary", "If you would like I can also put in a note for a high chair and make sure the table "
+      "is near the entrance so the stroller fits", []),
+    C("ho_rest_confirm_question", "So that's Friday at 7 for two people, under Dubois?", []),
+]
+
+_HELDOUT_MISC = [
+    C("ho_ins_claim", "Your claim CLM-88213 was approved for $3,275.60 minus the $500 deductible.",
+      ["CLM-88213", "$3,275.60", "$500 deductible"]),
+    C("ho_ins_policy_list", "The policy covers three things: 1. collision, 2. theft and 3. roadside assistance.",
+      ["1. collision", "2. theft", "3. roadside"]),
+    C("ho_util_usage", "You used 842 kWh last month, about 12% more than the same month last year.",
+      ["842 kWh", "12% more"]),
+    C("ho_util_outage", "The outage on Birch Ave. should be fixed by approx. 6:30 p.m., the crew is on site now.",
+      ["Ave. should", "approx. 6:30", "6:30 p.m.,"]),
+    C("ho_util_meter", "Please read me the number on the meter, it's usually 5 or 6 digits, e.g. 04127.",
+      ["e.g. 04127"]),
+    C("ho_telco_plan", "The Unlimited Plus plan is $65/mo. and includes 50 GB of hotspot data.",
+      ["$65/mo. and", "50 GB"]),
+    C("ho_telco_roaming", "Roaming in the E.U. is included, but calls to the U.S. cost $0.25/min.",
+      ["E.U. is", "$0.25/min"]),
+    C("ho_telco_port_quote", 'When the new SIM says "Activation complete!", restart the phone and you\'re done.',
+      ['"Activation complete!", restart']),
+    C("ho_retail_sizes", "That jacket runs small, so if you're usually a M, I'd go for an L.", []),
+    C("ho_retail_stock", "We have 3 left in navy and 1 in forest green, at the Oakbrook store on 22nd St.",
+      ["22nd St"]),
+    C("ho_retail_price_match", "We'll price-match it if it's cheaper elsewhere (Amazon, Best Buy, etc.), just show "
+      "us the listing.", ["etc.)"]),
+    C("ho_retail_gift_card", "The gift card balance is $47.15, and it never expires.", ["$47.15"]),
+    C("ho_gov_form", "You'll need Form W-2, your SSN, and last year's AGI, i.e. the number on line 11.",
+      ["i.e. the"]),
+    C("ho_gov_office", "The DMV office on Hwy. 9 is open Tues.–Sat., 8:00 a.m. to 4:30 p.m.",
+      ["Hwy. 9", "Tues.–Sat.", "8:00 a.m. to 4:30 p.m"]),
+    C("ho_edu_course", "The course runs for 12 wks. starting Sept. 8, with classes on Mon. and Thu. evenings.",
+      ["12 wks. starting", "Sept. 8", "Mon. and", "Thu. evenings"]),
+    C("ho_edu_book", "The reading list starts with The Hobbit by J. R. R. Tolkien and ends with Beloved.",
+      ["J. R. R. Tolkien"]),
+    C("ho_edu_author_initials", "Our book club pick this month is by E. L. Konigsburg, and we meet on the 4th.",
+      ["E. L. Konigsburg", "the 4th"]),
+    C("ho_realty_sqft", "The unit is 1,150 sq. ft. with 2 bd / 2 ba, listed at $2,450 a month.",
+      ["1,150 sq. ft. with", "$2,450"]),
+    C("ho_realty_address_jr", "The open house is at 41 Martin Luther King Jr. Blvd., Saturday from 1 to 3.",
+      ["Jr. Blvd.", "1 to 3"]),
+    C("ho_gym_class", "Spin class is 45 min. long and starts at 6 a.m. and 5:30 p.m., Mon. through Fri.",
+      ["45 min. long", "6 a.m. and", "5:30 p.m.,", "Mon. through"]),
+    C("ho_vet_dose", "Give Biscuit half a tablet (that's 12.5 mg) twice a day, with food.",
+      ["(that's 12.5 mg)", "12.5 mg"]),
+    C("ho_vet_weight_end", "Biscuit weighs 11.3 kg. That's right in the healthy range for her breed.", ["11.3 kg"],
+      sentence=["Biscuit weighs 11.3 kg.", " That's right in the healthy range for her breed."]),
+    C("ho_hr_pto", "You have 11.5 days of PTO left this year, and up to 5 carry over into 2026.",
+      ["11.5 days"]),
+    C("ho_legal_dept", "The Legal Dept. will review the contract and get back to you by EOD Friday.",
+      ["Dept. will"]),
+    C("ho_charity_excl", "Thank you so much for the donation of $250! It'll fund two weeks of meals.",
+      ["$250"], sentence=["Thank you so much for the donation of $250!", " It'll fund two weeks of meals."]),
+    C("ho_coffee_sizes", "A 12 oz. latte is $4.25, and the 16 oz. is $4.95.",
+      ["12 oz. latte", "16 oz. is", "$4.25", "$4.95"]),
+    C("ho_parking", "Parking in Lot C is $3.00/hr. or $18 for the day, and the lot closes at midnight.",
+      ["$3.00/hr. or"]),
+    C("ho_event_tickets", 'Tickets for "Hamlet!" are sold out, but the "Much Ado?" matinee still has seats.',
+      ['"Hamlet!" are', '"Much Ado?" matinee']),
+    C("ho_library", "Your hold on \"Where the Crawdads Sing\" is ready, and we'll keep it for 7 days.",
+      ["7 days"]),
+]
+
+# Over-protection: a real sentence end after an abbreviation-like word is still a sentence end.
+_HELDOUT_SENTENCE_ENDS = [
+    C("ho_end_pm_see", "The store closes at 9 p.m. See you before then!", ["9 p.m"],
+      sentence=["The store closes at 9 p.m.", " See you before then!"]),
+    C("ho_end_am_please", "We open at 8 a.m. Please come a little early on Saturdays.", ["8 a.m"],
+      sentence=["We open at 8 a.m.", " Please come a little early on Saturdays."]),
+    C("ho_end_us_it", "The product is made in the U.S. It ships from Ohio.", ["U.S"],
+      sentence=["The product is made in the U.S.", " It ships from Ohio."]),
+    C("ho_end_inc_they", "Billing is handled by Lumen Payments Inc. They will email the invoice.", [],
+      sentence=["Billing is handled by Lumen Payments Inc.", " They will email the invoice."]),
+    C("ho_end_etc_if", "You can change the color, size, etc. If you need help, just ask.", [],
+      sentence=["You can change the color, size, etc.", " If you need help, just ask."]),
+    C("ho_end_ave_our", "We're at 410 Orchard Ave. Our entrance is around the back.", [],
+      sentence=["We're at 410 Orchard Ave.", " Our entrance is around the back."]),
+    C("ho_end_fri_then", "Your order ships Fri. Then it's about two days to you.", [],
+      sentence=["Your order ships Fri.", " Then it's about two days to you."]),
+    C("ho_end_no_i", "No. I'm afraid that coupon has expired.", [],
+      sentence=["No.", " I'm afraid that coupon has expired."]),
+    C("ho_end_min_and_next", "The wait is about 20 min. Would you like me to text you when it's ready?", [],
+      sentence=["The wait is about 20 min.", " Would you like me to text you when it's ready?"]),
+    C("ho_end_pm_it", "The pharmacy closes at 6 p.m. It reopens at 9 tomorrow.", ["6 p.m"],
+      sentence=["The pharmacy closes at 6 p.m.", " It reopens at 9 tomorrow."]),
+    C("ho_end_uk_we", "This plan only works in the U.K. We have a separate one for Ireland.", [],
+      sentence=["This plan only works in the U.K.", " We have a separate one for Ireland."]),
+    C("ho_end_number_then", "Your table number is 12. The host will walk you over.", [],
+      sentence=["Your table number is 12.", " The host will walk you over."]),
+    C("ho_end_oz_thanks", "The bottle is 8 oz. Thanks for asking!", [],
+      sentence=["The bottle is 8 oz.", " Thanks for asking!"]),
+    C("ho_end_pm_unfortunately", "Last entry is 4 p.m. Unfortunately we can't make exceptions.", [],
+      sentence=["Last entry is 4 p.m.", " Unfortunately we can't make exceptions."]),
+    C("ho_end_dept_you", "I'll transfer you to the billing dept. You may hear a short beep.", [],
+      sentence=["I'll transfer you to the billing dept.", " You may hear a short beep."]),
+    C("ho_end_excl_quote_new", '"Welcome back!" That\'s what the screen should say now.', [],
+      sentence=['"Welcome back!"', " That's what the screen should say now."]),
+]
+
+HELDOUT = (_HELDOUT_SUPPORT + _HELDOUT_SCHEDULING + _HELDOUT_BANKING + _HELDOUT_HEALTH + _HELDOUT_TRAVEL
+           + _HELDOUT_TECH + _HELDOUT_DELIVERY + _HELDOUT_RESTAURANT + _HELDOUT_MISC + _HELDOUT_SENTENCE_ENDS)
+CASES += HELDOUT
+
 # Sanity of the data itself (checked again in the tests, with messages).
 assert len({c.id for c in CASES}) == len(CASES), "duplicate case ids"
