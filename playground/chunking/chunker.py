@@ -12,21 +12,24 @@ current word and at most one boundary candidate waiting for its next character, 
 the cost per token does not grow with the reply (no re-scanning of the buffer).
 
 Boundaries are confirmed with no lookahead when they are unambiguous: `?` and `!`
-cut the moment they arrive, `;` and dashes too, and a `.` after a word that cannot
+cut the moment they arrive, `;` and em dashes too, and a `.` after a word that cannot
 start a domain, a file name or an e-mail address ("you.", "that's.", "today."). Any
 other `.` is confirmed by the character after it (whitespace, a closing quote), which
 is usually in the same token (`."`, `. `) or the next: the SmolLM2 tokenizer streams
 "example.com" as "example" "." "com". Other ambiguous ones (`...`, `,` or `:` after a
-digit, "Nov.", a `!` inside quotes) wait the same way, so numbers, abbreviations,
-initials, list markers ("Check two things: 1. ..."), URLs, e-mail addresses and
-domains are never cut, and a quoted "Stop!" is a sentence end only when what follows
-the closing quote starts a new sentence.
+digit, an en dash, "Nov.", a `!` inside quotes) wait the same way, and after an
+abbreviation before a capital the next word decides ("5 p.m. Then" ends, "p.m. Eastern"
+and "Park Ave. South" go on). So numbers, ranges, abbreviations, initials, list markers
+("Check two things: 1. ..."), URLs, e-mail addresses and domains are never cut, and a
+quoted "Stop!" is a sentence end only when what follows the closing quote starts a new
+sentence.
 
 `adaptive` also cuts where there is no boundary, at the best place it has (the last
 weak boundary, else a word end before a new phrase, else a word end after a content
-word), never right after a number ("6 | p.m."), an abbreviation, an initial or a list
-marker, and never leaving a chunk under `first_min_words` words (the first) or
-MIN_WORDS (the others) except at the end of the reply:
+word), never right after a word the next one belongs to (`_binds`: a number, "per", an
+article, an abbreviation, an initial, a list marker ...), inside quotes or inline code, or
+between a code and a number ("Suite | 200"), and never leaving a chunk under
+`first_min_words` words (the first) or MIN_WORDS (the others) except at the end of the reply:
 - the first chunk at `deadline_ms` after its first character;
 - later chunks, when the engine gives no lead, at `later_deadline_ms` (reason `deadline`);
 - later chunks, when the engine gives its lead (`set_lead`), only when playback would
