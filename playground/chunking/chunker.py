@@ -100,7 +100,8 @@ _EDGES = "\"“”‘’'()[]«».,;:!?…—–-*_`"
 _BRACKET_MARKER = re.compile(r"\(?(?:[a-z]|\d{1,2}|[ivx]{1,4})\)")
 # A code, an acronym or a name with an inner capital: letters, digits and hyphens only ("RX-5400", "NWBK", "iOS").
 _CODE = re.compile(r"[A-Za-z0-9-]+")
-_RANGE_END = re.compile(r"[\d.][–—-]\d[\d:.,]*$")  # "a.m.–9", not "us-east-1"
+_DASHES = re.compile("[–—]")
+_RANGE_END = re.compile(r"(?:[–—]|(?<=[\d.])-)\d[\d:.,]*$")  # "a.m.–9", "Mon–6", "a.m.-9", not "us-east-1"
 
 
 @dataclass(slots=True)
@@ -142,7 +143,8 @@ class _Candidate:
 
 
 def _core(word: str) -> str:
-    return word.strip(_EDGES).lower()
+    """The word lowercased without its punctuation; of a range or a dashed pair, the last part ("Mon–Fri": "fri")."""
+    return _DASHES.split(word.strip(_EDGES))[-1].strip(_EDGES).lower()
 
 
 def _is_number(word: str) -> bool:
@@ -162,12 +164,13 @@ def _binds(word: str, core: str) -> bool:
     """A word the next one belongs to, so no cut at a non-boundary comes right after it: a
     number ("6 | p.m.", "3 | kg"), a word ending in an unconfirmed `.` (an abbreviation, an
     initial, a list marker, "Well..."), a bracketed list marker ("a) | keep"), a title, a date
-    word, an article or "per"."""
+    word ("Monday", "Mon"), an article or "per"."""
     # `(even the extras!),` `"beep!"`: a quoted or bracketed "!" whose sentence went on
     body = word.rstrip(",;:")
     quoted_end = body.rstrip(_CLOSER_CHARS) != body and body.rstrip(_CLOSER_CHARS)[-1:] in "!?"
     return (_is_number(word) or word.rstrip(_TRAILING).endswith((".", "…")) or quoted_end or core in TITLES
-            or core in DATE_WORDS or core in ALWAYS_BINDING or _BRACKET_MARKER.fullmatch(word.lower()) is not None)
+            or core in DATE_WORDS or core in DATE_ABBREVIATIONS or core in ALWAYS_BINDING
+            or _BRACKET_MARKER.fullmatch(word.lower()) is not None)
 
 
 class Chunker:
@@ -455,7 +458,8 @@ class Chunker:
         url_like = "@" in word or "/" in word or word.lower().startswith("www.")
         after_digit = self._word_last.isdigit()
         if c == ".":
-            stem = word.lstrip("\"“‘'([«*_`")
+            # Of "Tues.–Sat" or "day—that", the last part is the word: a range or a pair is no domain.
+            stem = _DASHES.split(word.lstrip("\"“‘'([«*_`"))[-1]
             if self._word_last and self._word_last in ".…":
                 self._candidate = self._new("ellipsis", pos, eager=False)
             elif "." in stem and not url_like and not after_digit:
