@@ -57,10 +57,11 @@ from playground.chunking.words import (
     LIST_LEADS,
     NUMBERED_LABELS,
     PHRASE_STARTERS,
+    QUANTITY_MODIFIERS,
     ROMAN_NUMERALS,
     SENTENCE_FINAL,
     SENTENCE_OPENERS,
-    QUANTITY_MODIFIERS,
+    STREET_TYPES,
     TITLES,
     UNITS,
 )
@@ -226,6 +227,8 @@ class Chunker:
         self._in_code = False  # between backticks: `Settings > Privacy` is one unit
         self._previous_number = False  # the last word had a digit: the next one binds too ("3 business | days")
         self._previous_bound = False  # the last word bound the next: a connector after it binds ("Mr. and | Mrs.")
+        self._previous_named = False  # the last word was capitalized or a number: "Main" of "Main St."
+        self._after_terminal = False  # the last word ended in . ! ? or …: the next may start a sentence
         self._next_marker = ""  # the list marker that would follow the last one ("2" after "1.", "ii" after "i.")
         self._candidate: _Candidate | None = None
         self._previous_fragment_len = 0
@@ -357,7 +360,9 @@ class Chunker:
 
     def _track_quotes(self, c: str) -> None:
         if c == '"':
-            self._in_quote = not self._in_quote
+            # After a digit with no quote open, an inch mark: "5'10\"? If so" (a quote closes: 'press "1"').
+            if self._in_quote or not self._word_last.isdigit():
+                self._in_quote = not self._in_quote
         elif c == "“":
             self._in_quote = True
         elif c == "”":
@@ -415,7 +420,15 @@ class Chunker:
         if alnum:
             self._previous_number = _is_number(word)
             self._previous_bound = bound
+            # A name in mid-sentence or a number ("on Main St.", "5th St."); not a title, an abbreviation, a
+            # date or a sentence's first word ("Visit St. Mary's", "Rev. Dr.", "On Sunday St. Luke's").
+            first = next(ch for ch in word if ch.isalnum())
+            sentence_start = self._after_terminal or self._line_words == 1
+            self._previous_named = first.isdigit() or (
+                first.isupper() and not sentence_start and not word.rstrip(_TRAILING).endswith(".")
+                and core not in DATE_WORDS and core not in TITLES)
         tail = word.rstrip(_CLOSER_CHARS)[-1:]
+        self._after_terminal = tail in ".!?…"
         self._list_position = tail in ":,;—–" or core in LIST_LEADS or self._sentence_ended
         self._sentence_ended = False
         if not self._adaptive:
@@ -436,8 +449,9 @@ class Chunker:
         closed = enclosed or (self._candidate is not None and self._candidate.kind == "closed")
         previous_cuttable = self._last_word_end
         self._previous_end = None
-        if alnum and not closed and not bound and (_is_code(word, core) or core in NUMBERED_LABELS):
-            self._code_end = place
+        if alnum and not closed and not bound and (_is_code(word, core) or core in NUMBERED_LABELS
+                                                    or self._previous_named):
+            self._code_end = place  # "Android | 14", "Suite | 200": known to be a place once the next word is
         elif alnum and not closed and not bound:
             self._last_word_end = self._previous_end = place
             self._previous_content = core not in FORWARD_BINDING
@@ -486,8 +500,8 @@ class Chunker:
                 self._candidate = self._new("number_dot" if after_digit and not url_like else "dot", pos, eager=False)
             else:
                 lower = stem.lower()
-                if lower in TITLES:
-                    return
+                if lower in TITLES and not (lower in STREET_TYPES and self._previous_named):
+                    return  # "Dr. Lee", "St. Louis"; after a name "Main St." is a street
                 if lower in ROMAN_NUMERALS and (self._list_position or lower == self._next_marker):
                     index = ROMAN_NUMERALS.index(lower) + 1
                     self._next_marker = ROMAN_NUMERALS[index] if index < len(ROMAN_NUMERALS) else ""
@@ -568,6 +582,9 @@ class Chunker:
             if kind == "number_dot" and adjacent and not c.isspace():
                 self._candidate = None  # "3.5", "3..."
                 return False
+            if kind == "term" and adjacent and c.isalnum():
+                self._candidate = None  # "Tiger!Lamp-42": inside a word
+                return False
             if kind == "term" and adjacent and c in ",;:":
                 self._candidate = None  # "Yahoo!, Inc.", "BeanThere2024!, all one word": the sentence goes on
                 self._no_weak_at = pos + 1
@@ -633,7 +650,8 @@ class Chunker:
                     self._confirm()
                 return False  # the next visible character decides
             abbreviation = self._previous_core
-            known = abbreviation in ABBREVIATIONS or "." in abbreviation  # "approx.", "p.m.", "U.S."
+            # "approx.", "p.m.", "U.S.", "Main St."
+            known = abbreviation in ABBREVIATIONS or "." in abbreviation or abbreviation in STREET_TYPES
             if c.islower() or c in GOES_ON or (known and (c.isdigit() or c in CURRENCY)):
                 # "approx. two", "incl. tax", "Inc., which": an abbreviation, known or not (no sentence
                 # starts in lowercase); "Nov. 3", "Rm. 204", "approx. $5": a known one ("modem. 2. Wait"

@@ -24,6 +24,7 @@ ABBREVIATIONS = DATE_ABBREVIATIONS | frozenset(
     "sec secs min mins hr hrs wk wks mo mos yr yrs lb lbs oz yd yds mi in sq cu gal qt pt tsp tbsp kg mg km cm mm ml "
     # business and everyday
     "no nos approx est etc inc ltd corp co bros jr sr dept div ext tel fax apt ste bldg fl ave blvd rd hwy ln pl "
+    "pkwy ct sq cir ter trl expy fwy "
     "acct ref attn qty pkg misc govt intl natl assn assoc univ inst vol pp pg ch fig eq ed eds al cf ca "
     "rm flr incl excl avg tbd".split()
 )
@@ -133,8 +134,10 @@ QUANTITY_MODIFIERS = frozenset(
 )
 
 # Abbreviations a capitalized word may continue ("Park Ave. South", "King Jr. Blvd.", "est. Tuesday",
-# "incl. VAT"): before a capital, the whole next word decides. After the others (units, "etc.", "Inc.")
-# a capital starts a sentence: "7 lbs. We", "20 min. Would".
-CAPITALIZED_CONTINUATION = frozenset(
-    "ave blvd rd ln hwy pl ste apt bldg fl rm jr sr approx est incl excl ca ref attn ext tel".split()
+# "incl. VAT"; "Main St. Suite 200": "St." after a name in mid-sentence is a street, "Dr." stays a
+# title): before a capital, the whole next word decides. After the others (units, "etc.", "Inc.") a
+# capital starts a sentence: "7 lbs. We", "20 min. Would".
+STREET_TYPES = frozenset("st ave blvd rd ln hwy pl pkwy ct sq cir ter trl expy fwy".split())
+CAPITALIZED_CONTINUATION = STREET_TYPES | frozenset(
+    "ste apt bldg fl rm jr sr approx est incl excl ca ref attn ext tel".split()
 )

@@ -194,6 +194,7 @@ ZERO_LOOKAHEAD = [
     (["It was a long", " day. ", "Next"], "It was a long day."),
     (["Really?"], "Really?"),
     (["Are you there", "?", " Hello"], "Are you there?"),
+    (["Is he over 5'10\"", "?", " If so"], "Is he over 5'10\"?"),  # an inch mark opens no quotation
 ]
 NEXT_CHARACTER = [
     (["It was a long", " report.", " Next"], "It was a long report."),
@@ -332,10 +333,15 @@ def test_digit_period_then_capital_is_a_sentence_end(strategy):
         (["It is on King Jr", ".", " Blvd", ".", " now"], ["It is on King Jr. Blvd. now"]),
         (["Delivery is est", ".", " Tuesday the 14th"], ["Delivery is est. Tuesday the 14th"]),
         (["The box is 7 lbs", ".", " We ship it"], ["The box is 7 lbs.", " We ship it"]),
+        (["The shop is on Main St", ".", " Then turn left"], ["The shop is on Main St.", " Then turn left"]),
+        (["Visit St", ".", " Mary's today"], ["Visit St. Mary's today"]),  # a title at a sentence start
+        (["On Monday Dr", ".", " Kim is in"], ["On Monday Dr. Kim is in"]),
+        (["It is on Lakeview Pkwy", ".", " Ste", ".", " 410 now"], ["It is on Lakeview Pkwy. Ste. 410 now"]),
         # list markers: the number after the last marker, roman numerals
         (["Slots: 1. Tuesday at 8 a", ".", "m", ".", " ", "2", ".", " Wednesday at noon ", "3", ".", " Friday"],
          ["Slots: 1. Tuesday at 8 a.m. 2. Wednesday at noon 3. Friday"]),
-        (["Fixes:\ni", ".", " Reinstall it or ii", ".", " Roll back"], ["Fixes:", "\ni. Reinstall it or ii. Roll back"]),
+        (["Fixes:\ni", ".", " Reinstall it or ii", ".", " Roll back"],
+         ["Fixes:", "\ni. Reinstall it or ii. Roll back"]),
         # a single-quoted label, a unit after a slash, markdown markers, "!," and a "!" named as a symbol
         (["Click '", "Forgot password", "?'", " on the page"], ["Click 'Forgot password?' on the page"]),
         (["Tap '", "Done", "!'", " Then close it"], ["Tap 'Done!'", " Then close it"]),
@@ -344,6 +350,8 @@ def test_digit_period_then_capital_is_a_sentence_end(strategy):
         (["**Done", "!**", " Your order"], ["**Done!**", " Your order"]),
         (["Write to Yahoo", "!,", " Inc. today"], ["Write to Yahoo!, Inc. today"]),
         (["Use a symbol like ", "!", " or # here"], ["Use a symbol like ! or # here"]),
+        (["Use Tiger", "!L", "amp now"], ["Use Tiger!Lamp now"]),
+        (['Please press "1"', "!", " Then wait"], ['Please press "1"!', " Then wait"]),
     ],
     ids=lambda v: repr(v)[:40] if isinstance(v, list) else None,
 )
@@ -495,6 +503,7 @@ def test_deadline_cut_at_a_weak_boundary_has_reason_deadline():
         ("So it is 9 to", "So it is"),  # a connector after a number: "9 to | 5"
         ("We have on file the IBAN GB29 NWBK 6016", "We have on file"),  # a code before a code or number
         ("Please go to Suite 200", "Please go to"),  # the name of a numbered thing before its number
+        ("This feature needs Android 14", "This feature needs"),  # a name before its number
         ("Use the code SAVE10 at", "Use the code SAVE10"),  # ... but a code before a word is a place
         ("Now please run `sudo systemctl restart", "Now please run"),  # not inside inline code
         ("We reviewed Gomez et", "We reviewed Gomez"),  # "et | al."
