@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+from pathlib import Path
+
 import pytest
 
 from playground.audio.output import open_output
@@ -9,6 +13,50 @@ from playground.core.presets import Preset, apply_overrides, load_preset
 from playground.engine.session import Session
 from playground.llm.local import LocalLLM
 from playground.tts.piper import PiperSession
+
+
+# What makes a test need the offline models (or a child `playground` process, which loads them):
+# fixtures that open them, and calls in the test's own body. `make test-fast` (-m "not models")
+# leaves these out; the whole suite (`make test`) runs them.
+MODEL_FIXTURES = {"session", "preset", "loopback_voice", "caller_voice", "caller_hearing", "server",
+                  "openai_session", "app"}
+MODEL_CALLS = re.compile(r"\b(open_test_session|local_preset|loopback_preset|LocalLLM|PiperSession|WhisperSTT|"
+                         r"SileroVAD|LoopbackVoice|speech|playground|playground_process|serve_agent|Child|run_app|"
+                         r"open_session|record|open_loopback_session|PlaygroundApp|subprocess)\(")
+
+
+TESTS = str(Path(__file__).parent)
+
+
+def needs_models(item: pytest.Item) -> bool:
+    if item.get_closest_marker("models") or MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    function = getattr(item, "function", None)
+    function = inspect.unwrap(function) if function is not None else None  # pytest-asyncio wraps coroutines
+    return function is not None and any(MODEL_CALLS.search(source) for source in _sources(function, depth=3))
+
+
+def _sources(function, depth: int) -> list[str]:
+    """The source of `function` and of the test helpers it calls by name, `depth` calls deep."""
+    try:
+        source = inspect.getsource(function)
+    except (OSError, TypeError):
+        return ["playground("]  # unknown: counted as needing the models
+    found = [source]
+    if depth > 0:
+        names = set(re.findall(r"\b([a-z_][a-z0-9_]*)\(", source))
+        for name in names - {function.__name__}:
+            helper = function.__globals__.get(name)
+            if inspect.isfunction(helper) and helper.__code__.co_filename.startswith(TESTS):
+                found += _sources(helper, depth - 1)
+    return found
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if needs_models(item):
+            item.add_marker(pytest.mark.models)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

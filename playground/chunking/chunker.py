@@ -12,21 +12,24 @@ current word and at most one boundary candidate waiting for its next character, 
 the cost per token does not grow with the reply (no re-scanning of the buffer).
 
 Boundaries are confirmed with no lookahead when they are unambiguous: `?` and `!`
-cut the moment they arrive, `;` and dashes too, and a `.` after a word that cannot
+cut the moment they arrive, `;` and em dashes too, and a `.` after a word that cannot
 start a domain, a file name or an e-mail address ("you.", "that's.", "today."). Any
 other `.` is confirmed by the character after it (whitespace, a closing quote), which
 is usually in the same token (`."`, `. `) or the next: the SmolLM2 tokenizer streams
 "example.com" as "example" "." "com". Other ambiguous ones (`...`, `,` or `:` after a
-digit, "Nov.", a `!` inside quotes) wait the same way, so numbers, abbreviations,
-initials, list markers ("Check two things: 1. ..."), URLs, e-mail addresses and
-domains are never cut, and a quoted "Stop!" is a sentence end only when what follows
-the closing quote starts a new sentence.
+digit, an en dash, "Nov.", a `!` inside quotes) wait the same way, and after an
+abbreviation before a capital the next word decides ("5 p.m. Then" ends, "p.m. Eastern"
+and "Park Ave. South" go on). So numbers, ranges, abbreviations, initials, list markers
+("Check two things: 1. ..."), URLs, e-mail addresses and domains are never cut, and a
+quoted "Stop!" is a sentence end only when what follows the closing quote starts a new
+sentence.
 
 `adaptive` also cuts where there is no boundary, at the best place it has (the last
 weak boundary, else a word end before a new phrase, else a word end after a content
-word), never right after a number ("6 | p.m."), an abbreviation, an initial or a list
-marker, and never leaving a chunk under `first_min_words` words (the first) or
-MIN_WORDS (the others) except at the end of the reply:
+word), never right after a word the next one belongs to (`_binds`: a number, "per", an
+article, an abbreviation, an initial, a list marker ...), inside quotes or inline code, or
+between a code and a number ("Suite | 200"), and never leaving a chunk under
+`first_min_words` words (the first) or MIN_WORDS (the others) except at the end of the reply:
 - the first chunk at `deadline_ms` after its first character;
 - later chunks, when the engine gives no lead, at `later_deadline_ms` (reason `deadline`);
 - later chunks, when the engine gives its lead (`set_lead`), only when playback would
@@ -37,19 +40,31 @@ MIN_WORDS (the others) except at the end of the reply:
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass
 from typing import get_args
 
 from playground.chunking.clean import clean_for_speech
 from playground.chunking.words import (
     ABBREVIATIONS,
-    LIST_LEADS,
+    ALWAYS_BINDING,
+    CAPITALIZED_CONTINUATION,
+    CONNECTORS,
+    CONTINUATIONS,
     DATE_ABBREVIATIONS,
     DATE_WORDS,
     FORWARD_BINDING,
+    LEADING_DOTTED,
+    LIST_LEADS,
+    NUMBERED_LABELS,
     PHRASE_STARTERS,
+    QUANTITY_MODIFIERS,
+    ROMAN_NUMERALS,
     SENTENCE_FINAL,
+    SENTENCE_OPENERS,
+    STREET_TYPES,
     TITLES,
+    UNITS,
 )
 from playground.core.events import ChunkReason
 from playground.core.presets import ChunkerConfig
@@ -65,6 +80,9 @@ SPEECH_MS_PER_CHAR = 65.0
 
 CLOSERS = frozenset("\"”’)]»")
 _CLOSER_CHARS = "".join(CLOSERS)
+# Markdown emphasis and code markers close like a bracket after a sentence end: "**Done!** Your".
+MARKDOWN_CLOSERS = frozenset("*_`")
+_TRAILING = _CLOSER_CHARS + "".join(MARKDOWN_CLOSERS)
 OPENERS = frozenset("([«“")
 TERMINALS = frozenset("?!")
 NEWLINES = frozenset("\n\u2028\u2029")
@@ -78,9 +96,15 @@ FIRST_PERSON = frozenset("i i'm i'll i've i'd i’m i’ll i’ve i’d".split()
 GOES_ON = frozenset(",;:—–-…")
 CURRENCY = frozenset("$€£¥")
 # Characters that change chunker state; runs of anything else are taken in one step.
-_SPECIAL = frozenset(".,;:!?…—–\"“”’()[]«»")
+_SPECIAL = frozenset(".,;:!?…—–\"“”’()[]«»'`")
 _WORD_PREFIX = 64  # enough of a word to recognise abbreviations, URLs and e-mail
 _EDGES = "\"“”‘’'()[]«».,;:!?…—–-*_`"
+# A list marker in brackets: "a)", "(c)", "2)", "(iv)".
+_BRACKET_MARKER = re.compile(r"\(?(?:[a-z]|\d{1,2}|[ivx]{1,4})\)")
+# A code, an acronym or a name with an inner capital: letters, digits and hyphens only ("RX-5400", "NWBK", "iOS").
+_CODE = re.compile(r"[A-Za-z0-9-]+")
+_DASHES = re.compile("[–—]")
+_RANGE_END = re.compile(r"(?:[–—]|(?<=[\d.])-)\d[\d:.,]*$")  # "a.m.–9", "Mon–6", "a.m.-9", not "us-east-1"
 
 
 @dataclass(slots=True)
@@ -110,7 +134,7 @@ class _Candidate:
     """A boundary waiting for the next character(s) to be confirmed or dropped."""
 
     # dot | word_dot | number_dot | term | closed | ellipsis | ellipsis_word | abbrev_word
-    # | digit_weak | date_comma | colon
+    # | digit_weak | date_comma | colon | dash
     kind: str
     cut: int  # absolute position the chunk would end at (exclusive)
     eager: bool  # confirm at the end of the fragment if nothing else arrived
@@ -122,19 +146,34 @@ class _Candidate:
 
 
 def _core(word: str) -> str:
-    return word.strip(_EDGES).lower()
+    """The word lowercased without its punctuation; of a range or a dashed pair, the last part ("Mon–Fri": "fri")."""
+    return _DASHES.split(word.strip(_EDGES))[-1].strip(_EDGES).lower()
+
+
+def _is_number(word: str) -> bool:
+    """A number, a time or a range: it starts with a digit ("$84.37", "6pm") or ends in a range ("a.m.–9")."""
+    first = next((ch for ch in word if ch.isalnum()), "")
+    return first.isdigit() or _RANGE_END.search(word.rstrip(_EDGES)) is not None
+
+
+def _is_code(word: str, core: str) -> bool:
+    """A code, an acronym or a name with an inner capital ("SAVE10", "GB29", "NWBK", "iOS"), not a unit ("MB")."""
+    bare = word.strip(_EDGES)
+    return (_CODE.fullmatch(bare) is not None and core not in UNITS
+            and any(ch.isdigit() or ch.isupper() for ch in bare[1:]))
 
 
 def _binds(word: str, core: str) -> bool:
     """A word the next one belongs to, so no cut at a non-boundary comes right after it: a
     number ("6 | p.m.", "3 | kg"), a word ending in an unconfirmed `.` (an abbreviation, an
-    initial, a list marker, "Well..."), a title or a date word."""
-    first = next((ch for ch in word if ch.isalnum()), "")
+    initial, a list marker, "Well..."), a bracketed list marker ("a) | keep"), a title, a date
+    word ("Monday", "Mon"), an article or "per"."""
     # `(even the extras!),` `"beep!"`: a quoted or bracketed "!" whose sentence went on
     body = word.rstrip(",;:")
     quoted_end = body.rstrip(_CLOSER_CHARS) != body and body.rstrip(_CLOSER_CHARS)[-1:] in "!?"
-    return (first.isdigit() or word.rstrip(_CLOSER_CHARS).endswith((".", "…")) or core in TITLES
-            or core in DATE_WORDS or quoted_end)
+    return (_is_number(word) or word.rstrip(_TRAILING).endswith((".", "…")) or quoted_end or core in TITLES
+            or core in DATE_WORDS or core in DATE_ABBREVIATIONS or core in ALWAYS_BINDING
+            or _BRACKET_MARKER.fullmatch(word.lower()) is not None)
 
 
 class Chunker:
@@ -171,6 +210,9 @@ class Chunker:
         self._last_loose_phrase_end: _Place | None = None  # before such a word, after a function word ("is | on")
         self._last_weak_end: _Place | None = None
         self._previous_end: _Place | None = None  # the last word end, when it was one a cut may take
+        # After a code or the name of a numbered thing, a place a cut may take once the next word is known
+        # to be no number or code: "SAVE10 | at", but not "GB29 | NWBK | 6016", "Suite | 200", "iOS | 17.4".
+        self._code_end: _Place | None = None
         self._previous_content = False  # ... after a content word
         self._pending_words = 0
         self._line_words = 0  # words completed on the current line
@@ -183,6 +225,13 @@ class Chunker:
         self._visible_end = 0  # position after the last non-space character
         self._in_quote = False
         self._bracket_depth = 0
+        self._in_single = False  # after a ' that opened a word: 'Forgot password?' (closed by a word ending in ')
+        self._in_code = False  # between backticks: `Settings > Privacy` is one unit
+        self._previous_number = False  # the last word had a digit: the next one binds too ("3 business | days")
+        self._previous_bound = False  # the last word bound the next: a connector after it binds ("Mr. and | Mrs.")
+        self._previous_named = False  # the last word was capitalized or a number: "Main" of "Main St."
+        self._after_terminal = False  # the last word ended in . ! ? or …: the next may start a sentence
+        self._next_marker = ""  # the list marker that would follow the last one ("2" after "1.", "ii" after "i.")
         self._candidate: _Candidate | None = None
         self._previous_fragment_len = 0
         self._no_weak_at = -1  # a comma right after a quoted "Stop!" that goes on
@@ -313,7 +362,9 @@ class Chunker:
 
     def _track_quotes(self, c: str) -> None:
         if c == '"':
-            self._in_quote = not self._in_quote
+            # After a digit with no quote open, an inch mark: "5'10\"? If so" (a quote closes: 'press "1"').
+            if self._in_quote or not self._word_last.isdigit():
+                self._in_quote = not self._in_quote
         elif c == "“":
             self._in_quote = True
         elif c == "”":
@@ -322,6 +373,14 @@ class Chunker:
             self._bracket_depth += 1
         elif c in CLOSERS and c != "’":
             self._bracket_depth = max(0, self._bracket_depth - 1)
+        elif c == "'" and not self._word_len:
+            self._in_single = True
+        elif c == "`":
+            self._in_code = not self._in_code
+
+    def _enclosed(self) -> bool:
+        """Inside quotes or brackets: a `!`, `?` or `.` here ends a sentence only if what follows the closer says so."""
+        return self._in_quote or self._bracket_depth > 0 or self._in_single
 
     def _on_space(self, c: str, pos: int) -> None:
         if self._word_len:
@@ -329,7 +388,7 @@ class Chunker:
         if c in NEWLINES:
             self._line_words = 0
             self._list_position = True
-            self._in_quote = False
+            self._in_quote = self._in_single = self._in_code = False
             if self._boundaries and self._content_start is not None and self._content_start < pos:
                 # "text \n": the space goes with the newline
                 if self._enough_words(_Place(self._visible_end, self._word_count)):
@@ -354,11 +413,32 @@ class Chunker:
             return
         core = _core(word)
         self._previous_core = core
+        if word.endswith("'"):
+            self._in_single = False
+        # A number binds the next word ("6 | p.m."), a quantity modifier after it the one after ("3 business |
+        # days"); a connector after any binding word binds ("5 to | 7", "Mr. and | Mrs.").
+        after_number = self._previous_number and core in QUANTITY_MODIFIERS
+        bound = bool(alnum) and (_binds(word, core) or after_number or (core in CONNECTORS and self._previous_bound))
+        if alnum:
+            self._previous_number = _is_number(word)
+            self._previous_bound = bound
+            # A name in mid-sentence or a number ("on Main St.", "5th St."); not a title, an abbreviation, a
+            # date or a sentence's first word ("Visit St. Mary's", "Rev. Dr.", "On Sunday St. Luke's").
+            first = next(ch for ch in word if ch.isalnum())
+            sentence_start = self._after_terminal or self._line_words == 1
+            self._previous_named = first.isdigit() or (
+                first.isupper() and not sentence_start and not word.rstrip(_TRAILING).endswith(".")
+                and core not in DATE_WORDS and core not in TITLES)
         tail = word.rstrip(_CLOSER_CHARS)[-1:]
+        self._after_terminal = tail in ".!?…"
         self._list_position = tail in ":,;—–" or core in LIST_LEADS or self._sentence_ended
         self._sentence_ended = False
         if not self._adaptive:
             return
+        code_end, self._code_end = self._code_end, None
+        if code_end is not None and alnum and not _is_number(word) and not _is_code(word, core):
+            self._last_word_end = self._last_content_end = self._previous_end = code_end
+            self._previous_content = True
         if core in PHRASE_STARTERS and self._previous_end is not None:
             if self._previous_content:
                 self._last_phrase_end = self._previous_end
@@ -367,11 +447,14 @@ class Chunker:
         place = _Place(pos, self._word_count)
         # Inside a quotation or brackets, and after one whose sentence may go on (`"Friday!" and`),
         # a word binds the next.
-        enclosed = self._in_quote or self._bracket_depth > 0
+        enclosed = self._in_quote or self._bracket_depth > 0 or self._in_code
         closed = enclosed or (self._candidate is not None and self._candidate.kind == "closed")
         previous_cuttable = self._last_word_end
         self._previous_end = None
-        if alnum and not closed and not _binds(word, core):
+        if alnum and not closed and not bound and (_is_code(word, core) or core in NUMBERED_LABELS
+                                                    or self._previous_named):
+            self._code_end = place  # "Android | 14", "Suite | 200": known to be a place once the next word is
+        elif alnum and not closed and not bound:
             self._last_word_end = self._previous_end = place
             self._previous_content = core not in FORWARD_BINDING
             if self._previous_content:
@@ -387,28 +470,44 @@ class Chunker:
         if not self._boundaries:
             return
         word = self._word
-        inside_quote = self._in_quote or self._bracket_depth > 0
+        inside_quote = self._enclosed()
         url_like = "@" in word or "/" in word or word.lower().startswith("www.")
         after_digit = self._word_last.isdigit()
         if c == ".":
-            stem = word.lstrip("\"“‘'([«")
+            # Of "Tues.–Sat" or "day—that", the last part is the word: a range or a pair is no domain.
+            stem = _DASHES.split(word.lstrip("\"“‘'([«*_`"))[-1]
             if self._word_last and self._word_last in ".…":
                 self._candidate = self._new("ellipsis", pos, eager=False)
             elif "." in stem and not url_like and not after_digit:
                 if all(len(part) <= 2 for part in stem.split(".")):
-                    return  # U.S. a.m. e.g. i.e. Ph.D.: dotted abbreviations
+                    # Dotted abbreviations: "e.g." leads on; after "a.m.", "U.S.", "Ph.D." what follows
+                    # decides ("5 p.m. Then" ends, "p.m. Eastern" and "U.S. and" go on).
+                    if stem.lower() not in LEADING_DOTTED:
+                        self._candidate = self._new("word_dot", pos, eager=False)
+                    return
                 self._candidate = self._new("dot", pos, eager=False)  # a domain: example.com.
             elif url_like or after_digit:
                 marker_position = self._list_position or stem != word  # "(1."
                 longest = 3 if self._line_words == 0 else 2
-                if after_digit and stem.isdigit() and marker_position and len(stem) <= longest:
-                    return  # a list marker: "1. " opening a line, or after ":" "," "and" or a sentence end
+                if after_digit and stem.isdigit() and len(stem) <= longest and (
+                        marker_position or stem == self._next_marker):
+                    # a list marker: "1. " opening a line, after ":" "," "and" or a sentence end, or the
+                    # number after the last marker anywhere ("1. Tuesday at 8 a.m. 2. Wednesday")
+                    self._next_marker = str(int(stem) + 1)
+                    return
+                if url_like and word.rsplit("/", 1)[-1].lower() in ABBREVIATIONS:
+                    self._candidate = self._new("word_dot", pos, eager=False)  # "$65/mo. and": a unit
+                    return
                 # "3." waits past the space: "Either 1. we" goes on, "I have 3. You" ends.
                 self._candidate = self._new("number_dot" if after_digit and not url_like else "dot", pos, eager=False)
             else:
                 lower = stem.lower()
-                if lower in TITLES:
-                    return
+                if lower in TITLES and not (lower in STREET_TYPES and self._previous_named):
+                    return  # "Dr. Lee", "St. Louis"; after a name "Main St." is a street
+                if lower in ROMAN_NUMERALS and (self._list_position or lower == self._next_marker):
+                    index = ROMAN_NUMERALS.index(lower) + 1
+                    self._next_marker = ROMAN_NUMERALS[index] if index < len(ROMAN_NUMERALS) else ""
+                    return  # a list marker: "this: i. Reinstall the driver. ii. Roll back"
                 if len(lower) == 1 and lower.isalpha() and lower != "i":
                     return  # an initial: "J. R. R. Tolkien"
                 if any(ch.isalpha() for ch in lower):
@@ -420,8 +519,9 @@ class Chunker:
         elif c in TERMINALS:
             if url_like:
                 self._candidate = self._new("dot", pos, eager=False)
-            else:
+            elif self._word_len:
                 self._candidate = self._new("term", pos, eager=not inside_quote)
+            # else a "!" or "?" after a space is a symbol named ("a symbol like !, # or @"), no sentence end
         elif c == "…":
             self._candidate = self._new("ellipsis", pos, eager=False)
         elif c == ",":
@@ -431,11 +531,14 @@ class Chunker:
                 self._candidate = self._new("digit_weak", pos, eager=False)
             else:
                 self._weak_boundary(pos + 1)
-        elif c == "–":
-            if after_digit:
-                self._candidate = self._new("digit_weak", pos, eager=False)
-            else:
+        elif c == "–" and not self._word_len:
+            # A spaced dash: after a number, a time or a date "8 a.m. – 5 p.m.", "Monday – Friday" is a range;
+            # after any other word "Sure – I can" is a pause.
+            if not self._previous_bound:
                 self._weak_boundary(pos + 1)
+        elif c == "–" or (c == "—" and after_digit):
+            # "Mon–Fri", "9–5", "a.m.–9 p.m." are ranges, "afternoon– I" a pause: what follows decides
+            self._candidate = self._new("dash", pos, eager=False)
         elif c in WEAK_NOW:
             self._weak_boundary(pos + 1)
         elif c == ":":
@@ -444,7 +547,7 @@ class Chunker:
             self._candidate = self._new("colon", pos, eager=False, weak_place=weak_place)
 
     def _new(self, kind: str, pos: int, eager: bool, weak_place: bool = False) -> _Candidate:
-        inside = self._in_quote or self._bracket_depth > 0
+        inside = self._enclosed()
         return _Candidate(kind, pos + 1, eager, self._word_count, self._word_alnum, weak_place, inside)
 
     @staticmethod
@@ -463,12 +566,14 @@ class Chunker:
         if kind in ("dot", "term", "closed", "number_dot"):
             # After a sentence end, ’ closes a quote (it is no apostrophe there).
             adjacent = pos == cand.cut
-            if adjacent and (c in CLOSERS or (kind == "term" and (c in TERMINALS or c in ".…"))):
+            if adjacent and (self._closes(c) or (kind == "term" and (c in TERMINALS or c in ".…"))):
                 self._absorb(c, pos)
                 if c == '"' and kind != "closed":
                     self._in_quote = False  # a straight quote after a sentence end closes one
+                if c == "'":
+                    self._in_single = False
                 cand.cut = pos + 1
-                still_inside = self._in_quote or self._bracket_depth > 0
+                still_inside = self._enclosed()
                 if cand.inside and not still_inside:
                     # The quote or bracket closed: what follows it tells whether the sentence ends.
                     cand.kind, cand.eager = "closed", False
@@ -478,6 +583,13 @@ class Chunker:
                 return True
             if kind == "number_dot" and adjacent and not c.isspace():
                 self._candidate = None  # "3.5", "3..."
+                return False
+            if kind == "term" and adjacent and c.isalnum():
+                self._candidate = None  # "Tiger!Lamp-42": inside a word
+                return False
+            if kind == "term" and adjacent and c in ",;:":
+                self._candidate = None  # "Yahoo!, Inc.", "BeanThere2024!, all one word": the sentence goes on
+                self._no_weak_at = pos + 1
                 return False
             if kind == "closed" or kind == "number_dot":
                 if c.isspace():
@@ -521,9 +633,17 @@ class Chunker:
             return False
         if kind == "word_dot":
             if pos == cand.cut:  # right after the "."
-                if c in CLOSERS:
-                    cand.kind = "dot"  # 'day."', "(No.)": closers join it as after any sentence end
-                    return self._resolve(c, pos)
+                if self._closes(c):
+                    core = _core(self._word)
+                    if not (core in ABBREVIATIONS or "." in core) or cand.inside:
+                        cand.kind = "dot"  # 'day."', "(No.)": closers join it as after any sentence end
+                        return self._resolve(c, pos)
+                    # "2:00 p.m.** with": the marker stays with the abbreviation; what follows still decides
+                    self._absorb(c, pos)
+                    if c in "\"'":
+                        self._in_quote = self._in_single = False
+                    cand.cut = pos + 1
+                    return True
                 if not c.isspace():
                     self._candidate = None  # "example.com", "Ph.D", "Well...": the word goes on
                     return False
@@ -531,26 +651,38 @@ class Chunker:
                 if c in NEWLINES:
                     self._confirm()
                 return False  # the next visible character decides
-            known = self._previous_core in ABBREVIATIONS
+            abbreviation = self._previous_core
+            # "approx.", "p.m.", "U.S.", "Main St."
+            known = abbreviation in ABBREVIATIONS or "." in abbreviation or abbreviation in STREET_TYPES
             if c.islower() or c in GOES_ON or (known and (c.isdigit() or c in CURRENCY)):
                 # "approx. two", "incl. tax", "Inc., which": an abbreviation, known or not (no sentence
                 # starts in lowercase); "Nov. 3", "Rm. 204", "approx. $5": a known one ("modem. 2. Wait"
                 # is a sentence end and a list marker).
                 self._candidate = None
-            elif c.isupper() and self._previous_core in DATE_ABBREVIATIONS:
-                cand.kind = "abbrev_word"  # "Fri. Jan. 5" goes on, "on Fri. Then" ends: the next word decides
+            elif c.isupper() and (abbreviation in DATE_ABBREVIATIONS or "." in abbreviation
+                                  or abbreviation in CAPITALIZED_CONTINUATION):
+                cand.kind = "abbrev_word"  # "5 p.m. Then" ends, "p.m. Eastern" goes on: the next word decides
             else:
                 self._confirm()
             return False
         if kind == "abbrev_word":
             if c.isalnum():
                 return False  # the word goes on (a stream of single characters)
-            # The word after the abbreviation is complete (this character ends it): a date goes on.
-            core = _core(self._word)
-            if core in DATE_WORDS or core in DATE_ABBREVIATIONS:
+            # The word after the abbreviation is complete (this character ends it).
+            if self._goes_on_after_abbreviation(self._word.strip(_EDGES), c):
                 self._candidate = None
             else:
                 self._confirm()
+            return False
+        if kind == "dash":
+            if pos == cand.cut and not c.isspace():
+                self._candidate = None  # "Mon–Fri", "9—5", "a.m.–9 p.m.": a range or a compound
+                return False
+            if c.isspace() and c not in NEWLINES:
+                return False  # the next visible character decides
+            self._candidate = None
+            if not (c.isdigit() or c in CURRENCY):
+                self._weak_boundary(cand.cut)  # "Sure – I can help"; "9 a.m. – 5 p.m." is a range
             return False
         if kind == "digit_weak":
             self._candidate = None
@@ -570,6 +702,25 @@ class Chunker:
             self._weak_boundary(cand.cut)
         return False
 
+    def _closes(self, c: str) -> bool:
+        """A character that stays with the sentence end before it: a closing quote or bracket, a markdown
+        marker ("**Done!**"), or a ' closing a single-quoted label ('Forgot password?')."""
+        return c in CLOSERS or c in MARKDOWN_CLOSERS or (c == "'" and self._in_single)
+
+    def _goes_on_after_abbreviation(self, word: str, after: str) -> bool:
+        """Whether the capitalized `word` (followed by `after`) continues the phrase of the abbreviation
+        before it (self._previous_core): "Fri. Jan. 5", "p.m. Eastern", "Park Ave. South", "Jr. Blvd.",
+        "est. Tuesday", "U.S. Postal", or starts a sentence: "5 p.m. Then", "Orchard Ave. Our", "on Fri. Then"."""
+        abbreviation, core = self._previous_core, word.lower()
+        if abbreviation in DATE_ABBREVIATIONS:
+            return core in DATE_WORDS or core in DATE_ABBREVIATIONS
+        if core in SENTENCE_OPENERS or core.split("'")[0].split("’")[0] in SENTENCE_OPENERS:
+            return False
+        if (core in DATE_WORDS or core in DATE_ABBREVIATIONS or core in CONTINUATIONS or after == "."
+                or (len(word) > 1 and word.isupper())):
+            return True
+        return "." in abbreviation  # after "U.S." or "p.m." a name goes on; after "Ave." a sentence starts
+
     def _absorb(self, c: str, pos: int) -> None:
         """A character taken into a candidate still belongs to the current word."""
         if self._content_start is None:
@@ -584,10 +735,11 @@ class Chunker:
         if cand is None:
             return
         place = _Place(cand.cut, cand.done, cand.partial)
-        if cand.kind in ("digit_weak", "colon", "date_comma"):
+        if cand.kind in ("digit_weak", "colon", "date_comma", "dash"):
             self._weak_boundary(cand.cut, place)
             return
         self._sentence_ended = True
+        self._in_single = False
         if not self._word_len:  # confirmed by the next sentence's first character ("modem. 2."):
             self._list_position = True  # its word has ended already
         if self._enough_words(place):
@@ -714,7 +866,7 @@ class Chunker:
         self._content_start = None
         self._pending_words = 0  # only `words` counts them, and it cuts where no word follows yet
         for name in ("_last_weak_end", "_last_word_end", "_last_content_end", "_last_phrase_end",
-                     "_last_loose_phrase_end", "_previous_end"):
+                     "_last_loose_phrase_end", "_previous_end", "_code_end"):
             kept = getattr(self, name)
             if kept is not None and kept.pos <= cut:
                 setattr(self, name, None)
@@ -732,7 +884,7 @@ class Chunker:
         self._arrival_token.clear()
         self._content_start = None
         self._last_word_end = self._last_content_end = self._last_phrase_end = self._last_loose_phrase_end = None
-        self._last_weak_end = self._previous_end = None
+        self._last_weak_end = self._previous_end = self._code_end = None
         self._pending_words = 0
         self._word = ""
         self._word_len = 0

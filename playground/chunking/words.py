@@ -24,6 +24,7 @@ ABBREVIATIONS = DATE_ABBREVIATIONS | frozenset(
     "sec secs min mins hr hrs wk wks mo mos yr yrs lb lbs oz yd yds mi in sq cu gal qt pt tsp tbsp kg mg km cm mm ml "
     # business and everyday
     "no nos approx est etc inc ltd corp co bros jr sr dept div ext tel fax apt ste bldg fl ave blvd rd hwy ln pl "
+    "pkwy ct sq cir ter trl expy fwy "
     "acct ref attn qty pkg misc govt intl natl assn assoc univ inst vol pp pg ch fig eq ed eds al cf ca "
     "rm flr incl excl avg tbd".split()
 )
@@ -75,4 +76,68 @@ SENTENCE_FINAL = frozenset(
     "really exactly definitely certainly quickly shortly directly immediately actually usually probably "
     "finally absolutely completely properly correctly currently recently easily possible available "
     "sorry welcome".split()
+)
+
+# Dotted abbreviations that always lead into what follows ("e.g. Chrome", "i.e. Monday"); other dotted
+# ones may end a sentence ("... at 5 p.m. Then", "... in the U.S. We ...").
+LEADING_DOTTED = frozenset("e.g i.e a.k.a viz".split())
+
+# A capitalized word after an abbreviation that starts a sentence: pronouns, determiners, conjunctions,
+# auxiliaries, question words, interjections, sentence adverbs and the imperatives an agent opens with
+# ("... at 5 p.m. Then we", "... Inc. They will", "... 9 p.m. See you"). After a contraction its first
+# part counts ("We'll" is "we").
+SENTENCE_OPENERS = frozenset(
+    "i we you they he she it this that these those there here the a an our your my their his her its each every "
+    "some any all no both and but or so if when while once after before since because although though then also "
+    "just now please thanks thank sorry yes okay ok sure great perfect alright hi hello unfortunately fortunately "
+    "however meanwhile otherwise instead still plus finally first next additionally alternatively usually "
+    "typically generally currently normally honestly actually basically luckily hopefully ideally what how why "
+    "where who which whether is are was were do does did can could would will should might must shall have has "
+    "had don didn doesn won isn aren wasn weren couldn wouldn shouldn let see call visit feel try make check go "
+    "press tap click bring keep give remember note enjoy take use reply text email contact ask tell head expect "
+    "allow wait look hold stop start open enter select choose pick at in on for from with by to during as within "
+    "unless until".split()
+)
+
+# Capitalized words that go on after an abbreviation ("Park Ave. South", "Main St. Suite 200", "King Jr. Drive",
+# "5 p.m. Eastern"); so do full date words, an acronym ("11 a.m. PT") and another abbreviation ("Jr. Blvd.").
+CONTINUATIONS = frozenset(
+    "suite ste apt apartment unit floor fl room rm building bldg north south east west n s e w ne nw se sw "
+    "street avenue road drive boulevard lane way court place parkway highway square plaza circle terrace "
+    "eastern pacific central mountain atlantic standard daylight time zone".split()
+)
+
+# Roman numerals a list may be numbered with ("i. Reinstall the driver. ii. Roll back").
+ROMAN_NUMERALS = ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x", "xi", "xii")
+
+# Words the next one always belongs to: "a | box", "$15 per | person", "et | al."
+ALWAYS_BINDING = frozenset("a an the per et".split())
+
+# Words that join two halves of one unit when they follow a number, an abbreviation or a title
+# ("5 to | 7 days", "Mr. and | Mrs.", "Mon. through | Sat.", "16 x | 12", "$1,150 of | $2,000").
+CONNECTORS = frozenset("and or to through thru till until of x by vs & from".split())
+
+# Names of numbered things: the number after them belongs to them ("Suite | 200", "Gate | 14").
+NUMBERED_LABELS = frozenset(
+    "suite ste apt unit room rm floor fl gate terminal platform seat row flight exit lot level building bldg "
+    "section chapter version model pier dock bay aisle ward track route ext no".split()
+)
+
+# Units and currencies written without a period: "300 MB" is a number and its unit, no code that binds
+# the next word ("GB29 | NWBK", "iOS | 17.4").
+UNITS = frozenset("am pm kb mb gb tb kbps mbps gbps hz khz mhz ghz kwh mah".split())
+
+# Words between a number and its unit: "3 business | days", "12 more | minutes".
+QUANTITY_MODIFIERS = frozenset(
+    "business working calendar school more extra additional full whole consecutive straight separate other "
+    "square cubic fluid".split()
+)
+
+# Abbreviations a capitalized word may continue ("Park Ave. South", "King Jr. Blvd.", "est. Tuesday",
+# "incl. VAT"; "Main St. Suite 200": "St." after a name in mid-sentence is a street, "Dr." stays a
+# title): before a capital, the whole next word decides. After the others (units, "etc.", "Inc.") a
+# capital starts a sentence: "7 lbs. We", "20 min. Would".
+STREET_TYPES = frozenset("st ave blvd rd ln hwy pl pkwy ct sq cir ter trl expy fwy".split())
+CAPITALIZED_CONTINUATION = STREET_TYPES | frozenset(
+    "ste apt bldg fl rm jr sr approx est incl excl ca ref attn ext tel".split()
 )

@@ -222,7 +222,7 @@ async def _one_call(args: argparse.Namespace, options: Any, lines: list[Line] | 
         for line in report.percentile_rows(rows):
             console.print(line)
     _print_stages(result, console)
-    console.note(f"call ended ({result.reason}); the caller's {report.tick_lateness(result.tick_late_ms)}"
+    console.note(f"call ended ({result.reason}); {report.tick_lateness(result.tick_late_ms)}"
                  + (f"; trace written to {args.trace}" if args.trace else ""))
     return 0 if result.reason == "done" and all(m.status == "ok" for m in result.turns) else 1
 

@@ -341,7 +341,7 @@ class Session:
             async with asyncio.timeout(limit_s):
                 await self.output.drain()
         except TimeoutError:
-            raise AudioStalled(f"audio: {self.output.name} stopped playing ({state.audio_ms / 1000:.1f} s of audio "
+            raise AudioStalled(f"{self.output.name} stopped playing ({state.audio_ms / 1000:.1f} s of audio "
                                f"not finished after {limit_s:.1f} s); check the device or use --no-audio") from None
 
     async def _stop(self, state: _TurnState, tasks: list[asyncio.Task[Any]]) -> None:

@@ -234,6 +234,6 @@ def tick_lateness(late_ms: Sequence[float]) -> str:
     """How late the caller's 20 ms ticks ran: the caller's own health as an instrument."""
     p99, top = percentile(late_ms, 99), percentile(late_ms, 100)
     if p99 is None or top is None:
-        return "no ticks"
+        return "the caller sent no audio frames"
     verdict = "" if p99 < 2 * FRAME_MS else " (the caller itself is loaded: spread the calls over more machines)"
-    return f"20 ms ticks late by p99 {p99:.1f} ms, max {top:.0f} ms{verdict}"
+    return f"the caller's 20 ms ticks late by p99 {p99:.1f} ms, max {top:.0f} ms{verdict}"

@@ -18,7 +18,7 @@ import re
 
 import pytest
 
-from playground.bench.corpus import CASES, SPEECH, Case
+from playground.bench.corpus import CASES, HELDOUT, SPEECH, Case
 from playground.bench.chunker import smollm2_tokenizer as smollm2_fragments
 from playground.chunking import REASONS, Chunk, Chunker
 from playground.chunking.chunker import MIN_WORDS
@@ -224,7 +224,7 @@ PAIRS = [pytest.param(s, m, id=f"{s}-{m}") for s in STRATEGIES for m in STREAMIN
 
 
 def test_corpus_is_large_and_well_formed():
-    assert len(CASES) >= 400 and len(SPEECH) >= 300
+    assert len(CASES) >= 700 and len(SPEECH) >= 300 and len(HELDOUT) >= 250
     assert len({c.id for c in CASES}) == len(CASES)
     for case in CASES:
         for expected in (case.sentence, case.clause):

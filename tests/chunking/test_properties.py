@@ -6,7 +6,11 @@ A reply is a few sentences of filler words around spans of every never-cut kind:
 its unit or time suffix ("6 p.m.", "3 kg", "20%"), a month or weekday abbreviation and its day,
 a title and its name, initials, decimals, money, times, URLs, e-mail addresses, domains and file
 names, inline list markers ("check: 1. Restart"), a quoted or bracketed "!" whose sentence goes
-on, and an ellipsis inside a sentence.
+on, and an ellipsis inside a sentence; ranges ("Mon–Fri", "8 a.m. – 6 p.m."), "$15 per person",
+"3 business days", numbers joined by a connector ("5 to 7"), codes and numbered names ("Suite
+200", "GB29 6016"), "Mr. and Mrs.", abbreviations a capitalized word continues ("Park Ave.
+South", "5 p.m. Eastern", "est. Tuesday"), list markers after the first ("8 a.m. 2. Wednesday",
+"ii. Roll") and single-quoted labels ('Forgot password?' on).
 """
 
 from __future__ import annotations
@@ -57,6 +61,22 @@ WHOLE_SPANS = [
           local=st.lists(st.sampled_from(LOCAL), min_size=1, max_size=2).map(".".join)),
     _text("{label}.{tld}", label=st.sampled_from(LABELS), tld=st.sampled_from(TLDS + FILES)),
     _text("{word}... {next}", word=FILLER_WORD.map(str.capitalize), next=FILLER_WORD),
+    # ranges, "per", codes and numbered names, connectors between numbers, continued abbreviations
+    _text("{a}{dash}{b}", a=st.sampled_from(["Mon", "Tues.", "9", "8 a.m.", "Monday", "9:30"]),
+          dash=st.sampled_from(["–", " – "]), b=st.sampled_from(["Fri", "Sat.", "5", "6 p.m.", "Friday", "11:00"])),
+    _text("${n} per {unit}", n=NUMBER, unit=st.sampled_from(["person", "night", "month", "day"])),
+    _text("{n} {modifier} {unit}", n=NUMBER, modifier=st.sampled_from(["business", "more", "extra", "full"]),
+          unit=st.sampled_from(["days", "minutes", "weeks", "hours"])),
+    _text("{n} {connector} {m}", n=NUMBER, m=NUMBER, connector=st.sampled_from(["to", "and", "x", "of", "or"])),
+    _text("{label} {code}", label=st.sampled_from(["Suite", "Gate", "Room", "iOS", "NWBK", "GB29", "Flight", "AA1"]),
+          code=st.sampled_from(["200", "B14", "17.4", "6016", "3B", "01"])),
+    _text("{title} and {title2} {name}", title=st.sampled_from(["Mr.", "Dr."]), title2=st.sampled_from(["Mrs.", "Ms."]),
+          name=st.sampled_from(NAMES)),
+    _text("{street} {continuation}", street=st.sampled_from(["Ave.", "Blvd.", "Jr.", "Rd."]),
+          continuation=st.sampled_from(["South", "Suite 200", "NW", "Blvd."])),
+    _text("{n} {suffix} {zone}", n=st.integers(1, 12), suffix=st.sampled_from(["a.m.", "p.m."]),
+          zone=st.sampled_from(["Eastern", "Pacific", "ET", "PT", "Friday"])),
+    _text("est. {day}", day=st.sampled_from(["Tuesday", "Friday", "Jan. 5", "Mar. 14"])),
 ]
 
 
@@ -68,15 +88,28 @@ def inline_list(draw) -> tuple[str, list[str]]:
 
 
 @st.composite
+def sequence_list(draw) -> tuple[str, list[str]]:
+    """List markers after the first: the next number anywhere, roman numerals at a list position."""
+    first, second, third = draw(FILLER_WORD), draw(FILLER_WORD), draw(FILLER_WORD)
+    if draw(st.booleans()):
+        return (f"{first}: 1. {second.capitalize()} at 8 a.m. 2. {third.capitalize()} at noon 3. {first.capitalize()}",
+                ["1. " + second.capitalize(), "2. " + third.capitalize(), "3. " + first.capitalize()])
+    return f"{first}: i. {second.capitalize()} it, ii. {third.capitalize()}", ["i. " + second.capitalize(),
+                                                                                  "ii. " + third.capitalize()]
+
+
+@st.composite
 def enclosed_mark(draw) -> tuple[str, list[str]]:
     """A quoted or bracketed "!" or "?" whose sentence goes on."""
     mark, words = draw(st.sampled_from("!?")), f"{draw(FILLER_WORD)} {draw(FILLER_WORD)}"
-    closer, after = draw(st.sampled_from([('"', " and"), ('"', " then"), ('"', ", and"), (")", ", and"), (")", " so")]))
-    text = ("(" if closer == ")" else '"') + words + mark + closer + after
+    closer, after = draw(st.sampled_from([('"', " and"), ('"', " then"), ('"', ", and"), (")", ", and"), (")", " so"),
+                                          ("'", " on"), ("'", " and")]))
+    text = {")": "(", "'": "'"}.get(closer, '"') + words + mark + closer + after
     return text, [mark + closer + after]
 
 
-protected_span = st.one_of(*[s.map(lambda text: (text, [text])) for s in WHOLE_SPANS], inline_list(), enclosed_mark())
+protected_span = st.one_of(*[s.map(lambda text: (text, [text])) for s in WHOLE_SPANS], inline_list(), sequence_list(),
+                           enclosed_mark())
 
 
 @st.composite

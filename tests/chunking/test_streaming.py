@@ -194,6 +194,7 @@ ZERO_LOOKAHEAD = [
     (["It was a long", " day. ", "Next"], "It was a long day."),
     (["Really?"], "Really?"),
     (["Are you there", "?", " Hello"], "Are you there?"),
+    (["Is he over 5'10\"", "?", " If so"], "Is he over 5'10\"?"),  # an inch mark opens no quotation
 ]
 NEXT_CHARACTER = [
     (["It was a long", " report.", " Next"], "It was a long report."),
@@ -322,6 +323,35 @@ def test_digit_period_then_capital_is_a_sentence_end(strategy):
         (['He yelled "Stop', '!"', " Then"], ['He yelled "Stop!"', " Then"]),
         (["Bring it (even the extras", "!)", " and then"], ["Bring it (even the extras!) and then"]),
         (["(Is it", "?)", " Yes"], ["(Is it?)", " Yes"]),
+        # after an abbreviation, a capital: a sentence opener ends the sentence, a continuation goes on
+        (["See you at 5 p", ".", "m", ".", " Then we talk"], ["See you at 5 p.m.", " Then we talk"]),
+        (["The call is at 3 p", ".", "m", ".", " Eastern time"], ["The call is at 3 p.m. Eastern time"]),
+        (["It is made in the U", ".", "S", ".", " We ship"], ["It is made in the U.S.", " We ship"]),
+        (["Write to U", ".", "S", ".", " Customs today"], ["Write to U.S. Customs today"]),
+        (["We are at 900 Park Ave", ".", " South now"], ["We are at 900 Park Ave. South now"]),
+        (["We are at 410 Orchard Ave", ".", " Our door"], ["We are at 410 Orchard Ave.", " Our door"]),
+        (["It is on King Jr", ".", " Blvd", ".", " now"], ["It is on King Jr. Blvd. now"]),
+        (["Delivery is est", ".", " Tuesday the 14th"], ["Delivery is est. Tuesday the 14th"]),
+        (["The box is 7 lbs", ".", " We ship it"], ["The box is 7 lbs.", " We ship it"]),
+        (["The shop is on Main St", ".", " Then turn left"], ["The shop is on Main St.", " Then turn left"]),
+        (["Visit St", ".", " Mary's today"], ["Visit St. Mary's today"]),  # a title at a sentence start
+        (["On Monday Dr", ".", " Kim is in"], ["On Monday Dr. Kim is in"]),
+        (["It is on Lakeview Pkwy", ".", " Ste", ".", " 410 now"], ["It is on Lakeview Pkwy. Ste. 410 now"]),
+        # list markers: the number after the last marker, roman numerals
+        (["Slots: 1. Tuesday at 8 a", ".", "m", ".", " ", "2", ".", " Wednesday at noon ", "3", ".", " Friday"],
+         ["Slots: 1. Tuesday at 8 a.m. 2. Wednesday at noon 3. Friday"]),
+        (["Fixes:\ni", ".", " Reinstall it or ii", ".", " Roll back"],
+         ["Fixes:", "\ni. Reinstall it or ii. Roll back"]),
+        # a single-quoted label, a unit after a slash, markdown markers, "!," and a "!" named as a symbol
+        (["Click '", "Forgot password", "?'", " on the page"], ["Click 'Forgot password?' on the page"]),
+        (["Tap '", "Done", "!'", " Then close it"], ["Tap 'Done!'", " Then close it"]),
+        (["The plan is $65/mo", ".", " and more"], ["The plan is $65/mo. and more"]),
+        (["At 2:00 p", ".", "m", ".**", " with us"], ["At 2:00 p.m.** with us"]),
+        (["**Done", "!**", " Your order"], ["**Done!**", " Your order"]),
+        (["Write to Yahoo", "!,", " Inc. today"], ["Write to Yahoo!, Inc. today"]),
+        (["Use a symbol like ", "!", " or # here"], ["Use a symbol like ! or # here"]),
+        (["Use Tiger", "!L", "amp now"], ["Use Tiger!Lamp now"]),
+        (['Please press "1"', "!", " Then wait"], ['Please press "1"!', " Then wait"]),
     ],
     ids=lambda v: repr(v)[:40] if isinstance(v, list) else None,
 )
@@ -418,7 +448,7 @@ def test_no_deadline_outside_adaptive(strategy):
         ("You filled out a Facebook ad about creating x", 0.5, "You filled out a Facebook ad"),  # a phrase break
         ("alpha bravo charlie delta", 0.75, "alpha bravo charlie"),  # a content word's end
         ("I will be at the x", 1.0, "I will be"),  # before a new phrase, after a function word
-        ("I will be the x", 1.0, "I will be the"),  # any word end that does not bind the next
+        ("I will be very x", 1.0, "I will be very"),  # any word end that does not bind the next
     ],
 )
 def test_first_chunk_deadline_takes_worse_places_the_longer_it_waits(text, share, expected):
@@ -468,12 +498,39 @@ def test_deadline_cut_at_a_weak_boundary_has_reason_deadline():
         ("Please ring us after 6 p.m. tonight", "Please ring us"),
         ("We booked it for Nov. 3 at", "We booked it"),  # never after "Nov." or "3"
         ('Please tell them "we are not sure', "Please tell them"),  # not inside the quotation
+        ("So it is $15 per", "So it is"),  # never after "per" (nor an article)
+        ("It arrives in 3 business", "It arrives in"),  # never "3 | business" nor "business | days"
+        ("So it is 9 to", "So it is"),  # a connector after a number: "9 to | 5"
+        ("We have on file the IBAN GB29 NWBK 6016", "We have on file"),  # a code before a code or number
+        ("Please go to Suite 200", "Please go to"),  # the name of a numbered thing before its number
+        ("This feature needs Android 14", "This feature needs"),  # a name before its number
+        ("Use the code SAVE10 at", "Use the code SAVE10"),  # ... but a code before a word is a place
+        ("Now please run `sudo systemctl restart", "Now please run"),  # not inside inline code
+        ("We reviewed Gomez et", "We reviewed Gomez"),  # "et | al."
+        ("I can do either a)", "I can do either"),  # not after a list marker "a)"
     ],
 )
 def test_deadline_cuts_at_the_best_place(text, expected):
     ch = make("adaptive")
     assert ch.push(text + " x", 0.0) == []
     assert [c.raw for c in ch.poll(DEADLINE)] == [expected]
+
+
+@pytest.mark.parametrize(
+    "text, cut",
+    [
+        ("We can meet this afternoon – I will call you", "We can meet this afternoon –"),  # a pause
+        ("We are open Mon–Fri from nine", None),  # ranges: no boundary
+        ("We are open Monday – Friday from nine", None),
+        ("We are open 8 a.m. – 5 p.m. most days", None),
+        ("We are open 8 a.m.–9 p.m. most days", None),
+        ("The hours are 9—5 most days", None),
+    ],
+)
+def test_an_en_dash_is_a_pause_unless_it_makes_a_range(text, cut):
+    ch = make("clause", min_chars=1)
+    chunks = [c for i, word in enumerate(re.split(r"(?=\s)", text)) for c in ch.push(word, 10.0 * i)]
+    assert [c.raw for c in chunks] == ([cut] if cut else [])
 
 
 def test_deadline_needs_a_word_boundary():
