@@ -5,10 +5,12 @@
     python -m playground.bench.export_long --turns 500 --json export_long.json
 
 The trace is built by `synthetic_session` (playground.bench.export) from a real recorded session
-(playground/bench/data/session.jsonl) and written as `run --trace` writes one. An export reads
-it a turn at a time and writes each format as it goes, so its memory should stay near what
-the process needs to start (the first row, `playground --help`), whatever the trace's length:
-nothing is held whole, let alone twice. Exits 1 when an export fails.
+(playground/bench/data/session.jsonl) and written as `run --trace` writes one, in a process of
+its own: Linux counts in a child's peak RSS what its parent had resident when it forked it, so
+the benchmark itself stays small. An export reads the trace a turn at a time and writes each
+format as it goes, so its memory should stay near what the process needs to start (the first
+row, `playground --help`), whatever the trace's length: nothing is held whole, let alone
+twice. Exits 1 when an export fails.
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ from playground.export.formats import FORMATS
 from playground.export.jsonl import write_trace_jsonl
 
 
+def write_long_trace(path: Path, turns: int, template: Path) -> None:
+    header, recorded = read_trace(template)
+    header, events = synthetic_session(header, recorded, turns)
+    write_trace_jsonl(path, header, events)
+
+
 def measured(command: list[str], log: Path) -> tuple[int, float, float]:
     """(exit status, wall seconds, peak RSS in MB) of `command` run in a process of its own."""
     with log.open("wb") as err:
@@ -43,14 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--turns", type=int, default=2000)
     parser.add_argument("--template", type=Path, default=TEMPLATE, help="the recorded session the turns come from")
     args = parser.parse_args(argv)
-    header, recorded = read_trace(args.template)
-    header, events = synthetic_session(header, recorded, args.turns)
     playground = [sys.executable, "-m", "playground.cli"]
     rows, numbers, failed = [], {}, []
     with tempfile.TemporaryDirectory() as folder:
-        trace = write_trace_jsonl(Path(folder) / "long.jsonl", header, events)
+        trace = Path(folder) / "long.jsonl"
+        note(f"… writing a {args.turns:,}-turn trace")
+        subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path; "
+                        "from playground.bench.export_long import write_long_trace; "
+                        "write_long_trace(Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3]))",
+                        str(trace), str(args.turns), str(args.template)], check=True)
         size_mb = trace.stat().st_size / 1e6
-        del events, recorded  # the benchmark's own copy is not what is measured
         runs = [("startup (`playground --help`)", [*playground, "--help"])]
         runs += [(name, [*playground, "export", str(trace), "-f", name, "-o", str(Path(folder) / f"out{spec.suffix}")])
                  for name, spec in FORMATS.items()]
