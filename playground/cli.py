@@ -291,11 +291,11 @@ def main(argv: Iterable[str] | None = None) -> int:
         preset = load_preset(args.preset, args.overrides)
         audio = "null" if args.no_audio else args.audio
         if args.command == "view":
-            from playground.core.events import read_trace
+            from playground.core.tracefile import read_trace
             from playground.ui.app import view_trace
 
-            read_trace(args.trace_file)  # a broken file: one clear line, before the screen opens
-            view_trace(args.trace_file, preset)
+            # A broken file is one clear line, said before the screen opens; so is what is skipped.
+            view_trace(args.trace_file, read_trace(args.trace_file, console.note), preset)
             return 0
         if args.command is None:
             from playground.ui.app import run_app
@@ -324,7 +324,7 @@ def main(argv: Iterable[str] | None = None) -> int:
     except OSError as exc:
         console.note(f"error: {exc.filename}: {exc.strerror}")
         return 1
-    except ValueError as exc:  # an unreadable trace names its file and line
+    except ValueError as exc:  # an unreadable trace names its file and line (TraceError)
         console.note(f"error: {exc}")
         return 1
     except KeyboardInterrupt:

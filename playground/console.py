@@ -146,16 +146,16 @@ class TurnPrinter:
 
     def _on_event(self, event: ev.TraceEvent) -> None:
         c = self.console
-        if event.type == ev.LLM_DONE:
-            c.print(f"agent: {event.get('text', '').strip()}")
-        elif event.type == ev.TTS_SESSION and event.get("action") in ("fallback", "reconnect", "warning"):
-            detail = event.get("reason") or event.get("message") or "no reason given"
-            c.note(c.red(f"tts {event.get('provider', '')}: {event.get('action')} ({detail})"))
-        elif event.type == ev.ERROR:
-            c.note(c.red(f"error in turn {event.turn}: {event.get('where')}: {event.get('message')}"))
-        elif event.type == ev.TURN_CANCELLED:
-            c.note(f"turn {event.turn} cancelled after {event.t_ms:.0f} ms ({event.get('reason')}; "
-                   f"stopped in {event.get('stop_ms', 0):.1f} ms)")
+        if isinstance(event, ev.LlmDone):
+            c.print(f"agent: {event.text.strip()}")
+        elif isinstance(event, ev.TtsSession) and event.action in ("fallback", "reconnect", "warning"):
+            detail = event.reason or event.message or "no reason given"
+            c.note(c.red(f"tts {event.provider}: {event.action} ({detail})"))
+        elif isinstance(event, ev.Error):
+            c.note(c.red(f"error in turn {event.turn}: {event.where}: {event.message}"))
+        elif isinstance(event, ev.TurnCancelled):
+            c.note(f"turn {event.turn} cancelled after {event.t_ms:.0f} ms ({event.reason}; "
+                   f"stopped in {event.stop_ms:.1f} ms)")
 
     def turn_done(self, m: TurnMetrics) -> None:
         budgets = self.session.preset.budgets

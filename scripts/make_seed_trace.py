@@ -84,32 +84,32 @@ def turn_events() -> list[ev.TraceEvent]:
     times += [SENTENCE_DONE_MS + i * after_step for i in range(len(after))]
     preset = recorded_preset()
 
-    def event(t_ms: float, type_: str, **data) -> ev.TraceEvent:
-        return ev.TraceEvent(TURN, round(t_ms, 3), type_, data)
+    def event(t_ms: float, kind: type[ev.TraceEvent], **fields) -> ev.TraceEvent:
+        return kind(turn=TURN, t_ms=round(t_ms, 3), **fields)
 
     events = [
-        event(0.0, ev.TURN_START, text=USER_TEXT, input="speech", strategy="sentence",
+        event(0.0, ev.TurnStart, text=USER_TEXT, input="speech", strategy="sentence",
               chunker=RECORDED_PRESET["chunker"]),
-        event(0.0, ev.TTS_SESSION, action="fallback", path="fallback_rest", provider="elevenlabs",
+        event(0.0, ev.TtsSession, action="fallback", path="fallback_rest", provider="elevenlabs",
               reason="no persistent TTS session found for the call (active sessions: [])"),
-        event(0.0, ev.LLM_REQUEST, provider="openai", model=preset.llm.model),
+        event(0.0, ev.LlmRequest, provider="openai", model=preset.llm.model),
     ]
-    events += [event(t, ev.LLM_TOKEN, i=i, text=text) for i, (t, text) in enumerate(zip(times, sentence + after))]
+    events += [event(t, ev.LlmToken, i=i, text=text) for i, (t, text) in enumerate(zip(times, sentence + after))]
     events += [
-        event(SENTENCE_DONE_MS, ev.CHUNK, index=0, text=SENTENCE, raw=SENTENCE, reason="strong",
+        event(SENTENCE_DONE_MS, ev.Chunk, index=0, text=SENTENCE, raw=SENTENCE, reason="strong",
               start_ms=FIRST_TOKEN_MS, input_ms=SENTENCE_DONE_MS, token_start=0, token_end=len(sentence) - 1),
-        event(SENTENCE_DONE_MS, ev.TTS_SEND, chunk=0, chars=len(SENTENCE)),
-        event(LAST_TOKEN_MS, ev.LLM_DONE, tokens=len(sentence) + len(after), finish_reason="stop", usage={},
+        event(SENTENCE_DONE_MS, ev.TtsSend, chunk=0, chars=len(SENTENCE)),
+        event(LAST_TOKEN_MS, ev.LlmDone, tokens=len(sentence) + len(after), finish_reason="stop", usage=ev.Usage(),
               text=SENTENCE + AFTER),
-        event(LAST_TOKEN_MS, ev.CHUNK, index=1, text=AFTER.strip(), raw=AFTER, reason="flush",
+        event(LAST_TOKEN_MS, ev.Chunk, index=1, text=AFTER.strip(), raw=AFTER, reason="flush",
               start_ms=SENTENCE_DONE_MS, input_ms=LAST_TOKEN_MS, token_start=len(sentence),
               token_end=len(sentence) + len(after) - 1),
-        event(LAST_TOKEN_MS, ev.TTS_SEND, chunk=1, chars=len(AFTER.strip())),
+        event(LAST_TOKEN_MS, ev.TtsSend, chunk=1, chars=len(AFTER.strip())),
     ]
     events.sort(key=lambda e: e.t_ms)  # stable: a chunk stays after the token that completed it
     metrics = compute_metrics(events)
     summary = metrics.to_json()
-    events.append(event(LAST_TOKEN_MS, ev.TURN_SUMMARY, metrics={k: summary[k] for k in SUMMARY_KEYS},
+    events.append(event(LAST_TOKEN_MS, ev.TurnSummary, metrics={k: summary[k] for k in SUMMARY_KEYS},
                         budget_misses={k: v[0] for k, v in budget_misses(metrics, preset.budgets).items()}))
     return events
 

@@ -9,7 +9,7 @@ import wave
 
 import pytest
 
-from playground.core.events import read_trace
+from playground.core.tracefile import read_trace
 
 
 def playground(*args: str, stdin: str | None = None, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -40,9 +40,9 @@ def test_run_two_turns_with_trace_and_wav(tmp_path):
     assert session["type"] == "session" and session["preset"]["name"] == "local"
     summaries = [e for e in events if e.type == "turn.summary"]
     assert [e.turn for e in summaries] == [1, 2]
-    assert any(e.type == "tts.session" and e.get("action") == "open" and e.turn == 0 for e in events)
+    assert any(e.type == "tts.session" and e.action == "open" and e.turn == 0 for e in events)
     # The WAV holds exactly the audio TTS produced (the null output played all of it).
-    audio_samples = sum(e.get("samples") for e in events if e.type == "tts.audio")
+    audio_samples = sum(e.samples for e in events if e.type == "tts.audio")
     with wave.open(str(wav)) as w:
         assert w.getframerate() == 22050 and w.getnframes() == audio_samples
 
@@ -54,8 +54,8 @@ def test_set_overrides_reach_the_turn(tmp_path):
     assert result.returncode == 0, result.stderr
     _, events = read_trace(trace)
     start = next(e for e in events if e.type == "turn.start")
-    assert start.get("strategy") == "sentence"
-    assert {e.get("reason") for e in events if e.type == "chunk"} <= {"strong", "flush"}
+    assert start.strategy == "sentence"
+    assert {e.reason for e in events if e.type == "chunk"} <= {"strong", "flush"}
 
 
 @pytest.mark.parametrize("args, message", [
@@ -89,9 +89,9 @@ def test_replay_provider_reruns_a_trace_under_another_chunker(tmp_path):
     assert result.returncode == 0, result.stderr
     _, recorded = read_trace(first)
     _, replayed = read_trace(second)
-    original = [e.get("text") for e in recorded if e.type == "llm.token"]
-    assert [e.get("text") for e in replayed if e.type == "llm.token"] == original
-    assert {e.get("reason") for e in replayed if e.type == "chunk"} <= {"words", "flush"}
+    original = [e.text for e in recorded if e.type == "llm.token"]
+    assert [e.text for e in replayed if e.type == "llm.token"] == original
+    assert {e.reason for e in replayed if e.type == "chunk"} <= {"words", "flush"}
 
 
 def test_presets_lists_the_offline_preset():
@@ -132,8 +132,8 @@ def test_ctrl_c_cancels_the_playing_reply_and_the_repl_goes_on(tmp_path):
     assert "CANCELLED" in out and "agent: " in out  # the second turn was answered
     _, events = read_trace(trace)
     cancelled = next(e for e in events if e.type == "turn.cancelled")
-    assert cancelled.turn == 1 and cancelled.get("stop_ms") < 100
-    assert any(e.type == "turn.summary" and e.turn == 2 and e.get("metrics")["status"] == "ok" for e in events)
+    assert cancelled.turn == 1 and cancelled.stop_ms < 100
+    assert any(e.type == "turn.summary" and e.turn == 2 and e.metrics["status"] == "ok" for e in events)
 
 
 def _default_output_device() -> str | None:
@@ -153,7 +153,7 @@ def test_run_plays_on_the_default_sound_device(tmp_path):
     assert "null output" not in result.stderr
     _, events = read_trace(trace)
     summary = next(e for e in events if e.type == "turn.summary")
-    assert summary.get("metrics")["first_play"] is not None
+    assert summary.metrics["first_play"] is not None
     assert any(e.type == "play.end" for e in events)
 
 
@@ -162,7 +162,8 @@ def test_view_reports_a_broken_trace_in_one_line(tmp_path):
     broken.write_text("not json\n")
     result = playground("view", str(broken), timeout=60)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"error: {broken}:1: not a trace event (Expecting value: line 1 column 1 (char 0))"
+    assert result.stderr.strip() == (f"error: {broken}:1: not a trace: its first line is not JSON "
+                                     "(JSON is malformed: invalid character (byte 4))")
     missing = playground("view", str(tmp_path / "missing.jsonl"), timeout=60)
     assert missing.returncode == 1 and "No such file or directory" in missing.stderr
 
@@ -210,7 +211,7 @@ async def test_run_exits_1_and_names_the_failed_turns(tmp_path, loopback_voice):
     assert "1 of 2 turns failed: turn 1 (tts: elevenlabs: " in stderr and "tts.fallback = none" in stderr
     assert out.decode().count("you: ") == 2 and "agent: " in out.decode()  # the session went on
     _, events = read_trace(trace)
-    statuses = [e.get("metrics")["status"] for e in events if e.type == "turn.summary"]
+    statuses = [e.metrics["status"] for e in events if e.type == "turn.summary"]
     assert statuses == ["error", "ok"]
 
 
@@ -235,6 +236,6 @@ def test_ctrl_c_cancels_a_said_turn_and_a_second_ends_run(tmp_path):
     assert "Traceback" not in err and "terminate called" not in err and "trace written to" in err
     _, events = read_trace(trace)
     cancelled = [e for e in events if e.type == "turn.cancelled"]
-    assert [(e.turn, e.get("reason")) for e in cancelled] == [
+    assert [(e.turn, e.reason) for e in cancelled] == [
         (1, "interrupted (Ctrl-C)"), (2, "interrupted (Ctrl-C): the command ends")]
     assert {e.turn for e in events if e.type == "turn.start"} == {1, 2} and "you: One more?" not in out

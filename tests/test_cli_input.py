@@ -14,7 +14,7 @@ import sys
 
 import pytest
 
-from playground.core.events import read_trace
+from playground.core.tracefile import read_trace
 
 CLEAR_SCREEN = "\x1b[2J"
 SET_TITLE = "\x1b]0;pwned\x07"
@@ -24,7 +24,7 @@ CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 def replay_trace(path, *tokens: str) -> str:
     """A recorded turn whose reply is `tokens`: the `replay` LLM answers every turn with it."""
-    lines = [{"type": "session", "version": 1}, {"turn": 1, "t_ms": 0.0, "type": "llm.request"}]
+    lines = [{"type": "session", "version": 1}, {"turn": 1, "t_ms": 0.0, "type": "llm.request", "provider": "local", "model": "m"}]
     lines += [{"turn": 1, "t_ms": 20.0 + 10 * i, "type": "llm.token", "i": i, "text": text} for i, text in enumerate(tokens)]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
     return json.dumps(str(path))  # as a --set value
@@ -51,7 +51,7 @@ def test_escape_sequences_from_the_user_and_the_model_are_printed_escaped(tmp_pa
     assert "agent: Sure\\x1b[2J\\x1b]0;pwned\\x07 ok\\x07." in out
     assert not CONTROL.search(out) and not CONTROL.search(err)
     _, events = read_trace(trace)  # the trace keeps exactly what was said
-    assert next(e for e in events if e.type == "turn.start").get("text") == said
+    assert next(e for e in events if e.type == "turn.start").text == said
 
 
 @pytest.mark.parametrize("args, shown", [
@@ -96,8 +96,8 @@ def test_every_kind_of_input_is_a_turn_or_one_clear_line(tmp_path, source):
     assert not CONTROL.search(out) and not CONTROL.search(err)
     turns = [text for _, text in MATRIX if text is not None]
     _, events = read_trace(trace)
-    assert [e.get("text") for e in events if e.type == "turn.start"] == turns
+    assert [e.text for e in events if e.type == "turn.start"] == turns
     summaries = [e for e in events if e.type == "turn.summary"]
-    assert len(summaries) == len(turns) and all(e.get("metrics")["status"] == "ok" for e in summaries)
+    assert len(summaries) == len(turns) and all(e.metrics["status"] == "ok" for e in summaries)
     assert out.count("agent: Sure.") == len(turns)
     assert "you: caf\ufffd \ufffd\ufffd ok?" in out and "you: 🎉🎊🥳" in out

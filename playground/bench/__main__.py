@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "tts_ws": [],
     "llm_http": [],
     "export": [],
+    "export_long": [],
     "trace_tools": ["--replays", "20"],
     "diagnose": [],
 }

@@ -37,9 +37,9 @@ from playground.bench.harness import argument_parser, percentiles
 from playground.bench.harness import report as harness_report
 from playground.chunking.chunker import Chunk, Chunker
 from playground.chunking.compare import rechunk, recorded_turns
-from playground.core import events as ev
 from playground.core.metrics import percentile
 from playground.core.presets import ChunkerConfig, Preset, apply_overrides
+from playground.core.tracefile import read_trace
 from playground.data import find
 
 FIRST_TOKEN_MS = 400.0
@@ -215,7 +215,7 @@ class Turn4:
 
 
 def seed_turn4(config: ChunkerConfig) -> Turn4:
-    _, events = ev.read_trace(find("trace", "seed-turn4"))
+    _, events = read_trace(find("trace", "seed-turn4"))
     turn = recorded_turns(events)[0]
     result = rechunk(turn.tokens, turn.done_ms, config)
     return Turn4(result.chunks[0].raw if result.chunks else "", result.ttfs, len(result.chunks))

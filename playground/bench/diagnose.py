@@ -17,11 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from msgspec import structs
+
 from playground.bench.export import TEMPLATE, synthetic_session
 from playground.bench.harness import argument_parser, markdown_table, report
 from playground.bench.trace_tools import playground
-from playground.core import events as ev
 from playground.core.metrics import percentile
+from playground.core.tracefile import read_trace
 from playground.data import find
 from playground.export.jsonl import write_trace_jsonl
 
@@ -30,10 +32,10 @@ TARGET_S = 2.0
 
 def long_trace(path: Path, turns: int) -> tuple[int, int]:
     """Writes a `turns`-turn trace; returns (events, turns with findings the seed's way)."""
-    header, events = ev.read_trace(TEMPLATE)
-    _, seed = ev.read_trace(find("trace", "seed-turn4"))
+    header, events = read_trace(TEMPLATE)
+    _, seed = read_trace(find("trace", "seed-turn4"))
     run_on = max(e.turn for e in events) + 1
-    events = events + [ev.TraceEvent(run_on, e.t_ms, e.type, e.data) for e in seed]
+    events = events + [structs.replace(e, turn=run_on) for e in seed]
     header, long_events = synthetic_session(header, events, turns)
     write_trace_jsonl(path, header, long_events)
     return len(long_events), turns // run_on

@@ -19,11 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from msgspec import structs
+
 from playground.bench.harness import DATA, argument_parser, markdown_table, note, report
 from playground.core import events as ev
 from playground.core.metrics import budget_misses, compute_metrics, percentile
+from playground.core.tracefile import read_trace
 from playground.export.formats import FORMATS, export, export_all
-from playground.export.timeline import budgets_of
+from playground.export.layout import budgets_of
 
 TARGET_S = 2.0
 TEMPLATE = DATA / "session.jsonl"
@@ -36,7 +39,7 @@ def synthetic_session(header: dict[str, Any], events: list[ev.TraceEvent], turns
     """A `turns`-turn session replaying the recorded turns of `events` in turn, each on its own time scale."""
     recorded: dict[int, list[ev.TraceEvent]] = {}
     for e in events:
-        if e.turn != ev.SESSION_TURN and e.type != ev.TURN_SUMMARY:
+        if e.turn != ev.SESSION_TURN and not isinstance(e, ev.TurnSummary):
             recorded.setdefault(e.turn, []).append(e)
     if not recorded:
         raise ValueError("the template trace has no turns to replay")
@@ -52,20 +55,19 @@ def synthetic_session(header: dict[str, Any], events: list[ev.TraceEvent], turns
     clock = max((e.t_ms for e in opening), default=0.0)  # the session clock, for the closing events
     for number in range(1, turns + 1):
         scale = rng.uniform(0.8, 1.25)
-        turn = []
+        turn: list[ev.TraceEvent] = []
         for e in templates[(number - 1) % len(templates)]:
-            data = e.data
-            if e.type == ev.CHUNK:
-                data = {**data, **{k: round(data[k] * scale, 3) for k in _TIME_FIELDS if k in data}}
-            turn.append(ev.TraceEvent(number, round(e.t_ms * scale, 3), e.type, data))
+            times: dict[str, float] = {}
+            if isinstance(e, ev.Chunk):
+                times = {name: round(getattr(e, name) * scale, 3) for name in _TIME_FIELDS}
+            turn.append(structs.replace(e, turn=number, t_ms=round(e.t_ms * scale, 3), **times))
         metrics = compute_metrics(turn)
         end = max(e.t_ms for e in turn)
-        turn.append(ev.TraceEvent(number, end + 0.3, ev.TURN_SUMMARY, {
-            "metrics": metrics.to_json(),
-            "budget_misses": {k: v for k, (v, _) in budget_misses(metrics, budgets).items()}}))
+        turn.append(ev.TurnSummary(turn=number, t_ms=end + 0.3, metrics=metrics.to_json(), budget_misses={
+            k: v for k, (v, _) in budget_misses(metrics, budgets).items()}))
         out.extend(turn)
         clock += end + 0.3 - min(e.t_ms for e in turn)
-    out.extend(ev.TraceEvent(e.turn, clock + 1.0, e.type, e.data) for e in closing)
+    out.extend(structs.replace(e, t_ms=clock + 1.0) for e in closing)
     return header, out
 
 
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template", type=Path, default=TEMPLATE, help="the recorded session the turns come from")
     args = parser.parse_args(argv)
     try:
-        header, recorded = ev.read_trace(args.template)
+        header, recorded = read_trace(args.template)
     except OSError as exc:
         note(f"error: {args.template}: {exc.strerror or exc} (give --template a recorded JSONL trace)")
         return 2

@@ -28,6 +28,7 @@ from contextlib import contextmanager
 
 from playground.bench.harness import argument_parser, markdown_table, percentiles, report
 from playground.core.clock import now_ms
+from playground.core.events import LlmConnection
 from playground.core.metrics import percentile
 from playground.llm.base import Message
 from playground.llm.openai import OpenAILLM, OpenAILLMConfig
@@ -71,7 +72,8 @@ def server_process(args: argparse.Namespace) -> Iterator[tuple[str, dict]]:
                 child.kill()
 
 
-async def one_turn(llm: OpenAILLM, history: list[Message], arrivals: list[list[float]]) -> tuple[float, dict]:
+async def one_turn(llm: OpenAILLM, history: list[Message], arrivals: list[list[float]]
+                   ) -> tuple[float, LlmConnection | None]:
     """Streams one reply; returns (TTFT ms, connection info); its token arrival times go to `arrivals`."""
     history.append(Message("user", f"Question {len(history)}?"))
     started = now_ms()
@@ -94,7 +96,7 @@ async def pooled_sessions(config: OpenAILLMConfig, sessions: int, turns: int,
             for turn in range(turns):
                 ttft, connection = await one_turn(llm, history, arrivals)
                 by_turn[turn].append(ttft)
-                reused += bool(connection.get("reused"))
+                reused += bool(connection and connection.reused)
         finally:
             await llm.close()
     return by_turn, reused
@@ -112,7 +114,7 @@ async def fresh_connection_turns(config: OpenAILLMConfig, count: int,
         finally:
             await llm.close()
         ttfts.append(ttft)
-        connects.append(connection.get("connect_ms", 0.0))
+        connects.append(connection.connect_ms if connection and connection.connect_ms is not None else 0.0)
     return ttfts, connects
 
 

@@ -63,12 +63,12 @@ async def soak(trim: str, lines: list[str], overrides: list[str], audio: str) ->
             m = await session.run_turn(line)
             result.metrics.append(m)
             result.rss.append(rss_mb())
-            done = next((e for e in session.trace.turn_events(m.turn) if e.type == ev.LLM_DONE), None)
-            context = done.get("context", {}) if done else {}
+            done = ev.first(session.trace.turn_events(m.turn), ev.LlmDone)
+            context = done.context if done else None
             moved = ""
-            if context.get("trimmed"):
-                result.trims.append((m.turn, context["trimmed"], context.get("how", "?"), m.llm_ttft))
-                moved = f"  context -{context['trimmed']} messages ({context.get('how')})"
+            if context is not None and context.trimmed:
+                result.trims.append((m.turn, context.trimmed, context.how or "?", m.llm_ttft))
+                moved = f"  context -{context.trimmed} messages ({context.how})"
             note(f"  {trim} turn {i:>3}/{len(lines)}  LLM_TTFT {format_ms(m.llm_ttft):>6}  TTFA {format_ms(m.ttfa):>6}"
                  f"  RSS {result.rss[-1]:.0f} MB  ({m.status}){moved}")
     finally:

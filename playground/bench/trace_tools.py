@@ -31,6 +31,7 @@ from playground.console import Console
 from playground.commands.replay import timing_errors
 from playground.core import events as ev
 from playground.core.metrics import percentile
+from playground.core.tracefile import read_trace
 from playground.data import find
 from playground.export.jsonl import write_trace_jsonl
 
@@ -39,19 +40,22 @@ RECORDED = DATA / "two-turns.jsonl"
 
 def long_trace(path: Path, turns: int) -> int:
     """Writes a `turns`-turn trace of recorded tokens; returns how many tokens it holds."""
-    header, _ = ev.read_trace(RECORDED)
-    sources = [t for trace in (RECORDED, find("trace", "seed-turn4")) for t in recorded_turns(ev.read_trace(trace)[1])]
+    header, _ = read_trace(RECORDED)
+    sources = [t for trace in (RECORDED, find("trace", "seed-turn4")) for t in recorded_turns(read_trace(trace)[1])]
     events: list[ev.TraceEvent] = []
     tokens = 0
     for n in range(1, turns + 1):
-        events.append(ev.TraceEvent(n, 0.0, ev.TURN_START, {"text": f"turn {n}", "strategy": "adaptive"}))
+        events.append(ev.TurnStart(turn=n, t_ms=0.0, text=f"turn {n}", input="typed", strategy="adaptive", chunker={}))
         offset = 0.0
+        reply = []
         for source in sources:
             for t, text in source.tokens:
-                events.append(ev.TraceEvent(n, offset + t, ev.LLM_TOKEN, {"i": tokens, "text": text}))
+                events.append(ev.LlmToken(turn=n, t_ms=offset + t, i=tokens, text=text))
+                reply.append(text)
                 tokens += 1
             offset += source.tokens[-1][0] + 50.0
-        events.append(ev.TraceEvent(n, offset, ev.LLM_DONE, {}))
+        events.append(ev.LlmDone(turn=n, t_ms=offset, tokens=len(reply), finish_reason="stop", usage=ev.Usage(),
+                                 text="".join(reply)))
     write_trace_jsonl(path, header, events)
     return tokens
 
@@ -86,7 +90,7 @@ def _timing(errors: list[float]) -> str:
 
 
 def bench_replay(replays: int, settings: list[str]) -> tuple[list[str], dict]:
-    _, recorded = ev.read_trace(RECORDED)
+    _, recorded = read_trace(RECORDED)
     before = ev.events_by_turn(recorded)
     first_turn: list[float] = []  # the session's first synthesis runs on a cold voice meanwhile
     later_turns: list[float] = []
@@ -98,7 +102,7 @@ def bench_replay(replays: int, settings: list[str]) -> tuple[list[str], dict]:
             subprocess.run([sys.executable, "-m", "playground.cli", "replay", str(RECORDED), "--no-audio",
                             "--trace", str(out), *[arg for setting in settings for arg in ("--set", setting)]],
                            check=True, capture_output=True)
-            after = ev.events_by_turn(ev.read_trace(out)[1])
+            after = ev.events_by_turn(read_trace(out)[1])
             pairs = list(zip(sorted(t for t in before if t), sorted(t for t in after if t)))
             run_errors = [timing_errors(before[a], after[b]) for a, b in pairs]
             first_turn += run_errors[0]

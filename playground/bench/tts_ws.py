@@ -77,8 +77,8 @@ async def run(turns: int, closes: int) -> dict[str, float]:
             closed = server.struck[-1][1] - t0  # the close, in the turn's ms after t0
             events = session.trace.turn_events(m.turn)
             # audio already on its way when the server dropped the connection is not "next"
-            reconnected = next(e.t_ms for e in events if e.type == ev.TTS_SESSION and e.get("action") == "reconnect")
-            after = [e.t_ms for e in events if e.type == ev.TTS_AUDIO and e.t_ms > reconnected]
+            reconnected = next(e.t_ms for e in events if isinstance(e, ev.TtsSession) and e.action == "reconnect")
+            after = [e.t_ms for e in events if isinstance(e, ev.TtsAudio) and e.t_ms > reconnected]
             recoveries.append(after[0] - closed)
             print(f"  turn {m.turn}: forced close -> next audio {recoveries[-1]:.1f} ms, path {m.tts_path}",
                   file=sys.stderr)

@@ -54,9 +54,9 @@ class LoopLag:
 def handoffs(events: list[ev.TraceEvent]) -> list[float]:
     """Per spoken chunk: tts.send time - arrival of the token (or deadline) that made the
     chunker emit it. The chunker's own wait for a boundary is not in it: that is TTFS."""
-    emitted_by = {(e.turn, e.get("index")): e.get("input_ms") for e in events if e.type == ev.CHUNK}
+    emitted_by = {(e.turn, e.index): e.input_ms for e in events if isinstance(e, ev.Chunk)}
     return [e.t_ms - emitted_by[key] for e in events
-            if e.type == ev.TTS_SEND and emitted_by.get(key := (e.turn, e.get("chunk"))) is not None]
+            if isinstance(e, ev.TtsSend) and (key := (e.turn, e.chunk)) in emitted_by]
 
 
 async def run(turns: int) -> dict[str, dict[str, float]]:

@@ -57,14 +57,14 @@ class _Cues:
         self.summaries = 0
 
     def __call__(self, event: ev.TraceEvent) -> None:
-        if event.type == ev.TURN_SUMMARY:
+        if isinstance(event, ev.TurnSummary):
             self.summaries += 1
         for index, kind in enumerate(self.kinds):
             if index == 0 or self.events[index].is_set():
                 continue
-            if kind == "ask" and event.type == ev.TURN_SUMMARY and self.summaries == index:
+            if kind == "ask" and isinstance(event, ev.TurnSummary) and self.summaries == index:
                 threading.Timer(0.3, self.events[index].set).start()
-            elif kind == "interrupt" and event.type == ev.PLAY_START and event.turn == index:
+            elif kind == "interrupt" and isinstance(event, ev.PlayStart) and event.turn == index:
                 threading.Timer(REPLY_MS_BEFORE_BARGE_IN / 1000, self.events[index].set).start()
 
 
@@ -119,15 +119,15 @@ async def bench(preset_name: str, turns: int, barge_ins: int, stt_runs: int) -> 
         raise Misheard(f"{len(kinds)} utterances made {len(metrics)} turns (misheard?)")
 
     asked = [m for m, kind in zip(metrics, kinds) if kind == "ask" and m.status == "ok"]
-    cancelled = [e for e in session.trace.events if e.type == ev.TURN_CANCELLED]
-    stop_ms = [e.get("stop_ms") for e in cancelled]
+    cancelled = [e for e in session.trace.events if isinstance(e, ev.TurnCancelled)]
+    stop_ms = [e.stop_ms for e in cancelled]
     audio_stop_ms = []
     for e in cancelled:
-        requested = e.t_ms - e.get("stop_ms")
-        cuts = [c.t_ms for c in session.trace.turn_events(e.turn) if c.type == ev.PLAY_END and c.get("cut")]
+        requested = e.t_ms - e.stop_ms
+        cuts = [c.t_ms for c in session.trace.turn_events(e.turn) if isinstance(c, ev.PlayEnd) and c.cut]
         audio_stop_ms += [min(cuts) - requested] if cuts else []
-    detection = [e.t_ms - e.get("onset_ms") for e in session.trace.events
-                 if e.type == ev.VAD_SPEECH_START and e.get("barge_in") is not None]
+    detection = [e.t_ms - e.onset_ms for e in session.trace.events
+                 if isinstance(e, ev.VadSpeechStart) and e.barge_in is not None]
 
     def p50(key: str) -> str:
         value = metric_percentile(asked, key, 50)

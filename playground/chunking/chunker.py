@@ -42,6 +42,7 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass
+from typing import get_args
 
 from playground.chunking.clean import clean_for_speech
 from playground.chunking.words import (
@@ -65,9 +66,10 @@ from playground.chunking.words import (
     TITLES,
     UNITS,
 )
+from playground.core.events import ChunkReason
 from playground.core.presets import ChunkerConfig
 
-REASONS = ("strong", "weak", "deadline", "underrun", "max_chars", "flush", "words", "fragment")
+REASONS: tuple[str, ...] = get_args(ChunkReason)  # declared with the trace's `chunk` event
 
 # A chunk after the first has at least this many words (adaptive), except the reply's last:
 # a one-word chunk is synthesized on its own and sounds clipped.

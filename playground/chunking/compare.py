@@ -15,6 +15,7 @@ from playground.chunking.chunker import Chunk, Chunker
 from playground.core import events as ev
 from playground.core.metrics import percentile
 from playground.core.presets import STRATEGIES, ChunkerConfig
+from playground.core.timeline import TurnTimeline, turn_timeline
 
 RecordedToken = tuple[float, str]  # (t_ms after t0, text)
 
@@ -47,9 +48,9 @@ class Rechunked:
 
 def turn_tokens(turn_events: Sequence[ev.TraceEvent]) -> tuple[list[RecordedToken], float | None]:
     """A recorded turn's tokens (t_ms, text) and when the LLM finished (llm.done), if it did."""
-    tokens = [(e.t_ms, e.get("text", "")) for e in turn_events if e.type == ev.LLM_TOKEN and e.get("text")]
-    done = next((e.t_ms for e in turn_events if e.type == ev.LLM_DONE), None)
-    return tokens, done
+    tokens = [(e.t_ms, e.text) for e in turn_events if isinstance(e, ev.LlmToken) and e.text]
+    done = ev.first(turn_events, ev.LlmDone)
+    return tokens, done.t_ms if done else None
 
 
 def rechunk(tokens: Sequence[RecordedToken], end_ms: float | None, config: ChunkerConfig) -> Rechunked:
@@ -109,19 +110,21 @@ class FirstTTS:
         return self.latency_ms / self.chars
 
 
-def first_tts(turn_events: Sequence[ev.TraceEvent]) -> FirstTTS | None:
-    """None when the trace has no audio for the turn's first chunk sent (no TTS, or TTFA was not
-    measured, e.g. a REST fallback)."""
-    send = next((e for e in turn_events if e.type == ev.TTS_SEND and e.get("chars")), None)
-    if send is None:
+def first_tts(turn: TurnTimeline) -> FirstTTS | None:
+    """None when the turn has no audio for its first chunk sent to TTS with text (no TTS, or TTFA
+    was not measured, e.g. a REST fallback)."""
+    sent = [track for track in turn.chunks.values() if track.send_ms is not None and track.sent_chars]
+    if not sent:
         return None
-    audio = next((e for e in turn_events if e.type == ev.TTS_AUDIO and e.get("chunk") == send.get("chunk")), None)
-    return None if audio is None else FirstTTS(send.get("chunk"), send.get("chars"), audio.t_ms - send.t_ms)
+    track = min(sent, key=lambda t: t.send_ms or 0.0)
+    if track.first_audio_ms is None or track.send_ms is None:
+        return None
+    return FirstTTS(track.index, track.sent_chars, track.first_audio_ms - track.send_ms)
 
 
-def tts_ms_per_char(turn_events: Sequence[ev.TraceEvent]) -> float | None:
+def tts_ms_per_char(turn: TurnTimeline) -> float | None:
     """ms from sending the turn's first chunk to TTS to its first audio, per character (None: see `first_tts`)."""
-    first = first_tts(turn_events)
+    first = first_tts(turn)
     return None if first is None else first.ms_per_char
 
 
@@ -139,14 +142,13 @@ def recorded_turns(events: Sequence[ev.TraceEvent]) -> list[RecordedTurn]:
         tokens, done = turn_tokens(turn_events)
         if not tokens:
             continue
-        start = next((e for e in turn_events if e.type == ev.TURN_START), None)
-        chunk = next((e for e in turn_events if e.type == ev.CHUNK), None)
-        audio = next((e for e in turn_events if e.type == ev.TTS_AUDIO), None)
+        start = ev.first(turn_events, ev.TurnStart)
+        timeline = turn_timeline(turn_events)
         turns.append(RecordedTurn(
-            turn=n, user_text=start.get("text", "") if start else "", tokens=tokens, done_ms=done,
-            strategy=start.get("strategy") if start else None, chunker=(start.get("chunker") or {}) if start else {},
-            ttfs=chunk.t_ms if chunk else None, ttfa=audio.t_ms if audio else None,
-            tts_ms_per_char=tts_ms_per_char(turn_events)))
+            turn=n, user_text=start.text if start else "", tokens=tokens, done_ms=done,
+            strategy=start.strategy if start else None, chunker=(start.chunker or {}) if start else {},
+            ttfs=timeline.markers.get("ttfs"), ttfa=timeline.markers.get("ttfa"),
+            tts_ms_per_char=tts_ms_per_char(timeline)))
     return turns
 
 

@@ -25,6 +25,7 @@ from playground.chunking.compare import RecordedToken, estimated_tts_ms, first_t
 from playground.core import events as ev
 from playground.core.metrics import percentile
 from playground.core.presets import ChunkerConfig
+from playground.core.timeline import CANCELLED, turn_timeline
 
 # Issue 7's target: the default strategy's measured TTFA within this factor of its own bound (median).
 TARGET_RATIO = 1.15
@@ -79,30 +80,28 @@ def oracle_bound(turn_events: Sequence[ev.TraceEvent], config: ChunkerConfig) ->
     """The bounds of one recorded turn (its events, as `Trace.turn_events` gives them) that ran
     with chunker `config`. Bounds are None, with the reason in `unknown`, for a cancelled turn
     and for one with no chunk or no TTS audio."""
-    audio = next((e for e in turn_events if e.type == ev.TTS_AUDIO), None)
-    measured = audio.t_ms if audio else None
-    cancelled = next((e for e in turn_events if e.type == ev.TURN_CANCELLED), None)
-    if cancelled is not None:
-        why = f"turn cancelled ({cancelled.get('reason', 'no reason')}): its reply is incomplete"
+    turn = turn_timeline(turn_events)
+    measured = turn.markers.get("ttfa")
+    if turn.status == CANCELLED:
+        why = f"turn cancelled ({turn.status_detail}): its reply is incomplete"
         return OracleBound(measured, None, None, None, None, None, why)
-    chunks = {e.get("index"): e for e in turn_events if e.type == ev.CHUNK}
+    chunks = {index: track.emitted for index, track in turn.chunks.items() if track.emitted is not None}
     if not chunks:
         return OracleBound(measured, None, None, None, None, None, "no chunk: the reply had no text")
-    first = first_tts(turn_events)
+    first = first_tts(turn)
     if first is None:
-        sent = any(e.type == ev.TTS_SEND for e in turn_events)
+        sent = any(track.send_ms is not None for track in turn.chunks.values())
         why = ("no TTS audio for the first chunk sent (TTFA not measured, e.g. a REST fallback)" if sent
                else "nothing speakable was sent to TTS")
         return OracleBound(measured, None, None, None, None, None, why)
     own = chunks[first.chunk]
-    token_arrivals = [e.t_ms for e in turn_events if e.type == ev.LLM_TOKEN]
-    own_bound = token_arrivals[own.get("token_end")] + first.latency_ms
+    own_bound = turn.token_arrivals[own.token_end] + first.latency_ms
     tokens, done_ms = turn_tokens(turn_events)
     best = best_first_chunk(tokens, done_ms, config.first_min_chars, first.ms_per_char)
     if best is None:
-        return OracleBound(measured, own.get("text"), first.latency_ms, own_bound, None, None,
+        return OracleBound(measured, own.text, first.latency_ms, own_bound, None, None,
                            "no acceptable first chunk: no boundary before the reply stopped unfinished")
-    return OracleBound(measured, own.get("text"), first.latency_ms, own_bound, best[1], best[0])
+    return OracleBound(measured, own.text, first.latency_ms, own_bound, best[1], best[0])
 
 
 def median_ratios(bounds: Iterable[OracleBound]) -> tuple[float | None, float | None]:

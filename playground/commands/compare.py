@@ -139,7 +139,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
     chosen = variants(strategies, args.variants)
     if not chosen:
         raise PresetError("--strategies: nothing to compare (give at least one strategy or a --set variant)")
-    path, header, events, turns = read_recorded(args.trace_file, args.turn, "re-chunk")
+    path, header, events, turns = read_recorded(args.trace_file, args.turn, "re-chunk", console.note)
     base = base_chunker(header, str(path))
     comparisons = compare_turns(turns, chosen, base)
     by_turn = events_by_turn(events)

@@ -19,11 +19,11 @@ import time
 from typing import TYPE_CHECKING
 
 from playground.commands import Command
-from playground.core.events import read_trace
+from playground.core.tracefile import read_trace
 from playground.data import find
 from playground.diagnosis.report import markdown
 from playground.diagnosis.session import diagnose_trace
-from playground.export.timeline import budgets_of
+from playground.export.layout import budgets_of
 
 if TYPE_CHECKING:
     from playground.console import Console
@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, console: Console) -> int:
     started = time.perf_counter()
     path = find("trace", args.trace_file)
-    header, events = read_trace(path)
+    header, events = read_trace(path, console.note)
     diagnosis = diagnose_trace(header, events, budgets_of(header), only_turn=args.turn or None)
     if not diagnosis.turns:
         which = f"no turn {args.turn}" if args.turn else "no turns"

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from playground.commands import Command
-from playground.core.events import read_trace
 from playground.core.formatting import visible
+from playground.core.tracefile import TraceFile
 from playground.export.formats import FORMATS, ExportJob, write
 
 if TYPE_CHECKING:
@@ -94,10 +94,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
         return 2
     progress = ProgressLine(console)
     try:
-        header, events = read_trace(trace)
-        if not header and not events:
-            raise ValueError(f"{trace}: empty, not a trace")
-        job = ExportJob(header, events, progress, args.otlp_endpoint)
+        # read from disk on each pass, never held whole
+        source = TraceFile(trace, console.note)
+        job = ExportJob(source.header, source, progress, args.otlp_endpoint)
         if to_stdout:
             return _to_stdout(args.format, job, console)
         planned = targets(trace, args.format, args.output)

@@ -27,6 +27,7 @@ from playground.commands import Command
 from playground.core import events as ev
 from playground.core.metrics import compute_metrics, percentile
 from playground.core.presets import LLMConfig, Preset, PresetError, apply_overrides, load_preset, preset_from_dict
+from playground.core.tracefile import Warn, read_trace
 from playground.console import Console, TurnPrinter, styled, table_header, table_row
 from playground.data import find
 from playground.engine.interrupts import Interrupts
@@ -154,11 +155,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "was recorded with) unless --preset is given; --set overrides either.")
 
 
-def read_recorded(trace_file: str, turn: int, purpose: str) -> tuple[Path, dict[str, Any], list[ev.TraceEvent],
-                                                                     list[RecordedTurn]]:
-    """A trace (path or shipped name): its file, header, events and turns with tokens (only `turn` if given)."""
+def read_recorded(trace_file: str, turn: int, purpose: str, warn: Warn
+                  ) -> tuple[Path, dict[str, Any], list[ev.TraceEvent], list[RecordedTurn]]:
+    """A trace (path or shipped name): its file, header, events and turns with tokens (only `turn` if given);
+    what it has to skip is said through `warn`."""
     path = find("trace", trace_file)
-    header, events = ev.read_trace(path)
+    header, events = read_trace(path, warn)
     turns = recorded_turns(events)
     if turn:
         turns = [t for t in turns if t.turn == turn]
@@ -169,7 +171,7 @@ def read_recorded(trace_file: str, turn: int, purpose: str) -> tuple[Path, dict[
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
-    path, header, events, turns = read_recorded(args.trace_file, args.turn, "replay")
+    path, header, events, turns = read_recorded(args.trace_file, args.turn, "replay", console.note)
     base = base_preset(args, str(path), header)
 
     def preset_for(turn: RecordedTurn) -> Preset:

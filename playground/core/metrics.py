@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from playground.core import events as ev
 
@@ -33,7 +33,7 @@ METRIC_LABELS: dict[str, str] = {
     "gaps_ms": "GAPS_MS",
 }
 
-TTS_PATHS = ("persistent", "reconnected", "fallback_rest")
+TTS_PATHS: tuple[str, ...] = get_args(ev.TTSPath)  # best to worst
 
 
 @dataclass
@@ -88,68 +88,89 @@ class TurnMetrics:
         return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in data.items()}
 
 
-def _first(events: Sequence[ev.TraceEvent], type_: str) -> ev.TraceEvent | None:
-    return next((e for e in events if e.type == type_), None)
-
-
-def _last(events: Sequence[ev.TraceEvent], type_: str) -> ev.TraceEvent | None:
-    return next((e for e in reversed(events) if e.type == type_), None)
-
-
 def _diff(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
+def worse_tts_path(current: str | None, event: ev.TtsSession) -> bool:
+    """Whether `event`'s path is at least as bad as `current`: the worst way TTS was reached
+    during a turn is the one that counts (compute_metrics, the timeline)."""
+    path = event.path
+    return path is not None and (current is None or TTS_PATHS.index(path) >= TTS_PATHS.index(current))
+
+
 def compute_metrics(turn_events: Iterable[ev.TraceEvent]) -> TurnMetrics:
-    events = [e for e in turn_events if e.type != ev.TURN_SUMMARY]
-    turn = events[0].turn if events else 0
-    m = TurnMetrics(turn=turn)
+    events = [e for e in turn_events if not isinstance(e, ev.TurnSummary)]
+    m = TurnMetrics(turn=events[0].turn if events else 0)
+    start: ev.TurnStart | None = None
+    speech_end: ev.VadSpeechEnd | None = None
+    first_audio: ev.TtsAudio | None = None
+    last_audio: ev.TtsAudio | None = None
+    play: ev.PlayStart | None = None
+    tokens: list[float] = []
+    chunk_time: dict[int, float] = {}
+    sends: list[ev.TtsSend] = []
+    gaps: list[float] = []
+    cancelled = False
+    for e in events:
+        if isinstance(e, ev.LlmToken):
+            if e.text:
+                tokens.append(e.t_ms)
+        elif isinstance(e, ev.Chunk):
+            if not chunk_time:
+                m.ttfs = e.t_ms
+            chunk_time[e.index] = e.t_ms
+            m.chunks += 1
+        elif isinstance(e, ev.TtsSend):
+            sends.append(e)
+        elif isinstance(e, ev.TtsAudio):
+            first_audio = first_audio or e
+            last_audio = e
+        elif isinstance(e, ev.TurnStart):
+            start = start or e
+        elif isinstance(e, ev.SttFinal):
+            m.stt = e.t_ms if m.stt is None else m.stt
+        elif isinstance(e, ev.VadSpeechEnd):
+            speech_end = speech_end or e
+        elif isinstance(e, ev.PlayStart):
+            play = play or e
+        elif isinstance(e, ev.PlaySound):
+            m.first_sound = e.t_ms if m.first_sound is None else m.first_sound
+        elif isinstance(e, ev.PlayGap):
+            gaps.append(e.ms)
+        elif isinstance(e, ev.TtsSession):
+            if worse_tts_path(m.tts_path, e):
+                m.tts_path = e.path
+                m.tts_path_reason = e.reason or m.tts_path_reason
+        elif isinstance(e, ev.Error):
+            m.errors.append(f"{e.where}: {e.message}")
+        elif isinstance(e, ev.TurnCancelled):
+            cancelled = True
 
-    start = _first(events, ev.TURN_START)
     if start is not None:
-        m.strategy = start.get("strategy")
+        m.strategy = start.strategy
+    last_voiced = speech_end.last_voiced_ms if speech_end else None
 
-    stt_final = _first(events, ev.STT_FINAL)
-    m.stt = stt_final.t_ms if stt_final else None
-    speech_end = _first(events, ev.VAD_SPEECH_END)
-    last_voiced = speech_end.get("last_voiced_ms") if speech_end else None
-
-    tokens = [e for e in events if e.type == ev.LLM_TOKEN and e.get("text")]
     m.tokens = len(tokens)
     if tokens:
-        m.llm_ttft = tokens[0].t_ms
-        m.llm_total = tokens[-1].t_ms
-        span = tokens[-1].t_ms - tokens[0].t_ms
+        m.llm_ttft = tokens[0]
+        m.llm_total = tokens[-1]
+        span = tokens[-1] - tokens[0]
         if len(tokens) > 1 and span > 0:
             m.tokens_per_s = (len(tokens) - 1) * 1000.0 / span
 
-    chunks = [e for e in events if e.type == ev.CHUNK]
-    m.chunks = len(chunks)
-    if chunks:
-        m.ttfs = chunks[0].t_ms
-
-    sends = [e for e in events if e.type == ev.TTS_SEND]
     m.spoken_chunks = len(sends)
     if sends:
         m.ttft_tts = sends[0].t_ms
-    chunk_time = {e.get("index"): e.t_ms for e in chunks}
-    m.handoffs = [
-        s.t_ms - chunk_time[s.get("chunk")] for s in sends if s.get("chunk") in chunk_time
-    ]
+    m.handoffs = [s.t_ms - chunk_time[s.chunk] for s in sends if s.chunk in chunk_time]
 
-    first_audio = _first(events, ev.TTS_AUDIO)
-    last_audio = _last(events, ev.TTS_AUDIO)
     if first_audio is not None and last_audio is not None:
         m.ttfa = first_audio.t_ms
         m.e2e_total = last_audio.t_ms
         m.tts_total = _diff(last_audio.t_ms, m.ttft_tts)
 
-    play = _first(events, ev.PLAY_START)
     m.first_play = play.t_ms if play else None
-    sound = _first(events, ev.PLAY_SOUND)
-    m.first_sound = sound.t_ms if sound else None
-    if play is not None and not (start is not None and start.get("unpaced")):
-        gaps = [e.get("ms", 0.0) for e in events if e.type == ev.PLAY_GAP]
+    if play is not None and not (start is not None and start.unpaced):
         m.gaps, m.gaps_ms = len(gaps), round(sum(gaps), 1)
     # What the caller waits for: from the moment they stopped speaking, not from when it was detected.
     m.vad_end = _diff(speech_end.t_ms if speech_end else None, last_voiced)
@@ -158,17 +179,7 @@ def compute_metrics(turn_events: Iterable[ev.TraceEvent]) -> TurnMetrics:
     m.chunker_wait = _diff(m.ttfs, m.llm_ttft)
     m.handoff = _diff(m.ttft_tts, m.ttfs)
 
-    # The worst way TTS was reached during the turn is the one that counts.
-    for e in events:
-        if e.type != ev.TTS_SESSION or e.get("path") not in TTS_PATHS:
-            continue
-        path = e.get("path")
-        if m.tts_path is None or TTS_PATHS.index(path) >= TTS_PATHS.index(m.tts_path):
-            m.tts_path = path
-            m.tts_path_reason = e.get("reason") or m.tts_path_reason
-
-    m.errors = [f"{e.get('where', '?')}: {e.get('message', '')}" for e in events if e.type == ev.ERROR]
-    if _first(events, ev.TURN_CANCELLED) is not None:
+    if cancelled:
         m.status = "cancelled"
     elif m.errors:
         m.status = "error"

@@ -23,7 +23,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from playground.core.events import CONFIG_CHANGE, TraceEvent
+import msgspec
+
+from playground.core.events import ConfigChange, TraceEvent
+from playground.core.tracefile import encode_event, encode_json
 
 REDACTED = "[redacted]"
 _SECRET_WORD = re.compile(r"(key|token|secret|passw\w*|authorization|credentials?)$", re.IGNORECASE)
@@ -32,6 +35,10 @@ _WORD_SEPARATORS = re.compile(r"[^A-Za-z0-9]+")
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 # A shorter environment value is no key, and replacing it would garble ordinary text.
 _MIN_SECRET_LEN = 8
+# A JSON object key that may name a credential (`_names_a_credential` decides): a line without
+# one, without a secret and without the home folder is written as it is, unparsed.
+_CREDENTIAL_KEY = re.compile(rb'(?i)(key|token|secret|passw[a-z0-9_]*|authorization|credentials?)'
+                             rb'([^a-z0-9"]+env)?":')
 
 
 def _env_names(value: Any, under_key_env: bool = False) -> Iterator[str]:
@@ -57,29 +64,49 @@ def known_secrets(header: dict[str, Any], events: Iterable[TraceEvent]) -> list[
     """The values, in this process's environment, of the variables the trace names as key holders."""
     names = set(_env_names(header))
     for event in events:
-        if event.type == CONFIG_CHANGE:
-            names.update(_env_names(event.data))
+        if isinstance(event, ConfigChange):
+            names.update(_env_names(event.changes))
     values = {os.environ.get(name, "") for name in names}
     return sorted((v for v in values if len(v) >= _MIN_SECRET_LEN), key=len, reverse=True)
 
 
-def home_as_tilde(text: str) -> str:
-    """`text` with the user's home folder, where a path starts with it, written `~`."""
+def _home_prefix() -> str | None:
     home = str(Path.home())
-    if home == os.sep or home + os.sep not in text:
+    return None if home == os.sep else home + os.sep
+
+
+def home_as_tilde(text: str, home: str | None = None) -> str:
+    """`text` with the user's home folder (`home`: its path and a separator, found when not
+    given), where a path starts with it, written `~`."""
+    home = home or _home_prefix()
+    if home is None or home not in text:
         return text
-    return text.replace(home + os.sep, "~" + os.sep)
+    return text.replace(home, "~" + os.sep)
 
 
 class Scrubber:
     def __init__(self, secrets: list[str]) -> None:
+        self._home = _home_prefix()
         self.secrets = secrets
 
+    @property
+    def secrets(self) -> list[str]:
+        return self._secrets
+
+    @secrets.setter
+    def secrets(self, secrets: list[str]) -> None:
+        self._secrets = secrets
+        # What may need scrubbing, as it appears in a JSON line.
+        self._needles = [encode_json(s)[1:-1] for s in (*secrets, *([self._home] if self._home else []))]
+
+    def _may_hold_a_secret(self, line: bytes) -> bool:
+        return any(needle in line for needle in self._needles) or _CREDENTIAL_KEY.search(line) is not None
+
     def text(self, value: str) -> str:
-        for secret in self.secrets:
+        for secret in self._secrets:
             if secret in value:
                 value = value.replace(secret, REDACTED)
-        return home_as_tilde(value)
+        return home_as_tilde(value, self._home)
 
     def value(self, value: Any, field_name: str = "") -> Any:
         if isinstance(value, str):
@@ -92,12 +119,29 @@ class Scrubber:
             return [self.value(item, field_name) for item in value]
         return value
 
+    def line(self, event: TraceEvent) -> bytes:
+        """The event's trace line, scrubbed."""
+        line = encode_event(event)
+        if not self._may_hold_a_secret(line):
+            return line
+        clean = self._cleaned(event)
+        return line if clean is event else encode_event(clean)
+
+    def event(self, event: TraceEvent) -> TraceEvent:
+        """The event, or a scrubbed copy of it."""
+        try:
+            line = msgspec.json.encode(event)  # only searched: the compact encoding will do
+        except UnicodeEncodeError:
+            line = encode_event(event)
+        return self._cleaned(event) if self._may_hold_a_secret(line) else event
+
+    def _cleaned(self, event: TraceEvent) -> TraceEvent:
+        data = msgspec.to_builtins(event)
+        clean = self.value(data)
+        return event if clean == data else msgspec.convert(clean, type(event))
+
 
 def scrub(header: dict[str, Any], events: list[TraceEvent]) -> tuple[dict[str, Any], list[TraceEvent]]:
     """A copy of the header and events with secrets removed (unchanged events are shared, not copied)."""
     scrubber = Scrubber(known_secrets(header, events))
-    clean: list[TraceEvent] = []
-    for event in events:
-        data = scrubber.value(event.data)
-        clean.append(event if data == event.data else TraceEvent(event.turn, event.t_ms, event.type, data))
-    return scrubber.value(header), clean
+    return scrubber.value(header), [scrubber.event(event) for event in events]

@@ -26,6 +26,10 @@ def find(kind: str, name_or_path: str) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob(f"*{_KINDS[kind][1]}"))
+        raise ValueError(f"{name_or_path}: a folder, not a {kind} file" + (
+            f" (it holds: {', '.join(inside[:5])}{', …' if len(inside) > 5 else ''})" if inside else ""))
     found = shipped(kind)
     if name_or_path in found:
         return found[name_or_path]

@@ -12,22 +12,13 @@ name the events its numbers come from.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from playground.core import events as ev
 from playground.core.metrics import TurnMetrics, compute_metrics
 
-# The phone caller's events (`playground call`, playground.phone.events), read by name: the phone
-# leg sits above the diagnosis.
-CALL_LINE = "call.line"
-CALL_AGENT_AUDIO = "call.agent_audio"
-CALL_AGENT_AUDIBLE = "call.agent_audible"
-CALL_AGENT_TURN = "call.agent_turn"
-CALL_REPLY_END = "call.reply_end"
-CALL_AGENT_STOPPED = "call.agent_stopped"
-CALL_ERROR = "call.error"
 CALL_TRACE_KIND = "call"  # the `kind` of a caller's trace header
 FRAME_MS = 20.0  # a phone media frame (the caller's underruns count them)
 
@@ -187,9 +178,9 @@ def session_facts(header: dict[str, Any], events: Iterable[ev.TraceEvent], budge
     opened = False
     count = 0
     for e in events:
-        if e.turn == ev.SESSION_TURN and e.type == ev.TTS_SESSION:
+        if e.turn == ev.SESSION_TURN and isinstance(e, ev.TtsSession):
             count += 1
-            opened = opened or (e.get("action") == "open" and e.get("path") == "persistent")
+            opened = opened or (e.action == "open" and e.path == "persistent")
     return SessionFacts(
         kind=CALL_TRACE_KIND if header.get("kind") == CALL_TRACE_KIND else "session",
         preset_name=str(preset.get("name", "?")), budgets=budgets, chunker=dict(preset.get("chunker") or {}),
@@ -207,12 +198,18 @@ def turn_evidence(turn_events: Sequence[ev.TraceEvent], session_tts_provider: st
     llm: dict[str, Any] = {}
     call: dict[str, Any] = {}
     for e in events:
-        _READERS.get(e.type, _ignore)(evidence, e, llm, call)
+        _READERS.get(type(e), _ignore)(evidence, e, llm, call)
     evidence.llm = LlmFacts(**llm)
     if call or evidence.kind == "call":
         evidence.kind = "call"
         evidence.call = CallFacts(**call)
     return evidence
+
+
+def without_events(evidence: TurnEvidence) -> TurnEvidence:
+    """The evidence without the turn's events and tokens (what the session's medians and its
+    summary read of a turn need neither)."""
+    return replace(evidence, events=[], tokens=[])
 
 
 def _ignore(*_: Any) -> None:
@@ -223,147 +220,143 @@ def _source(e: ev.TraceEvent, what: str | None = None) -> Source:
     return Source(what or e.type, e.t_ms)
 
 
-def _start(x: TurnEvidence, e: ev.TraceEvent, *_: Any) -> None:
-    x.text = e.get("text", "")
-    x.strategy = e.get("strategy")
-    x.chunker = dict(e.get("chunker") or {})
-    x.kind = {"typed": "typed", "call": "call"}.get(e.get("input"), "voice")
+def _start(x: TurnEvidence, e: ev.TurnStart, *_: Any) -> None:
+    x.text = e.text
+    x.strategy = e.strategy
+    x.chunker = dict(e.chunker or {})
+    x.kind = {"typed": "typed", "call": "call"}.get(e.input, "voice")
 
 
-def _tts_session(x: TurnEvidence, e: ev.TraceEvent, *_: Any) -> None:
-    provider = e.get("provider")
-    x.tts_provider = provider or x.tts_provider
-    x.tts_sessions.append(TtsSessionFact(e.get("action", "?"), e.get("path"), provider, e.get("reason"),
-                                         bool(e.get("deliberate")) or str(e.get("reason") or "").startswith("preset:"),
-                                         e.get("downtime_ms"), _source(e, f"tts.session {e.get('action', '?')}")))
+def _tts_session(x: TurnEvidence, e: ev.TtsSession, *_: Any) -> None:
+    x.tts_provider = e.provider or x.tts_provider
+    x.tts_sessions.append(TtsSessionFact(e.action, e.path, e.provider, e.reason,
+                                         e.deliberate or (e.reason or "").startswith("preset:"),
+                                         e.downtime_ms, _source(e, f"tts.session {e.action}")))
 
 
-def _request(x: TurnEvidence, e: ev.TraceEvent, llm: dict[str, Any], _: Any) -> None:
-    llm.update(provider=e.get("provider"), model=e.get("model"), prompt_chars=e.get("prompt_chars"),
-               messages=e.get("messages"), request=_source(e))
+def _request(x: TurnEvidence, e: ev.LlmRequest, llm: dict[str, Any], _: Any) -> None:
+    llm.update(provider=e.provider, model=e.model, prompt_chars=e.prompt_chars, messages=e.messages,
+               request=_source(e))
 
 
-def _token(x: TurnEvidence, e: ev.TraceEvent, *_: Any) -> None:
-    if e.get("text"):
-        x.tokens.append((e.t_ms, e.get("text")))
+def _token(x: TurnEvidence, e: ev.LlmToken, *_: Any) -> None:
+    if e.text:
+        x.tokens.append((e.t_ms, e.text))
 
 
-def _done(x: TurnEvidence, e: ev.TraceEvent, llm: dict[str, Any], _: Any) -> None:
-    usage = e.get("usage") or {}
-    context = e.get("context") or {}
-    llm.update(prompt_tokens=usage.get("prompt_tokens", usage.get("input_tokens")),
-               cached_tokens=(usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
-               context_trimmed=context.get("trimmed"), context_how=context.get("how"),
-               reasoning_chars=e.get("reasoning_chars") or 0, done=_source(e))
+def _done(x: TurnEvidence, e: ev.LlmDone, llm: dict[str, Any], _: Any) -> None:
+    usage, context = e.usage, e.context
+    llm.update(prompt_tokens=usage.prompt_tokens if usage.prompt_tokens is not None else usage.input_tokens,
+               cached_tokens=usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details else None,
+               context_trimmed=context.trimmed if context else None, context_how=context.how if context else None,
+               reasoning_chars=e.reasoning_chars, done=_source(e))
 
 
-def _chunk(x: TurnEvidence, e: ev.TraceEvent, *_: Any) -> None:
+def _chunk(x: TurnEvidence, e: ev.Chunk, *_: Any) -> None:
     if x.first_chunk is None:
-        x.first_chunk = FirstChunk(e.get("index", 0), e.get("text", ""), e.get("raw", e.get("text", "")),
-                                   e.get("reason", "?"), e.get("start_ms", e.t_ms), _source(e, f"chunk #{e.get('index', 0)}"))
+        x.first_chunk = FirstChunk(e.index, e.text, e.raw, e.reason, e.start_ms, _source(e, f"chunk #{e.index}"))
 
 
-def _send(x: TurnEvidence, e: ev.TraceEvent, *_: Any) -> None:
-    x.sends.setdefault(e.get("chunk"), e.t_ms)
+def _send(x: TurnEvidence, e: ev.TtsSend, *_: Any) -> None:
+    x.sends.setdefault(e.chunk, e.t_ms)
     if x.first_send is None:
-        x.first_send = _source(e, f"tts.send #{e.get('chunk')}")
-        x.first_sent_chars = e.get("chars")
+        x.first_send = _source(e, f"tts.send #{e.chunk}")
+        x.first_sent_chars = e.chars
 
 
-def _audio(x: TurnEvidence, e: ev.TraceEvent, *_: Any) -> None:
+def _audio(x: TurnEvidence, e: ev.TtsAudio, *_: Any) -> None:
     if x.first_audio is None:
-        x.first_audio = _source(e, f"tts.audio #{e.get('chunk')}")
+        x.first_audio = _source(e, f"tts.audio #{e.chunk}")
 
 
-def _play_start(x: TurnEvidence, e: ev.TraceEvent, *_: Any) -> None:
+def _play_start(x: TurnEvidence, e: ev.PlayStart, *_: Any) -> None:
     if x.first_play is None:
         x.first_play = _source(e)
 
 
-def _play_end(x: TurnEvidence, e: ev.TraceEvent, *_: Any) -> None:
-    x.play_ends.setdefault(e.get("chunk"), e.t_ms)
-    if e.get("cut"):
-        x.cut.append(e.get("chunk"))
+def _play_end(x: TurnEvidence, e: ev.PlayEnd, *_: Any) -> None:
+    x.play_ends.setdefault(e.chunk, e.t_ms)
+    if e.cut:
+        x.cut.append(e.chunk)
 
 
-def _gap(x: TurnEvidence, e: ev.TraceEvent, *_: Any) -> None:
-    x.gaps.append(Gap(e.get("chunk", 0), e.get("ms", 0.0), e.get("from_ms", e.t_ms), _source(e)))
+def _gap(x: TurnEvidence, e: ev.PlayGap, *_: Any) -> None:
+    x.gaps.append(Gap(e.chunk, e.ms, e.from_ms, _source(e)))
 
 
-def _sound(x: TurnEvidence, e: ev.TraceEvent, *_: Any) -> None:
+def _sound(x: TurnEvidence, e: ev.PlaySound, *_: Any) -> None:
     if x.sound is None:
-        x.sound = Sound(e.get("silence_ms", 0.0), e.get("device_latency_ms", 0.0), _source(e))
+        x.sound = Sound(e.silence_ms, e.device_latency_ms, _source(e))
 
 
-def _cancelled(x: TurnEvidence, e: ev.TraceEvent, *_: Any) -> None:
+def _cancelled(x: TurnEvidence, e: ev.TurnCancelled, *_: Any) -> None:
     if x.cancel is None:
-        played = e.get("played") or {}
-        x.cancel = Cancel(e.get("reason", "cancelled"), e.get("stop_ms"), played.get("ms"), _source(e))
+        x.cancel = Cancel(e.reason, e.stop_ms, e.played.ms, _source(e))
 
 
-def _speech_end(x: TurnEvidence, e: ev.TraceEvent, *_: Any) -> None:
-    if x.speech_end is None and e.get("last_voiced_ms") is not None:
-        x.speech_end = SpeechEnd(e.get("last_voiced_ms"), e.get("end_silence_ms"), _source(e))
+def _speech_end(x: TurnEvidence, e: ev.VadSpeechEnd, *_: Any) -> None:
+    if x.speech_end is None and e.last_voiced_ms is not None:
+        x.speech_end = SpeechEnd(e.last_voiced_ms, e.end_silence_ms, _source(e))
 
 
-def _stt_final(x: TurnEvidence, e: ev.TraceEvent, *_: Any) -> None:
+def _stt_final(x: TurnEvidence, e: ev.SttFinal, *_: Any) -> None:
     if x.stt_final is None:
         x.stt_final = _source(e)
-        x.stt_audio_ms = e.get("audio_ms")
+        x.stt_audio_ms = e.audio_ms
 
 
-def _call_audio(x: TurnEvidence, e: ev.TraceEvent, _: Any, call: dict[str, Any]) -> None:
+def _call_audio(x: TurnEvidence, e: ev.CallAgentAudio, _: Any, call: dict[str, Any]) -> None:
     if "first_audio" not in call:
         call["first_audio"] = e.t_ms
         call.setdefault("sources", {})["first_audio"] = _source(e)
 
 
-def _call_audible(x: TurnEvidence, e: ev.TraceEvent, _: Any, call: dict[str, Any]) -> None:
+def _call_audible(x: TurnEvidence, e: ev.CallAgentAudible, _: Any, call: dict[str, Any]) -> None:
     if "real_latency" not in call:
-        call.update(real_latency=e.t_ms, silent_ms=e.get("silent_ms"))
+        call.update(real_latency=e.t_ms, silent_ms=e.silent_ms)
         call.setdefault("sources", {})["real_latency"] = _source(e)
 
 
-def _call_agent_turn(x: TurnEvidence, e: ev.TraceEvent, _: Any, call: dict[str, Any]) -> None:
-    call.update(eos_ms=e.get("eos_ms"), agent_ms=e.get("agent_ms"), net_ms=e.get("net_ms"),
-                residual_ms=e.get("residual_ms"), agent_metrics=dict(e.get("metrics") or {}))
+def _call_agent_turn(x: TurnEvidence, e: ev.CallAgentTurn, _: Any, call: dict[str, Any]) -> None:
+    call.update(eos_ms=e.eos_ms, agent_ms=e.agent_ms, net_ms=e.net_ms, residual_ms=e.residual_ms,
+                agent_metrics=dict(e.metrics))
     call.setdefault("sources", {})["stages"] = _source(e)
 
 
-def _call_reply_end(x: TurnEvidence, e: ev.TraceEvent, _: Any, call: dict[str, Any]) -> None:
-    call["underruns"] = e.get("underruns") or 0
+def _call_reply_end(x: TurnEvidence, e: ev.CallReplyEnd, _: Any, call: dict[str, Any]) -> None:
+    call["underruns"] = e.underruns
     call.setdefault("sources", {})["reply_end"] = _source(e)
 
 
-def _call_stopped(x: TurnEvidence, e: ev.TraceEvent, _: Any, call: dict[str, Any]) -> None:
-    call.update(barge_in_stop=e.get("stop_ms"), clear_ms=e.get("clear_ms"))
+def _call_stopped(x: TurnEvidence, e: ev.CallAgentStopped, _: Any, call: dict[str, Any]) -> None:
+    call.update(barge_in_stop=e.stop_ms, clear_ms=e.clear_ms)
     call.setdefault("sources", {})["stopped"] = _source(e)
 
 
-def _call_error(x: TurnEvidence, e: ev.TraceEvent, _: Any, call: dict[str, Any]) -> None:
-    call.setdefault("errors", []).append((e.get("kind", "?"), e.get("message", ""), e.get("count") or 1))
+def _call_error(x: TurnEvidence, e: ev.CallError, _: Any, call: dict[str, Any]) -> None:
+    call.setdefault("errors", []).append((e.kind, e.message, e.count or 1))
 
 
-_READERS = {
-    ev.TURN_START: _start,
-    ev.TTS_SESSION: _tts_session,
-    ev.LLM_REQUEST: _request,
-    ev.LLM_TOKEN: _token,
-    ev.LLM_DONE: _done,
-    ev.CHUNK: _chunk,
-    ev.TTS_SEND: _send,
-    ev.TTS_AUDIO: _audio,
-    ev.PLAY_START: _play_start,
-    ev.PLAY_END: _play_end,
-    ev.PLAY_GAP: _gap,
-    ev.PLAY_SOUND: _sound,
-    ev.TURN_CANCELLED: _cancelled,
-    ev.VAD_SPEECH_END: _speech_end,
-    ev.STT_FINAL: _stt_final,
-    CALL_AGENT_AUDIO: _call_audio,
-    CALL_AGENT_AUDIBLE: _call_audible,
-    CALL_AGENT_TURN: _call_agent_turn,
-    CALL_REPLY_END: _call_reply_end,
-    CALL_AGENT_STOPPED: _call_stopped,
-    CALL_ERROR: _call_error,
+_READERS: dict[type[ev.TraceEvent], Callable[..., None]] = {
+    ev.TurnStart: _start,
+    ev.TtsSession: _tts_session,
+    ev.LlmRequest: _request,
+    ev.LlmToken: _token,
+    ev.LlmDone: _done,
+    ev.Chunk: _chunk,
+    ev.TtsSend: _send,
+    ev.TtsAudio: _audio,
+    ev.PlayStart: _play_start,
+    ev.PlayEnd: _play_end,
+    ev.PlayGap: _gap,
+    ev.PlaySound: _sound,
+    ev.TurnCancelled: _cancelled,
+    ev.VadSpeechEnd: _speech_end,
+    ev.SttFinal: _stt_final,
+    ev.CallAgentAudio: _call_audio,
+    ev.CallAgentAudible: _call_audible,
+    ev.CallAgentTurn: _call_agent_turn,
+    ev.CallReplyEnd: _call_reply_end,
+    ev.CallAgentStopped: _call_stopped,
+    ev.CallError: _call_error,
 }

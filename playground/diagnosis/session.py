@@ -11,14 +11,15 @@ with the session's turns so far.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from playground.chunking.compare import tts_ms_per_char
 from playground.core import events as ev
 from playground.core.metrics import METRIC_LABELS, percentile
+from playground.core.timeline import turn_timeline
 from playground.diagnosis.breakdown import Breakdown, turn_breakdown
-from playground.diagnosis.evidence import SessionFacts, TurnEvidence, session_facts, turn_evidence
+from playground.diagnosis.evidence import SessionFacts, TurnEvidence, session_facts, turn_evidence, without_events
 from playground.diagnosis.findings import SEVERITIES, Finding, SessionContext, base_chunker, turn_findings
 
 TOP_SETTINGS = 3
@@ -34,6 +35,11 @@ class TurnDiagnosis:
     @property
     def turn(self) -> int:
         return self.evidence.turn
+
+    def without_events(self) -> TurnDiagnosis:
+        """The same diagnosis without the turn's events and tokens: what a summary of a long
+        session keeps of each turn."""
+        return replace(self, evidence=without_events(self.evidence))
 
     @property
     def worst(self) -> Finding | None:
@@ -81,20 +87,28 @@ def _round(value: float | None) -> float | None:
 
 
 class Diagnoser:
-    """Diagnoses turns of one session as they come, each against the session's turns so far."""
+    """Diagnoses turns of one session as they come, each against the session's turns so far.
+
+    The session keeps of each turn what the rules compare with (its metrics and facts), not its
+    events: a long session is diagnosed a turn at a time (`add` every turn, then `diagnose` each
+    one's evidence, read again) without being held."""
 
     def __init__(self, header: dict[str, Any], budgets: dict[str, float],
                  session_events: Iterable[ev.TraceEvent] = ()) -> None:
-        """`budgets`: those the session ran with (`playground.export.timeline.budgets_of` reads a header's)."""
+        """`budgets`: those the session ran with (`playground.export.layout.budgets_of` reads a header's)."""
         self.facts = session_facts(header, session_events, budgets)
         self.context = SessionContext(self.facts, base_chunker(header))
         self._rates: list[float] = []
 
+    def evidence(self, turn_events: Sequence[ev.TraceEvent]) -> TurnEvidence:
+        """A turn's evidence (not counted in the session: `add` does that)."""
+        return turn_evidence(turn_events, self.facts.tts_provider)
+
     def add(self, turn_events: Sequence[ev.TraceEvent]) -> TurnEvidence:
         """A turn's evidence, counted in the session's medians from now on."""
-        evidence = turn_evidence(turn_events, self.facts.tts_provider)
-        self.context.turns.append(evidence)
-        rate = tts_ms_per_char(turn_events)
+        evidence = self.evidence(turn_events)
+        self.context.turns.append(without_events(evidence))  # the medians read neither
+        rate = tts_ms_per_char(turn_timeline(turn_events))
         if rate is not None:
             self._rates.append(rate)
             self.context.trace_ms_per_char = percentile(self._rates, 50)

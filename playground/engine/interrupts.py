@@ -85,7 +85,7 @@ class Interrupts:
         return EXIT_INTERRUPTED if self.ending else status
 
     def _on_event(self, event: ev.TraceEvent) -> None:
-        if event.type == ev.TURN_SUMMARY and event.get("metrics", {}).get("status") != "cancelled":
+        if isinstance(event, ev.TurnSummary) and event.metrics.get("status") != "cancelled":
             self._cancelled_one = False
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:

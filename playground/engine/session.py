@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from playground import __version__
@@ -42,6 +43,10 @@ DRAIN_MARGIN_S = 5.0
 PLAYBACK_GAP_MIN_MS = 30.0
 # The TTS's time from a chunk's text to its first audio, before any was measured in the session.
 DEFAULT_CHUNK_TTFA_MS = 300.0
+
+
+# An event that led to a turn, recorded in it right after its turn.start: (event type, monotonic ms, its fields).
+Prelude = tuple[type[ev.TraceEvent], float, dict[str, Any]]
 
 
 class AudioStalled(RuntimeError):
@@ -99,8 +104,8 @@ class _TurnState:
     heard: bool = False  # FIRST_SOUND recorded
     cancel_reason: str | None = None
     cancel_requested_at: float | None = None
-    # (type, monotonic ms, data) of what led to the turn (a spoken turn's VAD and STT events)
-    prelude: list[tuple[str, float, dict[str, Any]]] = field(default_factory=list)
+    # (event type, monotonic ms, its fields) of what led to the turn (a spoken turn's VAD and STT events)
+    prelude: list[Prelude] = field(default_factory=list)
 
 
 class Session:
@@ -170,7 +175,7 @@ class Session:
         started = now_ms()
 
         def record(state: str, **data: Any) -> None:
-            self._session_event(ev.SESSION_LOAD, component=component, provider=provider, state=state, **data)
+            self._session_event(ev.SessionLoad, component=component, provider=provider, state=state, **data)
 
         def on_loop(message: str) -> None:
             record("progress", message=message)
@@ -199,12 +204,12 @@ class Session:
             try:
                 await closer()
             except Exception as exc:  # closing must go on for the others
-                self._session_event(ev.ERROR, where="close", message=str(exc))
+                self._session_event(ev.Error, where="close", message=str(exc))
 
     # -- turns --------------------------------------------------------------------------
 
     def start_turn(self, text: str, t0: float | None = None, input_kind: str = "typed",
-                   prelude: Iterable[tuple[str, float, dict[str, Any]]] = ()) -> asyncio.Task[TurnMetrics]:
+                   prelude: Iterable[Prelude] = ()) -> asyncio.Task[TurnMetrics]:
         """Starts a turn (t0 = now unless given); `await` the task for its metrics.
 
         `prelude`: events that led to the turn, e.g. a spoken turn's VAD and STT events
@@ -222,8 +227,8 @@ class Session:
         return await self.start_turn(text, t0)
 
     def last_user_text(self) -> str | None:
-        starts = [e for e in self.trace.events if e.type == ev.TURN_START]
-        return starts[-1].get("text") if starts else None
+        starts = [e for e in self.trace.events if isinstance(e, ev.TurnStart)]
+        return starts[-1].text if starts else None
 
     def forget_last_exchange(self) -> None:
         """Drops the last user message and its reply from the conversation (to re-run it)."""
@@ -252,16 +257,16 @@ class Session:
         self._task.cancel()
         return True
 
-    def _played(self, turn: int) -> dict[str, Any]:
+    def _played(self, turn: int) -> ev.Played:
         """What the user had heard of a turn: chunks whose playback started, and for how long."""
         starts: dict[int, float] = {}
         ends: dict[int, float] = {}
         for e in self.trace.turn_events(turn):
-            if e.type == ev.PLAY_START:
-                starts[e.get("chunk")] = e.t_ms
-            elif e.type == ev.PLAY_END:
-                ends[e.get("chunk")] = e.t_ms
-        return {"chunks": sorted(starts), "ms": round(sum(ends.get(c, s) - s for c, s in starts.items()), 1)}
+            if isinstance(e, ev.PlayStart):
+                starts[e.chunk] = e.t_ms
+            elif isinstance(e, ev.PlayEnd):
+                ends[e.chunk] = e.t_ms
+        return ev.Played(chunks=sorted(starts), ms=round(sum(ends.get(c, s) - s for c, s in starts.items()), 1))
 
     def change_preset(self, preset: Preset, reason: str) -> dict[str, Any]:
         """Applies a new preset from the next turn on, recording what changed in the trace."""
@@ -272,26 +277,26 @@ class Session:
             for key, value in values.items() if before.get(section, {}).get(key) != value
         }
         self.preset = preset
-        self._session_event(ev.CONFIG_CHANGE, reason=reason, changes=changes, preset=preset.name)
+        self._session_event(ev.ConfigChange, reason=reason, changes=changes, preset=preset.name)
         return changes
 
     async def _run_turn(self, state: _TurnState, text: str, input_kind: str) -> TurnMetrics:
         clock = state.clock
         chunker_config = self.preset.chunker
         # session_ms: where this turn's t0 falls on the session clock (session events' clock).
-        clock.emit(ev.TURN_START, clock.t0, text=text, input=input_kind, strategy=chunker_config.strategy,
+        clock.emit(ev.TurnStart, clock.t0, text=text, input=input_kind, strategy=chunker_config.strategy,
                    chunker=dict(vars(chunker_config)), session_ms=round(clock.t0 - self.started_at, 3),
                    # an output that does not play in real time: no playback timing past the first sample
-                   **({} if getattr(self.output, "paced", True) else {"unpaced": True}))
-        for type_, t_ms, data in state.prelude:
-            clock.emit(type_, t_ms, **data)
+                   unpaced=not getattr(self.output, "paced", True))
+        for kind, t_ms, data in state.prelude:
+            clock.emit(kind, t_ms, **data)
         user = Message("user", text)
         tasks: list[asyncio.Task[Any]] = []
         collector.turn_started()
         try:
             await self.tts.begin_turn(clock.turn)
             messages = [Message("system", self.preset.agent.system_prompt), *self.history, user]
-            clock.emit(ev.LLM_REQUEST, now_ms(), provider=self.llm.name, model=self.llm.model,
+            clock.emit(ev.LlmRequest, now_ms(), provider=self.llm.name, model=self.llm.model,
                        messages=len(messages), prompt_chars=sum(len(m.content) for m in messages))
             tasks = [
                 asyncio.create_task(self._produce(state, messages), name="llm+chunker"),
@@ -309,7 +314,7 @@ class Session:
                 current.uncancel()  # we cancelled ourselves on purpose: the turn ends normally
             await self._stop(state, tasks)
             requested = state.cancel_requested_at or now_ms()
-            clock.emit(ev.TURN_CANCELLED, now_ms(), reason=state.cancel_reason or "cancelled",
+            clock.emit(ev.TurnCancelled, now_ms(), reason=state.cancel_reason or "cancelled",
                        stop_ms=round(now_ms() - requested, 3), played=self._played(clock.turn),
                        reply_so_far="".join(state.reply))
             if state.reply:
@@ -318,13 +323,13 @@ class Session:
             await self._stop(state, tasks)
             where = ("llm" if isinstance(exc, LLMError) else "tts" if isinstance(exc, TTSError)
                      else "audio" if isinstance(exc, AudioStalled) else "engine")
-            clock.emit(ev.ERROR, now_ms(), where=where, message=str(exc) or type(exc).__name__)
+            clock.emit(ev.Error, now_ms(), where=where, message=str(exc) or type(exc).__name__)
         finally:
             self._turn = None
             self._resume_generation()
             collector.turn_ended()
         metrics = compute_metrics(self.trace.turn_events(clock.turn))
-        clock.emit(ev.TURN_SUMMARY, now_ms(), metrics=metrics.to_json(),
+        clock.emit(ev.TurnSummary, now_ms(), metrics=metrics.to_json(),
                    budget_misses={k: v[0] for k, v in budget_misses(metrics, self.preset.budgets).items()})
         return metrics
 
@@ -347,7 +352,7 @@ class Session:
         stopped = now_ms()
         for chunk in sorted(state.started - state.ended):
             state.ended.add(chunk)
-            state.clock.emit(ev.PLAY_END, stopped, chunk=chunk, cut=True)
+            state.clock.emit(ev.PlayEnd, stopped, chunk=chunk, cut=True)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -363,7 +368,7 @@ class Session:
         index = 0
         try:
             async for token in self.llm.stream(messages):
-                clock.emit(ev.LLM_TOKEN, token.t_ms, i=index, text=token.text)
+                clock.emit(ev.LlmToken, token.t_ms, i=index, text=token.text)
                 index += 1
                 state.reply.append(token.text)
                 await self._send_chunks(state, chunker.push(token.text, token.t_ms - clock.t0))
@@ -372,7 +377,7 @@ class Session:
             watcher.cancel()
             await asyncio.gather(watcher, return_exceptions=True)
         info = self.llm.info
-        clock.emit(ev.LLM_DONE, now_ms(), tokens=index, **info.to_event(), text="".join(state.reply))
+        clock.emit(ev.LlmDone, now_ms(), tokens=index, **info.to_event(), text="".join(state.reply))
         await self._send_chunks(state, chunker.flush(now_ms() - clock.t0))
         await self.tts.flush()
 
@@ -421,12 +426,12 @@ class Session:
         async with self._send_lock:
             for chunk in chunks:
                 # input_ms: when the token (or deadline) that made the chunker emit arrived.
-                clock.emit(ev.CHUNK, now_ms(), index=chunk.index, text=chunk.text, raw=chunk.raw,
+                clock.emit(ev.Chunk, now_ms(), index=chunk.index, text=chunk.text, raw=chunk.raw,
                            reason=chunk.reason, start_ms=round(chunk.start_ms, 3), input_ms=round(chunk.end_ms, 3),
                            token_start=chunk.token_start, token_end=chunk.token_end)
                 if chunk.text:
                     state.sent_at[chunk.index] = now_ms()
-                    clock.emit(ev.TTS_SEND, state.sent_at[chunk.index], chunk=chunk.index, chars=len(chunk.text))
+                    clock.emit(ev.TtsSend, state.sent_at[chunk.index], chunk=chunk.index, chars=len(chunk.text))
                     if not state.sent_any:
                         state.sent_any = True
                         self._pause_generation()
@@ -441,9 +446,9 @@ class Session:
         async for audio in self.tts.audio():
             if piece == 0:
                 self._resume_generation()
-            clock.emit(ev.TTS_AUDIO, audio.t_ms, chunk=audio.chunk, samples=len(audio.samples),
+            clock.emit(ev.TtsAudio, audio.t_ms, chunk=audio.chunk, samples=len(audio.samples),
                        sample_rate=audio.sample_rate, duration_ms=round(audio.duration_ms, 1),
-                       **({"alignment": audio.alignment} if audio.alignment else {}))
+                       alignment=msgspec.convert(audio.alignment, ev.Alignment) if audio.alignment else None)
             if current_chunk is not None and audio.chunk != current_chunk:
                 self._chunk_audio_complete(state, current_chunk)
             if audio.chunk != current_chunk and audio.chunk in state.sent_at:
@@ -460,7 +465,7 @@ class Session:
             piece += 1
         if current_chunk is not None:
             self._chunk_audio_complete(state, current_chunk)
-        clock.emit(ev.TTS_DONE, now_ms())
+        clock.emit(ev.TtsDone, now_ms())
 
     def _update_lead(self, state: _TurnState) -> None:
         """Tells the chunker how long playback can go on with what is queued, less the TTS's time to
@@ -482,7 +487,7 @@ class Session:
             return
         if state.pieces_done.get(chunk, 0) >= state.pieces_queued.get(chunk, 0) and chunk in state.last_end:
             state.ended.add(chunk)
-            state.clock.emit(ev.PLAY_END, state.last_end[chunk], chunk=chunk)
+            state.clock.emit(ev.PlayEnd, state.last_end[chunk], chunk=chunk)
 
     def _on_playback(self, kind: str, mark: Any, t_ms: float) -> None:
         """Output reports (on the loop thread): a piece started / ended / was cut."""
@@ -493,14 +498,14 @@ class Session:
         if kind == "start":
             if chunk not in state.started:
                 state.started.add(chunk)
-                state.clock.emit(ev.PLAY_START, t_ms, chunk=chunk)
+                state.clock.emit(ev.PlayStart, t_ms, chunk=chunk)
             self._on_piece_start(state, chunk, piece, t_ms)
             return
         state.last_piece_end = t_ms
         state.pieces_done[chunk] = state.pieces_done.get(chunk, 0) + 1
         state.last_end[chunk] = t_ms
         if kind == "cut":
-            state.clock.emit(ev.PLAY_END, t_ms, chunk=chunk, cut=True)
+            state.clock.emit(ev.PlayEnd, t_ms, chunk=chunk, cut=True)
             state.ended.add(chunk)
             return
         self._maybe_end_chunk(state, chunk)
@@ -510,23 +515,23 @@ class Session:
         clock = state.clock
         if (state.last_piece_end is not None and t_ms - state.last_piece_end > PLAYBACK_GAP_MIN_MS
                 and getattr(self.output, "paced", True)):
-            clock.emit(ev.PLAY_GAP, t_ms, chunk=chunk, ms=round(t_ms - state.last_piece_end, 1),
+            clock.emit(ev.PlayGap, t_ms, chunk=chunk, ms=round(t_ms - state.last_piece_end, 1),
                        from_ms=round(state.last_piece_end - clock.t0, 3))
         offset = state.audible_offset.pop((chunk, piece), None)
         if not state.heard and offset is not None:
             state.heard = True
             latency = getattr(self.output, "latency_ms", 0.0)
-            clock.emit(ev.PLAY_SOUND, t_ms + offset + latency, chunk=chunk, silence_ms=round(offset, 1),
+            clock.emit(ev.PlaySound, t_ms + offset + latency, chunk=chunk, silence_ms=round(offset, 1),
                        device_latency_ms=round(latency, 1))
 
     # -- session-level events -----------------------------------------------------------
 
-    def _session_event(self, type_: str, **data: Any) -> None:
-        self.trace.add(ev.TraceEvent(ev.SESSION_TURN, now_ms() - self.started_at, type_, data))
+    def _session_event(self, kind: type[ev.TraceEvent], /, **fields: Any) -> None:
+        self.trace.add(ev.session_event(kind, now_ms() - self.started_at, **fields))
 
     def _on_tts_session(self, action: str, data: dict[str, Any]) -> None:
         state = self._turn
         if state is not None:
-            state.clock.emit(ev.TTS_SESSION, now_ms(), action=action, **data)
+            state.clock.emit(ev.TtsSession, now_ms(), action=action, **data)
         else:
-            self._session_event(ev.TTS_SESSION, action=action, **data)
+            self._session_event(ev.TtsSession, action=action, **data)

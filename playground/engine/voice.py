@@ -49,7 +49,7 @@ from playground.core import events as ev
 from playground.core.clock import now_ms
 from playground.core.metrics import TurnMetrics
 from playground.core.presets import InputConfig
-from playground.engine.session import InputRefused, Session
+from playground.engine.session import InputRefused, Prelude, Session
 from playground.stt.vad import (
     SileroVAD,
     SpeechDetector,
@@ -390,7 +390,7 @@ class VoiceLoop:
             try:
                 text = await self._loop.run_in_executor(self._stt_pool, self.stt.transcribe, utterance.audio)
             except (RuntimeError, ValueError) as exc:  # CTranslate2's errors: one utterance is lost, not the session
-                self.session.trace.add(self._session_event(ev.ERROR, where="stt", message=str(exc)))
+                self._session_event(ev.Error, where="stt", message=str(exc))
                 continue
             finally:
                 self._stt_busy.clear()
@@ -420,7 +420,7 @@ class VoiceLoop:
         task.add_done_callback(self._turn_tasks.discard)
         self.on_turn(text, task)
 
-    def _prelude(self, u: _Utterance, text: str, final_ms: float) -> list[tuple[str, float, dict[str, Any]]]:
+    def _prelude(self, u: _Utterance, text: str, final_ms: float) -> list[Prelude]:
         """The utterance's events for its turn; times in the data are relative to t0 like t_ms."""
         assert u.end is not None and u.audio is not None
         t0 = u.end_detected_ms
@@ -428,13 +428,13 @@ class VoiceLoop:
         def rel(t_ms: float) -> float:
             return round(t_ms - t0, 1)
         return [
-            (ev.VAD_SPEECH_START, u.detected_ms, {"onset_ms": rel(u.start.onset_ms), "mode": self.mode,
+            (ev.VadSpeechStart, u.detected_ms, {"onset_ms": rel(u.start.onset_ms), "mode": self.mode,
                                                   "barge_in": u.barge_in}),
-            *[(ev.STT_INTERIM, t, data) for t, data in u.interims],
-            (ev.VAD_SPEECH_END, t0, {"last_voiced_ms": rel(u.end.last_voiced_ms), "trigger": u.trigger,
+            *[(ev.SttInterim, t, data) for t, data in u.interims],
+            (ev.VadSpeechEnd, t0, {"last_voiced_ms": rel(u.end.last_voiced_ms), "trigger": u.trigger,
                                      "speech_ms": round(u.end.speech_ms, 1),
                                      "end_silence_ms": self.config.end_silence_ms}),
-            (ev.STT_FINAL, final_ms, {"text": text, "audio_ms": round(len(u.audio) * 1000.0 / SAMPLE_RATE, 1),
+            (ev.SttFinal, final_ms, {"text": text, "audio_ms": round(len(u.audio) * 1000.0 / SAMPLE_RATE, 1),
                                       "model": self.stt.model}),
         ]
 
@@ -442,13 +442,13 @@ class VoiceLoop:
         self.state.ignored += 1
         self.state.interim = ""
         speech_ms = round(utterance.end.speech_ms, 1) if utterance.end else None
-        self.session.trace.add(self._session_event(ev.VAD_SPEECH_END, ignored=reason, speech_ms=speech_ms))
+        self._session_event(ev.VadSpeechEnd, ignored=reason, speech_ms=speech_ms)
 
     def _mic_event(self, status: str, **data: Any) -> None:
-        self.session.trace.add(self._session_event(ev.MIC, status=status, mode=self.mode, **data))
+        self._session_event(ev.Mic, status=status, mode=self.mode, **data)
 
-    def _session_event(self, type_: str, **data: Any) -> ev.TraceEvent:
-        return ev.TraceEvent(ev.SESSION_TURN, now_ms() - self.session.started_at, type_, data)
+    def _session_event(self, kind: type[ev.TraceEvent], /, **fields: Any) -> None:
+        self.session.trace.add(ev.session_event(kind, now_ms() - self.session.started_at, **fields))
 
 
 def _joined(frames: list[np.ndarray]) -> np.ndarray | None:

@@ -3,26 +3,28 @@
     export("chrome", "turns.json", header, events)
     export_all("exports/", "session-1", header, events, progress=report)
 
-The header and events are scrubbed of secrets first (`playground.core.scrub`) and laid
-out once (`playground.export.timeline`) for all the formats written from them. Every file
-is written atomically. `progress(stage, fraction)` is called as the work goes (from the
-calling thread: a UI running this in a worker thread hands it over to its own loop).
+`events` is read once to plan the session (`playground.export.layout`: where each turn goes,
+the secrets to scrub), then once per format, each turn laid out as its last event is read: a
+long session is never held whole, neither its events (given a `TraceFile`, they are read
+from disk on each pass) nor what is written of them. Everything written is scrubbed of
+secrets (`playground.core.scrub`) and every file is written atomically. `progress(stage,
+fraction)` is called as the work goes (from the calling thread: a UI running this in a
+worker thread hands it over to its own loop).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from playground.core.events import TraceEvent
 from playground.core.progress import Progress
-from playground.core.scrub import scrub
-from playground.diagnosis.session import SessionDiagnosis, diagnose_trace
+from playground.diagnosis.session import Diagnoser
 from playground.export import chrome, otel, tables
 from playground.export.jsonl import write_trace_jsonl
-from playground.export.timeline import SessionLayout, budgets_of, layout
+from playground.export.layout import Mark, TurnLayout, laid_out, plan_session, runs
 
 
 @dataclass(frozen=True)
@@ -42,28 +44,42 @@ FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
 
 
 class ExportJob:
-    """One trace on its way out: scrubbed, laid out on first use, shared by every format."""
+    """One trace on its way out: planned once, then laid out again by each format as it writes.
+
+    `events` is read once per format and once more to plan: a list, or a `TraceFile`."""
 
     def __init__(self, header: dict[str, Any], events: Iterable[TraceEvent], progress: Progress | None = None,
                  otlp_endpoint: str | None = None) -> None:
-        self.header, self.events = scrub(header, list(events))
+        if iter(events) is events:
+            raise TypeError("an export reads the events more than once: give a list or a TraceFile, not an iterator")
+        self.source_header = header
+        self.events = events
         self.progress = progress
         self.otlp_endpoint = otlp_endpoint
-        self._layout: SessionLayout | None = None
-        self._diagnosis: SessionDiagnosis | None = None
+        self.plan = plan_session(header, events)
+        self._diagnoser: Diagnoser | None = None
 
     @property
-    def layout(self) -> SessionLayout:
-        if self._layout is None:
-            self._layout = layout(self.header, self.events, self.progress)
-        return self._layout
+    def header(self) -> dict[str, Any]:
+        """The session header, scrubbed."""
+        return self.plan.header
+
+    def layouts(self, stage: str = "laying out turns") -> Iterator[TurnLayout | Mark]:
+        """The session laid out anew: its turns, and its own events as marks, in trace order;
+        progress is reported as `stage`."""
+        return laid_out(self.plan, self.events, self.progress, stage)
 
     @property
-    def diagnosis(self) -> SessionDiagnosis:
-        """Every turn's breakdown and findings (the CSV and Markdown tables show them)."""
-        if self._diagnosis is None:
-            self._diagnosis = diagnose_trace(self.header, self.events, budgets_of(self.header))
-        return self._diagnosis
+    def diagnoser(self) -> Diagnoser:
+        """The session's turns learned, one more pass over the events, so that the CSV and Markdown
+        tables diagnose each turn (its breakdown and findings) as they lay it out."""
+        if self._diagnoser is None:
+            diagnoser = Diagnoser(self.header, self.plan.budgets, self.plan.session_events)
+            for run in runs(self.plan, self.events):
+                if isinstance(run, list):
+                    diagnoser.add(run)
+            self._diagnoser = diagnoser
+        return self._diagnoser
 
     def report(self, stage: str, fraction: float) -> None:
         if self.progress is not None:
@@ -71,26 +87,23 @@ class ExportJob:
 
 
 def _jsonl(path: Path, job: ExportJob) -> None:
-    write_trace_jsonl(path, job.header, job.events)
+    write_trace_jsonl(path, job.source_header, job.events)
 
 
 def _chrome(path: Path, job: ExportJob) -> None:
-    chrome.write_chrome(path, job.header, job.layout, job.progress)
+    chrome.write_chrome(path, job.plan, job.layouts("chrome: spans"))
 
 
 def _otel(path: Path, job: ExportJob) -> None:
-    spans = otel.build_spans(job.header, job.layout, job.progress)
-    otel.write_otlp_json(path, spans)
-    if job.otlp_endpoint:
-        otel.send_otlp(job.otlp_endpoint, spans, job.progress)
+    otel.write_otel(path, job.plan, job.layouts("otel: spans"), job.otlp_endpoint, job.progress)
 
 
 def _csv(path: Path, job: ExportJob) -> None:
-    tables.write_csv(path, job.header, job.layout, job.diagnosis)
+    tables.write_csv(path, job.layouts(), job.diagnoser)
 
 
 def _markdown(path: Path, job: ExportJob) -> None:
-    tables.write_markdown(path, job.header, job.layout, job.diagnosis)
+    tables.write_markdown(path, job.plan, job.layouts(), job.diagnoser)
 
 
 _WRITERS: dict[str, Callable[[Path, ExportJob], None]] = {

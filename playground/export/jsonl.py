@@ -11,18 +11,18 @@ One writer for both ways a trace is written, and like every export it holds no s
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from playground.core.events import CONFIG_CHANGE, TTS_SESSION, TURN_SUMMARY, Trace, TraceEvent, header_line
+from playground.core.events import ConfigChange, Trace, TraceEvent, TtsSession, TurnSummary
 from playground.core.scrub import Scrubber, known_secrets
+from playground.core.tracefile import encode_json, header_line
 from playground.export.atomic import atomic_open
 
-# A lone surrogate (text that was never valid Unicode) is written as its JSON escape
-# ("\udce9"), which reads back as the same string, instead of failing the whole write.
-UNENCODABLE = "backslashreplace"
+# Events after which what is buffered is written: the end of a turn, and what a reader of a
+# session cut short most needs (how TTS was reached, the preset in force).
+_FLUSH_AFTER = (TurnSummary, TtsSession, ConfigChange)
 
 
 class JsonlTraceWriter:
@@ -32,26 +32,23 @@ class JsonlTraceWriter:
     changes (never a file write per token on the event loop); `flush` writes whatever is left.
     """
 
-    def __init__(self, file: IO[str], header: dict[str, Any], ahead: Iterable[TraceEvent] = ()) -> None:
+    def __init__(self, file: IO[bytes], header: dict[str, Any], ahead: Iterable[TraceEvent] = ()) -> None:
         """`ahead`: the events to come, when known (a whole trace): their secrets are removed from the start."""
         self._file = file
         self._pending: list[TraceEvent] = []
         self._header = header
         # a preset change may name another key's variable
-        self._config_changes = [e for e in ahead if e.type == CONFIG_CHANGE]
+        self._config_changes = [e for e in ahead if isinstance(e, ConfigChange)]
         self._scrubber = Scrubber(known_secrets(header, self._config_changes))
-        self._write_line(header_line(header))
+        self._file.write(encode_json(self._scrubber.value(header_line(header))) + b"\n")
         self._file.flush()
-
-    def _write_line(self, obj: dict[str, Any]) -> None:
-        self._file.write(json.dumps(self._scrubber.value(obj), ensure_ascii=False) + "\n")
 
     def __call__(self, event: TraceEvent) -> None:
         self._pending.append(event)
-        if event.type == CONFIG_CHANGE:
+        if isinstance(event, ConfigChange):
             self._config_changes.append(event)
             self._scrubber.secrets = known_secrets(self._header, self._config_changes)
-        if event.type in (TURN_SUMMARY, TTS_SESSION, CONFIG_CHANGE):
+        if isinstance(event, _FLUSH_AFTER):
             self.flush()
 
     def follow(self, trace: Trace) -> None:
@@ -62,8 +59,8 @@ class JsonlTraceWriter:
 
     def flush(self) -> None:
         if self._pending and not self._file.closed:
-            for event in self._pending:
-                self._write_line(event.to_json())
+            line = self._scrubber.line
+            self._file.write(b"".join(line(event) + b"\n" for event in self._pending))
             self._file.flush()
             self._pending.clear()
 
@@ -74,14 +71,17 @@ class JsonlTraceWriter:
 
 def open_trace_writer(path: str | Path, header: dict[str, Any]) -> JsonlTraceWriter:
     """A live writer on a new file at `path`; `close()` it when the session ends."""
-    return JsonlTraceWriter(Path(path).open("w", encoding="utf-8", errors=UNENCODABLE), header)
+    return JsonlTraceWriter(Path(path).open("wb"), header)
 
 
 def write_trace_jsonl(path: str | Path, header: dict[str, Any], events: Iterable[TraceEvent]) -> Path:
-    """Writes the session header and `events` to `path`, scrubbed, atomically."""
-    path = Path(path)
-    with atomic_open(path, errors=UNENCODABLE) as f:
+    """Writes the session header and `events` to `path`, scrubbed, atomically. `events` is read
+    twice (first for the preset changes, whose keys are scrubbed from the start): a list or a
+    `TraceFile`, which is read from disk each time rather than held."""
+    if iter(events) is events:
         events = list(events)
+    path = Path(path)
+    with atomic_open(path, "wb") as f:
         writer = JsonlTraceWriter(f, header, ahead=events)
         for event in events:
             writer(event)

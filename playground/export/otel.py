@@ -1,17 +1,21 @@
-"""OpenTelemetry: the session as spans `session` > `turn` > `stt` / `llm` / `chunker` / `tts` /
-`playback`, the last three with one child span per chunk, built with the official SDK.
+"""OpenTelemetry: the session as spans `session` > `turn` > `speech` / `stt` / `chat {model}` /
+`chunker` / `tts` / `playback`, the last three with one child span per chunk, built with the
+official SDK.
 
-The LLM span follows the GenAI semantic conventions (gen_ai.operation.name, provider,
-request model and parameters, usage, finish reasons, time to first chunk). The seed's
-markers are span events, errors set the ERROR status on the span where they happened and
-on the turn. Message text is not exported (the conventions make content opt-in).
+The LLM span follows the GenAI semantic conventions: named `chat {model}`, with
+gen_ai.operation.name, gen_ai.provider.name, request model and parameters, usage, finish
+reasons and time to first chunk. Message text is not exported (the conventions make
+content opt-in). The trace's other events and the seed's markers are span events, each on
+the span of its lane whose time range holds it, else on the turn (a viewer misdraws an
+event outside its span: the turn's `tts.session reuse` comes long before its first TTS
+request); errors set the ERROR status on that span and on the turn.
 
 Timestamps: the trace's milliseconds on the session clock plus the header's `started_at`
 (wall clock, whole seconds), in nanoseconds since the epoch.
 
-Two outputs: an OTLP/JSON file (the protobuf JSON mapping of ExportTraceServiceRequest,
-with trace and span ids as hex as OTLP/JSON requires), and OTLP/HTTP (protobuf) to a
-collector with the SDK's exporter.
+Two outputs, written as the spans are built, a batch at a time: an OTLP/JSON file (the
+protobuf JSON mapping of ExportTraceServiceRequest, with trace and span ids as hex as
+OTLP/JSON requires), and OTLP/HTTP (protobuf) to a collector with the SDK's exporter.
 """
 
 from __future__ import annotations
@@ -23,31 +27,25 @@ import json
 import logging
 import random
 import re
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from playground import __version__
-from playground.core.events import CONFIG_CHANGE, TRACE_VERSION
+from playground.core.events import TRACE_VERSION
 from playground.core.progress import Progress
+from playground.core.tracefile import encode_json
 from playground.export.atomic import atomic_open
-from playground.export.timeline import (
-    CHUNKER,
-    LLM,
-    PLAYBACK,
-    STT,
-    TTS,
-    Mark,
-    SessionLayout,
-    Span,
-    TurnLayout,
-)
+from playground.export.layout import CHUNKER, LLM, PLAYBACK, STT, TTS, Mark, SessionPlan, Span, TurnLayout
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
     from opentelemetry.sdk.trace.id_generator import IdGenerator
+
+# Where finished spans go, a batch at a time: the OTLP/JSON file, a collector.
+SpanSink = Callable[[Sequence["ReadableSpan"]], None]
 
 SERVICE_NAME = "playground"
 BATCH_SPANS = 512  # spans per OTLP/HTTP request, the SDK batch processor's default
@@ -114,13 +112,13 @@ def provider_name(provider: str, base_url: str) -> str:
 
 
 def _llm_attributes(span: Span, llm_config: dict[str, Any], first_chunk_ms: float | None) -> dict[str, Any]:
+    """The LLM span's attributes, as the GenAI semantic conventions name them (gen_ai.provider.name;
+    not gen_ai.system, which it replaces)."""
     args = span.args
     provider = str(args.get("provider") or llm_config.get("provider", "?"))
-    system = provider_name(provider, str(llm_config.get("base_url", "")))
     attrs: dict[str, Any] = {
         "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": system,
-        "gen_ai.system": system,  # the name before gen_ai.provider.name, still what many backends read
+        "gen_ai.provider.name": provider_name(provider, str(llm_config.get("base_url", ""))),
         "gen_ai.request.model": str(args.get("model") or llm_config.get("model", "?")),
     }
     for key, attr in (("temperature", "gen_ai.request.temperature"), ("max_tokens", "gen_ai.request.max_tokens")):
@@ -162,10 +160,21 @@ def _seeded_ids(seed: str) -> IdGenerator:
     return SeededIds()
 
 
-class _SpanWriter:
-    """Creates the SDK spans of one session with the trace's own timestamps."""
+class _Holder:
+    """A span that takes the marks of its lane falling within its time range."""
 
-    def __init__(self, header: dict[str, Any], layout: SessionLayout) -> None:
+    def __init__(self, lane: str, span: Any, start_ms: float, end_ms: float) -> None:
+        self.lane, self.span, self.start_ms, self.end_ms = lane, span, start_ms, end_ms
+
+    def holds(self, mark: Mark) -> bool:
+        return mark.lane == self.lane and self.start_ms <= mark.t_ms <= self.end_ms
+
+
+class _SpanWriter:
+    """Creates the SDK spans of one session with the trace's own timestamps, a turn at a time,
+    and hands them to the sinks in batches of BATCH_SPANS as they finish."""
+
+    def __init__(self, plan: SessionPlan, sinks: Sequence[SpanSink]) -> None:
         from opentelemetry import trace
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -174,19 +183,20 @@ class _SpanWriter:
             InMemorySpanExporter,
         )
 
+        header = plan.header
         self.trace_api = trace
         self.base_ns = epoch_ns(header)
-        self.header = header
-        self.layout = layout
-        seed = json.dumps([header.get("started_at"), header.get("preset", {}).get("name"), len(layout.turns),
-                           layout.end_ms])
+        self.plan = plan
+        self.sinks = sinks
+        seed = json.dumps([header.get("started_at"), header.get("preset", {}).get("name"), plan.turns, plan.end_ms])
         self.provider = TracerProvider(
             resource=Resource.create({"service.name": SERVICE_NAME,
                                       "service.version": str(header.get("playground", ""))}),
             id_generator=_seeded_ids(seed), shutdown_on_exit=False)
-        self.collected = InMemorySpanExporter()
-        self.provider.add_span_processor(SimpleSpanProcessor(self.collected))
+        self.finished = InMemorySpanExporter()
+        self.provider.add_span_processor(SimpleSpanProcessor(self.finished))
         self.tracer = self.provider.get_tracer("playground.export", __version__)
+        self.pending: list[ReadableSpan] = []
 
     def ns(self, ms: float) -> int:
         return self.base_ns + round(ms * 1_000_000)
@@ -196,40 +206,49 @@ class _SpanWriter:
         return self.tracer.start_span(name, context=context, start_time=self.ns(start_ms), attributes=attributes,
                                       **kwargs)
 
-    def add_marks(self, span: Any, marks: Iterable[Mark], turn_span: Any = None) -> None:
+    def add_mark(self, span: Any, mark: Mark, turn_span: Any = None) -> None:
         from opentelemetry.trace import Status, StatusCode
 
-        for mark in marks:
-            span.add_event(mark.name, _attributes(mark.args), timestamp=self.ns(mark.t_ms))
-            if mark.name.startswith("error"):
-                status = Status(StatusCode.ERROR, str(mark.args.get("message", "")))
-                for target in (span, turn_span):
-                    if target is not None:
-                        target.set_status(status)
+        span.add_event(mark.name, _attributes(mark.args), timestamp=self.ns(mark.t_ms))
+        if mark.name.startswith("error"):
+            status = Status(StatusCode.ERROR, str(mark.args.get("message", "")))
+            for target in (span, turn_span):
+                if target is not None:
+                    target.set_status(status)
 
-    def session(self, progress: Progress | None) -> Sequence[ReadableSpan]:
-        header, layout = self.header, self.layout
+    def hand_over(self, everything: bool = False) -> None:
+        """Passes the spans finished so far to the sinks, in whole batches (`everything`: the rest too)."""
+        self.pending.extend(self.finished.get_finished_spans())
+        self.finished.clear()
+        while len(self.pending) >= BATCH_SPANS or (everything and self.pending):
+            batch, self.pending = self.pending[:BATCH_SPANS], self.pending[BATCH_SPANS:]
+            for sink in self.sinks:
+                sink(batch)
+
+    def session(self, layouts: Iterable[TurnLayout | Mark]) -> None:
+        header, plan = self.plan.header, self.plan
         preset = header.get("preset", {})
         providers = header.get("providers", {})
         session = self.start("session", None, 0.0, _attributes({
             "preset": preset.get("name"), "trace_version": header.get("version", TRACE_VERSION),
             "started_at": header.get("started_at"), "llm": providers.get("llm"), "tts": providers.get("tts"),
-            "audio": providers.get("audio"), "turns": len(layout.turns)}, "playground.session."))
-        self.add_marks(session, layout.marks)
+            "audio": providers.get("audio"), "turns": plan.turns}, "playground.session."))
         # The LLM settings in force for each turn: the header's preset, then any config.change before it.
         llm_config = dict(preset.get("llm", {}))
-        changes = sorted((m for m in layout.marks if m.name == CONFIG_CHANGE), key=lambda m: m.t_ms)
-        for index, turn in enumerate(layout.turns):
-            while changes and changes[0].t_ms <= turn.span.start_ms:
-                for key, value in (changes.pop(0).args.get("changes") or {}).items():
+        changes = sorted(plan.config_changes, key=lambda change: change.t_ms)
+        for item in layouts:
+            if isinstance(item, Mark):
+                self.add_mark(session, item)
+                continue
+            while changes and changes[0].t_ms <= item.span.start_ms:
+                for key, value in changes.pop(0).changes.items():
                     if key.startswith("llm."):
                         llm_config[key.removeprefix("llm.")] = value
-            self.turn(session, turn, llm_config)
-            if progress is not None and index % 20 == 19:
-                progress("otel: spans", (index + 1) / len(layout.turns))
-        session.end(end_time=self.ns(layout.end_ms))
+            self.turn(session, item, llm_config)
+            self.hand_over()
+        session.end(end_time=self.ns(plan.end_ms))
         self.provider.shutdown()
-        return self.collected.get_finished_spans()
+        self.hand_over(everything=True)
 
     def turn(self, session: Any, turn: TurnLayout, llm_config: dict[str, Any]) -> None:
         from opentelemetry.trace import SpanKind
@@ -241,44 +260,44 @@ class _SpanWriter:
         attributes.update(_attributes({k: v for k, v in m.to_json().items() if k not in (
             "status", "strategy", "tts_path", "tts_path_reason", "errors", "handoffs")}, "playground.metrics."))
         turn_span = self.start("turn", session, turn.span.start_ms, attributes)
-        # The span each lane's marks go to (a lane without one: the turn), and when it ends.
-        targets: dict[str, tuple[Any, float]] = {}
+        # The spans that take marks, each its lane's within its own time range; any other mark
+        # goes to the turn (a span's events must lie within it for viewers to draw them).
+        holders: list[_Holder] = []
         for lane, name in _GROUPS.items():
             members = [s for s in turn.children if s.lane == lane]
             if members:
-                group = self.start(name, turn_span, min(s.start_ms for s in members), {"playground.chunks": len(members)})
+                start, end = min(s.start_ms for s in members), max(s.end_ms for s in members)
+                group = self.start(name, turn_span, start, {"playground.chunks": len(members)})
                 for member in members:
                     child = self.start(_CHILD_NAMES[lane], group, member.start_ms,
                                        _attributes(member.args, "playground.chunk."))
                     child.end(end_time=self.ns(member.end_ms))
-                targets[lane] = (group, max(s.end_ms for s in members))
+                holders.append(_Holder(lane, group, start, end))
         for span in turn.children:
             if span.lane == LLM:
                 request_ms = span.start_ms - turn.offset_ms
                 first_chunk = None if m.llm_ttft is None else m.llm_ttft - request_ms
-                llm = self.start("llm", turn_span, span.start_ms, _llm_attributes(span, llm_config, first_chunk),
+                attrs = _llm_attributes(span, llm_config, first_chunk)
+                llm = self.start(f"chat {attrs['gen_ai.request.model']}", turn_span, span.start_ms, attrs,
                                  kind=SpanKind.CLIENT)
-                targets[LLM] = (llm, span.end_ms)
-            elif span.lane == STT:
+                holders.append(_Holder(LLM, llm, span.start_ms, span.end_ms))
+            elif span.lane == STT:  # the user's speech, then STT
                 stt = self.start(span.name, turn_span, span.start_ms, _attributes(span.args, "playground.stt."))
-                if STT in targets:  # speech, then stt: the lane's marks go to stt
-                    previous, end = targets[STT]
-                    previous.end(end_time=self.ns(end))
-                targets[STT] = (stt, span.end_ms)
+                holders.append(_Holder(STT, stt, span.start_ms, span.end_ms))
         # Tokens are left out: the LLM span carries their count, 40,000 span events would drown the trace.
-        marks = [mark for mark in turn.marks if mark.name != "token"]
-        self.add_marks(turn_span, (mark for mark in marks if mark.lane not in targets))
-        for lane, (span, end) in targets.items():
-            self.add_marks(span, (mark for mark in marks if mark.lane == lane), turn_span)
-            span.end(end_time=self.ns(end))
+        for mark in turn.marks:
+            if mark.name != "token":
+                holder = next((h for h in holders if h.holds(mark)), None)
+                self.add_mark(holder.span if holder else turn_span, mark, turn_span)
+        for holder in holders:
+            holder.span.end(end_time=self.ns(holder.end_ms))
         turn_span.end(end_time=self.ns(turn.span.end_ms))
 
 
-def build_spans(header: dict[str, Any], layout: SessionLayout, progress: Progress | None = None
-                ) -> Sequence[ReadableSpan]:
-    """The session's spans, finished, with the trace's timestamps."""
+def write_spans(plan: SessionPlan, layouts: Iterable[TurnLayout | Mark], sinks: Sequence[SpanSink]) -> None:
+    """The session's spans, with the trace's timestamps, to each of `sinks` a batch at a time."""
     _require_sdk()
-    return _SpanWriter(header, layout).session(progress)
+    _SpanWriter(plan, sinks).session(layouts)
 
 
 def _hex_ids(request: dict[str, Any]) -> None:
@@ -302,10 +321,31 @@ def otlp_json(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
     return request
 
 
-def write_otlp_json(path: Path, spans: Sequence[ReadableSpan]) -> None:
-    text = json.dumps(otlp_json(spans), ensure_ascii=False, separators=(",", ":"))  # json.dumps: only its one-shot encoder is the C one
-    with atomic_open(path) as f:
-        f.write(text)
+_SPANS = "\0spans\0"  # where the spans go in the request written around them
+
+
+class OtlpJsonFile:
+    """An OTLP/JSON file, one ExportTraceServiceRequest, written a batch of spans at a time:
+    every span of a session has the one resource and scope, written once around them."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+        self.tail: bytes | None = None  # what follows the spans, once the first batch wrote what precedes them
+
+    def __call__(self, spans: Sequence[ReadableSpan]) -> None:
+        request = otlp_json(spans)
+        (resource_spans,) = request["resourceSpans"]
+        (scope_spans,) = resource_spans["scopeSpans"]
+        body = b",".join(encode_json(span, compact=True) for span in scope_spans["spans"])
+        if self.tail is None:
+            scope_spans["spans"] = _SPANS
+            head, self.tail = encode_json(request, compact=True).split(encode_json(_SPANS))
+            self.file.write(head + b"[" + body)
+        else:
+            self.file.write(b"," + body)
+
+    def close(self) -> None:
+        self.file.write(b'{"resourceSpans":[]}' if self.tail is None else b"]" + self.tail)
 
 
 def traces_url(endpoint: str) -> str:
@@ -353,21 +393,51 @@ def _exporter_messages() -> Iterator[_ExporterMessages]:
             lg.propagate = propagate
 
 
-def send_otlp(endpoint: str, spans: Sequence[ReadableSpan], progress: Progress | None = None,
-              timeout_s: float = COLLECTOR_TIMEOUT_S) -> None:
-    """Sends the spans to an OTLP/HTTP collector; raises OSError naming the collector if it fails."""
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk.trace.export import SpanExportResult
+class OtlpSender:
+    """Sends spans to an OTLP/HTTP collector, a batch per request (`with OtlpSender(url) as send:
+    send(spans)`). A failure is kept, and nothing more is sent: `check` raises it, an OSError
+    naming the collector, once whatever else is being written from the same spans is done."""
 
-    url = traces_url(endpoint)
-    exporter = OTLPSpanExporter(endpoint=url, timeout=timeout_s)
-    try:
-        with _exporter_messages() as messages:
-            for start in range(0, len(spans), BATCH_SPANS):
-                if exporter.export(spans[start:start + BATCH_SPANS]) is not SpanExportResult.SUCCESS:
-                    raise OSError(f"OTLP collector {url} did not accept the spans "
-                                  f"({messages.reason()}); is it running and reachable?")
-                if progress is not None:
-                    progress(f"otel: sent to {url}", min(1.0, (start + BATCH_SPANS) / len(spans)))
-    finally:
-        exporter.shutdown()
+    def __init__(self, endpoint: str, timeout_s: float = COLLECTOR_TIMEOUT_S) -> None:
+        self.url = traces_url(endpoint)
+        self.timeout_s = timeout_s
+        self.failure: OSError | None = None
+        self._stack = ExitStack()
+
+    def __enter__(self) -> OtlpSender:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        self.messages = self._stack.enter_context(_exporter_messages())
+        self.exporter = OTLPSpanExporter(endpoint=self.url, timeout=self.timeout_s)
+        self._stack.callback(self.exporter.shutdown)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def __call__(self, spans: Sequence[ReadableSpan]) -> None:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        if self.failure is None and self.exporter.export(spans) is not SpanExportResult.SUCCESS:
+            self.failure = OSError(f"OTLP collector {self.url} did not accept the spans "
+                                   f"({self.messages.reason()}); is it running and reachable?")
+
+    def check(self) -> None:
+        if self.failure is not None:
+            raise self.failure
+
+
+def write_otel(path: Path, plan: SessionPlan, layouts: Iterable[TurnLayout | Mark], endpoint: str | None = None,
+               progress: Progress | None = None) -> None:
+    """The session's spans as an OTLP/JSON file at `path`, and to the collector at `endpoint` if
+    given, as they are built: a long session's spans are never all in memory. The file is written
+    even when the collector fails; then an OSError says so."""
+    sender = OtlpSender(endpoint) if endpoint else None
+    with atomic_open(path, "wb") as f, sender if sender is not None else nullcontext():
+        file = OtlpJsonFile(f)
+        write_spans(plan, layouts, [file, *([sender] if sender else [])])
+        file.close()
+    if sender is not None:
+        sender.check()
+        if progress is not None:
+            progress(f"otel: sent to {sender.url}", 1.0)

@@ -7,15 +7,16 @@ from __future__ import annotations
 import csv
 import dataclasses
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from playground.core.metrics import METRIC_LABELS, TurnMetrics, percentile
 from playground.diagnosis.breakdown import TURN_STAGES
 from playground.diagnosis.findings import SEVERITIES
-from playground.diagnosis.session import SessionDiagnosis
+from playground.diagnosis.session import Diagnoser, TurnDiagnosis, top_settings
 from playground.export.atomic import atomic_open
-from playground.export.timeline import SessionLayout, budgets_of
+from playground.export.layout import Mark, SessionPlan, TurnLayout
 
 # Each turn's breakdown (docs/diagnose.md): its stages, what they add up to, its findings.
 STAGE_COLUMNS = [f"stage_{key}_ms" for key, _, _, _ in TURN_STAGES]
@@ -34,24 +35,30 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def write_csv(path: Path, header: dict[str, Any], layout: SessionLayout, diagnosis: SessionDiagnosis) -> None:
-    diagnosed = {t.turn: t for t in diagnosis.turns}
+def _turns(layouts: Iterable[TurnLayout | Mark]) -> Iterable[TurnLayout]:
+    return (item for item in layouts if isinstance(item, TurnLayout))
+
+
+def _diagnosed(layouts: Iterable[TurnLayout | Mark], diagnoser: Diagnoser) -> Iterator[tuple[TurnLayout, TurnDiagnosis]]:
+    """Each turn laid out, and diagnosed against the whole session (`diagnoser` learned every turn)."""
+    for turn in layouts:
+        if isinstance(turn, TurnLayout):
+            yield turn, diagnoser.diagnose(diagnoser.evidence(turn.events))
+
+
+def write_csv(path: Path, layouts: Iterable[TurnLayout | Mark], diagnoser: Diagnoser) -> None:
     metric_fields = [f.name for f in dataclasses.fields(TurnMetrics)]
     with atomic_open(path, newline="") as f:
         writer = csv.writer(f)
         writer.writerow(CSV_FIELDS)
-        for turn in layout.turns:
+        for turn, d in _diagnosed(layouts, diagnoser):
             m = turn.metrics
             row = [_cell(getattr(m, name)) for name in metric_fields]
             row.append("; ".join(turn.misses))
-            d = diagnosed.get(turn.number)
-            if d is None:
-                row += [""] * (len(STAGE_COLUMNS) + 3)
-            else:
-                b = d.breakdown
-                row += [_cell(b.ms(key)) for key, _, _, _ in TURN_STAGES]
-                row += [_cell(b.total_ms if b.stages else None), b.end_label,
-                        "; ".join(f"{f.severity} {f.code}" for f in d.findings)]
+            b = d.breakdown
+            row += [_cell(b.ms(key)) for key, _, _, _ in TURN_STAGES]
+            row += [_cell(b.total_ms if b.stages else None), b.end_label,
+                    "; ".join(f"{f.severity} {f.code}" for f in d.findings)]
             writer.writerow(row)
 
 
@@ -61,9 +68,11 @@ def _ms(value: float | None) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.1f}"
 
 
-def markdown_summary(header: dict[str, Any], layout: SessionLayout, diagnosis: SessionDiagnosis) -> str:
-    metrics = [turn.metrics for turn in layout.turns]
-    budgets = budgets_of(header)
+def markdown_summary(plan: SessionPlan, layouts: Iterable[TurnLayout | Mark], diagnoser: Diagnoser) -> str:
+    # what the tables need of each turn: its metrics, which budgets it missed, its diagnosis without its events
+    turns = [(turn.metrics, turn.misses, d.without_events()) for turn, d in _diagnosed(layouts, diagnoser)]
+    metrics = [m for m, _, _ in turns]
+    header, budgets = plan.header, plan.budgets
     preset = header.get("preset", {})
     providers = header.get("providers", {})
     statuses = Counter(m.status for m in metrics)
@@ -89,36 +98,36 @@ def markdown_summary(header: dict[str, Any], layout: SessionLayout, diagnosis: S
             continue
         cells = [_ms(percentile(values, p)) for p in PERCENTILES]
         limit = budgets.get(key)
-        misses = sum(1 for turn in layout.turns if key in turn.misses)
+        misses = sum(1 for _, missed, _ in turns if key in missed)
         missed = "–" if limit is None else (f"**{misses}**" if misses else "0")
         lines.append(f"| {label} | {len(values)} | " + " | ".join(cells) + f" | {_ms(limit)} | {missed} |")
-    lines += ["", *_breakdown_lines(diagnosis), ""]
+    lines += ["", *_breakdown_lines([d for _, _, d in turns]), ""]
     return "\n".join(lines)
 
 
-def _breakdown_lines(diagnosis: SessionDiagnosis) -> list[str]:
+def _breakdown_lines(diagnosed: list[TurnDiagnosis]) -> list[str]:
     """Where the wait went: each stage's percentiles, its setting, and in how many turns it was the largest."""
     lines = ["| stage | turns | p50 ms | p90 ms | p99 ms | setting | largest in |",
              "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
-    largest = Counter(s.key for t in diagnosis.turns if (s := t.breakdown.largest()) is not None)
+    largest = Counter(s.key for t in diagnosed if (s := t.breakdown.largest()) is not None)
     for key, label, _, setting in TURN_STAGES:
-        stages = [s for t in diagnosis.turns if (s := t.breakdown.stage(key)) is not None]
+        stages = [s for t in diagnosed if (s := t.breakdown.stage(key)) is not None]
         if not stages:
             continue
         cells = [_ms(percentile([s.ms for s in stages], p)) for p in PERCENTILES]
         owners = sorted({s.setting for s in stages if s.setting}) or [setting]
         lines.append(f"| {label} | {len(stages)} | " + " | ".join(cells)
                      + f" | {', '.join(f'`{o}`' for o in owners)} | {largest[key]} |")
-    counts = Counter(f.severity for t in diagnosis.turns for f in t.findings)
+    counts = Counter(f.severity for t in diagnosed for f in t.findings)
     found = ", ".join(f"{counts[s]} {s}" for s in SEVERITIES if counts[s]) or "none"
     lines += ["", f"**Findings** {found} (`playground diagnose` explains each turn's)"]
-    if diagnosis.top_settings:
+    if settings := top_settings(diagnosed):
         lines.append("**Settings that would save the most** " + ", ".join(
-            f"`{s.setting}` {_ms(s.saving_ms)} ms" for s in diagnosis.top_settings))
+            f"`{s.setting}` {_ms(s.saving_ms)} ms" for s in settings))
     return lines
 
 
-def write_markdown(path: Path, header: dict[str, Any], layout: SessionLayout, diagnosis: SessionDiagnosis) -> None:
-    text = markdown_summary(header, layout, diagnosis)
+def write_markdown(path: Path, plan: SessionPlan, layouts: Iterable[TurnLayout | Mark], diagnoser: Diagnoser) -> None:
+    text = markdown_summary(plan, layouts, diagnoser)
     with atomic_open(path) as f:
         f.write(text)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from playground.core.events import LlmConnection, LlmContext, Usage
 from playground.core.progress import Progress
 
 
@@ -26,30 +27,21 @@ class Token:
 
 @dataclass
 class StreamInfo:
-    """What a provider learned about the last stream (recorded in `llm.done`)."""
+    """What a provider learned about the last stream (recorded in `llm.done`, whose fields say more)."""
 
     finish_reason: str | None = None
-    usage: dict[str, Any] = field(default_factory=dict)
-    # How the request reached a network server, e.g. {"reused": True, "requests": 3, "age_ms": 5012.4}
-    # or {"reused": False, "connect_ms": 0.4}: a new connection on a later turn is a handshake paid again.
-    connection: dict[str, Any] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+    # How the request reached a network server: a new connection on a later turn is a handshake paid again.
+    connection: LlmConnection | None = None
     # Reasoning text streamed apart from the reply (`delta.reasoning_content`): counted, never spoken.
     reasoning_chars: int = 0
-    # What of the conversation the prompt held, where the provider had to fit a context window
-    # (`playground.llm.context`): messages sent, history messages dropped, and at a turn that
-    # dropped more, how many and how ("shift" kept the prompt cache, "block" re-evaluated once).
-    context: dict[str, Any] = field(default_factory=dict)
+    # What of the conversation the prompt held, where the provider had to fit a context window.
+    context: LlmContext | None = None
 
     def to_event(self) -> dict[str, Any]:
-        """The fields of the `llm.done` event; the network ones only when there were any."""
-        data: dict[str, Any] = {"finish_reason": self.finish_reason, "usage": self.usage}
-        if self.connection:
-            data["connection"] = self.connection
-        if self.reasoning_chars:
-            data["reasoning_chars"] = self.reasoning_chars
-        if self.context:
-            data["context"] = self.context
-        return data
+        """The fields of the `llm.done` event it describes."""
+        return {"finish_reason": self.finish_reason, "usage": self.usage, "connection": self.connection,
+                "reasoning_chars": self.reasoning_chars, "context": self.context}
 
 
 class LLMError(RuntimeError):

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal, get_args
 import numpy as np
 from pydantic import Field
 
+from playground.core.events import LlmContext, PromptTokensDetails, Usage
 from playground.core.presets import LLMConfig, Why, settings
 from playground.core.progress import Progress
 from playground.llm.base import LLMError, Message, StreamInfo, Token
@@ -74,15 +75,15 @@ def import_llama_cpp() -> Any:
     return llama_cpp
 
 
-def _usage(cached_before: np.ndarray, ids: np.ndarray, prompt_tokens: int, n_tokens: int) -> dict[str, Any]:
+def _usage(cached_before: np.ndarray, ids: np.ndarray, prompt_tokens: int, n_tokens: int) -> Usage:
     """The usage of one generation in the OpenAI shape: prompt tokens, how many of them the
     prompt cache held (llama.cpp did not evaluate them again), and the tokens generated."""
     common = min(len(cached_before), prompt_tokens)
     differs = np.flatnonzero(cached_before[:common] != ids[:common])
     cached = int(differs[0]) if differs.size else common
     completion = n_tokens - prompt_tokens + 1  # the last token sampled is never evaluated
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion, "total_tokens": prompt_tokens + completion,
-            "prompt_tokens_details": {"cached_tokens": cached}}
+    return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion, total_tokens=prompt_tokens + completion,
+                 prompt_tokens_details=PromptTokensDetails(cached_tokens=cached))
 
 
 class LocalLLM:
@@ -176,7 +177,7 @@ class LocalLLM:
                 finally:
                     completion.close()
                     if prompt_tokens is not None:
-                        info.usage.update(_usage(cached_before, llama.input_ids, prompt_tokens, llama.n_tokens))
+                        info.usage = _usage(cached_before, llama.input_ids, prompt_tokens, llama.n_tokens)
 
         return stream_from_thread(generate, name="llm-local", gate=self.may_generate)
 
@@ -201,15 +202,14 @@ class LocalLLM:
             if how == "block":
                 start = self._window.block_start(history, costs, fixed, budget, plan.start)
         self._window.commit(history, start)
-        context: dict[str, Any] = {"messages": len(history) - start + len(system) + 1, "dropped": start,
-                                   "budget_tokens": budget}
+        context = LlmContext(messages=len(history) - start + len(system) + 1, dropped=start, budget_tokens=budget)
         if how:
-            context.update(trimmed=start - plan.previous_start, how=how)
+            context.trimmed, context.how = start - plan.previous_start, how
         if fixed > budget:
             tokens = self.tokenize(last["content"])
             keep = max(1, budget - (fixed - len(tokens)))
             last["content"] = self.detokenize(tokens[-keep:]).decode("utf-8", "replace")
-            context["truncated_input_tokens"] = len(tokens) - keep
+            context.truncated_input_tokens = len(tokens) - keep
         info.context = context
         return [*system, *history[start:], last]
 

@@ -21,10 +21,12 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import httpx
+import msgspec
 from httpx_sse import EventSource, SSEError
 from pydantic import Field
 
 from playground.core.clock import now_ms
+from playground.core.events import LlmConnection, Usage
 from playground.core.presets import LLMConfig, settings
 from playground.core.progress import Progress
 from playground.llm.base import LLMError, Message, StreamInfo, Token
@@ -63,6 +65,15 @@ def _server_message(body: bytes) -> str:
     if isinstance(error, dict) and error.get("message"):
         return _quote(str(error["message"]))
     return _quote(str(error) if error else text)
+
+
+def _usage(reported: Any) -> Usage:
+    """The server's usage, kept in the OpenAI shape `llm.done` declares; a shape it does not
+    have is recorded as usage unavailable, with why, rather than failing the turn."""
+    try:
+        return msgspec.convert(reported, Usage, strict=False)
+    except msgspec.ValidationError as exc:
+        return Usage(unavailable=f"the server's usage is not in the OpenAI shape ({exc}): {_quote(str(reported))}")
 
 
 def _step_recorder(steps: dict[str, float]):
@@ -219,9 +230,9 @@ class OpenAILLM:
         if not done and info.finish_reason is None:
             raise LLMError(f"{self._where()}: the stream ended after {tokens} tokens without a finish_reason "
                            f"or [DONE]: the reply is cut short")
-        if not info.usage:  # one rule for every server that reports none (llama.cpp's sends no usage chunk)
-            info.usage["unavailable"] = ("the server sent no usage" if self._send_stream_options
-                                         else "the server rejected stream_options.include_usage")
+        if info.usage == Usage():  # one rule for every server that reports none (llama.cpp's sends no usage chunk)
+            info.usage = Usage(unavailable="the server sent no usage" if self._send_stream_options
+                               else "the server rejected stream_options.include_usage")
 
     async def _open_stream(self, messages: list[Message], info: StreamInfo, started: float,
                            first_deadline: float) -> httpx.Response:
@@ -251,7 +262,7 @@ class OpenAILLM:
                 continue
             raise self._status_error(response.status_code, response.headers, body)
 
-    def _connection_info(self, response: httpx.Response, steps: dict[str, float]) -> dict[str, Any]:
+    def _connection_info(self, response: httpx.Response, steps: dict[str, float]) -> LlmConnection:
         stream = response.extensions.get("network_stream")
         now = now_ms()
         connected = "connection.connect_tcp.complete" in steps
@@ -262,11 +273,11 @@ class OpenAILLM:
                 self._connections[stream] = record
         record[1] += 1
         if not connected:
-            return {"reused": True, "requests": int(record[1]), "age_ms": round(now - record[0], 1)}
-        info: dict[str, Any] = {"reused": False, "connect_ms": round(
-            steps["connection.connect_tcp.complete"] - steps["connection.connect_tcp.started"], 3)}
+            return LlmConnection(reused=True, requests=int(record[1]), age_ms=round(now - record[0], 1))
+        info = LlmConnection(reused=False, connect_ms=round(
+            steps["connection.connect_tcp.complete"] - steps["connection.connect_tcp.started"], 3))
         if "connection.start_tls.complete" in steps:
-            info["tls_ms"] = round(steps["connection.start_tls.complete"] - steps["connection.start_tls.started"], 3)
+            info.tls_ms = round(steps["connection.start_tls.complete"] - steps["connection.start_tls.started"], 3)
         return info
 
     def _parse_chunk(self, data: str, info: StreamInfo) -> list[tuple[str, str]]:
@@ -286,7 +297,7 @@ class OpenAILLM:
             # cached_tokens, ...). Groq sends it under x_groq; others in `usage`, null but on the last chunk.
             usage = chunk.get("usage") or (chunk.get("x_groq") or {}).get("usage")
             if usage:
-                info.usage = dict(usage)
+                info.usage = _usage(usage)
             for choice in chunk.get("choices") or []:  # `choices: []` carries only usage
                 if choice.get("finish_reason"):
                     info.finish_reason = choice["finish_reason"]

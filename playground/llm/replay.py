@@ -18,6 +18,7 @@ from pydantic import Field
 from playground.core import events as ev
 from playground.core.clock import now_ms
 from playground.core.presets import LLMConfig, settings
+from playground.core.tracefile import read_trace
 from playground.core.progress import Progress
 from playground.llm.base import LLMError, Message, StreamInfo, Token
 from playground.llm.threaded import stream_from_thread
@@ -33,8 +34,9 @@ class ReplayLLMConfig(LLMConfig):
 
 
 def recorded_tokens(turn_events: Sequence[ev.TraceEvent]) -> list[RecordedToken]:
-    request = next((e.t_ms for e in turn_events if e.type == ev.LLM_REQUEST), 0.0)
-    return [(e.t_ms - request, e.get("text", "")) for e in turn_events if e.type == ev.LLM_TOKEN and e.get("text")]
+    request = ev.first(turn_events, ev.LlmRequest)
+    start = request.t_ms if request else 0.0
+    return [(e.t_ms - start, e.text) for e in turn_events if isinstance(e, ev.LlmToken) and e.text]
 
 
 # A thread woken from a long sleep on an idle core was up to 4 ms late while Piper kept the
@@ -84,7 +86,7 @@ class ReplayLLM:
         if not self.config.trace:
             raise LLMError("replay LLM: no trace given (set llm.trace to a JSONL trace file)")
         try:
-            _, events = ev.read_trace(self.config.trace)
+            _, events = read_trace(self.config.trace, warn=progress)
         except OSError as exc:
             raise LLMError(f"replay LLM: cannot read {self.config.trace}: {exc.strerror}") from None
         except ValueError as exc:

@@ -8,7 +8,7 @@ microphone (Silero VAD, faster-whisper: one Whisper model shared by every call),
 plays into a `CallOutput` that streams 20 ms μ-law frames at real-time rate, a `mark` after
 each chunk, and `clear` when the caller speaks over the reply (barge-in cancels the turn).
 The caller's `mark` echoes are recorded with their round trip. Besides the engine's events,
-the trace holds the `phone.*` events (`playground.phone.events`) that place each turn in the
+the trace holds the `phone.*` events (`playground.core.events`) that place each turn in the
 caller's stream, so a caller can relate its own timing to the agent's.
 """
 
@@ -29,22 +29,11 @@ from playground.core.clock import now_ms
 from playground.core.metrics import TurnMetrics
 from playground.core.presets import Preset
 from playground.engine.build import build_provider
-from playground.engine.session import Session
+from playground.engine.session import Prelude, Session
 from playground.engine.voice import HANDS_FREE, VoiceLoop
 from playground.export.jsonl import JsonlTraceWriter, open_trace_writer
 from playground.phone import dialects as dl
-from playground.phone.events import (
-    PhoneAudioOut,
-    PhoneCall,
-    PhoneClear,
-    PhoneEndOfSpeech,
-    PhoneError,
-    PhoneMark,
-    PhoneMarkEcho,
-    PhoneStop,
-    emit,
-    prelude_entry,
-)
+from playground.phone.events import emit, prelude_entry
 from playground.phone.media import CallInput, CallOutput
 from playground.phone.report import trace_file_name
 from playground.stt.whisper import WhisperSTT
@@ -67,14 +56,14 @@ class CallListener(VoiceLoop):
         self.stt = stt
         self.call_input = source
 
-    def _prelude(self, u: Any, text: str, final_ms: float) -> list[tuple[str, float, dict[str, Any]]]:
+    def _prelude(self, u: Any, text: str, final_ms: float) -> list[Prelude]:
         entries = super()._prelude(u, text, final_ms)
         end_stream = self.call_input.stream_ms_at(u.end.t_ms)
         arrival = self.call_input.arrival_at(end_stream) if end_stream is not None else None
-        eos = PhoneEndOfSpeech(stream_ms=end_stream,
-                               last_voiced_stream_ms=self.call_input.stream_ms_at(u.end.last_voiced_ms),
-                               lag_ms=None if arrival is None else u.end_detected_ms - arrival)
-        return [*entries, prelude_entry(eos, u.end_detected_ms)]
+        eos = prelude_entry(ev.PhoneEndOfSpeech, u.end_detected_ms, stream_ms=end_stream,
+                            last_voiced_stream_ms=self.call_input.stream_ms_at(u.end.last_voiced_ms),
+                            lag_ms=None if arrival is None else u.end_detected_ms - arrival)
+        return [*entries, eos]
 
 
 class AgentCall:
@@ -151,11 +140,11 @@ class AgentCall:
         if self.server.trace_dir is not None:
             self.trace_path = self.server.trace_dir / trace_file_name(self.start.call_id)
             self._writer = open_trace_writer(self.trace_path, session.trace.header)
-            self._writer.follow(session.trace)  # with what opening the session recorded
+            self._writer.follow(session.trace)  # what opening the session recorded, then every event
         session.trace.subscribe(self._on_event)
-        emit(self._session_clock(), PhoneCall(self.dialect.name, self.start.stream_id, self.start.call_id,
-                                              self.start.account_id, self.start.media_format,
-                                              self.start.custom_parameters), now_ms())
+        emit(self._session_clock(), ev.PhoneCall, now_ms(), dialect=self.dialect.name, stream_id=self.start.stream_id,
+             call_id=self.start.call_id, account_id=self.start.account_id, media_format=self.start.media_format,
+             custom_parameters=self.start.custom_parameters)
         self._listener = CallListener(session, preset, self.input, self.server.stt, self._on_turn)
         if not await self._listener.open():
             self._end("session_failed", self._listener.state.reason)
@@ -167,7 +156,8 @@ class AgentCall:
             await self._listener.close()
         if self.session is not None:
             await self.session.close()
-            emit(self._session_clock(), PhoneStop(self.end_reason, self.media_received, self.frames_sent), now_ms())
+            emit(self._session_clock(), ev.PhoneStop, now_ms(), reason=self.end_reason,
+                 media_received=self.media_received, frames_sent=self.frames_sent)
         if self._writer is not None:
             self._writer.close()
         self.server.log(f"call {self.call_id}: ended ({self.end_reason}); {self.media_received} media messages in, "
@@ -228,7 +218,7 @@ class AgentCall:
         if self.errors[kind] == 1:
             self.server.log(f"call {self.call_id}: {kind}: {message}")
         if self.session is not None and self.errors[kind] <= ERRORS_RECORDED_PER_KIND:
-            emit(self._current_clock(), PhoneError(kind, message), now_ms())
+            emit(self._current_clock(), ev.PhoneError, now_ms(), kind=kind, message=message)
         else:
             self.server.rejected.append((kind, message))
 
@@ -263,7 +253,7 @@ class AgentCall:
         """When a turn's first audio frame is on the wire: phone.audio_out in its trace."""
         def on_sent(sent: float) -> None:
             since = None if self.input.last_arrival_ms is None else sent - self.input.last_arrival_ms
-            emit(self._clock(turn), PhoneAudioOut(self.input.received_ms, since), sent)
+            emit(self._clock(turn), ev.PhoneAudioOut, sent, stream_ms=self.input.received_ms, since_ms=since)
         return on_sent
 
     def _on_stop(self) -> None:
@@ -275,32 +265,32 @@ class AgentCall:
         reason = "barge-in" if barge_ins > self._barge_ins_seen else "reply stopped"
         self._barge_ins_seen = barge_ins
         self._send(self.dialect.agent_clear(self.start.stream_id))
-        emit(self._current_clock(), PhoneClear(reason), now_ms())
+        emit(self._current_clock(), ev.PhoneClear, now_ms(), reason=reason)
 
     def _send_mark(self, turn: int, chunk: int) -> None:
         assert self.start is not None
         name = f"{turn}.{chunk}"
         self._marks_sent[name] = now_ms()
         self._send(self.dialect.agent_mark(self.start.stream_id, name))
-        emit(self._clock(turn), PhoneMark(name, chunk), now_ms())
+        emit(self._clock(turn), ev.PhoneMark, now_ms(), name=name, chunk=chunk)
 
     def _mark_echoed(self, name: str, arrival: float) -> None:
         sent = self._marks_sent.pop(name, None)
         if sent is None:
             self._error(dl.UNKNOWN_EVENT, f"an echo of mark {name!r}, which this agent did not send")
             return
-        emit(self._clock(int(name.split(".")[0])), PhoneMarkEcho(name, arrival - sent), arrival)
+        emit(self._clock(int(name.split(".")[0])), ev.PhoneMarkEcho, arrival, name=name, rtt_ms=arrival - sent)
 
     # -- the session's trace ----------------------------------------------------------------
 
     def _on_event(self, event: ev.TraceEvent) -> None:
-        if event.type == ev.TURN_START:
+        if isinstance(event, ev.TurnStart):
             assert self.session is not None
             self._clocks[event.turn] = ev.TurnClock(self.session.trace, event.turn,
-                                                    self.session.started_at + event.get("session_ms", 0.0))
-        elif event.type == ev.PLAY_END and not event.get("cut"):
+                                                    self.session.started_at + (event.session_ms or 0.0))
+        elif isinstance(event, ev.PlayEnd) and not event.cut:
             # after this event is recorded, so the mark's own event follows it in the trace
-            asyncio.get_running_loop().call_soon(self._send_mark, event.turn, event.get("chunk"))
+            asyncio.get_running_loop().call_soon(self._send_mark, event.turn, event.chunk)
 
     def _clock(self, turn: int) -> ev.TurnClock:
         return self._clocks.get(turn) or self._session_clock()

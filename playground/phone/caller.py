@@ -41,11 +41,11 @@ import aiohttp
 import numpy as np
 
 from playground import __version__
-from playground.core import events as ev
 from playground.audio.input import StreamResampler
+from playground.core import events as ev
 from playground.core.clock import now_ms
-from playground.export.jsonl import open_trace_writer
 from playground.data import find
+from playground.export.jsonl import open_trace_writer
 from playground.phone import dialects as dl
 from playground.phone.codec import (
     FRAME_BYTES,
@@ -58,24 +58,7 @@ from playground.phone.codec import (
     ulaw_decode,
     ulaw_encode,
 )
-from playground.phone.events import (
-    CallAgentAudible,
-    CallAgentAudio,
-    CallAgentSpeech,
-    CallAgentStopped,
-    CallAgentTurn,
-    CallBargeIn,
-    CallClear,
-    CallDial,
-    CallError,
-    CallGreeting,
-    CallHangup,
-    CallLine,
-    CallMark,
-    CallReplyEnd,
-    CallTranscript,
-    emit,
-)
+from playground.phone.events import emit
 from playground.phone.network import DelayLine, NetworkProfile
 from playground.phone.report import Stages, agent_turns, read_agent_trace, stages, trace_file_name
 
@@ -593,8 +576,9 @@ class Call:
         await self._uplink.put(self.dialect.connected())
         await self._uplink.put(self.dialect.start(self._next_sequence(), self.stream_id, self.call_id, self.account_id))
         self._start_sent_ms = now_ms()
-        emit(self.session_clock, CallDial(self.options.url, self.dialect.name, self.stream_id, self.call_id,
-                                          connect_ms, self.trace.header["call"]["network"]), self._start_sent_ms)
+        emit(self.session_clock, ev.CallDial, self._start_sent_ms, url=self.options.url, dialect=self.dialect.name,
+             stream_id=self.stream_id, call_id=self.call_id, connect_ms=connect_ms,
+             network=self.trace.header["call"]["network"])
 
     def _next_sequence(self) -> int:
         self._sequence += 1
@@ -632,10 +616,10 @@ class Call:
         if self.options.agent_traces is not None and self._turns:
             await self._read_agent_trace(self.options.agent_traces / trace_file_name(self.call_id))
         if self._greeting_audible_ms is not None:
-            emit(self.session_clock, CallGreeting(self._greeting_first_audio_ms - self._start_sent_ms,
-                                                  self._greeting_heard_ms), self._greeting_audible_ms)
-        emit(self.session_clock, CallHangup(self.reason, len(self._turns), len(self._frame_sent_at),
-                                            self._media_received), now_ms())
+            emit(self.session_clock, ev.CallGreeting, self._greeting_audible_ms,
+                 first_audio_ms=self._greeting_first_audio_ms - self._start_sent_ms, heard_ms=self._greeting_heard_ms)
+        emit(self.session_clock, ev.CallHangup, now_ms(), reason=self.reason, turns=len(self._turns),
+             frames_sent=len(self._frame_sent_at), media_received=self._media_received)
         if self._writer is not None:
             self._writer.close()
 
@@ -650,8 +634,9 @@ class Call:
                               [t.t0 for t in self._turns], self._frame_sent_at, agent_turns(events))
         for turn, cut in zip(self._turns, self._stages):
             if cut is not None:
-                emit(turn.clock, CallAgentTurn(cut.agent_turn, cut.eos_ms, cut.agent_ms, cut.net_ms, cut.eos_net_ms,
-                                               cut.residual_ms, cut.metrics), now_ms())
+                emit(turn.clock, ev.CallAgentTurn, now_ms(), agent_turn=cut.agent_turn, eos_ms=cut.eos_ms,
+                     agent_ms=cut.agent_ms, net_ms=cut.net_ms, eos_net_ms=cut.eos_net_ms,
+                     residual_ms=cut.residual_ms, metrics=cut.metrics)
 
     def _result(self) -> CallResult:
         turns = [r for r in self._results if r is not None]
@@ -752,9 +737,10 @@ class Call:
 
     def _line_said(self, turn: _Turn, onset: float, speech_ms: float, start_stream_ms: float) -> None:
         line = turn.line
-        turn.clock.emit(ev.TURN_START, turn.t0, text=line.text, input="call")
-        emit(turn.clock, CallLine(line.text, line.source, speech_ms, start_stream_ms, turn.end_stream_ms,
-                                  line.barge_in_after_ms), onset)
+        turn.clock.emit(ev.TurnStart, turn.t0, text=line.text, input="call")
+        emit(turn.clock, ev.CallLine, onset, text=line.text, source=line.source, speech_ms=speech_ms,
+             start_stream_ms=start_stream_ms, end_stream_ms=turn.end_stream_ms,
+             barge_in_after_ms=line.barge_in_after_ms)
 
     def _on_onset(self, line: Line, onset: float) -> None:
         turn = self._turn
@@ -762,7 +748,8 @@ class Call:
             return
         turn.barge_onset_ms = onset
         missed = line.barge_in_after_ms is not None and self._heard_in_reply() < line.barge_in_after_ms
-        emit(turn.clock, CallBargeIn(self._heard_in_reply(), line.barge_in_after_ms, missed), onset)
+        emit(turn.clock, ev.CallBargeIn, onset, heard_ms=self._heard_in_reply(), after_ms=line.barge_in_after_ms,
+             missed=missed)
 
     async def _sleep(self, ms: float) -> None:
         await self._wait(lambda: False, ms)
@@ -903,7 +890,8 @@ class Call:
         if turn.first_audible_ms is None:
             turn.first_audible_ms = audible_at
             peak = float(np.max(np.abs(samples.astype(np.int32))))
-            emit(turn.clock, CallAgentAudible(20 * math.log10(peak / 32768.0), turn.silent_heard_ms), audible_at)
+            emit(turn.clock, ev.CallAgentAudible, audible_at, peak_db=20 * math.log10(peak / 32768.0),
+                 silent_ms=turn.silent_heard_ms)
         turn.last_audible_ms = now + (last_loud + 1) * 1000.0 / RATE
 
     # -- the agent's messages --------------------------------------------------------------------
@@ -974,7 +962,7 @@ class Call:
         if turn.first_audio_ms is None:
             turn.first_audio_ms = arrival
             turn.first_audio_bytes = size
-            emit(turn.clock, CallAgentAudio(size), arrival)
+            emit(turn.clock, ev.CallAgentAudio, arrival, payload_bytes=size)
 
     def _cleared(self, arrival: float, dropped: int, marks: int) -> None:
         turn = self._turn_at(arrival)
@@ -983,7 +971,7 @@ class Call:
         turn.continues = False
         if turn.barge_onset_ms is not None and turn.clear_ms is None:
             turn.clear_ms = arrival
-        emit(turn.clock, CallClear(dropped * 1000.0 / RATE, marks), arrival)
+        emit(turn.clock, ev.CallClear, arrival, dropped_ms=dropped * 1000.0 / RATE, marks_returned=marks)
 
     async def _echo_mark(self, name: str, received: float, by: str) -> None:
         assert self._uplink is not None
@@ -994,14 +982,14 @@ class Call:
         turn = self._turn_at(echoed)
         if turn is not None:
             turn.marks += 1
-            emit(turn.clock, CallMark(name, received - turn.t0, by), echoed)
+            emit(turn.clock, ev.CallMark, echoed, name=name, received_ms=received - turn.t0, by=by)
 
     def _agent_speech(self, onset_ms: float, last_voiced_ms: float, speech_ms: float) -> None:
         turn = next((t for t in reversed(self._turns) if t.t0 <= onset_ms), None)
         if turn is None:
             return  # the greeting's
         turn.speech_ms += speech_ms
-        emit(turn.clock, CallAgentSpeech(onset_ms - turn.t0, speech_ms), last_voiced_ms)
+        emit(turn.clock, ev.CallAgentSpeech, last_voiced_ms, start_ms=onset_ms - turn.t0, speech_ms=speech_ms)
 
     # -- errors and the end of a turn ------------------------------------------------------------
 
@@ -1017,7 +1005,7 @@ class Call:
 
     def _session_error(self, kind: str, message: str) -> None:
         if not self._session_errors[kind]:
-            emit(self.session_clock, CallError(kind, message, 1), now_ms())
+            emit(self.session_clock, ev.CallError, now_ms(), kind=kind, message=message, count=1)
             self.print("error", f"{kind}: {message}")
         self._session_errors[kind] += 1
 
@@ -1029,19 +1017,20 @@ class Call:
         if turn.barge_onset_ms is not None:
             onset = turn.barge_onset_ms
             heard_after = turn.last_audible_ms if turn.last_audible_ms is not None and turn.last_audible_ms > onset else None
-            stopped = CallAgentStopped(
-                0.0 if heard_after is None else heard_after - onset,
-                None if turn.clear_ms is None else turn.clear_ms - onset,
-                None if turn.last_media_ms is None or turn.last_media_ms < onset else turn.last_media_ms - onset)
-            emit(turn.clock, stopped, heard_after or onset)
+            stopped = emit(
+                turn.clock, ev.CallAgentStopped, heard_after or onset,
+                stop_ms=0.0 if heard_after is None else heard_after - onset,
+                clear_ms=None if turn.clear_ms is None else turn.clear_ms - onset,
+                audio_stop_ms=None if turn.last_media_ms is None or turn.last_media_ms < onset
+                else turn.last_media_ms - onset)
         underruns = 0
         if turn.first_tick is not None and turn.last_tick is not None:
             underruns = (turn.last_tick - turn.first_tick + 1) - turn.heard_frames
-        emit(turn.clock, CallReplyEnd(turn.received_bytes * 1000.0 / RATE, turn.heard_frames * FRAME_MS, underruns),
-             turn.last_audible_ms or end)
+        emit(turn.clock, ev.CallReplyEnd, turn.last_audible_ms or end, received_ms=turn.received_bytes * 1000.0 / RATE,
+             heard_ms=turn.heard_frames * FRAME_MS, underruns=underruns)
         self._finishing.append(asyncio.create_task(self._summarize(turn, underruns, stopped)))
 
-    async def _summarize(self, turn: _Turn, underruns: int, stopped: CallAgentStopped | None) -> None:
+    async def _summarize(self, turn: _Turn, underruns: int, stopped: ev.CallAgentStopped | None) -> None:
         transcript = ""
         if turn.transcribing is not None and turn.transcribing[0] != len(turn.audio):
             turn.transcribing = None  # the reply went on after it was thought over: all of it, then
@@ -1052,9 +1041,10 @@ class Call:
                 transcript = await future
             except (RuntimeError, ValueError) as exc:
                 self._error("stt", f"could not transcribe the reply: {exc}", turn)
-            emit(turn.clock, CallTranscript(transcript, frames * FRAME_MS, now_ms() - started), now_ms())
+            emit(turn.clock, ev.CallTranscript, now_ms(), text=transcript, audio_ms=frames * FRAME_MS,
+                 took_ms=now_ms() - started)
         for kind, count in turn.errors.items():
-            emit(turn.clock, CallError(kind, turn.error_messages[kind], count), now_ms())
+            emit(turn.clock, ev.CallError, now_ms(), kind=kind, message=turn.error_messages[kind], count=count)
         metrics = CallTurnMetrics(
             turn.number, turn.line.text, "error" if turn.errors else "ok",
             turn.rel(turn.first_audio_ms), turn.rel(turn.first_audible_ms), turn.speech_ms or None,
@@ -1062,7 +1052,7 @@ class Call:
             None if stopped is None else stopped.stop_ms, None if stopped is None else stopped.clear_ms, underruns, turn.marks, transcript,
             [f"{kind}: {turn.error_messages[kind]}" + (f" (x{n})" if n > 1 else "") for kind, n in turn.errors.items()],
             dict(turn.errors))
-        turn.clock.emit(ev.TURN_SUMMARY, now_ms(), metrics=metrics.to_json())
+        turn.clock.emit(ev.TurnSummary, now_ms(), metrics=metrics.to_json())
         self._results[turn.number - 1] = metrics
         turn.audio = []
         if transcript:

@@ -30,8 +30,8 @@ from typing import Any
 
 from playground.core import events as ev
 from playground.core.metrics import percentile
+from playground.core.tracefile import read_trace
 from playground.phone.codec import FRAME_MS
-from playground.phone.events import PhoneAudioOut, PhoneEndOfSpeech, PhoneStop
 
 CALL_LABELS = {
     "first_audio": "FIRST_AUDIO",
@@ -80,9 +80,8 @@ def percentile_rows(metrics: Sequence[Any], keys: Sequence[str] = ROW_METRICS) -
 @dataclass
 class AgentTurn:
     turn: int
-    eos: dict[str, Any] | None  # phone.eos fields
-    audio_out_ms: float | None  # t0 -> first frame sent
-    audio_out: dict[str, Any] | None  # phone.audio_out fields
+    eos: ev.PhoneEndOfSpeech | None
+    audio_out: ev.PhoneAudioOut | None  # its t_ms: t0 -> first frame sent
     metrics: dict[str, Any]
 
 
@@ -120,11 +119,9 @@ def agent_turns(events: Sequence[ev.TraceEvent]) -> list[AgentTurn]:
     for number, events_of_turn in sorted(ev.events_by_turn(events).items()):
         if number == ev.SESSION_TURN:
             continue
-        eos = next((e for e in events_of_turn if e.type == PhoneEndOfSpeech.TYPE), None)
-        out = next((e for e in events_of_turn if e.type == PhoneAudioOut.TYPE), None)
-        summary = next((e for e in events_of_turn if e.type == ev.TURN_SUMMARY), None)
-        turns.append(AgentTurn(number, eos.data if eos else None, out.t_ms if out else None,
-                               out.data if out else None, summary.get("metrics", {}) if summary else {}))
+        summary = ev.first(events_of_turn, ev.TurnSummary)
+        turns.append(AgentTurn(number, ev.first(events_of_turn, ev.PhoneEndOfSpeech),
+                               ev.first(events_of_turn, ev.PhoneAudioOut), summary.metrics if summary else {}))
     return turns
 
 
@@ -135,10 +132,10 @@ async def read_agent_trace(path: Path, timeout_s: float = AGENT_TRACE_WAIT_S) ->
     while True:
         if path.is_file():
             try:
-                _header, events = ev.read_trace(path)
+                _header, events = read_trace(path)
             except ValueError:  # a line being written
                 events = []
-            if any(e.type == PhoneStop.TYPE for e in events):
+            if any(isinstance(e, ev.PhoneStop) for e in events):
                 return events
         if asyncio.get_running_loop().time() >= deadline:
             return None
@@ -152,23 +149,25 @@ def stages(turn_ends: Sequence[float], first_audio: Sequence[float | None], t0s:
     result: list[Stages | None] = []
     for index, end_ms in enumerate(turn_ends):
         next_end = turn_ends[index + 1] if index + 1 < len(turn_ends) else float("inf")
-        match = next((a for a in agent if a.eos and a.eos.get("stream_ms") is not None
-                      and end_ms <= a.eos["stream_ms"] < next_end), None)
+        match = next((a for a in agent if a.eos and a.eos.stream_ms is not None
+                      and end_ms <= a.eos.stream_ms < next_end), None)
         if match is None:
             result.append(None)
             continue
         received = first_audio[index]
         first = None if received is None else received - t0s[index]
-        eos = match.eos or {}
-        eos_ms = None if eos.get("lag_ms") is None else eos["stream_ms"] - end_ms + eos["lag_ms"]
+        eos = match.eos
+        assert eos is not None and eos.stream_ms is not None
+        eos_ms = None if eos.lag_ms is None else eos.stream_ms - end_ms + eos.lag_ms
         net_ms = None
-        out = match.audio_out or {}
-        position, since = out.get("stream_ms"), out.get("since_ms")
+        out = match.audio_out
+        position, since = (out.stream_ms, out.since_ms) if out is not None else (None, None)
         if received is not None and position is not None and since is not None:
             frame = round(position / FRAME_MS) - 1
             if 0 <= frame < len(frame_sent_at):
                 net_ms = received - frame_sent_at[frame] - since
-        result.append(Stages(index + 1, match.turn, first, match.audio_out_ms, eos_ms, net_ms, match.metrics))
+        result.append(Stages(index + 1, match.turn, first, out.t_ms if out is not None else None, eos_ms, net_ms,
+                             match.metrics))
     return result
 
 

@@ -43,7 +43,7 @@ from playground.ui.preset_picker import PresetPicker, needs_new_session
 from playground.ui.prompt_editor import PromptEdit, PromptEditor
 from playground.ui.rechunk import RechunkScreen
 from playground.ui.status import StatusBar, TTSState, mic_text
-from playground.ui.timeline import Timeline
+from playground.core.timeline import Timeline
 from playground.ui.waterfall import Waterfall
 
 if TYPE_CHECKING:
@@ -343,21 +343,21 @@ class PlaygroundApp(App):
         if end > self._seen:
             for event in events[self._seen:end]:
                 self.timeline.add(event)
-                if event.type == ev.TURN_START and self._compare_with is not None:
+                if isinstance(event, ev.TurnStart) and self._compare_with is not None:
                     self.waterfall.compare(self._compare_with, event.turn)
                     self._compare_with = None
                 self.conversation.add(event)
                 self.status.add(event)
                 self.loading.add(event)
-                if event.type == ev.TURN_SUMMARY:
+                if isinstance(event, ev.TurnSummary):
                     budgets = self.session.preset.budgets if self.session else self.budgets
                     turn_events = trace.turn_events(event.turn)
                     self.table.set_turn(compute_metrics(turn_events), budgets)
                     self._diagnose(trace, turn_events, budgets)
-                elif event.type == ev.TTS_SESSION and event.get("action") == "fallback":
-                    self.notify_plain(f"TTS fell back to REST: {event.get('reason')}", severity="error", timeout=10)
-                elif event.type == ev.ERROR:
-                    self.notify_plain(f"{event.get('where')}: {event.get('message')}", severity="error", timeout=10)
+                elif isinstance(event, ev.TtsSession) and event.action == "fallback":
+                    self.notify_plain(f"TTS fell back to REST: {event.reason}", severity="error", timeout=10)
+                elif isinstance(event, ev.Error):
+                    self.notify_plain(f"{event.where}: {event.message}", severity="error", timeout=10)
             self._seen = end
             self.status.redraw()
         if self.loading.display:
@@ -562,6 +562,6 @@ def run_app(preset: Preset, audio: str | None = None, wav_path: str | None = Non
     PlaygroundApp(preset, audio=audio, wav_path=wav_path, trace_path=trace_path).run()
 
 
-def view_trace(path: str, preset: Preset) -> None:
-    """Shows a recorded trace in the TUI, read-only."""
-    PlaygroundApp(preset, view=ev.read_trace(path), view_name=str(path)).run()
+def view_trace(path: str, trace: tuple[dict, list[ev.TraceEvent]], preset: Preset) -> None:
+    """Shows a recorded trace (`path`, read: header and events) in the TUI, read-only."""
+    PlaygroundApp(preset, view=trace, view_name=str(path)).run()

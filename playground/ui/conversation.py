@@ -42,24 +42,22 @@ class TurnText:
 
     def add(self, event: ev.TraceEvent) -> None:
         """Takes in one event; text from the user, the model or a trace is kept `visible` (escaped)."""
-        kind = event.type
-        if kind == ev.TURN_START:
-            self.user = visible(event.get("text", ""))
-        elif kind == ev.LLM_TOKEN:
-            self.tokens.append(visible(event.get("text", "")))
-        elif kind == ev.CHUNK:
-            self.chunks.append((visible(event.get("raw", "")), event.get("reason", "")))
-        elif kind == ev.TTS_AUDIO:
-            chunk = event.get("chunk")
-            self.audio_ms[chunk] = self.audio_ms.get(chunk, 0.0) + event.get("duration_ms", 0.0)
-        elif kind == ev.PLAY_START:
-            self.play_start[event.get("chunk")] = event.t_ms
-        elif kind == ev.PLAY_END:
-            self.played.add(event.get("chunk"))
-        elif kind == ev.TURN_CANCELLED:
-            self.status = visible(f"cancelled: {event.get('reason')}")
-        elif kind == ev.ERROR:
-            self.status = visible(f"error: {event.get('where')}: {event.get('message')}")
+        if isinstance(event, ev.LlmToken):
+            self.tokens.append(visible(event.text))
+        elif isinstance(event, ev.TurnStart):
+            self.user = visible(event.text)
+        elif isinstance(event, ev.Chunk):
+            self.chunks.append((visible(event.raw), event.reason))
+        elif isinstance(event, ev.TtsAudio):
+            self.audio_ms[event.chunk] = self.audio_ms.get(event.chunk, 0.0) + event.duration_ms
+        elif isinstance(event, ev.PlayStart):
+            self.play_start[event.chunk] = event.t_ms
+        elif isinstance(event, ev.PlayEnd):
+            self.played.add(event.chunk)
+        elif isinstance(event, ev.TurnCancelled):
+            self.status = visible(f"cancelled: {event.reason}")
+        elif isinstance(event, ev.Error):
+            self.status = visible(f"error: {event.where}: {event.message}")
 
     @property
     def playing(self) -> bool:

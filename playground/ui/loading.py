@@ -55,20 +55,19 @@ class LoadingBar(Horizontal):
         return bool(self.components) and all(c.state == "ready" for c in self.components.values())
 
     def add(self, event: ev.TraceEvent) -> None:
-        if event.type != ev.SESSION_LOAD:
+        if not isinstance(event, ev.SessionLoad):
             return
-        name = event.get("component", "?")
-        state = event.get("state", "loading")
+        name, state = event.component, event.state
         if state == "loading":
-            self.components[name] = _Component(event.get("provider", "?"), state, now_ms())
+            self.components[name] = _Component(event.provider, state, now_ms())
             self.display = True  # a component loading later (speech recognition) shows again
             return
         if state == "progress":
             if name in self.components:
-                self.components[name].detail = event.get("message", "")
+                self.components[name].detail = event.message or ""
             return
-        component = self.components.setdefault(name, _Component(event.get("provider", "?"), state, now_ms()))
-        component.state, component.took_ms = state, event.get("ms")
+        component = self.components.setdefault(name, _Component(event.provider, state, now_ms()))
+        component.state, component.took_ms = state, event.ms
         ready = sum(c.state == "ready" for c in self.components.values())
         bar = self.query_one(ProgressBar)
         bar.update(total=len(self.components), progress=ready)

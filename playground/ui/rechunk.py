@@ -17,6 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from playground.chunking.compare import Rechunked, rechunk_all, turn_tokens
+from playground.core import events as ev
 from playground.core.formatting import format_ms
 from playground.engine.runner import EngineThread
 from playground.engine.session import Session
@@ -49,9 +50,11 @@ class RechunkScreen(ModalScreen[None]):
         self.session = session
         self.engine = engine
         self.turn = turn
-        tokens, done = turn_tokens(session.trace.turn_events(turn))
+        events = session.trace.turn_events(turn)
+        tokens, done = turn_tokens(events)
         self.results = rechunk_all(tokens, done, session.preset.chunker)
-        self.used = next((e.get("strategy") for e in session.trace.turn_events(turn) if e.type == "turn.start"), None)
+        start = ev.first(events, ev.TurnStart)
+        self.used = start.strategy if start else None
 
     def compose(self) -> ComposeResult:
         with Vertical():

@@ -25,17 +25,17 @@ class TTSState:
         self.rest_by_choice = False  # the preset asks for REST (persistent = false)
         self.recorded = False  # a recorded trace: times from the trace, not the wall clock
 
-    def add(self, event: ev.TraceEvent) -> None:
-        action = event.get("action")
+    def add(self, event: ev.TtsSession) -> None:
+        action = event.action
         if action == "open":
             self.state = "open"
             self.opened_wall = f"+{event.t_ms / 1000:.1f}s" if self.recorded else time.strftime("%H:%M:%S")
         elif action == "reuse":
-            self.turns_served = event.get("turns_served", self.turns_served + 1)
-            self.rest_by_choice = str(event.get("reason", "")).startswith("preset:")
+            self.turns_served = event.turns_served if event.turns_served is not None else self.turns_served + 1
+            self.rest_by_choice = (event.reason or "").startswith("preset:")
             # Each turn starts on whatever path the session has now: a later turn back on
             # the persistent connection clears the red FALLBACK (the count stays).
-            if event.get("path") != "fallback_rest":
+            if event.path != "fallback_rest":
                 self.state = "open"
         elif action == "disconnect" and self.state == "open":
             self.state = "reconnecting"  # a fallback stays shown: it is the worse news
@@ -46,7 +46,7 @@ class TTSState:
         elif action == "fallback":
             self.state = "fallback"
             self.fallbacks += 1
-            self.fallback_reason = visible(event.get("reason") or "no reason given")
+            self.fallback_reason = visible(event.reason or "no reason given")
         elif action == "warning":
             self.warnings += 1
         elif action == "close":
@@ -124,7 +124,7 @@ class StatusBar(Static):
         self._shown: Text | None = None
 
     def add(self, event: ev.TraceEvent) -> None:
-        if event.type == ev.TTS_SESSION:
+        if isinstance(event, ev.TtsSession):
             self.tts.add(event)
 
     def _parts(self) -> list[list[Text | None]]:

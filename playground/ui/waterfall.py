@@ -34,7 +34,7 @@ from textual.strip import Strip
 
 from playground.core.formatting import REASON_COLORS, visible
 from playground.core.metrics import METRIC_LABELS
-from playground.ui.timeline import CANCELLED, ERROR, OK, RUNNING, Timeline, TurnTimeline
+from playground.core.timeline import CANCELLED, ERROR, OK, RUNNING, Timeline, TurnTimeline
 
 if TYPE_CHECKING:
     from playground.diagnosis.session import TurnDiagnosis

@@ -59,5 +59,5 @@ async def test_a_question_played_into_the_sink_is_answered_aloud():
     assert metrics.status == "ok"  # its own voice on the monitor did not barge in
     assert metrics.first_play is not None and metrics.user_latency is not None
     assert voice.state.barge_ins == 0 and voice.state.ignored == 0
-    played = [e for e in session.trace.turn_events(1) if e.type == ev.PLAY_END and not e.get("cut")]
+    played = [e for e in session.trace.turn_events(1) if isinstance(e, ev.PlayEnd) and not e.cut]
     assert played  # the spoken reply went to the device

@@ -128,3 +128,17 @@ def test_a_benchmark_runs_from_its_shipped_data_and_writes_json(tmp_path):
     assert results["turns"] == 10 and results["over_target"] == []
     assert set(results["formats"]) == {"jsonl", "chrome", "otel", "csv", "markdown", "all"}
     assert all(f["median_s"] > 0 for f in results["formats"].values())
+
+
+def test_the_long_export_benchmark_measures_each_export_in_a_process_of_its_own(tmp_path):
+    out = tmp_path / "export_long.json"
+    result = subprocess.run([sys.executable, "-m", "playground.bench.export_long", "--turns", "20", "--json", str(out)],
+                            check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("## Export of a long trace: 20 turns,") and "(from session.jsonl)" in lines[0]
+    assert lines[2:4] == ["| export | wall s | peak RSS MB |", "| --- | ---: | ---: |"]
+    runs = json.loads(out.read_text())["results"]["runs"]
+    assert list(runs) == ["startup (`playground --help`)", "jsonl", "chrome", "otel", "csv", "markdown", "all five"]
+    assert all(r["exit"] == 0 and r["wall_s"] > 0 and r["peak_rss_mb"] > 10 for r in runs.values())

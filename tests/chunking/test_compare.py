@@ -1,8 +1,8 @@
 """Re-chunking a recorded turn: the seed's Turn 4 under every strategy."""
 
 from playground.chunking.compare import rechunk_all, turn_tokens
-from playground.core.events import TraceEvent
 from playground.core.presets import ChunkerConfig
+from tests.events import event
 
 TURN4 = "You filled out a Facebook ad about creating passive income without adding more hours to your day—that's how we got your info."
 
@@ -11,9 +11,9 @@ def seed_turn4_events():
     words = TURN4.replace("—", " — ").split(" ")
     pieces = [w if i == 0 else (w if w == "—" or prev == "—" else " " + w) for i, (w, prev) in enumerate(zip(words, [""] + words))]
     step = (6621.0 - 534.0) / (len(pieces) - 1)
-    events = [TraceEvent(4, 0.0, "turn.start"), TraceEvent(4, 1.0, "llm.request")]
-    events += [TraceEvent(4, 534.0 + i * step, "llm.token", {"i": i, "text": p}) for i, p in enumerate(pieces)]
-    events.append(TraceEvent(4, 6793.0, "llm.done"))
+    events = [event("turn.start", 4, 0.0), event("llm.request", 4, 1.0)]
+    events += [event("llm.token", 4, 534.0 + i * step, i=i, text=p) for i, p in enumerate(pieces)]
+    events.append(event("llm.done", 4, 6793.0))
     assert "".join(pieces) == TURN4
     return events
 

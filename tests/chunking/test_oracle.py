@@ -9,9 +9,11 @@ import pytest
 from playground.chunking import Chunker
 from playground.chunking.compare import Variant, compare_turns, recorded_turns
 from playground.chunking.oracle import median_ratios, oracle_bound
-from playground.core.events import TraceEvent, read_trace
+from playground.core.events import TraceEvent, Usage
+from playground.core.tracefile import read_trace
 from playground.core.presets import ChunkerConfig
 from playground.data import find
+from tests.events import event
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BENCH_DATA = ROOT / "playground" / "bench" / "data"  # recorded sessions the benchmarks are built from
@@ -69,26 +71,26 @@ FIRST = "Well, Dr. Smith sees you at 3.5, okay?"  # 38 chars, completed by token
 
 
 def sentence_turn() -> list[TraceEvent]:
-    def event(t_ms: float, type_: str, **data) -> TraceEvent:
-        return TraceEvent(1, t_ms, type_, data)
+    def turn_event(t_ms: float, type_: str, **fields) -> TraceEvent:
+        return event(type_, 1, t_ms, **fields)
 
     chunker = ChunkerConfig(strategy="sentence")
-    events = [event(0.0, "turn.start", text="When can I come?", input="typed", strategy="sentence",
-                    chunker=dict(vars(chunker))),
-              event(0.1, "llm.request", provider="local", model="m", messages=2, prompt_chars=40)]
+    events = [turn_event(0.0, "turn.start", text="When can I come?", input="typed", strategy="sentence",
+                         chunker=dict(vars(chunker))),
+              turn_event(0.1, "llm.request", provider="local", model="m", messages=2, prompt_chars=40)]
     for i, text in enumerate(TOKENS):
-        events.append(event(100.0 + 10 * i, "llm.token", i=i, text=text))
+        events.append(turn_event(100.0 + 10 * i, "llm.token", i=i, text=text))
         if i == 13:  # "?" cuts at once; the chunk, its send and its first audio (38 x 5 ms later)
-            events += [event(230.2, "chunk", index=0, text=FIRST, raw=FIRST, reason="strong", start_ms=100.0,
-                             input_ms=230.0, token_start=0, token_end=13),
-                       event(230.3, "tts.send", chunk=0, chars=38)]
-    events += [event(260.0, "llm.done", tokens=16, finish_reason="stop", usage={}, text="".join(TOKENS)),
-               event(260.1, "chunk", index=1, text="Bye.", raw=" Bye.", reason="flush", start_ms=240.0,
-                     input_ms=260.0, token_start=14, token_end=15),
-               event(260.2, "tts.send", chunk=1, chars=4),
-               event(420.3, "tts.audio", chunk=0, samples=4410, sample_rate=22050, duration_ms=200.0),
-               event(440.0, "tts.audio", chunk=1, samples=2205, sample_rate=22050, duration_ms=100.0),
-               event(440.1, "tts.done")]
+            events += [turn_event(230.2, "chunk", index=0, text=FIRST, raw=FIRST, reason="strong", start_ms=100.0,
+                                  input_ms=230.0, token_start=0, token_end=13),
+                       turn_event(230.3, "tts.send", chunk=0, chars=38)]
+    events += [turn_event(260.0, "llm.done", tokens=16, finish_reason="stop", usage=Usage(), text="".join(TOKENS)),
+               turn_event(260.1, "chunk", index=1, text="Bye.", raw=" Bye.", reason="flush", start_ms=240.0,
+                          input_ms=260.0, token_start=14, token_end=15),
+               turn_event(260.2, "tts.send", chunk=1, chars=4),
+               turn_event(420.3, "tts.audio", chunk=0, samples=4410, sample_rate=22050, duration_ms=200.0),
+               turn_event(440.0, "tts.audio", chunk=1, samples=2205, sample_rate=22050, duration_ms=100.0),
+               turn_event(440.1, "tts.done")]
     # The recorded chunk 0 is what the real sentence chunker cuts from these tokens.
     cutter = Chunker(chunker)
     (recorded,) = [c for i, text in enumerate(TOKENS) for c in cutter.push(text, 100.0 + 10 * i)]
@@ -125,8 +127,8 @@ def test_turns_without_a_bound_say_why():
     assert (seed.measured_ttfa, seed.own_bound, seed.best_bound, seed.best_ratio) == (None, None, None, None)
     assert seed.unknown.startswith("no TTS audio for the first chunk sent")
 
-    silent = [TraceEvent(1, 0.0, "turn.start", {"text": "Hi"}), TraceEvent(1, 0.1, "llm.request"),
-              TraceEvent(1, 90.0, "llm.done", {"tokens": 0, "text": ""}), TraceEvent(1, 90.2, "tts.done")]
+    silent = [event("turn.start", 1, 0.0, text="Hi"), event("llm.request", 1, 0.1),
+              event("llm.done", 1, 90.0, tokens=0, text=""), event("tts.done", 1, 90.2)]
     assert oracle_bound(silent, ADAPTIVE).unknown == "no chunk: the reply had no text"
     assert oracle_bound([], ADAPTIVE).own_bound is None
 

@@ -12,7 +12,7 @@ import pytest
 from playground.bench.commands.bench import Variant, schedule
 from playground.bench.harness import read_script
 from playground.core import events as ev
-from playground.core.events import read_trace
+from playground.core.tracefile import read_trace
 from playground.core.presets import load_preset
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -53,7 +53,7 @@ def test_bench_passes_within_budget_and_writes_every_trace(tmp_path):
     (trace,) = sorted((tmp_path / "traces").iterdir())
     assert trace.name == "A-run01.jsonl"
     _, events = read_trace(trace)
-    assert [e.get("text") for e in events if e.type == "turn.start"] == ["Hi, who is this?", "How so?"]
+    assert [e.text for e in events if e.type == "turn.start"] == ["Hi, who is this?", "How so?"]
     assert sum(e.type == "turn.summary" for e in events) == 2
 
 
@@ -69,7 +69,7 @@ def test_bench_fails_a_p50_over_budget_and_compares_a_b(tmp_path):
     assert ttfs.split()[3].startswith("x")
     assert sorted(p.name for p in (tmp_path / "traces").iterdir()) == ["A-run01.jsonl", "B-run01.jsonl"]
     _, b_events = read_trace(tmp_path / "traces" / "B-run01.jsonl")
-    assert {e.get("strategy") for e in b_events if e.type == "turn.start"} == {"sentence"}
+    assert {e.strategy for e in b_events if e.type == "turn.start"} == {"sentence"}
 
 
 @pytest.mark.models
@@ -82,12 +82,12 @@ def test_bench_oracle_sets_each_turn_against_its_bound(tmp_path):
     cells = section[2].split()
     # The own bound from the run's trace by hand: arrival of the token with the first chunk's last
     # character + that chunk's tts.send -> first tts.audio.
-    _, events = ev.read_trace(tmp_path / "traces" / "A-run01.jsonl")
-    chunk = next(e for e in events if e.type == ev.CHUNK and e.get("text"))
-    send = next(e for e in events if e.type == ev.TTS_SEND and e.get("chunk") == chunk.get("index"))
-    audio = next(e for e in events if e.type == ev.TTS_AUDIO and e.get("chunk") == chunk.get("index"))
-    token = next(e for e in events if e.type == ev.LLM_TOKEN and e.get("i") == chunk.get("token_end"))
-    ttfa = next(e for e in events if e.type == ev.TURN_SUMMARY).get("metrics")["ttfa"]
+    _, events = read_trace(tmp_path / "traces" / "A-run01.jsonl")
+    chunk = next(e for e in events if isinstance(e, ev.Chunk) and e.text)
+    send = next(e for e in events if isinstance(e, ev.TtsSend) and e.chunk == chunk.index)
+    audio = next(e for e in events if isinstance(e, ev.TtsAudio) and e.chunk == chunk.index)
+    token = next(e for e in events if isinstance(e, ev.LlmToken) and e.i == chunk.token_end)
+    ttfa = next(e for e in events if isinstance(e, ev.TurnSummary)).metrics["ttfa"]
     own = token.t_ms + audio.t_ms - send.t_ms
     assert cells[:5] == ["A-run01", "1", f"{ttfa:.0f}", f"{own:.0f}", f"x{ttfa / own:.2f}"]
     assert float(cells[5]) > 0 and re.fullmatch(r"x\d+\.\d\d", cells[6]) and len(cells) > 7  # best bound, its text
@@ -108,7 +108,7 @@ def test_bench_on_the_unpaced_output_says_what_it_does_not_measure(tmp_path):
     assert "Not measured: what follows a reply's first played sample" in out and "playback gaps" in out
     assert any(line.startswith("TTFA ") for line in result.stdout.splitlines())  # still measured
     _, events = read_trace(tmp_path / "traces" / "A-run01.jsonl")
-    assert [e.get("unpaced") for e in events if e.type == "turn.start"] == [True]
+    assert [e.unpaced for e in events if e.type == "turn.start"] == [True]
 
 
 def test_runs_alternate_in_abba_order_after_the_warm_up():
@@ -155,4 +155,4 @@ def test_ctrl_c_cancels_a_turn_and_a_second_ends_the_bench_with_its_trace_so_far
     assert "Traceback" not in err and "terminate called" not in err and "bench interrupted" in err
     assert "PASS" not in out and "FAIL" not in out  # no report for a bench that did not run out
     _, events = read_trace(trace)
-    assert [e.get("metrics")["status"] for e in events if e.type == "turn.summary"] == ["cancelled", "cancelled"]
+    assert [e.metrics["status"] for e in events if e.type == "turn.summary"] == ["cancelled", "cancelled"]

@@ -13,7 +13,7 @@ import pytest
 from playground.chunking.compare import Variant, compare_turns, recorded_turns
 from playground.cli import build_parser
 from playground.console import Console
-from playground.core.events import read_trace
+from playground.core.tracefile import read_trace
 from playground.core.presets import PresetError
 from playground.data import find
 
@@ -53,7 +53,7 @@ def test_seed_trace_matches_the_seed_numbers():
     _, events = read_trace(find("trace", "seed-turn4"))
     (turn,) = recorded_turns(events)
     assert turn.turn == 4 and turn.tokens[0][0] == 534.0 and turn.tokens[-1][0] == 6793.0
-    summary = next(e for e in events if e.type == "turn.summary").get("metrics")
+    summary = next(e for e in events if e.type == "turn.summary").metrics
     assert (summary["llm_ttft"], summary["ttfs"], summary["ttft_tts"], summary["llm_total"]) == (534, 6621, 6621, 6793)
     assert summary["chunker_wait"] == 6087 and summary["tts_path"] == "fallback_rest" and summary["ttfa"] is None
     text = "".join(t for _, t in turn.tokens)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from playground.commands.replay import base_preset, timing_errors
-from playground.core.events import events_by_turn, read_trace
+from playground.core.events import events_by_turn
+from playground.core.tracefile import read_trace
 from playground.core.metrics import percentile
 from playground.core.presets import PresetError
 from tests.processes import Child
@@ -45,13 +46,13 @@ def test_replay_reruns_the_recorded_tokens_under_another_chunker(tmp_path):
     _, replayed = read_trace(out)
     before, after = events_by_turn(recorded), events_by_turn(replayed)
     for turn in (1, 2):
-        assert [e.get("text") for e in after[turn] if e.type == "llm.token"] == \
-            [e.get("text") for e in before[turn] if e.type == "llm.token"]
-        assert next(e for e in after[turn] if e.type == "turn.start").get("strategy") == "sentence"
-        assert {e.get("reason") for e in after[turn] if e.type == "chunk"} <= {"strong", "flush"}
+        assert [e.text for e in after[turn] if e.type == "llm.token"] == \
+            [e.text for e in before[turn] if e.type == "llm.token"]
+        assert next(e for e in after[turn] if e.type == "turn.start").strategy == "sentence"
+        assert {e.reason for e in after[turn] if e.type == "chunk"} <= {"strong", "flush"}
     # Turn 1 was cut at its comma (207 ms); under `sentence` it waits for "Joe." (446 ms).
     first = next(e for e in after[1] if e.type == "chunk")
-    assert first.get("text").endswith("gym, Joe.") and first.t_ms >= 446.0
+    assert first.text.endswith("gym, Joe.") and first.t_ms >= 446.0
     # Token times: never early, and at the median within the 2 ms target (the p99 target is
     # measured by python -m playground.bench.trace_tools: a busy test machine can delay single tokens).
     errors = timing_errors(before[1], after[1]) + timing_errors(before[2], after[2])
@@ -67,7 +68,7 @@ def test_replay_one_turn_by_number_with_the_recorded_chunker(tmp_path):
     assert result.returncode == 0, result.stderr
     header, events = read_trace(out)
     assert header["preset"]["llm"]["provider"] == "replay" and header["preset"]["tts"]["provider"] == "piper"
-    tokens = [e.get("text") for e in events if e.type == "llm.token"]
+    tokens = [e.text for e in events if e.type == "llm.token"]
     assert "".join(tokens).startswith("He's a guy who's been working out with Joe")
     assert {e.turn for e in events if e.type == "turn.summary"} == {1}
     assert "replayed, adaptive" in result.stdout
@@ -116,6 +117,6 @@ def test_ctrl_c_three_times_cancels_then_ends_the_replay_cleanly_and_keeps_the_t
     assert "turn 2 cancelled" in err and f"trace written to {out}" in err
     _, events = read_trace(out)
     started = [e.turn for e in events if e.type == "turn.start"]
-    summaries = {e.turn: e.get("metrics")["status"] for e in events if e.type == "turn.summary"}
+    summaries = {e.turn: e.metrics["status"] for e in events if e.type == "turn.summary"}
     assert started == sorted(summaries) and len(started) < 5  # every turn that began is in the trace, ended
     assert summaries[1] == "ok" and set(list(summaries.values())[1:]) == {"cancelled"}

@@ -2,12 +2,12 @@
 
 import pytest
 
-from playground.core.events import TraceEvent
 from playground.core.metrics import budget_misses, compute_metrics, percentile
+from tests.events import event
 
 
-def e(t, type_, **data):
-    return TraceEvent(3, t, type_, data)
+def e(t, type_, **fields):
+    return event(type_, 3, t, **fields)
 
 
 SEED_TURN_4 = [

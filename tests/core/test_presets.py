@@ -184,7 +184,8 @@ def test_a_binary_preset_file_is_named_in_one_line(tmp_path):
 
 
 def test_a_recorded_preset_leaves_out_what_this_version_does_not_know():
-    header = json.loads((Path(__file__).parents[2] / "playground" / "bench" / "data" / "two-turns.jsonl").read_text().splitlines()[0])
+    header = json.loads((Path(__file__).parents[2] / "playground" / "bench" / "data" / "two-turns.jsonl")
+                        .read_text().splitlines()[0])
     recorded = header["preset"]
     assert "trace" in recorded["llm"] and "base_url" in recorded["tts"]  # written when every section had all
     preset = preset_from_dict(recorded, name="two-turns", source="two-turns.jsonl: recorded preset", recorded=True)

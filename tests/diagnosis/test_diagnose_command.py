@@ -14,9 +14,10 @@ import pytest
 from playground.cli import build_parser
 from playground.console import Console
 from playground.core import events as ev
+from playground.core.tracefile import read_trace
 from playground.diagnosis.session import diagnose_trace
 from playground.export.jsonl import write_trace_jsonl
-from playground.export.timeline import budgets_of
+from playground.export.layout import budgets_of
 from playground.phone import dialects as dl
 from playground.phone.caller import Call, CallOptions, Line
 from playground.phone.codec import SILENT_FRAME
@@ -62,7 +63,7 @@ def test_json_and_a_report_file_and_one_turn(tmp_path):
 
 
 def test_a_spoken_turn_waits_from_its_last_voiced_frame():
-    header, events = ev.read_trace(VOICE)
+    header, events = read_trace(VOICE)
     [t] = diagnose_trace(header, events, budgets_of(header)).turns
     m = t.evidence.metrics
     stages = t.breakdown.stages
@@ -94,11 +95,11 @@ async def test_a_phone_caller_s_turns_add_up_to_the_first_audible_sample(caller_
     finally:
         await agent.stop()
     write_trace_jsonl(tmp_path / "call.jsonl", call.trace.header, call.trace.events)
-    header, events = ev.read_trace(tmp_path / "call.jsonl")
+    header, events = read_trace(tmp_path / "call.jsonl")
     d = diagnose_trace(header, events, budgets_of(header))
     assert d.facts.kind == "call" and len(d.turns) == 2
     for t in d.turns:
-        summary = next(e for e in events if e.turn == t.turn and e.type == ev.TURN_SUMMARY).get("metrics")
+        summary = next(e for e in events if e.turn == t.turn and isinstance(e, ev.TurnSummary)).metrics
         assert [s.key for s in t.breakdown.stages] == ["agent_network", "silence"]
         assert t.breakdown.stages[0].ms == pytest.approx(summary["first_audio"])
         assert t.breakdown.total_ms == pytest.approx(summary["real_latency"], abs=1.0)

@@ -104,8 +104,8 @@ async def test_a_mid_reply_close_is_a_reconnect_with_its_downtime(server):
     session, d = await record(server, [REPLY, SHORT], faults={1: [Fault("close", after=3, code=1006)]})
     found = finding(d, 1, "tts_reconnected")
     assert found.severity == "WARNING" and "1006" in fact(found, "reason")
-    reconnect = next(e for e in session.trace.turn_events(1) if e.type == ev.TTS_SESSION and e.get("action") == "reconnect")
-    assert fact(found, "without a connection") == f"{reconnect.get('downtime_ms'):,.0f} ms"
+    reconnect = next(e for e in session.trace.turn_events(1) if isinstance(e, ev.TtsSession) and e.action == "reconnect")
+    assert fact(found, "without a connection") == f"{reconnect.downtime_ms:,.0f} ms"
     assert codes(d, 2) == []
     assert_adds_up(d)
 
@@ -166,7 +166,7 @@ async def test_tokens_held_back_and_sent_at_once_are_batched_streaming(server):
             await session.close()
     d = diagnose_trace(session.trace.header, session.trace.events, session.preset.budgets)
     burst = finding(d, 1, "batched_stream")
-    arrivals = [e.t_ms for e in session.trace.turn_events(1) if e.type == ev.LLM_TOKEN and e.get("text")]
+    arrivals = [e.t_ms for e in session.trace.turn_events(1) if isinstance(e, ev.LlmToken) and e.text]
     pause = arrivals[3] - arrivals[2]
     assert pause > 300.0  # nine tokens held at 40 ms each
     assert fact(burst, "bursts") == f"1: 10 tokens at once after a {pause:,.0f} ms pause (token 3)"

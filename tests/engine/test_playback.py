@@ -35,8 +35,8 @@ async def run_one(llm: ReplayLLM, audio: str = "null", *overrides: str):
     return session, metrics
 
 
-def events_of(session: Session, type_: str) -> list[ev.TraceEvent]:
-    return [e for e in session.trace.turn_events(1) if e.type == type_]
+def events_of(session: Session, type_: type[ev.TraceEvent]) -> list[ev.TraceEvent]:
+    return [e for e in session.trace.turn_events(1) if isinstance(e, type_)]
 
 
 FIRST = ["Sure", ",", " here", " is", " the", " first", " part", "."]
@@ -46,20 +46,20 @@ SECOND = [" And", " here", " is", " the", " rest", "."]
 async def test_a_reply_that_pauses_longer_than_its_audio_leaves_a_gap_in_playback():
     session, m = await run_one(timed((40.0, FIRST, 20.0), (5000.0, SECOND, 20.0)))
     assert m.status == "ok" and m.gaps == 1
-    gap = events_of(session, ev.PLAY_GAP)[0]
-    ends = [e.t_ms for e in events_of(session, ev.PLAY_END)]
-    assert abs(gap.get("from_ms") - ends[0]) < 15.0  # from the end of what was played...
-    starts = {e.get("chunk"): e.t_ms for e in events_of(session, ev.PLAY_START)}
-    assert abs(gap.t_ms - starts[gap.get("chunk")]) < 15.0  # ...to the start of the next chunk
-    assert m.gaps_ms == gap.get("ms") and 1000.0 < m.gaps_ms < 5000.0
+    gap = events_of(session, ev.PlayGap)[0]
+    ends = [e.t_ms for e in events_of(session, ev.PlayEnd)]
+    assert abs(gap.from_ms - ends[0]) < 15.0  # from the end of what was played...
+    starts = {e.chunk: e.t_ms for e in events_of(session, ev.PlayStart)}
+    assert abs(gap.t_ms - starts[gap.chunk]) < 15.0  # ...to the start of the next chunk
+    assert m.gaps_ms == gap.ms and 1000.0 < m.gaps_ms < 5000.0
 
 
 async def test_a_reply_that_keeps_up_plays_without_gaps_and_its_first_sound_follows_the_silence():
     session, m = await run_one(timed((40.0, FIRST + SECOND, 20.0)))
     assert m.status == "ok" and m.gaps == 0 and m.gaps_ms == 0
-    sound = events_of(session, ev.PLAY_SOUND)[0]
-    assert sound.get("silence_ms") >= 0 and sound.get("device_latency_ms") == 0  # the null output
-    assert abs(m.first_sound - (m.first_play + sound.get("silence_ms") + sound.get("device_latency_ms"))) < 0.01
+    sound = events_of(session, ev.PlaySound)[0]
+    assert sound.silence_ms >= 0 and sound.device_latency_ms == 0  # the null output
+    assert abs(m.first_sound - (m.first_play + sound.silence_ms + sound.device_latency_ms)) < 0.01
 
 
 def test_the_first_audible_window_skips_leading_silence_and_a_faint_click():
@@ -77,7 +77,7 @@ async def test_an_unpaced_output_does_not_claim_to_measure_gaps():
     session, m = await run_one(timed((40.0, FIRST, 20.0), (3000.0, SECOND, 20.0)), "unpaced")
     assert m.status == "ok" and m.gaps is None and m.gaps_ms is None
     assert m.first_play is not None and m.first_sound is not None
-    assert events_of(session, ev.TURN_START)[0].get("unpaced") is True
+    assert events_of(session, ev.TurnStart)[0].unpaced is True
 
 
 async def test_a_reply_slower_than_speech_is_cut_before_playback_runs_dry():
@@ -89,5 +89,5 @@ async def test_a_reply_slower_than_speech_is_cut_before_playback_runs_dry():
     session, m = await run_one(timed((40.0, FIRST, 20.0), (300.0, run_on, 400.0)),
                                "null", "chunker.later_deadline_ms=20000")
     assert m.status == "ok"
-    reasons = [e.get("reason") for e in events_of(session, ev.CHUNK)]
+    reasons = [e.reason for e in events_of(session, ev.Chunk)]
     assert "underrun" in reasons, reasons

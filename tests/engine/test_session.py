@@ -15,11 +15,11 @@ from tests.conftest import local_preset, open_test_session
 
 
 def types(session, turn):
-    return [e.type for e in session.trace.turn_events(turn)]
+    return [type(e) for e in session.trace.turn_events(turn)]
 
 
 def first(session, turn, type_):
-    return next(e for e in session.trace.turn_events(turn) if e.type == type_)
+    return next(e for e in session.trace.turn_events(turn) if isinstance(e, type_))
 
 
 def replay(tokens, gap_ms=20.0):
@@ -35,7 +35,7 @@ async def test_two_turns_end_to_end_with_a_persistent_session(preset):
     finally:
         await session.close()
     # The TTS session was opened before the first turn and reused by both.
-    opened = [e for e in session.trace.events if e.type == ev.TTS_SESSION and e.get("action") == "open"]
+    opened = [e for e in session.trace.events if isinstance(e, ev.TtsSession) and e.action == "open"]
     assert len(opened) == 1 and opened[0].turn == ev.SESSION_TURN
     for m in (m1, m2):
         assert m.status == "ok" and m.tts_path == "persistent"
@@ -43,36 +43,36 @@ async def test_two_turns_end_to_end_with_a_persistent_session(preset):
         assert m.ttfa <= m.e2e_total and m.llm_ttft <= m.llm_total
         assert m.chunks >= 1 and m.spoken_chunks >= 1 and m.tokens > 1
         assert all(h < 5.0 for h in m.handoffs)  # chunk emitted -> text given to TTS
-    assert first(session, 2, ev.TTS_SESSION).get("action") == "reuse"
-    assert first(session, 2, ev.TTS_SESSION).get("turns_served") == 2
+    assert first(session, 2, ev.TtsSession).action == "reuse"
+    assert first(session, 2, ev.TtsSession).turns_served == 2
     # The conversation carries over, and the chunks add up to the reply.
     assert [m.role for m in session.history] == ["user", "assistant", "user", "assistant"]
-    chunks = [e for e in session.trace.turn_events(1) if e.type == ev.CHUNK]
-    assert "".join(c.get("raw") for c in chunks) == first(session, 1, ev.LLM_DONE).get("text").rstrip()
+    chunks = [e for e in session.trace.turn_events(1) if isinstance(e, ev.Chunk)]
+    assert "".join(c.raw for c in chunks) == first(session, 1, ev.LlmDone).text.rstrip()
     # Every spoken chunk's playback started and ended; a turn summary closes each turn.
-    played = {e.get("chunk") for e in session.trace.turn_events(1) if e.type == ev.PLAY_END}
-    sent = {e.get("chunk") for e in session.trace.turn_events(1) if e.type == ev.TTS_SEND}
+    played = {e.chunk for e in session.trace.turn_events(1) if isinstance(e, ev.PlayEnd)}
+    sent = {e.chunk for e in session.trace.turn_events(1) if isinstance(e, ev.TtsSend)}
     assert played == sent
-    assert types(session, 1)[-1] == ev.TURN_SUMMARY and types(session, 1)[0] == ev.TURN_START
+    assert types(session, 1)[-1] == ev.TurnSummary and types(session, 1)[0] == ev.TurnStart
 
 
 async def test_cancel_stops_llm_tts_and_playback_within_100ms(preset):
     session = await open_test_session(preset)
     try:
         task = session.start_turn("Tell me a long story about the sea.")
-        while not any(e.type == ev.PLAY_START for e in session.trace.turn_events(1)):
+        while not any(isinstance(e, ev.PlayStart) for e in session.trace.turn_events(1)):
             await asyncio.sleep(0.005)
         requested = now_ms()
         assert session.cancel_turn("barge-in")
         metrics = await task
         stopped = now_ms()
         assert metrics.status == "cancelled"
-        cancelled = first(session, 1, ev.TURN_CANCELLED)
-        assert cancelled.get("reason") == "barge-in" and cancelled.get("stop_ms") < 100
+        cancelled = first(session, 1, ev.TurnCancelled)
+        assert cancelled.reason == "barge-in" and cancelled.stop_ms < 100
         assert stopped - requested < 100
-        assert cancelled.get("played")["chunks"] == [0]
-        cut = [e for e in session.trace.turn_events(1) if e.type == ev.PLAY_END and e.get("cut")]
-        assert [e.get("chunk") for e in cut] == [0] and cut[0].t_ms <= cancelled.t_ms
+        assert cancelled.played.chunks == [0]
+        cut = [e for e in session.trace.turn_events(1) if isinstance(e, ev.PlayEnd) and e.cut]
+        assert [e.chunk for e in cut] == [0] and cut[0].t_ms <= cancelled.t_ms
         # Nothing of the cancelled turn arrives afterwards.
         count = len(session.trace.turn_events(1))
         await asyncio.sleep(0.3)
@@ -101,8 +101,8 @@ async def test_a_provider_error_fails_the_turn_and_the_session_goes_on():
     try:
         failed = await session.run_turn("Hello?")
         assert failed.status == "error"
-        error = first(session, 1, ev.ERROR)
-        assert error.get("where") == "llm" and "stream cut after 3 tokens" in error.get("message")
+        error = first(session, 1, ev.Error)
+        assert error.where == "llm" and "stream cut after 3 tokens" in error.message
         assert session.history == []  # a failed exchange does not poison the conversation
         session.llm = replay(["All", " good", " now."])
         ok = await session.run_turn("Hello again?")
@@ -118,7 +118,7 @@ async def test_a_reply_without_punctuation_is_still_spoken():
         m = await session.run_turn("Talk.")
     finally:
         await session.close()
-    reasons = [e.get("reason") for e in session.trace.turn_events(1) if e.type == ev.CHUNK]
+    reasons = [e.reason for e in session.trace.turn_events(1) if isinstance(e, ev.Chunk)]
     assert reasons[0] == "deadline"  # 400 ms after the first token, not at the end
     assert m.ttfs < 40 + 400 + 50 and m.ttfa is not None
     # After the first chunk no short deadline cuts it into pieces: the rest of this 1.8 s reply,
@@ -134,7 +134,7 @@ async def test_markdown_or_emoji_only_reply_makes_no_tts_call():
         await session.close()
     assert m.status == "ok" and m.chunks >= 1
     assert m.spoken_chunks == 0 and m.ttfa is None
-    assert ev.TTS_SEND not in types(session, 1) and ev.TTS_AUDIO not in types(session, 1)
+    assert ev.TtsSend not in types(session, 1) and ev.TtsAudio not in types(session, 1)
 
 
 @pytest.mark.parametrize("text", [
@@ -147,7 +147,7 @@ async def test_long_and_odd_input_goes_through(text):
         m = await session.run_turn(text)
         assert m.status == "ok" and m.llm_ttft is not None
         if len(text) > 10_000:
-            assert first(session, 1, ev.LLM_DONE).get("context")["truncated_input_tokens"] > 0
+            assert first(session, 1, ev.LlmDone).context.truncated_input_tokens > 0
         again = await session.run_turn("And now?")
         assert again.status == "ok"
     finally:
@@ -168,10 +168,10 @@ async def test_opening_records_each_components_loading_and_names_a_failure(tmp_p
     missing = tmp_path / "missing-voice.onnx"
     with pytest.raises(TTSError, match="missing-voice.onnx"):
         await open_session(local_preset(f"tts.voice={missing}"), audio="null", on_created=created.append)
-    loads = [(e.get("component"), e.get("state")) for e in created[0].trace.events if e.type == ev.SESSION_LOAD]
+    loads = [(e.component, e.state) for e in created[0].trace.events if isinstance(e, ev.SessionLoad)]
     assert ("tts", "loading") in loads and ("tts", "failed") in loads and ("llm", "loading") in loads
-    failed = next(e for e in created[0].trace.events if e.type == ev.SESSION_LOAD and e.get("state") == "failed")
-    assert "missing-voice.onnx" in failed.get("message") and failed.get("provider") == "piper"
+    failed = next(e for e in created[0].trace.events if isinstance(e, ev.SessionLoad) and e.state == "failed")
+    assert "missing-voice.onnx" in failed.message and failed.provider == "piper"
 
 
 async def test_generation_pauses_until_the_first_audio():
@@ -187,9 +187,9 @@ async def test_generation_pauses_until_the_first_audio():
         await session.close()
     assert m.status == "ok", m.errors
     events = session.trace.turn_events(1)
-    sent = next(e.t_ms for e in events if e.type == ev.TTS_SEND)
-    audio = next(e.t_ms for e in events if e.type == ev.TTS_AUDIO)
-    tokens = [e.t_ms for e in events if e.type == ev.LLM_TOKEN]
+    sent = next(e.t_ms for e in events if isinstance(e, ev.TtsSend))
+    audio = next(e.t_ms for e in events if isinstance(e, ev.TtsAudio))
+    tokens = [e.t_ms for e in events if isinstance(e, ev.LlmToken)]
     assert len([t for t in tokens if sent < t < audio]) <= 1
     assert len([t for t in tokens if t > audio]) > 3  # generation resumed with the first audio
     assert session.llm.may_generate.is_set()  # never left paused after the turn

@@ -69,8 +69,8 @@ async def listen_to(session, wav: Path, mode: str = "hands_free", speed: float =
     return voice, heard
 
 
-def turn_events(session, turn: int, type_: str):
-    return [e for e in session.trace.turn_events(turn) if e.type == type_]
+def turn_events(session, turn: int, type_: type[ev.TraceEvent]):
+    return [e for e in session.trace.turn_events(turn) if isinstance(e, type_)]
 
 
 @pytest.fixture
@@ -88,23 +88,23 @@ async def test_a_spoken_question_becomes_a_turn_with_its_transcript_and_voice_me
     [m] = await heard.metrics()
     assert m.status == "ok" and m.first_play is not None  # the agent answered aloud
 
-    start = turn_events(session, 1, ev.TURN_START)[0]
-    assert start.get("input") == "voice" and start.get("text") == text
-    types = [e.type for e in session.trace.turn_events(1)]
-    assert types.index(ev.VAD_SPEECH_START) < types.index(ev.VAD_SPEECH_END) < types.index(ev.STT_FINAL)
-    assert types.index(ev.STT_FINAL) < types.index(ev.LLM_REQUEST)
-    speech_start = turn_events(session, 1, ev.VAD_SPEECH_START)[0]
-    speech_end = turn_events(session, 1, ev.VAD_SPEECH_END)[0]
+    start = turn_events(session, 1, ev.TurnStart)[0]
+    assert start.input == "voice" and start.text == text
+    types = [type(e) for e in session.trace.turn_events(1)]
+    assert types.index(ev.VadSpeechStart) < types.index(ev.VadSpeechEnd) < types.index(ev.SttFinal)
+    assert types.index(ev.SttFinal) < types.index(ev.LlmRequest)
+    speech_start = turn_events(session, 1, ev.VadSpeechStart)[0]
+    speech_end = turn_events(session, 1, ev.VadSpeechEnd)[0]
     # t0 is the end of speech detected; the speech itself ended end_silence_ms (+ up to 2 frames) earlier
-    assert speech_end.t_ms == 0 and speech_end.get("trigger") == "silence"
+    assert speech_end.t_ms == 0 and speech_end.trigger == "silence"
     assert 500 <= m.vad_end <= 600
-    assert speech_start.get("onset_ms") < speech_start.t_ms < speech_end.get("last_voiced_ms") < 0
-    assert 1500 < speech_end.get("speech_ms") < 3000  # Piper says the question in ~2 s
-    assert 0 < m.stt == turn_events(session, 1, ev.STT_FINAL)[0].t_ms
+    assert speech_start.onset_ms < speech_start.t_ms < speech_end.last_voiced_ms < 0
+    assert 1500 < speech_end.speech_ms < 3000  # Piper says the question in ~2 s
+    assert 0 < m.stt == turn_events(session, 1, ev.SttFinal)[0].t_ms
     assert m.stt <= m.llm_ttft <= m.first_play
     assert m.user_latency == pytest.approx(m.vad_end + m.first_play)
     assert voice.state.transcript == text and voice.state.mic == "ended"
-    assert [e.get("status") for e in session.trace.events if e.type == ev.MIC] == ["listening", "ended"]
+    assert [e.status for e in session.trace.events if isinstance(e, ev.Mic)] == ["listening", "ended"]
 
 
 async def test_silence_only_makes_no_turn(session, tmp_path):
@@ -120,7 +120,7 @@ async def test_noise_makes_no_turn(session, tmp_path):
     wav = write_wav(tmp_path / "noise.wav", noise(4.0, amplitude=0.05))
     _, heard = await listen_to(session, wav)
     assert heard.turns == [] and session.turn_count == 0
-    assert not any(e.type == ev.STT_FINAL for e in session.trace.events)
+    assert not any(isinstance(e, ev.SttFinal) for e in session.trace.events)
 
 
 async def test_two_utterances_separated_by_a_pause_make_two_turns(session, tmp_path):
@@ -141,7 +141,7 @@ async def test_speech_during_the_reply_cuts_it_within_150_ms():
     playing = threading.Event()
 
     def on_event(event: ev.TraceEvent) -> None:
-        if event.type == ev.PLAY_START and event.turn == 1:
+        if isinstance(event, ev.PlayStart) and event.turn == 1:
             threading.Timer(0.5, playing.set).start()  # half a second into the reply
 
     session.trace.subscribe(on_event)
@@ -158,13 +158,13 @@ async def test_speech_during_the_reply_cuts_it_within_150_ms():
     assert mostly_heard(heard.turns[0][0], story) and mostly_heard(heard.turns[1][0], stop), heard.turns
     first, second = await heard.metrics()
     assert (first.status, second.status) == ("cancelled", "ok")
-    cancelled = turn_events(session, 1, ev.TURN_CANCELLED)[0]
-    assert cancelled.get("reason").startswith("barge-in")
+    cancelled = turn_events(session, 1, ev.TurnCancelled)[0]
+    assert cancelled.reason.startswith("barge-in")
     # from the frame that confirmed the speech start to LLM, TTS and playback all stopped
-    assert cancelled.get("stop_ms") < 150
-    assert cancelled.get("played")["chunks"] and cancelled.get("played")["ms"] >= 400
-    assert any(e.get("cut") for e in turn_events(session, 1, ev.PLAY_END))
-    assert turn_events(session, 2, ev.VAD_SPEECH_START)[0].get("barge_in") == 1
+    assert cancelled.stop_ms < 150
+    assert cancelled.played.chunks and cancelled.played.ms >= 400
+    assert any(e.cut for e in turn_events(session, 1, ev.PlayEnd))
+    assert turn_events(session, 2, ev.VadSpeechStart)[0].barge_in == 1
     assert voice.state.barge_ins == 1
 
 
@@ -203,7 +203,7 @@ async def test_a_one_minute_monologue_is_transcribed_in_bounded_memory(session, 
         sampler.join()
     [(text, _)] = heard.turns
     assert mostly_heard(text, " ".join(sentences), share=0.8)
-    assert turn_events(session, 1, ev.STT_FINAL)[0].get("audio_ms") >= seconds * 1000
+    assert turn_events(session, 1, ev.SttFinal)[0].audio_ms >= seconds * 1000
     grown = max(peak) - loaded
     print(f"RSS: {loaded:.0f} MB with the models loaded, peak {max(peak):.0f} MB while listening (+{grown:.0f} MB)")
     # The minute's audio itself is 3.8 MB (an utterance is cut at MAX_UTTERANCE_S = 2 minutes); the
@@ -230,8 +230,8 @@ async def test_push_to_talk_takes_what_was_said_between_key_down_and_up(session,
         await voice.close()
     [(text, _)] = heard.turns
     assert mostly_heard(text, question)
-    end = turn_events(session, 1, ev.VAD_SPEECH_END)[0]
-    assert end.get("trigger") == "key"
+    end = turn_events(session, 1, ev.VadSpeechEnd)[0]
+    assert end.trigger == "key"
     [m] = await heard.metrics()
     # t0 is the key release; the speech ended ~0.7 s before it
     assert m.status == "ok" and 500 < m.vad_end < 1000
@@ -243,8 +243,8 @@ async def test_no_microphone_leaves_typed_input_working(session):
     assert not await voice.open()
     assert voice.state.mic == "unavailable"
     assert "no such microphone xyz" in voice.state.reason or "PortAudio" in voice.state.reason
-    [mic] = [e for e in session.trace.events if e.type == ev.MIC]
-    assert mic.get("status") == "unavailable" and mic.get("reason") == voice.state.reason
+    [mic] = [e for e in session.trace.events if isinstance(e, ev.Mic)]
+    assert mic.status == "unavailable" and mic.reason == voice.state.reason
     await voice.close()
     metrics = await session.run_turn("Hello?")
     assert metrics.status == "ok" and metrics.first_play is not None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from playground.core import events as ev
-from playground.core.events import read_trace
+from playground.core.tracefile import read_trace
 from tests.speech import mostly_heard, silence, speech, write_wav
 from tests.test_cli import SHORT, playground
 
@@ -26,9 +26,9 @@ def test_run_with_a_mic_file_prints_the_transcript_and_the_voice_metrics(tmp_pat
     assert len(row.split()) >= len(labels) - 1  # every metric has a value (or a -)
     assert "speech recognition ready" in result.stderr and "mic: file q.wav, hands_free" in result.stderr
     _, events = read_trace(trace)
-    summary = next(e for e in events if e.type == ev.TURN_SUMMARY)
-    assert summary.get("metrics")["user_latency"] > summary.get("metrics")["vad_end"] > 0
-    assert any(e.type == ev.STT_FINAL and e.turn == 1 for e in events)
+    summary = next(e for e in events if isinstance(e, ev.TurnSummary))
+    assert summary.metrics["user_latency"] > summary.metrics["vad_end"] > 0
+    assert any(isinstance(e, ev.SttFinal) and e.turn == 1 for e in events)
 
 
 def test_no_mic_device_is_reported_and_typed_turns_still_run():
@@ -49,7 +49,7 @@ def test_a_mic_file_with_the_presets_push_to_talk_is_heard_hands_free(tmp_path):
     [spoken] = [line for line in result.stdout.splitlines() if line.startswith("you (spoken): ")]
     assert mostly_heard(spoken.removeprefix("you (spoken): "), QUESTION, share=0.8)
     _, events = read_trace(trace)
-    assert any(e.type == ev.TURN_SUMMARY and e.turn == 1 for e in events)
+    assert any(isinstance(e, ev.TurnSummary) and e.turn == 1 for e in events)
 
 
 def test_push_to_talk_asked_for_with_a_mic_file_is_refused_before_anything_loads(tmp_path):

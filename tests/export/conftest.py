@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from playground.core.events import TraceEvent, read_trace
+from playground.core.events import TraceEvent
+from playground.core.tracefile import read_trace
 from playground.bench.export import synthetic_session
 from playground.bench.harness import DATA as BENCH_DATA
 

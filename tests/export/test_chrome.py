@@ -9,8 +9,9 @@ import pytest
 
 from playground.core import events as ev
 from playground.core.metrics import compute_metrics
-from playground.export.formats import export
-from playground.export.timeline import layout
+from playground.export.formats import ExportJob, export
+from playground.export.layout import TurnLayout
+from tests.events import event
 from tests.export.conftest import SESSION, TWO_TURNS, VOICE, load, long_session
 from tests.export.trace_event_format import FormatError, validate
 
@@ -46,12 +47,12 @@ def test_spans_markers_and_metrics_of_two_turns(tmp_path):
     for e in trace["traceEvents"]:
         if e["ph"] == "X":
             by_cat.setdefault(e["cat"], []).append(e)
-    counts = {t: sum(1 for e in events if e.type == t) for t in (ev.CHUNK, ev.TTS_SEND, ev.PLAY_START, ev.LLM_TOKEN)}
+    counts = {t: sum(1 for e in events if isinstance(e, t)) for t in (ev.Chunk, ev.TtsSend, ev.PlayStart, ev.LlmToken)}
     assert len(by_cat["turn"]) == 2 and len(by_cat["llm"]) == 2
-    assert len(by_cat["chunker"]) == counts[ev.CHUNK]
-    assert len(by_cat["tts"]) == counts[ev.TTS_SEND]
-    assert len(by_cat["playback"]) == counts[ev.PLAY_START]
-    assert len(named(trace, "token", "i")) == counts[ev.LLM_TOKEN]
+    assert len(by_cat["chunker"]) == counts[ev.Chunk]
+    assert len(by_cat["tts"]) == counts[ev.TtsSend]
+    assert len(by_cat["playback"]) == counts[ev.PlayStart]
+    assert len(named(trace, "token", "i")) == counts[ev.LlmToken]
 
     # Turn 1 starts where the session's TTS open left off (292.222 ms); its markers sit at
     # offset + the metric, on their lanes, and its metrics are the span's args.
@@ -81,7 +82,7 @@ def test_spans_markers_and_metrics_of_two_turns(tmp_path):
 def test_cancel_is_visible_across_the_session(tmp_path):
     header, events = load(SESSION)
     trace = chrome_of(tmp_path, header, events)
-    cancel = named(trace, ev.TURN_CANCELLED, "i")
+    cancel = named(trace, ev.TurnCancelled.type, "i")
     assert len(cancel) == 1 and cancel[0]["s"] == "p" and cancel[0]["args"]["reason"] == "user pressed Esc"
     turn4 = named(trace, "turn 4", "X")[0]
     assert turn4["args"]["status"] == "cancelled"
@@ -94,9 +95,9 @@ def test_error_turn_ends_its_spans_at_the_error(tmp_path):
     # A real turn whose TTS failed after its first audio: its events up to there, then the
     # `error` event the engine emits; the session's closing event stays after it.
     header, events = load(TWO_TURNS)
-    cut = next(i for i, e in enumerate(events) if e.turn == 2 and e.type == ev.TTS_AUDIO)
+    cut = next(i for i, e in enumerate(events) if e.turn == 2 and isinstance(e, ev.TtsAudio))
     error_at = events[cut].t_ms + 5.0
-    failed = [*events[:cut + 1], ev.TraceEvent(2, error_at, ev.ERROR, {"where": "tts", "message": "piper exited"}),
+    failed = [*events[:cut + 1], event(ev.Error, 2, error_at, where="tts", message="piper exited"),
               *(e for e in events[cut + 1:] if e.turn != 2)]
     trace = chrome_of(tmp_path, header, failed)
     lanes = {n: t for t, n in tracks(trace).items()}
@@ -116,11 +117,11 @@ def test_spoken_turn_has_the_stt_vad_lane(tmp_path):
     trace = chrome_of(tmp_path, header, events)
     stt_tid = {n: t for t, n in tracks(trace).items()}["STT/VAD"]
     on_lane = {e["name"] for e in trace["traceEvents"] if e.get("tid") == stt_tid}
-    assert {"speech", "stt", "STT", ev.VAD_SPEECH_START, ev.STT_INTERIM, ev.STT_FINAL, ev.MIC} <= on_lane
+    assert {"speech", "stt", "STT", ev.VadSpeechStart.type, ev.SttInterim.type, ev.SttFinal.type, ev.Mic.type} <= on_lane
     speech, stt = named(trace, "speech", "X")[0], named(trace, "stt", "X")[0]
     # The speech (VAD onset -> end of speech, before t0) runs into STT (t0 -> final transcript).
     assert speech["ts"] + speech["dur"] == pytest.approx(stt["ts"], abs=0.01)
-    final = next(e for e in events if e.type == ev.STT_FINAL)
+    final = next(e for e in events if isinstance(e, ev.SttFinal))
     assert stt["dur"] == pytest.approx(final.t_ms * 1000, abs=0.01)
     assert speech["ts"] >= 0
 
@@ -133,7 +134,7 @@ def test_200_turn_session_loads(tmp_path):
     # Turns follow each other on the session clock.
     ordered = sorted(turns, key=lambda e: e["ts"])
     assert all(a["ts"] + a["dur"] <= b["ts"] + 0.01 for a, b in itertools.pairwise(ordered))
-    assert len(layout(header, events).turns) == 200
+    assert sum(isinstance(item, TurnLayout) for item in ExportJob(header, events).layouts()) == 200
 
 
 @pytest.mark.parametrize("broken, complaint", [

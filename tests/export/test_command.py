@@ -12,7 +12,7 @@ import pytest
 from playground.cli import build_parser
 from playground.console import Console
 from playground.commands import export as export_command
-from playground.core.events import read_trace
+from playground.core.tracefile import read_trace
 from playground.export.formats import FORMATS
 from playground.export.jsonl import write_trace_jsonl
 from tests.export.conftest import TWO_TURNS, long_session

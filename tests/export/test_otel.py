@@ -14,6 +14,7 @@ from typing import Self
 
 import pytest
 from google.protobuf.json_format import ParseDict
+from msgspec import structs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -23,9 +24,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from playground.core import events as ev
 from playground.export import otel
 from playground.export.formats import ExportJob, export
+from playground.export.layout import TurnLayout
+from tests.events import event
 from tests.export.conftest import SESSION, TWO_TURNS, VOICE, load, long_session
 
 SPAN_KIND_CLIENT = 3
+LLM_SPAN = "chat smollm2-135m-instruct"  # the GenAI conventions' span name: `{operation} {model}`
 STATUS_CODE_ERROR = 2
 
 
@@ -41,6 +45,18 @@ def attrs(span: dict) -> dict:
         return int(inner) if kind == "intValue" else inner
 
     return {a["key"]: value(a["value"]) for a in span.get("attributes", [])}
+
+
+def turn_layouts(job: ExportJob) -> list[TurnLayout]:
+    return [item for item in job.layouts() if isinstance(item, TurnLayout)]
+
+
+def all_spans(header, events) -> list:
+    """Every span of the session, finished, as the export hands them to its sinks."""
+    job = ExportJob(header, events)
+    spans: list = []
+    otel.write_spans(job.plan, job.layouts(), [spans.extend])
+    return spans
 
 
 def otlp_file(tmp_path, path_of_trace) -> dict:
@@ -62,7 +78,7 @@ def test_span_tree_attributes_and_times(tmp_path):
 
     (session,) = [s for s in spans if "parentSpanId" not in s]
     assert session["name"] == "session"
-    expected_parent = {"turn": "session", "llm": "turn", "chunker": "turn", "tts": "turn", "playback": "turn",
+    expected_parent = {"turn": "session", LLM_SPAN: "turn", "chunker": "turn", "tts": "turn", "playback": "turn",
                        "chunk": "chunker", "tts.chunk": "tts", "play.chunk": "playback"}
     for span in spans:
         if span is not session:
@@ -72,45 +88,51 @@ def test_span_tree_attributes_and_times(tmp_path):
             assert int(span["endTimeUnixNano"]) <= int(up["endTimeUnixNano"])
     header, events = load(SESSION)
     counts = Counter(s["name"] for s in spans)
-    assert counts["turn"] == 5 and counts["llm"] == 5
-    assert counts["chunk"] == sum(e.type == ev.CHUNK for e in events)
-    assert counts["tts.chunk"] == sum(e.type == ev.TTS_SEND for e in events)
-    assert counts["play.chunk"] == sum(e.type == ev.PLAY_START for e in events)
+    assert counts["turn"] == 5 and counts[LLM_SPAN] == 5
+    assert counts["chunk"] == sum(isinstance(e, ev.Chunk) for e in events)
+    assert counts["tts.chunk"] == sum(isinstance(e, ev.TtsSend) for e in events)
+    assert counts["play.chunk"] == sum(isinstance(e, ev.PlayStart) for e in events)
 
     # Wall-clock times: the header's started_at plus the session clock.
     base = otel.epoch_ns(header)
     assert int(session["startTimeUnixNano"]) == base
-    layout = ExportJob(header, events).layout
+    layouts = turn_layouts(ExportJob(header, events))
     turns = sorted((s for s in spans if s["name"] == "turn"), key=lambda s: int(s["startTimeUnixNano"]))
-    assert [int(t["startTimeUnixNano"]) for t in turns] == [base + round(t.span.start_ms * 1e6) for t in layout.turns]
+    assert [int(t["startTimeUnixNano"]) for t in turns] == [base + round(t.span.start_ms * 1e6) for t in layouts]
 
     # The LLM span speaks the GenAI conventions.
-    done = [e for e in events if e.type == ev.LLM_DONE]
-    llms = sorted((s for s in spans if s["name"] == "llm"), key=lambda s: int(s["startTimeUnixNano"]))
+    done = [e for e in events if isinstance(e, ev.LlmDone)]
+    llms = sorted((s for s in spans if s["name"] == LLM_SPAN), key=lambda s: int(s["startTimeUnixNano"]))
     first = attrs(llms[0])
     assert llms[0]["kind"] == SPAN_KIND_CLIENT
     assert first["gen_ai.operation.name"] == "chat" and first["gen_ai.provider.name"] == "local"
     assert first["gen_ai.request.model"] == "smollm2-135m-instruct"
     assert first["gen_ai.request.max_tokens"] == header["preset"]["llm"]["max_tokens"]
-    assert first["gen_ai.usage.output_tokens"] == done[0].get("tokens") == 120
+    assert first["gen_ai.usage.output_tokens"] == done[0].tokens == 120
     assert first["gen_ai.response.finish_reasons"] == ["length"]
     assert first["gen_ai.response.time_to_first_chunk"] == pytest.approx(
-        (layout.turns[0].metrics.llm_ttft - 0.1) / 1000, abs=1e-3)
+        (layouts[0].metrics.llm_ttft - 0.1) / 1000, abs=1e-3)
 
     # Turn 4 was cancelled: said on the turn, with the cancel as its event.
     turn4 = turns[3]
     assert attrs(turn4)["playground.turn.status"] == "cancelled"
     assert "turn.cancelled" in {e["name"] for e in turn4.get("events", [])}
-    assert attrs(turns[0])["playground.metrics.ttfs"] == pytest.approx(layout.turns[0].metrics.ttfs, abs=1e-3)
+    assert attrs(turns[0])["playground.metrics.ttfs"] == pytest.approx(layouts[0].metrics.ttfs, abs=1e-3)
     tts_group = next(s for s in spans if s["name"] == "tts" and s["parentSpanId"] == turns[0]["spanId"])
     assert {"TTFT_TTS", "TTFA"} <= {e["name"] for e in tts_group["events"]}
 
 
-def test_file_is_the_protobuf_json_mapping_with_hex_ids(tmp_path):
-    header, events = load(TWO_TURNS)
+def test_file_is_the_protobuf_json_mapping_with_hex_ids(tmp_path, monkeypatch):
+    monkeypatch.setattr(otel, "BATCH_SPANS", 50)  # the file written a batch at a time, as a long session's is
+    header, events = load(SESSION)
     job = ExportJob(header, events)
-    spans = otel.build_spans(job.header, job.layout)
-    request = otel.otlp_json(spans)
+    spans: list = []
+    with (tmp_path / "s.otlp.json").open("wb") as f:
+        file = otel.OtlpJsonFile(f)
+        otel.write_spans(job.plan, job.layouts(), [spans.extend, file])
+        file.close()
+    assert len(spans) > otel.BATCH_SPANS  # written in more than one batch
+    request = json.loads((tmp_path / "s.otlp.json").read_bytes())
     # Back to the protobuf JSON mapping (base64 ids), parsed by protobuf: the same message the encoder made.
     for span in spans_of(request):
         for key in ("traceId", "spanId", "parentSpanId"):
@@ -126,18 +148,18 @@ def test_cloud_llm_usage_and_provider(tmp_path):
     header = {**header, "preset": {**header["preset"], "llm": {
         **header["preset"]["llm"], "provider": "openai", "model": "grok-4-fast-non-reasoning",
         "base_url": "https://api.x.ai/v1", "api_key_env": "XAI_API_KEY"}}}
-    usage = {"prompt_tokens": 812, "completion_tokens": 20, "prompt_tokens_details": {"cached_tokens": 768}}
+    usage = ev.Usage(prompt_tokens=812, completion_tokens=20,
+                     prompt_tokens_details=ev.PromptTokensDetails(cached_tokens=768))
     start_of_2 = next(i for i, e in enumerate(events) if e.turn == 2)
-    change = ev.TraceEvent(0, 5300.0, ev.CONFIG_CHANGE, {"reason": "--set", "preset": "grok",
-                                                        "changes": {"llm.temperature": 0.9}})
-    events = [e if e.type not in (ev.LLM_REQUEST, ev.LLM_DONE) else ev.TraceEvent(
-        e.turn, e.t_ms, e.type, {**e.data, "provider": "openai", "model": "grok-4-fast-non-reasoning",
-                                 **({"usage": usage} if e.type == ev.LLM_DONE else {})}) for e in events]
+    change = event(ev.ConfigChange, 0, 5300.0, reason="--set", preset="grok", changes={"llm.temperature": 0.9})
+    events = [structs.replace(e, provider="openai", model="grok-4-fast-non-reasoning") if isinstance(e, ev.LlmRequest)
+              else structs.replace(e, usage=usage) if isinstance(e, ev.LlmDone) else e for e in events]
     events.insert(start_of_2, change)
     spans = spans_of(json.loads(export("otel", tmp_path / "x.json", header, events).read_bytes()))
-    first, second = (attrs(s) for s in sorted((s for s in spans if s["name"] == "llm"),
-                                              key=lambda s: int(s["startTimeUnixNano"])))
-    assert first["gen_ai.provider.name"] == first["gen_ai.system"] == "x_ai"
+    llms = sorted((s for s in spans if s["name"].startswith("chat ")), key=lambda s: int(s["startTimeUnixNano"]))
+    assert [s["name"] for s in llms] == ["chat grok-4-fast-non-reasoning"] * 2
+    first, second = (attrs(s) for s in llms)
+    assert first["gen_ai.provider.name"] == "x_ai"
     assert first["gen_ai.request.model"] == "grok-4-fast-non-reasoning"
     assert (first["gen_ai.usage.input_tokens"], first["gen_ai.usage.output_tokens"],
             first["gen_ai.usage.cache_read.input_tokens"]) == (812, 20, 768)
@@ -146,9 +168,8 @@ def test_cloud_llm_usage_and_provider(tmp_path):
 
 def test_errors_and_spoken_turns(tmp_path):
     header, events = load(TWO_TURNS)
-    cut = next(i for i, e in enumerate(events) if e.turn == 2 and e.type == ev.TTS_AUDIO)
-    failed = [*events[:cut + 1], ev.TraceEvent(2, events[cut].t_ms + 5.0, ev.ERROR,
-                                               {"where": "tts", "message": "piper exited"})]
+    cut = next(i for i, e in enumerate(events) if e.turn == 2 and isinstance(e, ev.TtsAudio))
+    failed = [*events[:cut + 1], event(ev.Error, 2, events[cut].t_ms + 5.0, where="tts", message="piper exited")]
     spans = spans_of(json.loads(export("otel", tmp_path / "e.json", header, failed).read_bytes()))
     turn2 = max((s for s in spans if s["name"] == "turn"), key=lambda s: int(s["startTimeUnixNano"]))
     assert turn2["status"] == {"code": STATUS_CODE_ERROR, "message": "piper exited"}
@@ -160,8 +181,31 @@ def test_errors_and_spoken_turns(tmp_path):
     speech, stt = (next(s for s in spans if s["name"] == n) for n in ("speech", "stt"))
     assert speech["parentSpanId"] == stt["parentSpanId"] == turn["spanId"]
     assert speech["endTimeUnixNano"] == stt["startTimeUnixNano"]
-    assert {ev.STT_FINAL, "STT"} <= {e["name"] for e in stt["events"]}
+    assert {ev.SttFinal.type, "STT"} <= {e["name"] for e in stt["events"]}
     assert attrs(turn)["playground.metrics.user_latency"] > 0
+
+
+def test_every_span_event_lies_within_its_span(tmp_path, recorded):
+    # A viewer draws a span's events on the span: one outside it (the turn's `tts.session reuse`,
+    # long before the first TTS request) is misdrawn or dropped. Such events go to the turn.
+    spans = spans_of(otlp_file(tmp_path, recorded))
+    for span in spans:
+        for span_event in span.get("events", []):
+            assert int(span["startTimeUnixNano"]) <= int(span_event["timeUnixNano"]) <= int(span["endTimeUnixNano"]), \
+                (span["name"], span_event["name"])
+    turns = [s for s in spans if s["name"] == "turn"]
+    reuses = [e for t in turns for e in t.get("events", []) if e["name"] == "tts.session reuse"]
+    assert len(reuses) == len(turns)  # every turn of these traces reused the session it opened
+
+
+def test_llm_span_is_named_as_the_genai_conventions_say(tmp_path):
+    # `{gen_ai.operation.name} {gen_ai.request.model}`, gen_ai.provider.name and not the
+    # deprecated gen_ai.system it replaced.
+    llms = [s for s in spans_of(otlp_file(tmp_path, TWO_TURNS)) if attrs(s).get("gen_ai.operation.name")]
+    assert [s["name"] for s in llms] == ["chat smollm2-135m-instruct"] * 2
+    for span in llms:
+        assert attrs(span)["gen_ai.operation.name"] == "chat" and attrs(span)["gen_ai.provider.name"] == "local"
+        assert "gen_ai.system" not in attrs(span)
 
 
 class Collector:
@@ -213,7 +257,7 @@ def test_collector_receives_the_same_spans_as_the_file(tmp_path):
     assert sorted((s.name, s.span_id.hex(), s.parent_span_id.hex()) for s in received) == \
         sorted((s["name"], s["spanId"], s.get("parentSpanId", "")) for s in in_file)
     by_id = {s.span_id: s for s in received}
-    llm = next(s for s in received if s.name == "llm")
+    llm = next(s for s in received if s.name == LLM_SPAN)
     assert by_id[llm.parent_span_id].name == "turn"
     llm_attrs = {a.key: a.value for a in llm.attributes}
     assert llm_attrs["gen_ai.operation.name"].string_value == "chat"
@@ -223,25 +267,33 @@ def test_collector_receives_the_same_spans_as_the_file(tmp_path):
 
 def test_collector_gets_a_long_session_in_batches(tmp_path):
     header, events = long_session()
-    job = ExportJob(header, events)
-    spans = otel.build_spans(job.header, job.layout)
+    spans = all_spans(header, events)
     with Collector() as collector:
-        otel.send_otlp(collector.url + "/v1/traces", spans)
+        export("otel", tmp_path / "long.otlp.json", header, events, otlp_endpoint=collector.url + "/v1/traces")
     assert len(collector.requests) == -(-len(spans) // otel.BATCH_SPANS) > 1
     assert len(collector.spans()) == len(spans)
     assert sum(s.name == "turn" for s in collector.spans()) == 200
 
 
-def test_collector_failures_are_one_clear_error():
+def send(endpoint: str, spans: list, timeout_s: float) -> None:
+    with otel.OtlpSender(endpoint, timeout_s) as sender:
+        sender(spans)
+    sender.check()
+
+
+def test_collector_failures_are_one_clear_error(tmp_path):
     header, events = load(TWO_TURNS)
-    job = ExportJob(header, events)
-    spans = otel.build_spans(job.header, job.layout)
+    spans = all_spans(header, events)
     with Collector(status=400) as collector, pytest.raises(OSError, match=r"did not accept the spans.*400"):
-        otel.send_otlp(collector.url, spans, timeout_s=5)
+        send(collector.url, spans, timeout_s=5)
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
     with pytest.raises(OSError, match=rf"127\.0\.0\.1:{port}/v1/traces .*Connection refused"):
-        otel.send_otlp(f"http://127.0.0.1:{port}", spans, timeout_s=2)
+        send(f"http://127.0.0.1:{port}", spans, timeout_s=2)
+    # The file is written all the same.
+    with Collector(status=400) as collector, pytest.raises(OSError, match=r"did not accept the spans.*400"):
+        export("otel", tmp_path / "t.otlp.json", header, events, otlp_endpoint=collector.url)
+    assert len(spans_of(json.loads((tmp_path / "t.otlp.json").read_bytes()))) == len(spans)
     with pytest.raises(ValueError, match="expected an http"):
         otel.traces_url("127.0.0.1:4318")

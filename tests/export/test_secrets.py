@@ -10,8 +10,10 @@ import pytest
 
 from playground.core import events as ev
 from playground.core.scrub import REDACTED, scrub
+from playground.core.tracefile import read_trace
 from playground.export.formats import FORMATS, export_all
 from playground.export.jsonl import open_trace_writer, write_trace_jsonl
+from tests.events import event
 from tests.export.conftest import SESSION, load
 from tests.export.test_otel import Collector
 
@@ -31,13 +33,13 @@ def leaky_trace(monkeypatch):
     header["providers"]["tts"]["authorization"] = f"Bearer {PASTED_KEY}"
     events = list(events)
     # A --set recorded mid-session, and an error message that echoes the key back.
-    events.insert(1, ev.TraceEvent(0, 300.0, ev.CONFIG_CHANGE, {
-        "reason": "--set", "preset": "local", "changes": {"tts.api_key_env": PASTED_KEY, "llm.api_token": ENV_KEY}}))
+    events.insert(1, event(ev.ConfigChange, 0, 300.0, reason="--set", preset="local",
+                           changes={"tts.api_key_env": PASTED_KEY, "llm.api_token": ENV_KEY}))
     last_turn = max(e.turn for e in events)
     at = max(e.t_ms for e in events if e.turn == last_turn)
-    events.append(ev.TraceEvent(last_turn, at + 1, ev.ERROR, {"where": "llm", "message": f"401 for key {ENV_KEY}"}))
-    events.append(ev.TraceEvent(0, at + 2, ev.SESSION_LOAD, {
-        "component": "tts", "state": "failed", "message": f"piper: voice file {HOME}/voices/x.onnx not found"}))
+    events.append(event(ev.Error, last_turn, at + 1, where="llm", message=f"401 for key {ENV_KEY}"))
+    events.append(event(ev.SessionLoad, 0, at + 2, component="tts", provider="piper", state="failed",
+                        message=f"piper: voice file {HOME}/voices/x.onnx not found"))
     return header, events
 
 
@@ -46,12 +48,12 @@ def test_the_live_trace_file_contains_no_planted_key(tmp_path, leaky_trace):
     header, events = leaky_trace
     path = tmp_path / "live.jsonl"
     writer = open_trace_writer(path, header)
-    for event in events:
-        writer(event)
+    for e in events:
+        writer(e)
     writer.close()
     data = path.read_text(encoding="utf-8")
     assert ENV_KEY not in data and PASTED_KEY not in data and f"{HOME}/voices" not in data
-    read_header, read_events = ev.read_trace(path)
+    read_header, read_events = read_trace(path)
     assert len(read_events) == len(events) and read_header["preset"]["llm"]["api_key_env"] == "PLAYGROUND_TEST_API_KEY"
     assert f"401 for key {REDACTED}" in data and "voice file ~/voices/x.onnx not found" in data
 
@@ -82,7 +84,7 @@ def test_scrub_keeps_names_and_shares_clean_events(monkeypatch):
               "notes": {"token_times": "as measured", "key_points": "the seed's numbers"},
               "providers": {"tts": {"accessToken": "at-123456789", "client_secret": "cs-123456789",
                                     "x-api-key": "xk-123456789"}}}
-    events = [ev.TraceEvent(1, 1.0, ev.LLM_TOKEN, {"i": 0, "text": "token"})]
+    events = [event(ev.LlmToken, 1, 1.0, i=0, text="token")]
     clean_header, clean_events = scrub(header, events)
     assert clean_header["preset"]["llm"] == header["preset"]["llm"]
     assert clean_header["preset"]["tts"] == {"api_key_env": "UNSET_FOR_THIS_TEST", "password": REDACTED}
@@ -97,4 +99,4 @@ def test_a_whole_trace_written_at_once_contains_no_planted_key(tmp_path, leaky_t
     path = write_trace_jsonl(tmp_path / "replayed.jsonl", header, events)
     data = path.read_text(encoding="utf-8")
     assert ENV_KEY not in data and PASTED_KEY not in data and f"{HOME}/voices" not in data
-    assert len(ev.read_trace(path)[1]) == len(events)
+    assert len(read_trace(path)[1]) == len(events)

@@ -17,7 +17,7 @@ from playground.core.metrics import (
 from playground.diagnosis.breakdown import TURN_STAGES
 from playground.diagnosis.session import diagnose_trace
 from playground.export.formats import export
-from playground.export.timeline import budgets_of
+from playground.export.layout import budgets_of
 from tests.export.conftest import SESSION, VOICE, load, long_session
 
 

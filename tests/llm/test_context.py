@@ -81,8 +81,8 @@ async def test_a_long_conversation_keeps_its_prompt_cache_when_the_window_moves(
             reply = "".join([t.text async for t in llm.stream([system, *history, question])])
             history += [question, Message("assistant", reply)]
             context, usage = llm.info.context, llm.info.usage
-            assert context["messages"] + context["dropped"] == len(history)  # system + history + question
-            if context.get("trimmed"):
+            assert context.messages + context.dropped == len(history)  # system + history + question
+            if context.trimmed:
                 moves.append((context, usage))
             if len(moves) == 3:
                 break
@@ -90,10 +90,10 @@ async def test_a_long_conversation_keeps_its_prompt_cache_when_the_window_moves(
         await llm.close()
     assert len(moves) == 3, "the conversation never outgrew the context"
     for context, usage in moves:
-        assert context["how"] == trim and context["trimmed"] % 2 == 0  # whole exchanges
-        cached, prompt = usage["prompt_tokens_details"]["cached_tokens"], usage["prompt_tokens"]
-        assert prompt <= context["budget_tokens"]
+        assert context.how == trim and context.trimmed % 2 == 0  # whole exchanges
+        cached, prompt = usage.prompt_tokens_details.cached_tokens, usage.prompt_tokens
+        assert prompt <= context.budget_tokens
         if trim == "shift":
             assert cached >= 0.8 * prompt, usage
         else:
-            assert cached < 0.2 * prompt and context["trimmed"] >= 4, usage  # one large re-evaluation
+            assert cached < 0.2 * prompt and context.trimmed >= 4, usage  # one large re-evaluation

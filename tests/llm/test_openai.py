@@ -79,17 +79,17 @@ async def loaded_provider(server: OpenAILLMServer):
 
 
 def turn_event(session, turn, type_):
-    return next(e for e in session.trace.turn_events(turn) if e.type == type_)
+    return next(e for e in session.trace.turn_events(turn) if isinstance(e, type_))
 
 
 def turn_events(session, turn, type_):
-    return [e for e in session.trace.turn_events(turn) if e.type == type_]
+    return [e for e in session.trace.turn_events(turn) if isinstance(e, type_)]
 
 
 def assert_clean_turn(session, turn, metrics, words=WORDS):
-    assert metrics.status == "ok", turn_events(session, turn, ev.ERROR)
-    assert [e.get("text") for e in turn_events(session, turn, ev.LLM_TOKEN)] == words
-    assert turn_event(session, turn, ev.LLM_DONE).get("finish_reason") == "stop"
+    assert metrics.status == "ok", turn_events(session, turn, ev.Error)
+    assert [e.text for e in turn_events(session, turn, ev.LlmToken)] == words
+    assert turn_event(session, turn, ev.LlmDone).finish_reason == "stop"
 
 
 async def test_turns_through_the_replay_backed_server_reuse_one_connection():
@@ -99,14 +99,14 @@ async def test_turns_through_the_replay_backed_server_reuse_one_connection():
     for turn, m in ((1, m1), (2, m2)):
         assert_clean_turn(session, turn, m)
         assert 40 <= m.llm_ttft <= m.ttfs <= m.ttft_tts < m.ttfa
-    done1, done2 = turn_event(session, 1, ev.LLM_DONE), turn_event(session, 2, ev.LLM_DONE)
+    done1, done2 = turn_event(session, 1, ev.LlmDone), turn_event(session, 2, ev.LlmDone)
     # Usage as the server reported it; turn 2's prompt starts with turn 1's (cached prefix).
-    usage1, usage2 = done1.get("usage"), done2.get("usage")
-    assert usage1["completion_tokens"] == len(WORDS) and usage1["prompt_tokens_details"]["cached_tokens"] == 0
-    assert usage2["prompt_tokens_details"]["cached_tokens"] > 0 and usage2["prompt_tokens"] > usage1["prompt_tokens"]
+    usage1, usage2 = done1.usage, done2.usage
+    assert usage1.completion_tokens == len(WORDS) and usage1.prompt_tokens_details.cached_tokens == 0
+    assert usage2.prompt_tokens_details.cached_tokens > 0 and usage2.prompt_tokens > usage1.prompt_tokens
     # The connection opened by load() served both turns: no handshake in any turn.
-    assert done1.get("connection")["reused"] and done1.get("connection")["requests"] == 2
-    assert done2.get("connection")["reused"] and done2.get("connection")["requests"] == 3
+    assert done1.connection.reused and done1.connection.requests == 2
+    assert done2.connection.reused and done2.connection.requests == 3
     assert server.connections == 1
     assert server.requests == [("GET", "/v1/models", 200), *[("POST", "/v1/chat/completions", 200)] * 2]
 
@@ -117,9 +117,9 @@ async def test_a_turn_through_the_model_backed_server():
                 openai_session(server, "llm.max_tokens=24") as session):
         m = await session.run_turn("Hi, who is this?")
     assert m.status == "ok" and m.spoken_chunks >= 1
-    done = turn_event(session, 1, ev.LLM_DONE)
-    assert done.get("text").strip() and done.get("finish_reason") in ("stop", "length")
-    assert done.get("usage")["completion_tokens"] == done.get("tokens") <= 24
+    done = turn_event(session, 1, ev.LlmDone)
+    assert done.text.strip() and done.finish_reason in ("stop", "length")
+    assert done.usage.completion_tokens == done.tokens <= 24
 
 
 async def test_reasoning_is_never_spoken_and_never_starts_ttfs():
@@ -129,9 +129,9 @@ async def test_reasoning_is_never_spoken_and_never_starts_ttfs():
         async with openai_session(server) as session:
             m = await session.run_turn("Hi!")
     assert_clean_turn(session, 1, m)
-    spoken = "".join(e.get("raw", "") for e in turn_events(session, 1, ev.CHUNK))
+    spoken = "".join(e.raw for e in turn_events(session, 1, ev.Chunk))
     assert "user says" not in spoken and "briefly" not in spoken
-    assert turn_event(session, 1, ev.LLM_DONE).get("reasoning_chars") == sum(map(len, reasoning))
+    assert turn_event(session, 1, ev.LlmDone).reasoning_chars == sum(map(len, reasoning))
     assert m.ttfs >= m.llm_ttft >= 290
 
 
@@ -143,7 +143,7 @@ async def test_comment_lines_empty_choices_and_null_content_are_tolerated():
         async with openai_session(server) as session:
             m = await session.run_turn("Hi!")
     assert_clean_turn(session, 1, m)
-    assert turn_event(session, 1, ev.LLM_DONE).get("usage")["completion_tokens"] == len(WORDS)
+    assert turn_event(session, 1, ev.LlmDone).usage.completion_tokens == len(WORDS)
 
 
 async def test_a_server_that_rejects_stream_options_is_asked_again_without_it_once():
@@ -155,7 +155,7 @@ async def test_a_server_that_rejects_stream_options_is_asked_again_without_it_on
             second = [t.text async for t in llm.stream([Message("user", "Hi")])]
     assert first == second == WORDS
     # neither stream had usage: both say so, and why
-    assert "stream_options" in first_usage["unavailable"] and "stream_options" in llm.info.usage["unavailable"]
+    assert "stream_options" in first_usage.unavailable and "stream_options" in llm.info.usage.unavailable
     assert [status for _, _, status in server.requests] == [200, 400, 200, 200]
 
 
@@ -164,7 +164,7 @@ async def test_a_server_that_sends_no_usage_is_recorded_as_usage_unavailable():
         server.style.no_usage = True  # llama.cpp's server streams no usage chunk, stream_options or not
         m = await session.run_turn("Hi!")
     assert_clean_turn(session, 1, m)
-    assert turn_event(session, 1, ev.LLM_DONE).get("usage") == {"unavailable": "the server sent no usage"}
+    assert turn_event(session, 1, ev.LlmDone).usage == ev.Usage(unavailable="the server sent no usage")
 
 
 async def test_closing_the_stream_early_closes_the_response_at_once():
@@ -187,7 +187,7 @@ async def test_a_cancelled_turn_stops_the_server_reply_and_the_next_turn_works()
     story = replay_backend(replayed([f" word{i}" for i in range(300)], gap_ms=10.0), replayed())
     async with running_server(story) as server, openai_session(server) as session:
         task = session.start_turn("Tell me a long story.")
-        while len(turn_events(session, 1, ev.LLM_TOKEN)) < 5:
+        while len(turn_events(session, 1, ev.LlmToken)) < 5:
             await asyncio.sleep(0.005)
         session.cancel_turn("barge-in")
         cancelled = await task
@@ -196,10 +196,10 @@ async def test_a_cancelled_turn_stops_the_server_reply_and_the_next_turn_works()
         await asyncio.sleep(0.3)
         assert len(server.sent[0]) == sent < 20
         m2 = await session.run_turn("Short answer, please.")
-    assert cancelled.status == "cancelled" and turn_event(session, 1, ev.TURN_CANCELLED).get("stop_ms") < 100
+    assert cancelled.status == "cancelled" and turn_event(session, 1, ev.TurnCancelled).stop_ms < 100
     assert_clean_turn(session, 2, m2)
     # The cancelled stream's connection could not be reused (its body was never read to the end).
-    assert turn_event(session, 2, ev.LLM_DONE).get("connection")["reused"] is False
+    assert turn_event(session, 2, ev.LlmDone).connection.reused is False
 
 
 FAST_TIMEOUTS = ("llm.connect_timeout_ms=300", "llm.first_token_timeout_ms=500", "llm.idle_timeout_ms=300")
@@ -229,10 +229,10 @@ async def test_a_fault_fails_the_turn_with_a_named_error_and_the_next_turn_works
         failed_after = now_ms() - started
         m2 = await session.run_turn("Hi again!")
     assert m1.status == "error" and failed_after < 2000
-    error = turn_event(session, 1, ev.ERROR)
-    assert error.get("where") == "llm"
-    assert error.get("message").startswith(f"openai LLM ({server.base_url}, model 'replay'): ")
-    assert re.search(message, error.get("message")), error.get("message")
+    error = turn_event(session, 1, ev.Error)
+    assert error.where == "llm"
+    assert error.message.startswith(f"openai LLM ({server.base_url}, model 'replay'): ")
+    assert re.search(message, error.message), error.message
     assert_clean_turn(session, 2, m2)
 
 
@@ -244,10 +244,10 @@ async def test_connect_refused_fails_the_turn_and_the_next_turn_reconnects():
         async with running_server(port=server.port):
             m3 = await session.run_turn("Now?")
     assert_clean_turn(session, 1, m1)
-    assert m2.status == "error" and "cannot connect" in turn_event(session, 2, ev.ERROR).get("message")
+    assert m2.status == "error" and "cannot connect" in turn_event(session, 2, ev.Error).message
     assert_clean_turn(session, 3, m3)
-    connection = turn_event(session, 3, ev.LLM_DONE).get("connection")
-    assert connection["reused"] is False and connection["connect_ms"] >= 0
+    connection = turn_event(session, 3, ev.LlmDone).connection
+    assert connection.reused is False and connection.connect_ms >= 0
 
 
 async def test_a_connect_timeout_is_named_and_the_next_turn_works():
@@ -266,7 +266,7 @@ async def test_a_connect_timeout_is_named_and_the_next_turn_works():
         async with running_server(port=server.port):
             m3 = await session.run_turn("Now?")
     assert m2.status == "error" and 300 <= failed_after < 1500
-    message = turn_event(session, 2, ev.ERROR).get("message")
+    message = turn_event(session, 2, ev.Error).message
     assert "connect timeout: no connection within 300 ms ([llm] connect_timeout_ms = 300)" in message
     assert_clean_turn(session, 3, m3)
 
@@ -293,4 +293,4 @@ async def test_the_key_is_sent_as_bearer_and_a_rejected_key_fails_at_session_ope
             await session.close()
     assert_clean_turn(session, 1, m)
     # The key never reaches the trace.
-    assert "sk-loopback" not in repr(session.trace.header) + repr([e.data for e in session.trace.events])
+    assert "sk-loopback" not in repr(session.trace.header) + repr(session.trace.events)

@@ -7,19 +7,20 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from pathlib import Path
 
 import aiohttp
 import pytest
 
+from playground.bench.harness import DATA as BENCH_DATA
 from playground.core import events as ev
 from playground.core.presets import apply_overrides, load_preset
+from playground.core.tracefile import read_trace
 from playground.phone import dialects as dl
 from playground.phone.agent import AgentServer
 from playground.phone.caller import Call, CallOptions, Line
 from playground.phone.report import trace_file_name
 
-REPLAY = Path(__file__).parent.parent / "data" / "two-turns.jsonl"
+REPLAY = BENCH_DATA / "two-turns.jsonl"  # a recorded two-turn session, its tokens replayed
 pytestmark = pytest.mark.models
 
 
@@ -63,36 +64,36 @@ async def test_serve_agent_answers_with_paced_frames_marks_and_clears_on_barge_i
     [record] = server.finished
     assert record.end_reason == "stop" and record.errors == {}
     assert record.trace_path == tmp_path / "agent" / trace_file_name(call.call_id)
-    header, events = ev.read_trace(record.trace_path)
+    header, events = read_trace(record.trace_path)
     assert header["phone"] == {"dialect": name, "call_id": call.call_id, "stream_id": call.stream_id}
     by_type = lambda turn, type_: [e for e in events if e.turn == turn and e.type == type_]  # noqa: E731
     # turn 2 (played to its end): a mark after each chunk, each echoed by the caller once heard
-    marks = [e.get("name") for e in by_type(2, "phone.mark")]
-    played_chunks = [e.get("chunk") for e in by_type(2, ev.PLAY_END) if not e.get("cut")]
+    marks = [e.name for e in by_type(2, "phone.mark")]
+    played_chunks = [e.chunk for e in by_type(2, ev.PlayEnd.type) if not e.cut]
     assert len(marks) >= 2 and marks == [f"2.{chunk}" for chunk in played_chunks]
     assert marks == [m["mark"]["name"] for m in call.raw if m["event"] == "mark"][-len(marks):]
     echoes = by_type(2, "phone.mark_echo")
-    assert [e.get("name") for e in echoes] == marks and all(e.get("rtt_ms") > 0 for e in echoes)
+    assert [e.name for e in echoes] == marks and all(e.rtt_ms > 0 for e in echoes)
     assert result.turns[1].marks == len(marks)
     # the caller cut in after 1.5 s of the reply: the turn was cancelled and `clear` sent
-    [cancelled] = by_type(1, ev.TURN_CANCELLED)
-    assert cancelled.get("reason").startswith("barge-in")
+    [cancelled] = by_type(1, ev.TurnCancelled.type)
+    assert cancelled.reason.startswith("barge-in")
     [clear] = by_type(1, "phone.clear")
-    assert clear.get("reason") == "barge-in"
+    assert clear.reason == "barge-in"
     stopped = result.trace.turn_events(1)
     [barge] = [e for e in stopped if e.type == "call.barge_in"]
-    assert barge.get("heard_ms") >= 1500
+    assert barge.heard_ms >= 1500
     [quiet] = [e for e in stopped if e.type == "call.agent_stopped"]
     # the agent's VAD confirms speech ~64 ms after its onset, then everything stops at once
-    assert quiet.get("clear_ms") is not None and quiet.get("clear_ms") < 600
-    assert quiet.get("stop_ms") < 600 and result.turns[0].barge_in_stop == pytest.approx(quiet.get("stop_ms"), abs=0.001)
+    assert quiet.clear_ms is not None and quiet.clear_ms < 600
+    assert quiet.stop_ms < 600 and result.turns[0].barge_in_stop == pytest.approx(quiet.stop_ms, abs=0.001)
     # every turn is placed in the caller's stream and its first frame timed
     for turn in (1, 2):
         [eos] = by_type(turn, "phone.eos")
-        assert eos.t_ms == 0 and eos.get("stream_ms") >= result.end_stream_ms[turn - 1]
+        assert eos.t_ms == 0 and eos.stream_ms >= result.end_stream_ms[turn - 1]
         assert len(by_type(turn, "phone.audio_out")) == 1
     [stop] = by_type(0, "phone.stop")
-    assert stop.get("reason") == "stop" and stop.get("frames_sent") == len(media)
+    assert stop.reason == "stop" and stop.frames_sent == len(media)
 
 
 async def test_carriers_that_break_the_protocol_are_refused_with_the_fault_named(tmp_path):

@@ -13,6 +13,7 @@ import pytest
 
 from playground.core import events as ev
 from playground.core.presets import load_preset
+from playground.core.tracefile import read_trace
 from playground.phone import dialects as dl
 from playground.phone.caller import Call, CallOptions, read_script
 from playground.phone.network import NetworkProfile
@@ -67,8 +68,8 @@ async def test_a_five_line_call_adds_up_to_the_agents_own_trace_within_30_ms(cal
         assert stage.metrics["first_play"] == pytest.approx(stage.agent_ms, abs=25)
         assert m.real_latency >= m.first_audio
     # the caller's trace keeps the stages; the agent's trace heard the caller's words
-    _, events = ev.read_trace(tmp_path / "call.jsonl")
+    _, events = read_trace(tmp_path / "call.jsonl")
     assert len([e for e in events if e.type == "call.agent_turn"]) == 5
-    _, agent_events = ev.read_trace(agent_traces / trace_file_name(call.call_id))
-    heard = [e.get("text") for e in agent_events if e.type == ev.STT_FINAL]
+    _, agent_events = read_trace(agent_traces / trace_file_name(call.call_id))
+    heard = [e.text for e in agent_events if isinstance(e, ev.SttFinal)]
     assert words(heard[0]) == words("Hi, who is this?")

@@ -9,7 +9,7 @@ import base64
 import aiohttp
 import pytest
 
-from playground.core import events as ev
+from playground.core.tracefile import read_trace
 from playground.phone import dialects as dl
 from playground.phone.caller import AGENT_CLOSED, NO_ANSWER, Call, CallOptions, Line
 from tests.phone.fake_agents import AgentSide, FakeAgent, tone_ulaw
@@ -26,7 +26,7 @@ async def place(dialect: dl.Dialect, behaviour, voice, tmp_path, lines=LINES):
             result = await Call(options, voice, http, trace_path=tmp_path / "call.jsonl").run(lines)
     finally:
         await agent.stop()
-    header, events = ev.read_trace(tmp_path / "call.jsonl")  # the trace is whole and readable
+    header, events = read_trace(tmp_path / "call.jsonl")  # the trace is whole and readable
     assert events[-1].type == "call.hangup" and header["kind"] == "call"
     return result, events
 
@@ -48,8 +48,8 @@ async def test_a_wrong_payload_size_is_named_in_its_turn_and_the_call_goes_on(na
     assert result.reason == "done"
     assert errors_of(result) == [[dl.PAYLOAD_SIZE], []]
     [error] = [e for e in events if e.type == "call.error"]
-    assert error.turn == 1 and error.get("kind") == dl.PAYLOAD_SIZE and error.get("count") == 10
-    assert f"{payload} bytes" in error.get("message")
+    assert error.turn == 1 and error.kind == dl.PAYLOAD_SIZE and error.count == 10
+    assert f"{payload} bytes" in error.message
     assert all(m.first_audio is not None for m in result.turns)  # the well-formed audio was played
 
 
@@ -73,7 +73,7 @@ async def test_an_agent_that_hangs_up_mid_reply_ends_the_call_cleanly(caller_voi
     assert result.reason == AGENT_CLOSED
     [turn] = result.turns  # the second line was never said
     assert turn.first_audio is not None and turn.error_counts == {AGENT_CLOSED: 1}
-    assert events[-1].get("reason") == AGENT_CLOSED
+    assert events[-1].reason == AGENT_CLOSED
 
 
 async def test_an_agent_that_never_answers_gets_no_answer_per_turn(caller_voice, tmp_path):

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from playground.core import events as ev
+from playground.core.tracefile import read_trace
 from playground.phone.report import trace_file_name
 from tests.phone.fake_agents import ROOT, playground_process, serve_agent, stop
 
@@ -48,9 +48,9 @@ def test_ten_simultaneous_calls_report_latency_failures_and_the_agents_stages(tm
     caller_traces = sorted(caller_dir.glob("call-*.jsonl"))
     assert len(caller_traces) == 10
     for path in caller_traces:
-        header, events = ev.read_trace(path)
-        assert events[-1].type == "call.hangup" and events[-1].get("reason") == "done"
+        header, events = read_trace(path)
+        assert events[-1].type == "call.hangup" and events[-1].reason == "done"
         agent_trace = agent_dir / trace_file_name(header["call"]["call_id"])
-        _, agent_events = ev.read_trace(agent_trace)
-        assert [e.get("reason") for e in agent_events if e.type == "phone.stop"] == ["stop"]
+        _, agent_events = read_trace(agent_trace)
+        assert [e.reason for e in agent_events if e.type == "phone.stop"] == ["stop"]
     print(out)

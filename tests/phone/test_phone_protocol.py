@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from playground.core import events as ev
+from playground.core.tracefile import read_trace
 from playground.phone import dialects as dl
 from playground.phone.caller import Call, CallOptions, Line
 from tests.phone.fake_agents import AgentSide, FakeAgent, tone_ulaw
@@ -169,13 +170,13 @@ async def test_a_call_streams_documented_messages_and_answers_marks_and_clear(na
     # the agent answered 200 ms of silence + 100 ms after the line's end; the tone is audible at once
     assert 250 <= turn.first_audio <= 1000 and turn.real_latency - turn.first_audio < 30
     trace = {e.type: e for e in result.trace.turn_events(1)}
-    assert trace["call.clear"].get("marks_returned") == 1 and trace["call.clear"].get("dropped_ms") > 1000
-    assert {e.get("name"): e.get("by") for e in result.trace.turn_events(1) if e.type == "call.mark"} == \
+    assert trace["call.clear"].marks_returned == 1 and trace["call.clear"].dropped_ms > 1000
+    assert {e.name: e.by for e in result.trace.turn_events(1) if e.type == "call.mark"} == \
         {"first": "played", "second": "clear"}
-    header, events = ev.read_trace(tmp_path / "call.jsonl")
+    header, events = read_trace(tmp_path / "call.jsonl")
     assert header["kind"] == "call" and header["call"]["dialect"] == name
     assert [e.type for e in events if e.turn == 0] == ["call.dial", "call.hangup"]
-    assert events[-1].type == "call.hangup" or any(e.type == ev.TURN_SUMMARY for e in events)
+    assert events[-1].type == "call.hangup" or any(isinstance(e, ev.TurnSummary) for e in events)
 
 
 async def test_the_caller_hears_a_greeting_out_before_its_first_line(caller_voice):
@@ -189,10 +190,10 @@ async def test_the_caller_hears_a_greeting_out_before_its_first_line(caller_voic
     finally:
         await agent.stop()
     [greeting] = [e for e in result.trace.events if e.type == "call.greeting"]
-    assert greeting.get("heard_ms") == 1000 and greeting.get("first_audio_ms") < 100
+    assert greeting.heard_ms == 1000 and greeting.first_audio_ms < 100
     [line] = [e for e in result.trace.events if e.type == "call.line"]
     # the greeting played out, then the caller waited reply_silence_ms before speaking
-    assert line.get("start_stream_ms") >= 1000 + 400
+    assert line.start_stream_ms >= 1000 + 400
     assert result.turns[0].status == "ok" and result.turns[0].heard_ms == 300
 
 
@@ -224,5 +225,5 @@ async def test_what_the_caller_says_into_a_microphone_becomes_turns(caller_heari
     # after the line) answers soon after it, though the caller's VAD knew of it 500 ms later
     assert all(200 <= m.first_audio <= 600 and m.heard_ms == 500 for m in result.turns), result.turns
     lines = [e for e in result.trace.events if e.type == "call.line"]
-    assert [e.get("source") for e in lines] == ["mic", "mic"] and all(e.t_ms < 0 for e in lines)
-    assert all(600 <= e.get("speech_ms") <= 2500 for e in lines), lines
+    assert [e.source for e in lines] == ["mic", "mic"] and all(e.t_ms < 0 for e in lines)
+    assert all(600 <= e.speech_ms <= 2500 for e in lines), lines

@@ -72,8 +72,8 @@ async def open_loopback_session(server: ElevenLabsServer, *overrides: str, llm=N
 
 def spoken_chunks(session: Session, turn: int) -> dict[int, str]:
     """chunk index -> text, of the chunks the turn sent to TTS."""
-    texts = {e.get("index"): e.get("text") for e in session.trace.turn_events(turn) if e.type == ev.CHUNK}
-    return {e.get("chunk"): texts[e.get("chunk")] for e in session.trace.turn_events(turn) if e.type == ev.TTS_SEND}
+    texts = {e.index: e.text for e in session.trace.turn_events(turn) if isinstance(e, ev.Chunk)}
+    return {e.chunk: texts[e.chunk] for e in session.trace.turn_events(turn) if isinstance(e, ev.TtsSend)}
 
 
 def assert_audio_exact(session: Session, tap: AudioTap, server: ElevenLabsServer, turn: int) -> None:
@@ -90,7 +90,7 @@ def assert_audio_exact(session: Session, tap: AudioTap, server: ElevenLabsServer
 
 def session_events(session: Session, turn: int, action: str | None = None) -> list[ev.TraceEvent]:
     return [e for e in session.trace.turn_events(turn)
-            if e.type == ev.TTS_SESSION and (action is None or e.get("action") == action)]
+            if isinstance(e, ev.TtsSession) and (action is None or e.action == action)]
 
 
 async def run_turn(session: Session, text: str = "Hello?", limit_s: float = 20.0):
@@ -104,6 +104,6 @@ async def wait_for_event(session: Session, action: str, limit_s: float = 20.0, s
     async with asyncio.timeout(limit_s):
         while True:
             for event in session.trace.events[since:]:
-                if event.type == ev.TTS_SESSION and event.get("action") == action:
+                if isinstance(event, ev.TtsSession) and event.action == action:
                     return event
             await asyncio.sleep(0.02)

@@ -46,7 +46,7 @@ async def open_turns(preset_name: str, provider: type, server: LoopbackTTSServer
 
 
 def errors(session: Session, turn: int) -> list[ev.TraceEvent]:
-    return [e for e in session.trace.turn_events(turn) if e.type == ev.ERROR]
+    return [e for e in session.trace.turn_events(turn) if isinstance(e, ev.Error)]
 
 
 def turn_audio(tap: AudioTap, turn: int) -> np.ndarray:
@@ -67,7 +67,7 @@ def assert_reply_spoken_once(session: Session, tap: AudioTap, server: LoopbackTT
 
 
 def actions(session: Session, turn: int) -> list[str]:
-    return [e.get("action") for e in session_events(session, turn)]
+    return [e.action for e in session_events(session, turn)]
 
 
 class SessionContract:
@@ -105,7 +105,7 @@ class SessionContract:
             session, tap = await self.open_session(server, [LONG_REPLY, REPLIES[1]])
             try:
                 task = session.start_turn("Tell me a long story.")
-                while not any(e.type == ev.PLAY_START for e in session.trace.turn_events(1)):
+                while not any(isinstance(e, ev.PlayStart) for e in session.trace.turn_events(1)):
                     await asyncio.sleep(0.02)
                 session.cancel_turn("barge-in")
                 await task
@@ -114,7 +114,7 @@ class SessionContract:
             finally:
                 await session.close()
         assert self.cancel_message in server.received
-        assert any(e.type == ev.TURN_CANCELLED for e in session.trace.turn_events(1))
+        assert any(isinstance(e, ev.TurnCancelled) for e in session.trace.turn_events(1))
         assert_reply_spoken_once(session, tap, server, 2)
 
     @pytest.mark.parametrize("code, reason", [(1006, ""), (1008, "policy violation (injected)")])
@@ -122,7 +122,7 @@ class SessionContract:
         server.inject(Fault("close", code=code, reason=reason, after=3))
         session, tap = await self.run_turns(server, "Hi!", "Again?")
         reconnect = session_events(session, 1, "reconnect")
-        assert len(reconnect) == 1 and str(code) in reconnect[0].get("reason") and reason in reconnect[0].get("reason")
+        assert len(reconnect) == 1 and str(code) in reconnect[0].reason and reason in reconnect[0].reason
         assert server.handshakes == 2
         assert_reply_spoken_once(session, tap, server, 1)
         assert_reply_spoken_once(session, tap, server, 2)
@@ -130,14 +130,14 @@ class SessionContract:
     async def test_a_stall_is_detected_and_the_turn_resumes(self, server):
         server.inject(Fault("stall", after=2, seconds=4.0))
         session, tap = await self.run_turns(server, "Hi!", "Again?")
-        assert "stall" in session_events(session, 1, "reconnect")[0].get("reason")
+        assert "stall" in session_events(session, 1, "reconnect")[0].reason
         assert_reply_spoken_once(session, tap, server, 1)
         assert_reply_spoken_once(session, tap, server, 2)
 
     async def test_malformed_and_unknown_messages_are_reported_and_skipped(self, server):
         server.inject(Fault("malformed"), Fault("unknown"))
         session, tap = await self.run_turns(server, "Hi!")
-        reasons = [e.get("message") for e in session_events(session, 1, "warning")]
+        reasons = [e.message for e in session_events(session, 1, "warning")]
         assert any("malformed" in r for r in reasons) and any("loopback_unknown" in r for r in reasons)
         assert "reconnect" not in actions(session, 1)
         assert_reply_spoken_once(session, tap, server, 1)
@@ -146,10 +146,10 @@ class SessionContract:
         server.inject(Fault("wrong_format", audio="wav"))
         session, tap = await self.run_turns(server, "Hi!", "Again?")
         fallback = session_events(session, 1, "fallback")
-        assert len(fallback) == 1 and "WAV" in fallback[0].get("reason")
+        assert len(fallback) == 1 and "WAV" in fallback[0].reason
         assert self.cancel_message in server.received  # the broken audio was stopped
         assert_reply_spoken_once(session, tap, server, 1)
-        assert session_events(session, 2, "reuse")[0].get("path") == "persistent"
+        assert session_events(session, 2, "reuse")[0].path == "persistent"
         assert_reply_spoken_once(session, tap, server, 2)
 
     async def test_a_refused_reconnect_falls_back_to_rest(self, server):
@@ -162,7 +162,7 @@ class SessionContract:
             finally:
                 await session.close()
         fallback = session_events(session, 1, "fallback")
-        assert fallback and "403" in fallback[-1].get("reason")
+        assert fallback and "403" in fallback[-1].reason
         assert_reply_spoken_once(session, tap, server, 1)
         assert errors(session, 2) == [] and len(turn_audio(tap, 2)) > 0
 
@@ -184,5 +184,5 @@ class SessionContract:
     async def test_persistent_false_speaks_every_turn_over_rest(self, server):
         session, tap = await self.run_turns(server, "Hi!", overrides=["tts.persistent=false"])
         assert server.handshakes == 0
-        assert session_events(session, 1, "reuse")[0].get("path") == "fallback_rest"
+        assert session_events(session, 1, "reuse")[0].path == "fallback_rest"
         assert_reply_spoken_once(session, tap, server, 1)

@@ -36,7 +36,7 @@ class TestDeepgram(SessionContract):
     async def test_a_refused_flush_is_reported_and_the_turn_resumes(self, server):
         server.flush_limit = 1  # Deepgram allows 20 a minute; the second turn's Flush is refused
         session, tap = await self.run_turns(server, "Hi!", "Again?")
-        warnings = [e.get("message") for e in session_events(session, 2, "warning")]
+        warnings = [e.message for e in session_events(session, 2, "warning")]
         assert any("FLUSH" in w for w in warnings)
-        assert "Flush" in session_events(session, 2, "reconnect")[0].get("reason")
+        assert "Flush" in session_events(session, 2, "reconnect")[0].reason
         assert_reply_spoken_once(session, tap, server, 2)

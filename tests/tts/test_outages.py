@@ -70,7 +70,7 @@ async def test_an_outage_mid_reply_is_bridged_without_losing_or_repeating_a_samp
     assert m1.status == "ok" and m1.tts_path == "reconnected", m1.errors
     (reconnect,) = session_events(session, 1, "reconnect")
     # downtime counts from when the drop was noticed (late on a loaded machine) to the new connection
-    assert reconnect.get("downtime_ms") >= OUTAGE_S * 1000 / 2 and reconnect.get("attempts") > 1
+    assert reconnect.downtime_ms >= OUTAGE_S * 1000 / 2 and reconnect.attempts > 1
     assert not session_events(session, 1, "fallback") and not server.rest_requests
     assert_same_sound(heard, undisturbed)
 
@@ -90,7 +90,7 @@ async def test_a_reply_moved_to_rest_after_its_last_aligned_character_loses_no_s
     server.inject(Fault("close", after=messages - 1, code=1006))
     heard, session, m1 = await played_reply(server, tmp_path / "rest.wav", "tts.on_disconnect=rest")
     assert m1.status == "ok" and m1.tts_path == "fallback_rest", m1.errors
-    assert session_events(session, 1, "fallback")[0].get("resent_chunks")[0] == 0
+    assert session_events(session, 1, "fallback")[0].resent_chunks[0] == 0
     assert_same_sound(heard, undisturbed)
 
 
@@ -105,7 +105,7 @@ async def test_an_outage_between_turns_is_bridged_in_the_background(server):
     finally:
         await session.close()
     assert m1.status == "ok" and reconnect.turn == ev.SESSION_TURN
-    assert reconnect.get("downtime_ms") >= OUTAGE_S * 1000 / 2
+    assert reconnect.downtime_ms >= OUTAGE_S * 1000 / 2
     # The next turn found the connection back, and nothing of it waited for one.
     assert m2.status == "ok" and m2.tts_path == "persistent", m2.errors
     assert_audio_exact(session, tap, server, 2)
@@ -126,7 +126,7 @@ async def test_a_turn_during_an_outage_fails_and_the_next_tries_the_session_firs
     finally:
         await session.close()
     assert m1.status == "error" and any("REST synthesis" in e for e in m1.errors), m1.errors
-    assert "not connected" in session_events(session, 1, "reuse")[0].get("reason")
+    assert "not connected" in session_events(session, 1, "reuse")[0].reason
     assert m2.status == "ok" and m2.tts_path == "reconnected", m2.errors
     assert session_events(session, 2, "reconnect")  # its own attempt, at once
     assert_audio_exact(session, tap, server, 2)
@@ -145,7 +145,7 @@ async def test_twenty_rapid_barge_ins_never_reach_the_context_cap(loopback_voice
         for n in range(1, 21):
             task = session.start_turn("Tell me about my order.")
             async with asyncio.timeout(10):
-                while not any(e.type == ev.TTS_SEND for e in session.trace.turn_events(n)):
+                while not any(isinstance(e, ev.TtsSend) for e in session.trace.turn_events(n)):
                     await asyncio.sleep(0.005)
             session.cancel_turn("barge-in")
             assert (await task).status == "cancelled"
@@ -155,8 +155,8 @@ async def test_twenty_rapid_barge_ins_never_reach_the_context_cap(loopback_voice
     finally:
         await session.close()
         await server.stop()
-    problems = [e for e in session.trace.events if e.type == ev.ERROR or (
-        e.type == ev.TTS_SESSION and e.get("action") in ("reconnect", "fallback"))]
+    problems = [e for e in session.trace.events if isinstance(e, ev.Error) or (
+        isinstance(e, ev.TtsSession) and e.action in ("reconnect", "fallback"))]
     assert not problems, problems
     assert server.handshakes == 1 and server.most_contexts <= 5
     assert not [m for m in server.received if "context_id" not in m and not m.get("close_socket")]

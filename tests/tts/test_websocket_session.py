@@ -33,8 +33,8 @@ pytestmark = pytest.mark.models  # the loopback server speaks with the Piper voi
 async def test_opened_before_the_first_turn_and_reused(server):
     session, tap = await open_loopback_session(server)
     try:
-        opened = [e for e in session.trace.events if e.type == ev.TTS_SESSION and e.get("action") == "open"]
-        assert len(opened) == 1 and opened[0].turn == ev.SESSION_TURN and opened[0].get("path") == "persistent"
+        opened = [e for e in session.trace.events if isinstance(e, ev.TtsSession) and e.action == "open"]
+        assert len(opened) == 1 and opened[0].turn == ev.SESSION_TURN and opened[0].path == "persistent"
         m1 = await run_turn(session)
         m2 = await run_turn(session)
     finally:
@@ -45,14 +45,14 @@ async def test_opened_before_the_first_turn_and_reused(server):
         assert m.ttft_tts < m.ttfa
         assert_audio_exact(session, tap, server, turn)
     reuse = session_events(session, 2, "reuse")[0]
-    assert reuse.get("turns_served") == 2 and reuse.get("age_ms") > 0
+    assert reuse.turns_served == 2 and reuse.age_ms > 0
     # One context per turn, each closed at the end of its reply; alignment reaches the trace.
     contexts = [m["context_id"] for m in server.received if m.get("close_context")]
     assert contexts == ["turn-1", "turn-2"]
     # An audio message that starts after the last character's start has no alignment (ElevenLabs
     # sends null there too), so compare the characters covered with the text sent.
-    audio = [e for e in session.trace.turn_events(1) if e.type == ev.TTS_AUDIO]
-    aligned = "".join("".join(e.get("alignment")["chars"]) for e in audio if e.get("alignment"))
+    audio = [e for e in session.trace.turn_events(1) if isinstance(e, ev.TtsAudio)]
+    aligned = "".join("".join(e.alignment.chars) for e in audio if e.alignment)
     sent = "".join(m["text"] for m in server.received if m.get("context_id") == "turn-1" and m.get("text"))
     assert aligned.split() == sent.split() and aligned.strip()
 
@@ -77,8 +77,8 @@ async def test_audio_after_the_last_character_stays_with_its_chunk(server, last_
         await session.close()
     events = session.trace.turn_events(2)
     tail_chars = [" "] if last_message_covers == "the trailing space" else None
-    tails = [e for e in events if e.type == ev.TTS_AUDIO and (e.get("alignment") or {}).get("chars") == tail_chars]
-    last_send = max(e.t_ms for e in events if e.type == ev.TTS_SEND)
+    tails = [e for e in events if isinstance(e, ev.TtsAudio) and (e.alignment.chars if e.alignment else None) == tail_chars]
+    last_send = max(e.t_ms for e in events if isinstance(e, ev.TtsSend))
     assert m2.status == "ok" and tails and tails[0].t_ms > last_send
     assert_audio_exact(session, tap, server, 2)
 
@@ -94,7 +94,7 @@ async def test_server_close_mid_reply_resumes_on_a_new_connection(server, code, 
         await session.close()
     assert m1.status == "ok" and m1.tts_path == "reconnected" and reason in m1.tts_path_reason, m1.errors
     reconnect = session_events(session, 1, "reconnect")[0]
-    assert reconnect.get("resumed_chunks")[0] == 0 and reconnect.get("downtime_ms") < 1000
+    assert reconnect.resumed_chunks[0] == 0 and reconnect.downtime_ms < 1000
     assert_audio_exact(session, tap, server, 1)  # the re-sent chunk's first samples were not repeated
     assert m2.status == "ok" and m2.tts_path == "persistent"
     assert_audio_exact(session, tap, server, 2)
@@ -111,18 +111,18 @@ async def test_server_close_mid_reply_with_rest_for_the_rest_of_the_turn(server)
         await session.close()
     assert m1.status == "ok" and m1.tts_path == "fallback_rest", m1.errors
     fallback = session_events(session, 1, "fallback")[0]
-    assert "1006" in fallback.get("reason") and "on_disconnect = rest" in fallback.get("reason")
+    assert "1006" in fallback.reason and "on_disconnect = rest" in fallback.reason
     assert [r["text"].strip() for r in server.rest_requests][:1] == [fallback_text(session)]
     assert_audio_exact(session, tap, server, 1)
     # Reconnected in the background meanwhile, before turn 2, which nothing disturbed.
-    reconnects = [e for e in session.trace.events if e.type == ev.TTS_SESSION and e.get("action") == "reconnect"]
-    assert len(reconnects) == 1 and "1006" in reconnects[0].get("reason")
+    reconnects = [e for e in session.trace.events if isinstance(e, ev.TtsSession) and e.action == "reconnect"]
+    assert len(reconnects) == 1 and "1006" in reconnects[0].reason
     assert m2.status == "ok" and m2.tts_path == "persistent"
     assert_audio_exact(session, tap, server, 2)
 
 
 def fallback_text(session) -> str:
-    return next(e.get("text") for e in session.trace.turn_events(1) if e.type == ev.CHUNK and e.get("index") == 0)
+    return next(e.text for e in session.trace.turn_events(1) if isinstance(e, ev.Chunk) and e.index == 0)
 
 
 async def test_stall_is_treated_as_a_dead_connection(server):
@@ -152,7 +152,7 @@ async def test_malformed_and_unknown_messages_are_skipped_and_reported(server, k
         await session.close()
     assert m1.status == "ok" and m1.tts_path == "persistent", m1.errors
     warnings = session_events(session, 1, "warning")
-    assert len(warnings) == 1 and warning in warnings[0].get("message")
+    assert len(warnings) == 1 and warning in warnings[0].message
     assert_audio_exact(session, tap, server, 1)
     assert m2.status == "ok"
     assert_audio_exact(session, tap, server, 2)
@@ -218,7 +218,7 @@ async def test_failed_reconnect_falls_back_to_rest_and_says_why(server):
     assert_audio_exact(session, tap, server, 1)
     # A refused key stops the attempts. Turn 2 starts with no connection and tries the persistent
     # session first, with an attempt at once: the server takes it now, so turn 2 is spoken over it.
-    assert "not connected" in session_events(session, 2, "reuse")[0].get("reason")
+    assert "not connected" in session_events(session, 2, "reuse")[0].reason
     assert m2.status == "ok" and m2.tts_path == "reconnected" and "HTTP 403" in m2.tts_path_reason, m2.errors
     assert not server.rest_requests[len(spoken_chunks(session, 1)):]  # nothing of turn 2 over REST
     assert_audio_exact(session, tap, server, 2)
@@ -253,8 +253,9 @@ async def test_idle_session_keeps_its_connection_with_keepalives(server):
     finally:
         await session.close()
     assert server.handshakes == 1
-    assert not [e for e in session.trace.events if e.get("action") in ("reconnect", "fallback")]
-    keepalives = [e for e in session.trace.events if e.type == ev.TTS_SESSION and e.get("action") == "keepalive"]
+    assert not [e for e in session.trace.events
+                if isinstance(e, ev.TtsSession) and e.action in ("reconnect", "fallback")]
+    keepalives = [e for e in session.trace.events if isinstance(e, ev.TtsSession) and e.action == "keepalive"]
     assert len(keepalives) >= 8
     # Between turns a keep-alive context of its own, closed at once: never the default context.
     assert {"text": " ", "context_id": "keepalive-1"} in server.received
@@ -280,11 +281,11 @@ async def test_a_server_with_a_shorter_idle_limit_closes_once_then_keepalives_fi
     finally:
         await session.close()
         await server.stop()
-    assert "input_timeout_exceeded" in reconnect.get("reason") and "2.0 seconds" in reconnect.get("reason")
-    assert reconnect.get("keepalive_ms") == 1000.0 and reconnect.turn == ev.SESSION_TURN
-    later = [e for e in session.trace.events[idle_from:] if e.type == ev.TTS_SESSION]
-    assert not [e for e in later if e.get("action") in ("reconnect", "fallback")]
-    assert len([e for e in later if e.get("action") == "keepalive"]) >= 6
+    assert "input_timeout_exceeded" in reconnect.reason and "2.0 seconds" in reconnect.reason
+    assert reconnect.keepalive_ms == 1000.0 and reconnect.turn == ev.SESSION_TURN
+    later = [e for e in session.trace.events[idle_from:] if isinstance(e, ev.TtsSession)]
+    assert not [e for e in later if e.action in ("reconnect", "fallback")]
+    assert len([e for e in later if e.action == "keepalive"]) >= 6
     assert server.handshakes == 2
     assert m1.status == "ok" and m1.tts_path == "persistent", m1.errors
     assert_audio_exact(session, tap, server, 1)
@@ -298,9 +299,10 @@ async def test_the_keepalive_interval_is_derived_from_the_inactivity_timeout(ser
         m1 = await run_turn(session)
     finally:
         await session.close()
-    opened = next(e for e in session.trace.events if e.type == ev.TTS_SESSION and e.get("action") == "open")
-    assert opened.get("keepalive_ms") == 1000.0
-    assert server.handshakes == 1 and not [e for e in session.trace.events if e.get("action") == "reconnect"]
+    opened = next(e for e in session.trace.events if isinstance(e, ev.TtsSession) and e.action == "open")
+    assert opened.keepalive_ms == 1000.0
+    assert server.handshakes == 1 and not [e for e in session.trace.events
+                                          if isinstance(e, ev.TtsSession) and e.action == "reconnect"]
     assert m1.status == "ok" and m1.tts_path == "persistent"
     assert_audio_exact(session, tap, server, 1)
 
@@ -312,7 +314,7 @@ async def test_barge_in_closes_the_context(server):
         for _ in range(7):  # more barge-ins than the 5 contexts a connection may hold open
             task = session.start_turn("Tell me about my order.")
             async with asyncio.timeout(10):
-                while not any(e.type == ev.TTS_AUDIO for e in session.trace.turn_events(session.turn_count)):
+                while not any(isinstance(e, ev.TtsAudio) for e in session.trace.turn_events(session.turn_count)):
                     await asyncio.sleep(0.01)
             session.cancel_turn("barge-in")
             assert (await task).status == "cancelled"
@@ -341,8 +343,8 @@ async def test_persistent_false_is_a_deliberate_rest_path(server):
         m1 = await run_turn(session)
     finally:
         await session.close()
-    opened = next(e for e in session.trace.events if e.type == ev.TTS_SESSION and e.get("action") == "open")
-    assert opened.get("deliberate") and opened.get("reason") == "preset: persistent = false"
+    opened = next(e for e in session.trace.events if isinstance(e, ev.TtsSession) and e.action == "open")
+    assert opened.deliberate and opened.reason == "preset: persistent = false"
     assert m1.status == "ok" and m1.tts_path == "fallback_rest" and m1.tts_path_reason == "preset: persistent = false"
     assert not session_events(session, 1, "fallback")  # not reported as a fault
     assert server.handshakes == 0 and len(server.rest_requests) == m1.spoken_chunks
@@ -377,7 +379,7 @@ async def test_the_local_llm_is_not_paused_for_a_tts_that_waits_for_more_text(se
         await session.close()
     assert m.status == "ok" and m.ttfa is not None, m.errors
     events = session.trace.turn_events(1)
-    tokens = [e.t_ms for e in events if e.type == ev.LLM_TOKEN]
-    first_send = next(e.t_ms for e in events if e.type == ev.TTS_SEND)
-    first_audio = next(e.t_ms for e in events if e.type == ev.TTS_AUDIO)
+    tokens = [e.t_ms for e in events if isinstance(e, ev.LlmToken)]
+    first_send = next(e.t_ms for e in events if isinstance(e, ev.TtsSend))
+    first_audio = next(e.t_ms for e in events if isinstance(e, ev.TtsAudio))
     assert len([t for t in tokens if first_send < t < first_audio]) > 1  # generation went on

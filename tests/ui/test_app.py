@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from playground.core import events as ev
-from playground.core.events import read_trace
+from playground.core.tracefile import read_trace
 from playground.ui.app import PlaygroundApp
 from playground.ui.conversation import Conversation
 from playground.ui.loading import LoadingBar
@@ -27,7 +27,7 @@ async def wait_for(pilot, predicate, timeout: float = 90.0, what: str = "conditi
 
 
 def summaries(app: PlaygroundApp) -> list[ev.TraceEvent]:
-    return [e for e in app.session.trace.events if e.type == ev.TURN_SUMMARY] if app.session else []
+    return [e for e in app.session.trace.events if isinstance(e, ev.TurnSummary)] if app.session else []
 
 
 async def send(pilot, text: str) -> None:
@@ -67,11 +67,11 @@ async def test_typing_a_turn_fills_every_view(tmp_path):
         await wait_for(pilot, lambda: loading.done, what="every component loaded")
         await pilot.pause(0.1)
         assert set(loading.components) == {"llm", "tts", "stt"} and not loading.display
-        loads = [e for e in app.session.trace.events if e.type == ev.SESSION_LOAD]
-        ready = [e for e in loads if e.get("state") == "ready"]
-        assert {e.get("component") for e in ready} == {"llm", "tts", "stt"} and all(e.get("ms") > 0 for e in ready)
+        loads = [e for e in app.session.trace.events if isinstance(e, ev.SessionLoad)]
+        ready = [e for e in loads if e.state == "ready"]
+        assert {e.component for e in ready} == {"llm", "tts", "stt"} and all(e.ms > 0 for e in ready)
         # Loading progress is in the trace and the loading bar, never in the conversation pane.
-        messages = [e.get("message") for e in loads if e.get("state") == "progress"]
+        messages = [e.message for e in loads if e.state == "progress"]
         assert any("llama.cpp" in m for m in messages) and any("speech recognition" in m for m in messages)
         assert not any(m in conversation.text_of_notes() for m in messages)
         status = app.query_one(StatusBar)
@@ -90,10 +90,10 @@ async def test_strategy_toggle_applies_to_the_next_turn_and_is_traced(tmp_path):
         assert app.preset.chunker.strategy == "words"
         await converse(pilot, app, "Hello")
         events = app.session.trace.events
-        change = next(e for e in events if e.type == ev.CONFIG_CHANGE)
-        assert change.get("changes") == {"chunker.strategy": "words"}
-        start = next(e for e in events if e.type == ev.TURN_START)
-        assert start.get("strategy") == "words"
+        change = next(e for e in events if isinstance(e, ev.ConfigChange))
+        assert change.changes == {"chunker.strategy": "words"}
+        start = next(e for e in events if isinstance(e, ev.TurnStart))
+        assert start.strategy == "words"
         assert app.table.metrics[1].strategy == "words"
 
 
@@ -102,14 +102,14 @@ async def test_a_new_message_while_the_agent_speaks_barges_in(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.session is not None, what="the session")
         await send(pilot, "Tell me a story")
-        await wait_for(pilot, lambda: any(e.type == ev.PLAY_START for e in app.session.trace.events), what="playback")
+        await wait_for(pilot, lambda: any(isinstance(e, ev.PlayStart) for e in app.session.trace.events), what="playback")
         await send(pilot, "Stop")
         table = app.query_one(MetricsTable)
         await wait_for(pilot, lambda: 2 in table.metrics, what="both turns in the table")
-        cancelled = next(e for e in app.session.trace.events if e.type == ev.TURN_CANCELLED)
-        assert cancelled.turn == 1 and cancelled.get("reason").startswith("barge-in")
-        assert cancelled.get("stop_ms") < 100
-        assert any(e.type == ev.PLAY_END and e.turn == 1 and e.get("cut") for e in app.session.trace.events)
+        cancelled = next(e for e in app.session.trace.events if isinstance(e, ev.TurnCancelled))
+        assert cancelled.turn == 1 and cancelled.reason.startswith("barge-in")
+        assert cancelled.stop_ms < 100
+        assert any(isinstance(e, ev.PlayEnd) and e.turn == 1 and e.cut for e in app.session.trace.events)
         assert table.metrics[1].status == "cancelled" and table.metrics[2].status == "ok"
         conversation = app.query_one(Conversation)
         await wait_for(pilot, lambda: "cancelled" in conversation.turn_text(1), timeout=5, what="the turn's status")
@@ -154,9 +154,9 @@ async def test_push_to_talk_key_and_the_mic_in_the_status_bar(tmp_path):
         await wait_for(pilot, lambda: not voice.state.key_down, timeout=5, what="push-to-talk up")
         # The virtual device's monitor heard silence: no words, no turn, and it is counted, not lost.
         await wait_for(pilot, lambda: voice.state.ignored >= 1, timeout=20, what="the silent utterance")
-        assert not [e for e in app.session.trace.events if e.type == ev.TURN_START]
-        mics = [e for e in app.session.trace.events if e.type == ev.MIC]
-        assert mics and mics[0].get("status") == "listening"
+        assert not [e for e in app.session.trace.events if isinstance(e, ev.TurnStart)]
+        mics = [e for e in app.session.trace.events if isinstance(e, ev.Mic)]
+        assert mics and mics[0].status == "listening"
 
 
 async def test_help_lists_the_bindings_and_closes(tmp_path):
@@ -207,10 +207,10 @@ async def test_edited_prompt_reruns_the_last_message_and_compares_both_turns(tmp
         editor.text = "You sell shoes.\nAnswer in five words."
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: 2 in app.table.metrics, what="the re-run")
-        starts = [e for e in app.session.trace.events if e.type == ev.TURN_START]
-        assert [e.get("text") for e in starts] == ["What do you sell?", "What do you sell?"]
-        change = next(e for e in app.session.trace.events if e.type == ev.CONFIG_CHANGE)
-        assert change.get("changes") == {"agent.system_prompt": "You sell shoes.\nAnswer in five words."}
+        starts = [e for e in app.session.trace.events if isinstance(e, ev.TurnStart)]
+        assert [e.text for e in starts] == ["What do you sell?", "What do you sell?"]
+        change = next(e for e in app.session.trace.events if isinstance(e, ev.ConfigChange))
+        assert change.changes == {"agent.system_prompt": "You sell shoes.\nAnswer in five words."}
         # The re-run saw the conversation as turn 1 did, with the new prompt.
         assert [m.role for m in app.session.history] == ["user", "assistant"]
         assert app.waterfall.compared == (1, 2)
@@ -237,10 +237,10 @@ async def test_chunker_settings_are_validated_and_apply_to_the_next_turn(tmp_pat
         await pilot.pause()
         assert not isinstance(app.screen, ChunkerSettings) and app.preset.chunker.deadline_ms == 250.0
         await converse(pilot, app, "Hello")
-        start = next(e for e in app.session.trace.events if e.type == ev.TURN_START)
-        assert start.get("chunker")["deadline_ms"] == 250.0
-        change = next(e for e in app.session.trace.events if e.type == ev.CONFIG_CHANGE)
-        assert change.get("changes") == {"chunker.deadline_ms": 250.0}
+        start = next(e for e in app.session.trace.events if isinstance(e, ev.TurnStart))
+        assert start.chunker["deadline_ms"] == 250.0
+        change = next(e for e in app.session.trace.events if isinstance(e, ev.ConfigChange))
+        assert change.changes == {"chunker.deadline_ms": 250.0}
 
 
 async def test_preset_switch_applies_or_reopens_the_session(tmp_path, monkeypatch):
@@ -273,11 +273,11 @@ async def test_preset_switch_applies_or_reopens_the_session(tmp_path, monkeypatc
         await choose(pilot, app, "terse")
         await converse(pilot, app, "Hello")
         assert app.session is first_session
-        assert next(e for e in app.session.trace.events if e.type == ev.TURN_START).get("strategy") == "clause"
+        assert next(e for e in app.session.trace.events if isinstance(e, ev.TurnStart)).strategy == "clause"
         # Another LLM provider: a new session on it.
         await choose(pilot, app, "replayed")
         await wait_for(pilot, lambda: app.session is not None and app.session is not first_session, what="the new session")
         assert app.session.llm.name == "replay" and not first_session.busy
         await converse(pilot, app, "Play it back")
-        done = next(e for e in app.session.trace.events if e.type == ev.LLM_DONE)
-        assert done.get("text") == "Recorded reply."
+        done = next(e for e in app.session.trace.events if isinstance(e, ev.LlmDone))
+        assert done.text == "Recorded reply."

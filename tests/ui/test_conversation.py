@@ -5,8 +5,8 @@ from __future__ import annotations
 from textual.app import App, ComposeResult
 
 from playground.core import events as ev
-from playground.core.events import TraceEvent
 from playground.ui.conversation import Conversation
+from tests.events import event
 
 
 class ConversationApp(App):
@@ -17,9 +17,9 @@ class ConversationApp(App):
 
 
 async def stream_turn(pilot, pane: Conversation, turn: int, words: int = 150) -> None:
-    pane.add(TraceEvent(turn, 0.0, ev.TURN_START, {"text": f"question {turn}"}))
+    pane.add(event(ev.TurnStart, turn, 0.0, text=f"question {turn}"))
     for i in range(words):
-        pane.add(TraceEvent(turn, 10.0 + i, ev.LLM_TOKEN, {"i": i, "text": f" t{turn}w{i}"}))
+        pane.add(event(ev.LlmToken, turn, 10.0 + i, i=i, text=f" t{turn}w{i}"))
         if i % 10 == 9:
             pane.refresh_turns()
             await pilot.pause()

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from textual.widgets import DataTable, Markdown
 
-from playground.core.events import read_trace
+from playground.core.tracefile import read_trace
 from playground.data import find
 from playground.engine.runner import EngineThread
 from playground.ui.app import PlaygroundApp

@@ -3,7 +3,7 @@ session, no clock). Update after an intended change with `pytest --snapshot-upda
 
 from pathlib import Path
 
-from playground.core.events import read_trace
+from playground.core.tracefile import read_trace
 from playground.ui.app import PlaygroundApp
 from tests.conftest import local_preset
 

@@ -9,10 +9,11 @@ from textual.app import App, ComposeResult
 
 from playground.core import events as ev
 from playground.ui.status import StatusBar, TTSState
+from tests.events import event
 
 
 def session_event(action: str, **data) -> ev.TraceEvent:
-    return ev.TraceEvent(1, 10.0, ev.TTS_SESSION, {"action": action, **data})
+    return event(ev.TtsSession, 1, 10.0, action=action, **data)
 
 
 def test_a_fallback_shows_in_red_until_a_turn_is_back_on_the_connection():
@@ -62,8 +63,8 @@ class StatusApp(App):
 def fill(bar: StatusBar, *tts_events: ev.TraceEvent, mic: Text | None = None) -> None:
     bar.preset, bar.llm, bar.tts_provider, bar.audio = "loopback-elevenlabs", "openai (grok-4-fast-non-reasoning)", \
         "elevenlabs", "pulse (ALSA) default output device"
-    for event in tts_events:
-        bar.add(event)
+    for tts_event in tts_events:
+        bar.add(tts_event)
     bar.mic = mic or Text("mic hands-free ▂ ● speaking (echo gate)")
 
 

@@ -11,6 +11,7 @@ from playground.ui.app import PlaygroundApp
 from playground.ui.conversation import Conversation
 from playground.ui.waterfall import Waterfall
 from tests.conftest import local_preset
+from tests.events import event
 
 CLEAR_SCREEN = "\x1b[2J"
 SET_TITLE = "\x1b]0;pwned\x07"
@@ -20,14 +21,13 @@ CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 def hostile_turn() -> list[TraceEvent]:
     reply = f"Sure{CLEAR_SCREEN}, done.\x07"
     return [
-        TraceEvent(1, 0.0, ev.TURN_START, {"text": f"hi {CLEAR_SCREEN}{SET_TITLE} there\x9b1m", "strategy": "adaptive"}),
-        TraceEvent(1, 0.5, ev.TTS_SESSION, {"action": "fallback", "path": "fallback_rest", "reason": f"ws{SET_TITLE}"}),
-        TraceEvent(1, 100.0, ev.LLM_TOKEN, {"i": 0, "text": reply[:8]}),
-        TraceEvent(1, 120.0, ev.LLM_TOKEN, {"i": 1, "text": reply[8:]}),
-        TraceEvent(1, 130.0, ev.CHUNK, {"index": 0, "reason": "flush", "raw": reply, "start_ms": 100.0,
-                                        "token_start": 0, "token_end": 1}),
-        TraceEvent(1, 140.0, ev.ERROR, {"where": "tts", "message": f"boom{CLEAR_SCREEN}\x07"}),
-        TraceEvent(1, 150.0, ev.TURN_SUMMARY, {}),
+        event(ev.TurnStart, 1, 0.0, text=f"hi {CLEAR_SCREEN}{SET_TITLE} there\x9b1m", strategy="adaptive"),
+        event(ev.TtsSession, 1, 0.5, action="fallback", path="fallback_rest", reason=f"ws{SET_TITLE}"),
+        event(ev.LlmToken, 1, 100.0, i=0, text=reply[:8]),
+        event(ev.LlmToken, 1, 120.0, i=1, text=reply[8:]),
+        event(ev.Chunk, 1, 130.0, index=0, reason="flush", raw=reply, start_ms=100.0, token_start=0, token_end=1),
+        event(ev.Error, 1, 140.0, where="tts", message=f"boom{CLEAR_SCREEN}\x07"),
+        event(ev.TurnSummary, 1, 150.0),
     ]
 
 

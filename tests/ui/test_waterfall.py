@@ -8,7 +8,7 @@ from textual.app import App, ComposeResult
 
 from playground.core import events as ev
 from playground.core.events import TraceEvent
-from playground.ui.timeline import Timeline
+from playground.core.timeline import Timeline
 from playground.ui.waterfall import (
     BAND_HEIGHT,
     EIGHTHS,
@@ -22,6 +22,7 @@ from playground.ui.waterfall import (
     format_duration,
     zoom_step,
 )
+from tests.events import event
 
 PARTIAL_BLOCKS = set(EIGHTHS[1:8])
 REASONS = ("strong", "weak", "deadline", "max_chars", "flush")
@@ -33,30 +34,30 @@ def reply(turn: int, text: str = "Tell me a story", *, chunks: int = 5, upto_ms:
     reason, TTS and back-to-back playback; only the events up to `upto_ms`; playback
     cut (a barge-in) at `cut_chunk`. Times avoid cell boundaries, so edges need eighths."""
     events = [
-        TraceEvent(turn, 0.0, ev.TURN_START, {"text": text, "strategy": "adaptive"}),
-        TraceEvent(turn, 0.2, ev.TTS_SESSION, {"action": "reuse", "path": "persistent"}),
+        event(ev.TurnStart, turn, 0.0, text=text, strategy="adaptive"),
+        event(ev.TtsSession, turn, 0.2, action="reuse", path="persistent"),
     ]
     play_at = None
     for index in range(chunks):
         start = 205.0 + index * 160.0
         for k in range(4):
-            events.append(TraceEvent(turn, start + 40.0 * k, ev.LLM_TOKEN, {"i": index * 4 + k, "text": " w"}))
+            events.append(event(ev.LlmToken, turn, start + 40.0 * k, i=index * 4 + k, text=" w"))
         emit = start + 125.0
         events += [
-            TraceEvent(turn, emit, ev.CHUNK, {"index": index, "reason": REASONS[index % len(REASONS)],
-                                              "start_ms": start, "token_start": index * 4, "token_end": index * 4 + 3}),
-            TraceEvent(turn, emit + 0.5, ev.TTS_SEND, {"chunk": index}),
-            TraceEvent(turn, emit + 90.0, ev.TTS_AUDIO, {"chunk": index, "duration_ms": 300.0}),
+            event(ev.Chunk, turn, emit, index=index, reason=REASONS[index % len(REASONS)],
+                  start_ms=start, token_start=index * 4, token_end=index * 4 + 3),
+            event(ev.TtsSend, turn, emit + 0.5, chunk=index),
+            event(ev.TtsAudio, turn, emit + 90.0, chunk=index, duration_ms=300.0),
         ]
         play_at = max(play_at or 0.0, emit + 95.0)
-        events.append(TraceEvent(turn, play_at, ev.PLAY_START, {"chunk": index}))
+        events.append(event(ev.PlayStart, turn, play_at, chunk=index))
         if index == cut_chunk:
-            events += [TraceEvent(turn, play_at + 100.0, ev.PLAY_END, {"chunk": index, "cut": True}),
-                       TraceEvent(turn, play_at + 101.0, ev.TURN_CANCELLED, {"reason": "barge-in"})]
+            events += [event(ev.PlayEnd, turn, play_at + 100.0, chunk=index, cut=True),
+                       event(ev.TurnCancelled, turn, play_at + 101.0, reason="barge-in")]
             break
         play_at += 300.0
-        events.append(TraceEvent(turn, play_at, ev.PLAY_END, {"chunk": index}))
-    events.append(TraceEvent(turn, events[-1].t_ms + 1.0, ev.TURN_SUMMARY, {}))
+        events.append(event(ev.PlayEnd, turn, play_at, chunk=index))
+    events.append(event(ev.TurnSummary, turn, events[-1].t_ms + 1.0))
     return [event for event in sorted(events, key=lambda e: e.t_ms) if event.t_ms <= upto_ms]
 
 
@@ -84,8 +85,8 @@ def lane_segments(waterfall: Waterfall, turn: int, lane: str) -> list[Segment]:
 
 
 async def show(pilot, waterfall: Waterfall, events: list[TraceEvent]) -> None:
-    for event in events:
-        waterfall.timeline.add(event)
+    for e in events:
+        waterfall.timeline.add(e)
     waterfall.refresh_timeline()
     await pilot.pause()
 
@@ -285,9 +286,9 @@ async def test_an_80x24_terminal_fits_every_row():
     turns = [
         *reply(1, "A long question\nwith a newline, wide 漢字 and emoji 🎉 " * 4),
         *reply(2, cut_chunk=1),
-        TraceEvent(3, 0.0, ev.TURN_START, {"text": "fails", "strategy": "sentence"}),
-        TraceEvent(3, 1.0, ev.TTS_SESSION, {"path": "fallback_rest", "reason": "websocket refused"}),
-        TraceEvent(3, 9.0, ev.ERROR, {"where": "tts", "message": "boom"}),
+        event(ev.TurnStart, 3, 0.0, text="fails", strategy="sentence"),
+        event(ev.TtsSession, 3, 1.0, path="fallback_rest", reason="websocket refused"),
+        event(ev.Error, 3, 9.0, where="tts", message="boom"),
         *reply(4, upto_ms=500.0),
     ]
     app = WaterfallApp(Timeline())
@@ -334,8 +335,8 @@ async def test_a_theme_change_redraws_in_the_new_colours():
 async def test_a_turn_whose_context_window_moved_says_so_in_its_title():
     def with_context(turn: int, context: dict) -> list[TraceEvent]:
         events = reply(turn)
-        done_at = max(e.t_ms for e in events if e.type == ev.LLM_TOKEN) + 1.0
-        return sorted([*events, TraceEvent(turn, done_at, ev.LLM_DONE, {"context": context})], key=lambda e: e.t_ms)
+        done_at = max(e.t_ms for e in events if isinstance(e, ev.LlmToken)) + 1.0
+        return sorted([*events, event(ev.LlmDone, turn, done_at, context=ev.LlmContext(budget_tokens=1900, **context))], key=lambda e: e.t_ms)
 
     turns = [*with_context(1, {"messages": 9, "dropped": 0}),
              *with_context(2, {"messages": 9, "dropped": 2, "trimmed": 2, "how": "shift"}),

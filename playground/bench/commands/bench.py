@@ -40,6 +40,7 @@ from playground.core import events as ev
 from playground.core.formatting import format_ms, format_ratio, shorten
 from playground.core.metrics import METRIC_LABELS, TurnMetrics
 from playground.core.presets import Preset, PresetError, apply_overrides, load_preset
+from playground.core.tracefile import read_trace
 from playground.engine.interrupts import Interrupts
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ def oracle_table(variant: Variant, runs: list[Run], out: Path, console: Console)
     for run in runs:
         if not run.measured or run.variant is not variant:
             continue
-        _, events = ev.read_trace(out / f"{run.label}.jsonl")
+        _, events = read_trace(out / f"{run.label}.jsonl")
         for turn, turn_events in sorted(ev.events_by_turn(events).items()):
             if turn == ev.SESSION_TURN:
                 continue
@@ -212,7 +213,7 @@ async def run_all(runs: list[Run], lines: list[str], audio: str | None, out: Pat
             writer.close()
         if run.measured:
             run.variant.metrics += metrics
-        if any(e.type == ev.TURN_START and e.get("unpaced") for e in session.trace.events):
+        if any(isinstance(e, ev.TurnStart) and e.unpaced for e in session.trace.events):
             run.variant.unpaced = True
         elapsed = time.perf_counter() - started
         left = elapsed / number * (len(runs) - number)
