@@ -8,6 +8,8 @@ Adding a command is one new file, nothing to register (`playground.core.plugins`
 from __future__ import annotations
 
 import argparse
+import asyncio
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -33,6 +35,19 @@ class Command:
     # the command takes --preset/--set/--trace/--no-audio/--audio/--wav like `run`
     session_options: bool = False
 
+
+
+async def until_stopped() -> None:
+    """A server command's life: returns at Ctrl-C or SIGTERM, whichever comes first."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def discover() -> list[Command]:

@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from playground.commands import Command
+from playground.commands import Command, until_stopped
 from playground.core.presets import load_preset
 from playground.phone.dialects import DIALECTS, dialect
 
@@ -62,15 +61,9 @@ async def _serve(args: argparse.Namespace, preset, console: Console) -> int:
                   + (f" --agent-traces {args.trace}" if args.trace else ""))
     console.note("Ctrl-C stops the server")
     server.open_spare()  # the first call's session, opened now
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_stopped()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         await server.stop()
         gc.unfreeze()  # sessions freeze the heap they find (Session.open): let it all go now
         gc.collect()

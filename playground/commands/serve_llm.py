@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 from typing import TYPE_CHECKING
 
-from playground.commands import Command
+from playground.commands import Command, until_stopped
 from playground.core.presets import LLMConfig
 from playground.llm.base import LLMError
 from playground.servers.faults import Fault, FaultError, add_fault_argument
@@ -71,15 +70,9 @@ async def _serve(args: argparse.Namespace, api_key: str | None, faults: list[Fau
     console.print(f"serving {server.model} at {base_url} (OpenAI-compatible: POST /chat/completions, GET /models)")
     console.print(f"try: playground run --preset loopback-llm {' '.join(hints)}".rstrip())
     console.note("Ctrl-C stops the server")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await until_stopped()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         await server.stop()
     console.note("server stopped")
     return 0
