@@ -23,7 +23,6 @@ from tests.speech import silence, speech, write_wav
 ROOT = Path(__file__).resolve().parent.parent
 PLAYGROUND = Path(sys.executable).parent / "playground"  # the console script beside this interpreter
 SERVERS = ("serve-tts", "serve-llm", "serve-agent")  # they listen until stopped
-AGENT_PORT = 8780  # serve-agent's default: the call example dials it
 START_TIMEOUT_S = 180.0
 
 pytestmark = pytest.mark.models
@@ -52,22 +51,26 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def start_server(args: list[str], port: int, cwd: Path) -> subprocess.Popen:
+def start_server(args: list[str], cwd: Path) -> subprocess.Popen:
+    """A server example, once it listens on the 127.0.0.1 port it prints."""
     server = subprocess.Popen(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
+    printed: list[str] = []
+    threading.Thread(target=lambda: printed.extend(server.stdout), daemon=True).start()
     deadline = time.monotonic() + START_TIMEOUT_S
-    while not listening(port):
+    while not any((m := re.search(r"127\.0\.0\.1:(\d+)", line)) and listening(int(m.group(1))) for line in printed):
         if server.poll() is not None or time.monotonic() > deadline:
             server.kill()
-            raise AssertionError(f"{shlex.join(args[1:])}: not listening on {port}: {server.communicate()[1][-2000:]}")
+            said = server.stderr.read()[-2000:]
+            raise AssertionError(f"{shlex.join(args[1:])}: never listened: {printed[-3:]} {said}")
         time.sleep(0.2)
     return server
 
 
 def stop_server(server: subprocess.Popen) -> str:
     server.terminate()
-    _, err = server.communicate(timeout=60)
-    return err
+    server.wait(timeout=60)
+    return server.stderr.read()
 
 
 def listen_then_stop(args: list[str], cwd: Path) -> None:
@@ -89,12 +92,6 @@ def listen_then_stop(args: list[str], cwd: Path) -> None:
     assert status == 130 and not any("Traceback" in line for line in said), f"exit {status}: {said[-20:]}"
 
 
-def port_of(example: str) -> int:
-    """The port a server example listens on: the one its comment names, else its default."""
-    match = re.search(r"127\.0\.0\.1:(\d+)", example)
-    return int(match.group(1)) if match else AGENT_PORT
-
-
 def test_the_readmes_examples_run_as_written(tmp_path):
     lines = examples()
     assert len(lines) >= 10 and any(" run " in f" {line} " for line in lines)
@@ -104,14 +101,14 @@ def test_the_readmes_examples_run_as_written(tmp_path):
         for example in lines:
             args = argv(example)
             if args[1] in SERVERS:
-                err = stop_server(start_server(args, port_of(example), tmp_path))
+                err = stop_server(start_server(args, tmp_path))
                 assert "Traceback" not in err, f"{example}\n{err}"
                 continue
             if "--mic" in args:
                 listen_then_stop(args, tmp_path)
                 continue
             if args[1] == "call" and agent is None:
-                agent = start_server([str(PLAYGROUND), "serve-agent"], AGENT_PORT, tmp_path)
+                agent = start_server([str(PLAYGROUND), "serve-agent"], tmp_path)
             done = subprocess.run(args, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                   timeout=600)
             # a bench is a latency gate: on a slow machine it may say a p50 is over budget, and exit 1
