@@ -48,9 +48,16 @@ async def _serve(args: argparse.Namespace, preset, console: Console) -> int:
     from playground.phone.agent import AgentServer
 
     server = AgentServer(preset, dialect(args.dialect), Path(args.trace) if args.trace else None, log=console.note)
-    console.note("… loading speech recognition (shared by every call)")
+    console.note(f"… loading speech recognition (shared by every call) and the first call's session "
+                 f"(preset {preset.name})")
     try:
-        url = await server.start(args.host, args.port)
+        await server.prepare()
+    except Exception as exc:  # noqa: BLE001 - a session that cannot open answers no call: say why, once
+        await server.stop()
+        console.note(f"error: serve-agent: a session of preset {preset.name} could not open: {exc}")
+        return 1
+    try:
+        url = await server.listen(args.host, args.port)
     except OSError as exc:
         await server.stop()
         console.note(f"error: serve-agent: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
@@ -60,7 +67,6 @@ async def _serve(args: argparse.Namespace, preset, console: Console) -> int:
     console.print(f"call it: playground call {url} --dialect {args.dialect} --say 'Hi, who is this?'"
                   + (f" --agent-traces {args.trace}" if args.trace else ""))
     console.note("Ctrl-C stops the server")
-    server.open_spare()  # the first call's session, opened now
     try:
         await until_stopped()
     finally:

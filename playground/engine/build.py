@@ -10,12 +10,15 @@ preset validation in `playground.core.presets`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from playground.core.presets import Preset, PresetError
 from playground.core.progress import Progress
 from playground.engine.session import Session
 from playground.core.plugins import find_plugins, short_name
+
+if TYPE_CHECKING:
+    from playground.audio.output import AudioOutput
 
 _BASES = {"llm": "playground.llm", "tts": "playground.tts"}
 
@@ -41,17 +44,20 @@ async def open_session(
     warn: Callable[[str], None] = print,
     progress: Progress | None = None,
     on_created: Callable[[Session], None] | None = None,
+    output: AudioOutput | None = None,
 ) -> Session:
     """An opened session for `preset`: LLM loaded, TTS session open, audio output running.
 
-    `audio` overrides the preset's [audio] output ("null" for no device). `on_created`
-    gets the session before it opens, so a UI can follow its loading in the trace.
+    `audio` overrides the preset's [audio] output ("null" for no device); `output`, an opened
+    output of the caller's (a phone call's), replaces both. `on_created` gets the session
+    before it opens, so a UI can follow its loading in the trace.
     """
     from playground.audio.output import open_output
 
     llm = build_provider(preset, "llm")
     tts = build_provider(preset, "tts")
-    output = await open_output(audio or preset.audio.output, wav_path=wav_path, warn=warn)
+    if output is None:
+        output = await open_output(audio or preset.audio.output, wav_path=wav_path, warn=warn)
     session = Session(preset, llm, tts, output, progress=progress)
     if on_created is not None:
         on_created(session)

@@ -28,7 +28,7 @@ from playground.core import events as ev
 from playground.core.clock import now_ms
 from playground.core.metrics import TurnMetrics
 from playground.core.presets import Preset
-from playground.engine.build import build_provider
+from playground.engine import build
 from playground.engine.session import Prelude, Session
 from playground.engine.voice import HANDS_FREE, VoiceLoop
 from playground.export.jsonl import JsonlTraceWriter, open_trace_writer
@@ -348,15 +348,9 @@ class AgentServer:
 
     async def open_session(self) -> Session:
         """A session of the preset, opened (models loaded, TTS session open), playing into a call."""
-        session = Session(self.preset, build_provider(self.preset, "llm"), build_provider(self.preset, "tts"),
-                          CallOutput())
-        await session.output.open()
-        try:
-            await session.open()
-        except BaseException:
-            await session.close()
-            raise
-        return session
+        output = CallOutput()
+        await output.open()
+        return await build.open_session(self.preset, output=output)
 
     def open_spare(self) -> None:
         """Starts opening a session for the next call. (llama.cpp's loading sends the process's
@@ -380,10 +374,21 @@ class AgentServer:
         return session
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Loads the shared speech recognition, listens, and returns the URL to call."""
+        """`prepare`, then `listen`: the URL to call."""
+        await self.prepare()
+        return await self.listen(host, port)
+
+    async def prepare(self) -> None:
+        """Loads the shared speech recognition and opens the first call's session, so a call that
+        comes as soon as the server listens is answered at once."""
         if self.trace_dir is not None:
             self.trace_dir.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(self.stt.load)
+        self.open_spare()
+        await asyncio.shield(self._spare)
+
+    async def listen(self, host: str, port: int) -> str:
+        """Listens on ws://host:port/ and returns that URL (port 0: a free one)."""
         app = web.Application()
         app.router.add_get("/{path:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)

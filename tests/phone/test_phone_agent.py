@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import socket
 
 import aiohttp
 import pytest
@@ -19,6 +20,7 @@ from playground.phone import dialects as dl
 from playground.phone.agent import AgentServer
 from playground.phone.caller import Call, CallOptions, Line
 from playground.phone.report import trace_file_name
+from tests.phone.fake_agents import playground_process
 
 REPLAY = BENCH_DATA / "two-turns.jsonl"  # a recorded two-turn session, its tokens replayed
 pytestmark = pytest.mark.models
@@ -122,3 +124,22 @@ async def test_carriers_that_break_the_protocol_are_refused_with_the_fault_named
     assert [r.end_reason for r in server.finished] == [dl.NO_START, dl.BAD_FORMAT, "start_timeout"]
     assert all(r.trace_path is None for r in server.finished)  # no call was answered
     assert [kind for kind, _message in server.rejected] == [dl.NO_START, dl.BAD_FORMAT, "start_timeout"]
+
+
+def test_serve_agent_listens_only_once_it_can_answer_and_says_why_it_cannot(tmp_path):
+    # a session that cannot open: one line naming the preset and the cause, before any URL is printed
+    broken = playground_process("serve-agent", "--port", "0", "--set", "llm.provider=replay",
+                                "--set", f"llm.trace={tmp_path / 'missing.jsonl'}")
+    out, err = broken.communicate(timeout=120)
+    assert broken.returncode == 1 and "ws://" not in out, out
+    assert "a session of preset local could not open" in err and "missing.jsonl" in err, err
+    assert "Traceback" not in err
+    # a port that is taken: named, with what to do
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = playground_process("serve-agent", "--port", str(port), "--set", "llm.provider=replay",
+                                  "--set", f"llm.trace={REPLAY}")
+        out, err = busy.communicate(timeout=120)
+    assert busy.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err, err

@@ -52,6 +52,8 @@ async def test_a_five_line_call_adds_up_to_the_agents_own_trace_within_30_ms(cal
     assert len(result.turns) == 5 and all(m.first_audio is not None and m.real_latency is not None
                                           for m in result.turns), result.turns
     assert all(m.transcript and m.agent_speech for m in result.turns)  # heard and understood by the caller
+    # called the moment serve-agent printed its URL: its models were loaded before it listened
+    assert result.turns[0].first_audio < CallOptions.answer_timeout_ms
     end_silence = load_preset("local").input.end_silence_ms
     for m, stage in zip(result.turns, result.stages):
         assert stage is not None, f"turn {m.turn}: no agent turn in the agent's trace"
