@@ -70,6 +70,13 @@ def test_bench_fails_a_p50_over_budget_and_compares_a_b(tmp_path):
     assert sorted(p.name for p in (tmp_path / "traces").iterdir()) == ["A-run01.jsonl", "B-run01.jsonl"]
     _, b_events = read_trace(tmp_path / "traces" / "B-run01.jsonl")
     assert {e.strategy for e in b_events if e.type == "turn.start"} == {"sentence"}
+    # the trade-off side by side: each variant's playback gaps, as its traces recorded them
+    for name in "AB":
+        _, events = read_trace(tmp_path / "traces" / f"{name}-run01.jsonl")
+        summaries = [e.metrics for e in events if e.type == "turn.summary"]
+        gaps, total = sum(m["gaps"] for m in summaries), sum(m["gaps_ms"] for m in summaries)
+        with_gaps = sum(1 for m in summaries if m["gaps"])
+        assert f"{name} playback gaps: {gaps} in {with_gaps} of 2 turns, {total:.0f} ms in all" in out, out
 
 
 @pytest.mark.models
@@ -106,6 +113,7 @@ def test_bench_on_the_unpaced_output_says_what_it_does_not_measure(tmp_path):
     out = " ".join(result.stdout.split())  # the note is wrapped
     assert "On the unpaced output (--audio unpaced) no reply is played in real time" in out
     assert "Not measured: what follows a reply's first played sample" in out and "playback gaps" in out
+    assert "playback gaps after the first sample: not measured (the output did not play in real time)" in out
     assert any(line.startswith("TTFA ") for line in result.stdout.splitlines())  # still measured
     _, events = read_trace(tmp_path / "traces" / "A-run01.jsonl")
     assert [e.unpaced for e in events if e.type == "turn.start"] == [True]

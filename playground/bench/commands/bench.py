@@ -120,6 +120,19 @@ def ratio_table(a: Variant, b: Variant) -> list[str]:
     return lines
 
 
+def gaps_summary(variant: Variant) -> str:
+    """Playback running dry after the first sample, over the variant's turns: what a chunker that
+    saves first-audio time by cutting short may cost in how the reply sounds."""
+    measured = [m for m in variant.metrics if m.gaps is not None]
+    if not measured:
+        return "not measured (the output did not play in real time)"
+    with_gaps = [m for m in measured if m.gaps]
+    total = sum(m.gaps_ms or 0.0 for m in measured)
+    worst = max((m.gaps_ms or 0.0 for m in measured), default=0.0)
+    return (f"{sum(m.gaps for m in measured)} in {len(with_gaps)} of {len(measured)} turns, {format_ms(total)} ms "
+            f"in all, worst turn {format_ms(worst)} ms")
+
+
 def oracle_row(label: str, turn: int, bound: OracleBound) -> str:
     text = f"({bound.unknown})" if bound.best_chunk_text is None else shorten(bound.best_chunk_text, ORACLE_CHUNK_CHARS)
     return (f"{label:<11}{turn:>5}{format_ms(bound.measured_ttfa):>7}{format_ms(bound.own_bound):>11}"
@@ -274,6 +287,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print(f"{v.name}: {v.description} ({len(v.metrics)} turns)")
         for line in percentile_table(v, console):
             console.print(line)
+        console.print(f"playback gaps after the first sample: {gaps_summary(v)}")
         fallbacks = sum(1 for m in v.metrics if m.tts_path not in (None, "persistent"))
         if fallbacks:
             console.print(console.red(f"TTS was not the persistent session in {fallbacks} turn(s)"))
@@ -285,6 +299,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         console.print("B/A ratios")
         for line in ratio_table(*variants):
             console.print(line)
+        for v in variants:
+            console.print(f"{v.name} playback gaps: {gaps_summary(v)}")
         console.print()
     if args.oracle:
         for v in variants:
