@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import queue
 import threading
-import time
 import wave
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ FRAME_MS = FRAME_SAMPLES * 1000 / SAMPLE_RATE
 BLOCK_SECONDS = 0.020  # what a producer hands over at a time
 SILENCE_DB = -100.0  # the level of digital silence (log of zero)
 _END = object()  # the producer has no more audio (end of file, stream closed)
+ORDERING_STEP_MS = 0.001  # how far after the frame before it a frame with a bunched stamp is placed
 
 
 class MicUnavailable(RuntimeError):
@@ -113,6 +113,7 @@ class AudioInput:
         """16 kHz frames in capture order, until the source ends or is closed (blocking)."""
         resample = StreamResampler(self.rate)
         pending = np.zeros(0, dtype=np.float32)
+        previous = -math.inf
         while not self._closed.is_set():
             item = self._blocks.get()
             if item is _END:
@@ -124,7 +125,11 @@ class AudioInput:
                 samples = pending[i * FRAME_SAMPLES:(i + 1) * FRAME_SAMPLES]
                 # the block's last sample was captured at t_ms; later samples of `pending` are newer
                 behind_ms = (len(pending) - (i + 1) * FRAME_SAMPLES) * 1000 / SAMPLE_RATE
-                yield Frame(samples, t_ms - behind_ms, level_db(samples))
+                # Stamps taken on arrival bunch when the producer fell behind (a late callback, a
+                # network burst): frame times must still never run backwards, and stay distinct
+                # (a call maps each frame's time to its stream position).
+                previous = max(t_ms - behind_ms, previous + ORDERING_STEP_MS)
+                yield Frame(samples, previous, level_db(samples))
             pending = pending[count * FRAME_SAMPLES:]
 
 
@@ -215,14 +220,15 @@ class WavFileInput(AudioInput):
 
     def _pace(self) -> None:
         step = max(1, round(self.rate * BLOCK_SECONDS))
-        block_seconds = step / self.rate / self.speed
-        deadline = time.perf_counter()
+        block_ms = step * 1000.0 / self.rate / self.speed
+        deadline = now_ms()
         for start in range(0, len(self.samples), step):
-            # Deadlines advance by exactly one block: wake-up jitter does not accumulate.
-            deadline += block_seconds
-            if self._closed.wait(max(0.0, deadline - time.perf_counter())):
+            # Deadlines advance by exactly one block: wake-up jitter does not accumulate. Each block
+            # is stamped with its deadline, when a microphone would have captured it, however late we woke.
+            deadline += block_ms
+            if self._closed.wait(max(0.0, deadline - now_ms()) / 1000.0):
                 return
-            self._put(self.samples[start:start + step], now_ms())
+            self._put(self.samples[start:start + step], deadline)
         self._blocks.put(_END)
 
     def close(self) -> None:
@@ -248,18 +254,18 @@ class CuedInput(AudioInput):
     def _feed(self) -> None:
         step = round(SAMPLE_RATE * BLOCK_SECONDS)
         quiet = np.zeros(step, dtype=np.float32)
-        deadline = time.perf_counter()
+        deadline = now_ms()
         for cue, audio in self.parts:
             samples = audio.astype(np.float32) / 32768.0
             position = 0
             while position < len(samples):
-                deadline += BLOCK_SECONDS
-                if self._closed.wait(max(0.0, deadline - time.perf_counter())):
+                deadline += BLOCK_SECONDS * 1000.0  # stamped as in WavFileInput._pace
+                if self._closed.wait(max(0.0, deadline - now_ms()) / 1000.0):
                     return
                 if cue is not None and not cue.is_set():
-                    self._put(quiet, now_ms())
+                    self._put(quiet, deadline)
                     continue
-                self._put(samples[position:position + step], now_ms())
+                self._put(samples[position:position + step], deadline)
                 position += step
         self._blocks.put(_END)
 

@@ -163,7 +163,7 @@ class InputConfig:
                                                "index as `playground devices` lists them")
     end_silence_ms: float = Field(500.0, ge=0, description="silence after the last voiced frame that ends a "
                                                            "hands-free utterance")
-    min_speech_ms: float = Field(250.0, ge=0, description="utterances with less speech than this are ignored "
+    min_speech_ms: float = Field(150.0, ge=0, description="utterances with less speech than this are ignored "
                                                           "(a cough, a click)")
     vad_threshold: float = Field(0.5, gt=0, lt=1, description="Silero speech probability at which a frame "
                                                               "counts as voiced")

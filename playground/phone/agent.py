@@ -291,6 +291,10 @@ class AgentCall:
         elif isinstance(event, ev.PlayEnd) and not event.cut:
             # after this event is recorded, so the mark's own event follows it in the trace
             asyncio.get_running_loop().call_soon(self._send_mark, event.turn, event.chunk)
+        elif isinstance(event, ev.VadSpeechEnd) and event.ignored:
+            # the caller hears nothing back: the server's log says why
+            self.server.log(f"call {self.call_id}: speech made no turn ({event.ignored}"
+                            + (f"; {event.speech_ms:.0f} ms of speech)" if event.speech_ms is not None else ")"))
 
     def _clock(self, turn: int) -> ev.TurnClock:
         return self._clocks.get(turn) or self._session_clock()

@@ -83,7 +83,7 @@ class SpeechDetector:
     """Speech start/end from per-frame probabilities, with hysteresis: a frame is voiced at
     `threshold`, and only a frame under `threshold - 0.15` counts toward the end silence."""
 
-    def __init__(self, threshold: float = 0.5, end_silence_ms: float = 500.0, min_speech_ms: float = 250.0) -> None:
+    def __init__(self, threshold: float = 0.5, end_silence_ms: float = 500.0, min_speech_ms: float = 150.0) -> None:
         self.threshold = threshold
         self.silence_threshold = max(threshold - 0.15, 0.01)
         self.end_silence_ms = end_silence_ms

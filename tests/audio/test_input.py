@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import time
 
 import numpy as np
@@ -13,6 +14,7 @@ from playground.audio.input import (
     FRAME_MS,
     FRAME_SAMPLES,
     SAMPLE_RATE,
+    AudioInput,
     MicUnavailable,
     WavFileInput,
     list_input_devices,
@@ -45,6 +47,25 @@ def test_a_wav_file_is_fed_in_real_time_as_16_khz_frames(tmp_path):
     times = [f.t_ms for f in frames]
     assert times == sorted(times)
     assert frames[len(frames) // 2].level_db == pytest.approx(-9.03, abs=0.3)  # RMS of a 0.5 sine: 0.5 / sqrt(2)
+
+
+def test_a_file_s_frames_are_stamped_when_a_microphone_would_have_captured_them(tmp_path):
+    # however late the pacing thread wakes (a loaded machine), the frames are a frame apart
+    wav = write_wav(tmp_path / "speech.wav", silence(1.0))
+    frames = list(open_input(mic_file=wav).frames())
+    steps = np.diff([f.t_ms for f in frames])
+    assert steps == pytest.approx(np.full(len(steps), FRAME_MS), abs=0.01)
+
+
+def test_frames_from_bunched_or_backward_stamps_stay_in_order():
+    # a late audio callback or a network burst hands blocks over at once, their stamps out of step
+    source = AudioInput("bunched", SAMPLE_RATE)
+    block = np.zeros(FRAME_SAMPLES * 2, dtype=np.float32)
+    for stamp in (1000.0, 1000.0, 990.0, 1200.0):
+        source._put(block, stamp)
+    times = [f.t_ms for f in itertools.islice(source.frames(), 8)]
+    assert all(b > a for a, b in zip(times, times[1:]))
+    assert times[-1] == 1200.0 and times[-2] == 1200.0 - FRAME_MS  # a stream that keeps up is not moved
 
 
 def test_close_ends_the_frames_of_a_file_at_once(tmp_path):

@@ -98,6 +98,23 @@ async def test_serve_agent_answers_with_paced_frames_marks_and_clears_on_barge_i
     assert stop.reason == "stop" and stop.frames_sent == len(media)
 
 
+async def test_speech_that_makes_no_turn_is_said_in_the_servers_log(caller_voice, tmp_path):
+    # the caller hears nothing back; whoever runs the agent must see why (here: a line shorter
+    # than the preset's min_speech_ms)
+    said: list[str] = []
+    server = AgentServer(replay_preset("input.min_speech_ms=5000"), dl.dialect("twilio"), log=said.append)
+    url = await server.start()
+    options = CallOptions(url, dl.dialect("twilio"), lead_in_ms=300, answer_timeout_ms=2500)
+    try:
+        async with aiohttp.ClientSession() as http:
+            result = await Call(options, caller_voice, http).run([Line("Hi, who is this?")])
+    finally:
+        await server.stop()
+    assert [list(m.error_counts) for m in result.turns] == [["no_answer"]]
+    [ignored] = [line for line in said if "speech made no turn" in line]
+    assert f"call {result.call_id}: speech made no turn (less than 5000 ms of speech; " in ignored, said
+
+
 async def test_carriers_that_break_the_protocol_are_refused_with_the_fault_named(tmp_path):
     server = AgentServer(replay_preset(), dl.dialect("twilio"), tmp_path / "agent", start_timeout_s=0.5)
     url = await server.start()
