@@ -20,7 +20,6 @@ import datetime
 import json
 import os
 import platform
-import resource
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -121,11 +120,6 @@ def read_script(name_or_path: str) -> list[str]:
 def note(message: str) -> None:
     """Progress and warnings: stderr, so stdout holds the report alone."""
     print(message, file=sys.stderr, flush=True)
-
-
-def peak_rss_mb() -> float:
-    """The process's peak resident memory so far (Linux reports kB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 async def open_bench_session(preset: Preset, audio: str) -> Session:

@@ -30,7 +30,8 @@ import sys
 import time
 
 from playground.bench.harness import (abba, argument_parser, markdown_table, metric_percentile, metric_percentiles,
-                                      note, ok_turns, open_bench_session, peak_rss_mb, percentiles, report)
+                                      note, ok_turns, open_bench_session, percentiles, report)
+from playground.core.memory import peak_rss_mb
 from playground.chunking import Chunker
 from playground.chunking.oracle import TARGET_RATIO, median_ratios, oracle_bound
 from playground.core.formatting import format_ms

@@ -23,7 +23,8 @@ import sys
 from dataclasses import dataclass, field
 
 from playground.bench.harness import (argument_parser, markdown_table, metric_percentile, note, ok_turns,
-                                      open_bench_session, peak_rss_mb, read_script, report)
+                                      open_bench_session, read_script, report)
+from playground.core.memory import peak_rss_mb
 from playground.core import events as ev
 from playground.core.formatting import format_ms
 from playground.core.metrics import TurnMetrics

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import resource
 import signal
 import threading
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from playground.commands import Command
+from playground.core.memory import peak_rss_mb
 from playground.phone.dialects import DIALECTS, dialect
 from playground.phone.network import PROFILES, network_profile
 
@@ -277,7 +277,7 @@ async def _many_calls(args: argparse.Namespace, options: Any, lines: list[Line],
         console.print(report.agent_level_header())
         for n, results in levels:
             console.print(report.agent_level_row(n, results))
-    peak_mb = _peak_rss_mb()
+    peak_mb = peak_rss_mb()
     console.print()
     console.print(f"caller process: peak RSS {peak_mb:.0f} MB; " + report.tick_lateness(
         [late for _n, results in levels for r in results for late in r.tick_late_ms]))
@@ -298,14 +298,3 @@ COMMAND = Command(name="call", help="phone a voice agent over Twilio / Telnyx me
                                     "caller hears it (one call or many)",
                   add_arguments=add_arguments, run=run)
 
-
-def _peak_rss_mb() -> float:
-    """This process's own peak resident memory. Linux's ru_maxrss survives fork and exec, so a
-    caller started by a large parent would report the parent's peak; VmHWM is this process's."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
