@@ -48,9 +48,9 @@ async def open_session(
 ) -> Session:
     """An opened session for `preset`: LLM loaded, TTS session open, audio output running.
 
-    `audio` overrides the preset's [audio] output ("null" for no device); `output`, an opened
-    output of the caller's (a phone call's), replaces both. `on_created` gets the session
-    before it opens, so a UI can follow its loading in the trace.
+    `audio` overrides the preset's [audio] output ("null" for no device); `output`, one of the
+    caller's (a phone call's), replaces both and is opened here, once the providers are built.
+    `on_created` gets the session before it opens, so a UI can follow its loading in the trace.
     """
     from playground.audio.output import open_output
 
@@ -58,6 +58,8 @@ async def open_session(
     tts = build_provider(preset, "tts")
     if output is None:
         output = await open_output(audio or preset.audio.output, wav_path=wav_path, warn=warn)
+    else:
+        await output.open()
     session = Session(preset, llm, tts, output, progress=progress)
     if on_created is not None:
         on_created(session)

@@ -352,9 +352,7 @@ class AgentServer:
 
     async def open_session(self) -> Session:
         """A session of the preset, opened (models loaded, TTS session open), playing into a call."""
-        output = CallOutput()
-        await output.open()
-        return await build.open_session(self.preset, output=output)
+        return await build.open_session(self.preset, output=CallOutput())
 
     def open_spare(self) -> None:
         """Starts opening a session for the next call. (llama.cpp's loading sends the process's
