@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Annotated, Any, Literal, get_args
 import numpy as np
 from pydantic import Field
 
+from playground.core.cpus import usable_cpus
 from playground.core.events import LlmContext, PromptTokensDetails, Usage
 from playground.core.presets import LLMConfig, Why, settings
 from playground.core.progress import Progress
@@ -111,7 +111,7 @@ class LocalLLM:
         self._lib = lib = import_llama_cpp()
         if progress:
             progress(f"loading {path.name} ({path.stat().st_size / 1e6:.0f} MB) with llama.cpp")
-        threads = self.config.threads or os.cpu_count() or 2
+        threads = self.config.threads or usable_cpus()
 
         def load_model():
             return lib.Llama(

@@ -8,7 +8,7 @@ import numpy as np
 
 from playground.audio.output import resample
 from playground.tts.base import TTSError
-from playground.tts.piper import find_voice_files
+from playground.tts.piper import find_voice_files, load_voice, onnx_threads
 
 
 class LoopbackVoice:
@@ -23,7 +23,7 @@ class LoopbackVoice:
             from piper import PiperVoice
         except ImportError:
             raise TTSError("loopback voice: piper-tts is not installed (pip install piper-tts)") from None
-        self._voice = PiperVoice.load(model, config)
+        self._voice = load_voice(PiperVoice, model, config, onnx_threads(0))
         self.native_rate: int = self._voice.config.sample_rate
 
     def synthesize(self, text: str, sample_rate: int | None = None) -> Iterator[np.ndarray]:

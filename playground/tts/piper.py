@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import queue
 import threading
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from pydantic import Field
 
 from playground.aio import iterate_queue
 from playground.core.clock import now_ms
+from playground.core.cpus import usable_cpus
 from playground.core.presets import TTSConfig, Why, settings
 from playground.core.progress import Progress
 from playground.tts.base import AudioChunk, SessionReporter, TTSError
@@ -109,13 +111,12 @@ class PiperSession:
         A voice is loaded once per process and shared by every session that asks for it (a
         server's calls, a preset switch): onnxruntime's `run` is thread-safe and Piper locks
         its phonemizer, so sessions synthesize on it side by side."""
-        key = (str(model), self.config.threads)
+        threads = onnx_threads(self.config.threads)
+        key = (str(model), threads)
         with _VOICES_LOCK:
             voice = _VOICES.get(key)
             if voice is None:
-                voice = voice_class.load(model, config_file)
-                if self.config.threads:
-                    voice.session = _onnx_session(model, self.config.threads)
+                voice = load_voice(voice_class, model, config_file, threads)
                 for _ in voice.synthesize("Hello.", syn_config=self._syn_config):
                     pass
                 _VOICES[key] = voice
@@ -193,14 +194,25 @@ class PiperSession:
                 self._deliver(target, TTSError(f"piper: synthesis failed for chunk {chunk}: {exc}"))
 
 
-def _onnx_session(model: Path, threads: int):
-    """The voice's onnxruntime session limited to `threads` (tts.threads): on a small machine
-    the LLM and the audio threads keep a core while a chunk is synthesized."""
-    import onnxruntime
+def onnx_threads(configured: int) -> int:
+    """onnxruntime threads for a voice: `configured` (tts.threads), or for 0 the CPUs this process
+    may use (`usable_cpus`) when they are fewer than the machine's; else 0, onnxruntime's own count."""
+    usable = usable_cpus()
+    return configured or (usable if usable < (os.cpu_count() or 1) else 0)
 
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads
-    return onnxruntime.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
+
+def load_voice(voice_class, model: Path, config_file: Path, threads: int):
+    """A Piper voice whose onnxruntime session is limited to `threads` (0: onnxruntime's own
+    count): on a small machine the LLM and the audio threads keep a core while a chunk is synthesized."""
+    voice = voice_class.load(model, config_file)
+    if threads:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        voice.session = onnxruntime.InferenceSession(str(model), sess_options=options,
+                                                     providers=["CPUExecutionProvider"])
+    return voice
 
 
 PROVIDER = PiperSession
