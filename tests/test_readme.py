@@ -1,13 +1,17 @@
-"""The README's examples, run as written: every `playground ...` line of its code blocks, in
-order, from a scratch folder (the first writes the turns.jsonl the later ones read), through
-the installed console script. A server example (serve-*) must come up and listen, a live
-microphone example must listen (both run until Ctrl-C); the phone call example gets the
-serve-agent its comment names."""
+"""The README's examples, run as written: every `playground ...` line of its code blocks,
+through the installed console script, each as its own test (so they run side by side under
+xdist), in a scratch folder holding the files of earlier lines it reads: a recorded question,
+or the trace the first line with that `--trace FILE` writes. A
+server example (serve-*) must come up and listen, a live microphone example must listen (both
+run until Ctrl-C); the phone call example gets the serve-agent its comment names."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,8 +28,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PLAYGROUND = Path(sys.executable).parent / "playground"  # the console script beside this interpreter
 SERVERS = ("serve-tts", "serve-llm", "serve-agent")  # they listen until stopped
 START_TIMEOUT_S = 180.0
-
-pytestmark = pytest.mark.models
 
 
 def examples() -> list[str]:
@@ -92,32 +94,123 @@ def listen_then_stop(args: list[str], cwd: Path) -> None:
     assert status == 130 and not any("Traceback" in line for line in said), f"exit {status}: {said[-20:]}"
 
 
-def test_the_readmes_examples_run_as_written(tmp_path):
-    lines = examples()
-    assert len(lines) >= 10 and any(" run " in f" {line} " for line in lines)
-    write_wav(tmp_path / "question.wav", silence(0.5), speech("What time do you open tomorrow?"), silence(1.5))
-    agent = None
+def written(args: list[str]) -> list[str]:
+    """The files an example writes for later lines (its `--trace FILE`)."""
+    return [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--trace"]
+
+
+def run_example(args: list[str], cwd: Path) -> None:
+    done = subprocess.run(args, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
+    # a bench is a latency gate: on a slow machine it may say a p50 is over budget, and exit 1
+    gate_closed = args[1] == "bench" and done.returncode == 1 and "OVER BUDGET" in done.stdout
+    assert (done.returncode == 0 or gate_closed) and "Traceback" not in done.stderr, \
+        f"{shlex.join(args[1:])}\nexit {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+
+
+EXAMPLES = examples()
+
+
+def example_id(index: int, example: str) -> str:
+    words = [w.lstrip("-") for w in shlex.split(example, comments=True)[1:] if re.fullmatch(r"[\w.-]+", w)]
+    return f"{index:02d}-" + "-".join(words[:3])
+
+
+def made_earlier(example: str) -> dict[str, str | None]:
+    """The files `example` reads that the README leaves to earlier lines, each with the first
+    line that writes it (None: question.wav, the user's own recording)."""
+    earlier = EXAMPLES[:EXAMPLES.index(example)]
+    writers = {"question.wav": None}
+    for line in reversed(earlier):
+        writers.update(dict.fromkeys(written(argv(line)), line))
+    args = argv(example)
+    return {name: writers[name] for name in args if name in writers and name not in written(args)}
+
+
+# The lines whose files later lines read: each runs once, in the shared folder, for its own test and theirs.
+WRITERS = {writer for example in EXAMPLES for writer in made_earlier(example).values() if writer}
+
+
+class SharedFolder:
+    """What the README's earlier lines leave for later ones, each made once per run in one
+    folder: xdist workers take turns by a lock."""
+
+    def __init__(self, shared: Path) -> None:
+        self.folder = shared / "readme-folder"
+        self.folder.mkdir(exist_ok=True)
+        self._lock = shared / "readme-folder.lock"
+
+    def run_writer(self, writer: str) -> Path:
+        """Runs `writer` (a line of WRITERS) in the shared folder unless it already ran there."""
+        with open(self._lock, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._run_writer(writer)
+        return self.folder
+
+    def _run_writer(self, writer: str) -> None:
+        done = self.folder / f".ran-{EXAMPLES.index(writer)}"
+        if not done.exists():
+            run_example(argv(writer), self.folder)
+            done.touch()
+
+    def fill(self, folder: Path, example: str) -> None:
+        """Copies into `folder` the files of earlier lines that `example` reads."""
+        with open(self._lock, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            for name, writer in made_earlier(example).items():
+                if writer is not None:
+                    self._run_writer(writer)
+                elif not (self.folder / name).exists():
+                    write_wav(self.folder / name, silence(0.5), speech("What time do you open tomorrow?"), silence(1.5))
+        for name in made_earlier(example):
+            shutil.copy(self.folder / name, folder / name)
+
+
+@pytest.fixture(scope="session")
+def readme_folder(tmp_path_factory) -> SharedFolder:
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, above each worker's own
+    return SharedFolder(shared)
+
+
+def test_the_readme_shows_the_commands_a_newcomer_needs():
+    assert len(EXAMPLES) >= 10 and any(" run " in f" {line} " for line in EXAMPLES)
+    assert any(" --trace " in line for line in EXAMPLES) and any(" call " in line for line in EXAMPLES)
+
+
+def with_marks(index: int, example: str):
+    # a live microphone hears whatever another test plays on the shared device
+    marks = [pytest.mark.serial] if "--mic" in argv(example) else []
+    return pytest.param(example, marks=marks, id=example_id(index, example))
+
+
+@pytest.mark.models
+@pytest.mark.parametrize("example", [with_marks(i, e) for i, e in enumerate(EXAMPLES)])
+def test_a_readme_example_runs_as_written(example, readme_folder, tmp_path):
+    args = argv(example)
+    if example in WRITERS:
+        folder = readme_folder.run_writer(example)
+        for name in written(args):
+            assert (folder / name).stat().st_size > 0, name
+        return
+    readme_folder.fill(tmp_path, example)
+    before = {path.name: path.stat().st_mtime_ns for path in tmp_path.iterdir()}
+    if args[1] in SERVERS:
+        err = stop_server(start_server(args, tmp_path))
+        assert "Traceback" not in err, f"{example}\n{err}"
+        return
+    if "--mic" in args:
+        listen_then_stop(args, tmp_path)
+        return
+    agent = start_server([str(PLAYGROUND), "serve-agent"], tmp_path) if args[1] == "call" else None
     try:
-        for example in lines:
-            args = argv(example)
-            if args[1] in SERVERS:
-                err = stop_server(start_server(args, tmp_path))
-                assert "Traceback" not in err, f"{example}\n{err}"
-                continue
-            if "--mic" in args:
-                listen_then_stop(args, tmp_path)
-                continue
-            if args[1] == "call" and agent is None:
-                agent = start_server([str(PLAYGROUND), "serve-agent"], tmp_path)
-            done = subprocess.run(args, cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                  timeout=600)
-            # a bench is a latency gate: on a slow machine it may say a p50 is over budget, and exit 1
-            gate_closed = args[1] == "bench" and done.returncode == 1 and "OVER BUDGET" in done.stdout
-            assert (done.returncode == 0 or gate_closed) and "Traceback" not in done.stderr, \
-                f"{example}\nexit {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+        run_example(args, tmp_path)
     finally:
         if agent is not None:
             stop_server(agent)
-    # what the examples say they write
-    for name in ("turns.jsonl", "turns.chrome.json", "voice.jsonl"):
-        assert (tmp_path / name).stat().st_size > 0, name
+    # what the example says it writes
+    new = [path for path in tmp_path.iterdir() if before.get(path.name) != path.stat().st_mtime_ns]
+    for name in written(args):
+        assert (tmp_path / name).stat().st_size > 0 and tmp_path / name in new, name
+    if args[1] == "export":
+        assert any(path.suffix == ".json" and path.stat().st_size > 0 for path in new), sorted(before)
