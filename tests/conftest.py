@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import re
 from pathlib import Path
 
@@ -26,6 +27,15 @@ MODEL_CALLS = re.compile(r"\b(open_test_session|local_preset|loopback_preset|Loc
 
 
 TESTS = str(Path(__file__).parent)
+
+
+def pytest_configure(config) -> None:
+    """Under xdist (`make test`), each worker and the processes it starts give the models one
+    thread (`threads = 0` follows OMP_NUM_THREADS): 6 workers on 2 cores with 2 threads each
+    would spin at every llama.cpp barrier (a SmolLM2 test beside two busy processes: 78 s on
+    2 threads, 30 s on 1)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
 
 
 def needs_models(item: pytest.Item) -> bool:
@@ -57,6 +67,9 @@ def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         if needs_models(item):
             item.add_marker(pytest.mark.models)
+    # The model tests first (xdist hands tests out in this order): the long ones start at once,
+    # and the thousand quick ones fill the workers in at the end instead of leaving one running.
+    items.sort(key=lambda item: item.get_closest_marker("models") is None)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

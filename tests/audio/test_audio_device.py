@@ -20,7 +20,8 @@ TONE_SECONDS = 0.8
 
 
 SKIP_REASON = device_skip_reason()
-pytestmark = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+pytestmark = [pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or ""),
+              pytest.mark.serial]  # the shared sound device hears whatever another test plays
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ from tests.audio.test_audio_device import SKIP_REASON, hang_guard  # noqa: F401 
 from tests.conftest import local_preset
 from tests.speech import mostly_heard, silence, speech
 
-pytestmark = pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or "")
+pytestmark = [pytest.mark.skipif(SKIP_REASON is not None, reason=SKIP_REASON or ""),
+              pytest.mark.serial]  # the shared sound device hears whatever another test plays
 
 QUESTION = "What is the capital of France?"
 

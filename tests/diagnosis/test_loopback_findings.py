@@ -78,6 +78,7 @@ def assert_adds_up(d: SessionDiagnosis) -> None:
         assert t.breakdown.complete == (m.first_sound is not None)
 
 
+@pytest.mark.serial  # no slow turn on a busy machine either
 async def test_clean_turns_get_no_finding(server):
     _, d = await record(server, [SHORT, SHORT, SHORT])
     assert all(t.breakdown.complete for t in d.turns)
@@ -130,6 +131,7 @@ async def test_a_long_first_sentence_is_a_run_on_with_compare_s_what_if(server):
     assert_adds_up(d)
 
 
+@pytest.mark.serial  # measured against the session's other turns: a busy machine slows some of them
 async def test_a_slow_tts_first_byte_is_slow_tts_against_the_session_median(server):
     _, d = await record(server, [SHORT] * 4, faults={3: [Fault("stall", after=0, seconds=1.0)]})
     slow = finding(d, 3, "slow_tts")

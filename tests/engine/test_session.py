@@ -56,6 +56,7 @@ async def test_two_turns_end_to_end_with_a_persistent_session(preset):
     assert types(session, 1)[-1] == ev.TurnSummary and types(session, 1)[0] == ev.TurnStart
 
 
+@pytest.mark.serial  # a time bound
 async def test_cancel_stops_llm_tts_and_playback_within_100ms(preset):
     session = await open_test_session(preset)
     try:

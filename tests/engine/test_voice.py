@@ -134,6 +134,7 @@ async def test_two_utterances_separated_by_a_pause_make_two_turns(session, tmp_p
     assert all(m.stt is not None and m.vad_end is not None for m in (first_turn, second_turn))
 
 
+@pytest.mark.serial  # a time bound
 async def test_speech_during_the_reply_cuts_it_within_150_ms():
     session = await open_test_session(local_preset("llm.max_tokens=120"))
     story = "Tell me a long story about a lighthouse keeper."

@@ -15,6 +15,7 @@ from playground.tts.base import TTSError
 from playground.tts.piper import find_voice_files
 
 
+@pytest.mark.serial  # within 1 ms
 async def test_replay_emits_tokens_at_their_recorded_times():
     recorded = [(30.0 + 7.0 * i, f" w{i}") for i in range(60)]
     llm = ReplayLLM(ReplayLLMConfig(), turns=[recorded])
@@ -47,6 +48,7 @@ async def test_replay_reports_an_unreadable_trace(tmp_path):
         await ReplayLLM(ReplayLLMConfig(trace=str(empty))).load()
 
 
+@pytest.mark.serial  # two first-token times compared
 async def test_local_model_streams_timestamped_tokens_and_reuses_the_prompt_prefix():
     llm = LocalLLM(LocalLLMConfig(max_tokens=16))
     await llm.load()

@@ -21,7 +21,7 @@ from playground.phone.report import trace_file_name
 from tests.phone.fake_agents import serve_agent, stop
 from tests.speech import words
 
-pytestmark = pytest.mark.models
+pytestmark = [pytest.mark.models, pytest.mark.serial]  # its times must add up within 30 ms
 
 SCRIPT = """# five short lines, one turn each
 Hi, who is this?

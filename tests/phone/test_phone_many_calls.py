@@ -11,7 +11,7 @@ from playground.core.tracefile import read_trace
 from playground.phone.report import trace_file_name
 from tests.phone.fake_agents import ROOT, playground_process, serve_agent, stop
 
-pytestmark = pytest.mark.models
+pytestmark = [pytest.mark.models, pytest.mark.serial]  # ten calls at once are the load: no other beside them
 
 REPLAY = ROOT / "playground" / "data" / "traces" / "phone-call.jsonl"  # recorded replies to the phone-call script
 
