@@ -178,10 +178,19 @@ def test_the_readme_shows_the_commands_a_newcomer_needs():
     assert any(" --trace " in line for line in EXAMPLES) and any(" call " in line for line in EXAMPLES)
 
 
+def uses_the_sound_device(example: str) -> bool:
+    """A live microphone hears whatever another test plays, and playback on a busy machine falls
+    behind real time (the turn then fails: the device "stopped playing"): both run alone."""
+    args = argv(example)
+    plays = args[1] in ("run", "replay", "bench") and not {"--no-audio", "--audio"} & set(args)
+    return "--mic" in args or plays
+
+
 def with_marks(index: int, example: str):
-    # a live microphone hears whatever another test plays on the shared device
-    marks = [pytest.mark.serial] if "--mic" in argv(example) else []
-    return pytest.param(example, marks=marks, id=example_id(index, example))
+    # serial: on the sound device, or reading what such a line writes (its run comes with it)
+    alone = uses_the_sound_device(example) or any(
+        writer and uses_the_sound_device(writer) for writer in made_earlier(example).values())
+    return pytest.param(example, marks=[pytest.mark.serial] if alone else [], id=example_id(index, example))
 
 
 @pytest.mark.models
