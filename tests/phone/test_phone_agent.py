@@ -43,6 +43,7 @@ def replay_preset(*overrides: str):
     return apply_overrides(load_preset("local"), ["llm.provider=replay", f"llm.trace={REPLAY}", *overrides])
 
 
+@pytest.mark.serial  # a real-time call: the agent's end of speech placed in the caller's stream to the frame
 async def test_serve_agent_answers_with_paced_frames_marks_and_clears_on_barge_in(caller_voice, tmp_path):
     # Twilio's dialect here; the whole call in test_phone_call.py is Telnyx's
     name = "twilio"
