@@ -99,26 +99,12 @@ def written(args: list[str]) -> list[str]:
     return [args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--trace"]
 
 
-def start_example(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(args, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def finish_example(args: list[str], process: subprocess.Popen) -> None:
-    """Waits for a started example and checks how it ended."""
-    try:
-        stdout, stderr = process.communicate(timeout=600)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        raise
-    # a bench is a latency gate: on a slow machine it may say a p50 is over budget, and exit 1
-    gate_closed = args[1] == "bench" and process.returncode == 1 and "OVER BUDGET" in stdout
-    assert (process.returncode == 0 or gate_closed) and "Traceback" not in stderr, \
-        f"{shlex.join(args[1:])}\nexit {process.returncode}\n{stdout[-2000:]}\n{stderr[-3000:]}"
-
-
 def run_example(args: list[str], cwd: Path) -> None:
-    finish_example(args, start_example(args, cwd))
+    done = subprocess.run(args, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
+    # a bench is a latency gate: on a slow machine it may say a p50 is over budget, and exit 1
+    gate_closed = args[1] == "bench" and done.returncode == 1 and "OVER BUDGET" in done.stdout
+    assert (done.returncode == 0 or gate_closed) and "Traceback" not in done.stderr, \
+        f"{shlex.join(args[1:])}\nexit {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
 
 
 EXAMPLES = examples()
@@ -140,22 +126,8 @@ def made_earlier(example: str) -> dict[str, str | None]:
     return {name: writers[name] for name in args if name in writers and name not in written(args)}
 
 
-def uses_the_sound_device(example: str) -> bool:
-    """A live microphone hears whatever another test plays, and playback on a busy machine falls
-    behind real time (the turn then fails: the device "stopped playing"): both run alone."""
-    return "--mic" in argv(example) or plays_on_the_device(example)
-
-
-def plays_on_the_device(example: str) -> bool:
-    args = argv(example)
-    return args[1] in ("run", "replay", "bench") and not {"--no-audio", "--audio"} & set(args)
-
-
 # The lines whose files later lines read: each runs once, in the shared folder, for its own test and theirs.
 WRITERS = {writer for example in EXAMPLES for writer in made_earlier(example).values() if writer}
-# The lines that play on the device and listen to nothing: they share it, so they run at once,
-# each waiting for its own replies to play out side by side instead of one after another.
-PLAYERS = [example for example in EXAMPLES if plays_on_the_device(example) and "--mic" not in argv(example)]
 
 
 class SharedFolder:
@@ -166,11 +138,6 @@ class SharedFolder:
         self.folder = shared / "readme-folder"
         self.folder.mkdir(exist_ok=True)
         self._lock = shared / "readme-folder.lock"
-        self._players: dict[str, subprocess.Popen] = {}
-
-    def folder_of(self, example: str) -> Path:
-        """Where `example` runs: a writer in the shared folder, a player in one of its own."""
-        return self.folder if example in WRITERS else self.folder.parent / f"readme-{EXAMPLES.index(example):02d}"
 
     def run_writer(self, writer: str) -> Path:
         """Runs `writer` (a line of WRITERS) in the shared folder unless it already ran there."""
@@ -179,28 +146,7 @@ class SharedFolder:
             self._run_writer(writer)
         return self.folder
 
-    def run_player(self, player: str) -> Path:
-        """Starts every line of PLAYERS not started yet, then waits for `player`; its folder."""
-        with open(self._lock, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            self._finish_player(player)
-        return self.folder_of(player)
-
-    def _finish_player(self, player: str) -> None:
-        done = self.folder_of(player) / f".ran-{EXAMPLES.index(player)}"
-        if done.exists():
-            return
-        for example in PLAYERS:
-            if example not in self._players:
-                self.folder_of(example).mkdir(exist_ok=True)
-                self._players[example] = start_example(argv(example), self.folder_of(example))
-        finish_example(argv(player), self._players[player])
-        done.touch()
-
     def _run_writer(self, writer: str) -> None:
-        if writer in PLAYERS:
-            self._finish_player(writer)
-            return
         done = self.folder / f".ran-{EXAMPLES.index(writer)}"
         if not done.exists():
             run_example(argv(writer), self.folder)
@@ -232,6 +178,14 @@ def test_the_readme_shows_the_commands_a_newcomer_needs():
     assert any(" --trace " in line for line in EXAMPLES) and any(" call " in line for line in EXAMPLES)
 
 
+def uses_the_sound_device(example: str) -> bool:
+    """A live microphone hears whatever another test plays, and playback on a busy machine falls
+    behind real time (the turn then fails: the device "stopped playing"): both run alone."""
+    args = argv(example)
+    plays = args[1] in ("run", "replay", "bench") and not {"--no-audio", "--audio"} & set(args)
+    return "--mic" in args or plays
+
+
 def with_marks(index: int, example: str):
     # serial: on the sound device, or reading what such a line writes (its run comes with it)
     alone = uses_the_sound_device(example) or any(
@@ -243,8 +197,8 @@ def with_marks(index: int, example: str):
 @pytest.mark.parametrize("example", [with_marks(i, e) for i, e in enumerate(EXAMPLES)])
 def test_a_readme_example_runs_as_written(example, readme_folder, tmp_path):
     args = argv(example)
-    if example in WRITERS or example in PLAYERS:
-        folder = readme_folder.run_player(example) if example in PLAYERS else readme_folder.run_writer(example)
+    if example in WRITERS:
+        folder = readme_folder.run_writer(example)
         for name in written(args):
             assert (folder / name).stat().st_size > 0, name
         return
