@@ -7,6 +7,7 @@ run until Ctrl-C); the phone call example gets the serve-agent its comment names
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -139,10 +141,15 @@ class SharedFolder:
         self.folder.mkdir(exist_ok=True)
         self._lock = shared / "readme-folder.lock"
 
-    def run_writer(self, writer: str) -> Path:
-        """Runs `writer` (a line of WRITERS) in the shared folder unless it already ran there."""
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
         with open(self._lock, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def run_writer(self, writer: str) -> Path:
+        """Runs `writer` (a line of WRITERS) in the shared folder unless it already ran there."""
+        with self._locked():
             self._run_writer(writer)
         return self.folder
 
@@ -154,8 +161,7 @@ class SharedFolder:
 
     def fill(self, folder: Path, example: str) -> None:
         """Copies into `folder` the files of earlier lines that `example` reads."""
-        with open(self._lock, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with self._locked():
             for name, writer in made_earlier(example).items():
                 if writer is not None:
                     self._run_writer(writer)
