@@ -31,10 +31,10 @@ import time
 
 from playground.bench.harness import (abba, argument_parser, markdown_table, metric_percentile, metric_percentiles,
                                       note, ok_turns, open_bench_session, percentiles, report)
-from playground.core.memory import peak_rss_mb
 from playground.chunking import Chunker
 from playground.chunking.oracle import TARGET_RATIO, median_ratios, oracle_bound
 from playground.core.formatting import format_ms
+from playground.core.memory import peak_rss_mb
 from playground.core.metrics import TurnMetrics, percentile
 from playground.core.presets import STRATEGIES, apply_overrides, load_preset
 

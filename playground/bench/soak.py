@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 
 from playground.bench.harness import (argument_parser, markdown_table, metric_percentile, note, ok_turns,
                                       open_bench_session, read_script, report)
-from playground.core.memory import peak_rss_mb
 from playground.core import events as ev
 from playground.core.formatting import format_ms
+from playground.core.memory import peak_rss_mb
 from playground.core.metrics import TurnMetrics
 from playground.core.presets import load_preset
 from playground.llm.local import CONTEXT_TRIMS

@@ -22,8 +22,8 @@ import numpy as np
 from playground.audio.input import SAMPLE_RATE, CuedInput
 from playground.bench.harness import (argument_parser, metric_percentile, note, open_bench_session,
                                       percentiles, report)
-from playground.core.memory import peak_rss_mb
 from playground.core import events as ev
+from playground.core.memory import peak_rss_mb
 from playground.core.metrics import TurnMetrics, percentile
 from playground.core.presets import apply_overrides, load_preset
 from playground.engine.voice import VoiceLoop
