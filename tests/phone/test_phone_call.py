@@ -64,8 +64,11 @@ async def test_a_five_line_call_adds_up_to_the_agents_own_trace_within_30_ms(cal
         # the network stage, measured from stream positions alone, is the simulated leg
         assert abs(stage.net_ms - 2 * ONE_WAY_MS) <= 15, stage
         # end of speech: the agent waits end_silence_ms after the last frame Silero found voiced, which
-        # may come before the caller's last audible sample (a quiet final consonant)
-        assert end_silence - 150 <= stage.eos_ms <= end_silence + 400, stage
+        # may come before the caller's last audible sample (a quiet final consonant). How much before
+        # depends on where the line falls in the VAD's 32 ms frames: these five lines, through μ-law
+        # and the agent's resampler at each of the 8 alignments a 20 ms frame can have, end their
+        # speech 261 to 546 ms after the last audible sample ("this?" loses up to 240 ms).
+        assert end_silence - 300 <= stage.eos_ms <= end_silence + 400, stage
         assert stage.eos_net_ms == pytest.approx(m.first_audio - stage.agent_ms)
         assert stage.metrics["first_play"] == pytest.approx(stage.agent_ms, abs=25)
         assert m.real_latency >= m.first_audio
