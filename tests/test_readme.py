@@ -1,7 +1,8 @@
 """The README's examples, run as written: every `playground ...` line of its code blocks,
 through the installed console script, each as its own test (so they run side by side under
 xdist), in a scratch folder holding the files of earlier lines it reads: a recorded question,
-or the trace the first line with that `--trace FILE` writes. A
+or the trace the first line with that `--trace FILE` writes. A line that repeats an earlier
+line's command (the tour repeats the first example) shares that line's one run. A
 server example (serve-*) must come up and listen, a live microphone example must listen (both
 run until Ctrl-C); the phone call example gets the serve-agent its comment names."""
 
@@ -128,8 +129,21 @@ def made_earlier(example: str) -> dict[str, str | None]:
     return {name: writers[name] for name in args if name in writers and name not in written(args)}
 
 
-# The lines whose files later lines read: each runs once, in the shared folder, for its own test and theirs.
-WRITERS = {writer for example in EXAMPLES for writer in made_earlier(example).values() if writer}
+def first_alike(example: str) -> str:
+    """The first README line that runs the same command as `example` (itself when none before it
+    does): the same subcommand and options as `playground` parses them, defaults filled in
+    (`run --preset local ...` is `run ...`)."""
+    from playground.cli import build_parser
+
+    parse = build_parser().parse_args
+    wanted = parse(shlex.split(example, comments=True)[1:])
+    return next(line for line in EXAMPLES if parse(shlex.split(line, comments=True)[1:]) == wanted)
+
+
+# The lines whose files later lines read, or that a later line repeats: each runs once, in the
+# shared folder, for its own test and theirs.
+WRITERS = {writer for example in EXAMPLES for writer in made_earlier(example).values() if writer} | {
+    first for example in EXAMPLES if (first := first_alike(example)) != example}
 
 
 class SharedFolder:
@@ -203,8 +217,8 @@ def with_marks(index: int, example: str):
 @pytest.mark.parametrize("example", [with_marks(i, e) for i, e in enumerate(EXAMPLES)])
 def test_a_readme_example_runs_as_written(example, readme_folder, tmp_path):
     args = argv(example)
-    if example in WRITERS:
-        folder = readme_folder.run_writer(example)
+    if first_alike(example) in WRITERS:
+        folder = readme_folder.run_writer(first_alike(example))
         for name in written(args):
             assert (folder / name).stat().st_size > 0, name
         return

@@ -141,9 +141,11 @@ async def test_markdown_or_emoji_only_reply_makes_no_tts_call():
 @pytest.mark.parametrize("text", [
     "x" * 20_000,
     "Hello 👋🏽 مرحبا שלום \x00\x1b[31m red \u202e reversed \ufeff ok?",
-])
+], ids=["20000-characters", "odd-characters"])
 async def test_long_and_odd_input_goes_through(text):
-    session = await open_test_session(local_preset("llm.max_tokens=12"))
+    # a 512-token window: 20,000 characters outgrow it as they outgrow the default's, in a quarter
+    # of the prompt evaluation
+    session = await open_test_session(local_preset("llm.max_tokens=12", "llm.context=512"))
     try:
         m = await session.run_turn(text)
         assert m.status == "ok" and m.llm_ttft is not None
