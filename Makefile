@@ -19,13 +19,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/playground
 
-# Over 4 xdist workers (one model thread each: tests/conftest.py), then the `serial` tests (a
+# Over 6 xdist workers (one model thread each: tests/conftest.py), then the `serial` tests (a
 # time bound, or the shared sound device) with the machine to themselves; the second part runs
 # whatever the first says, and both decide the exit status.
 test: $(STAMP)
 	-./scripts/virtual-audio.sh start
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/python -m pytest -q -n 4 --dist worksteal -m "not serial"; parallel=$$?; \
+	$(VENV)/bin/python -m pytest -q -n 6 --dist worksteal -m "not serial"; parallel=$$?; \
 	$(VENV)/bin/python -m pytest -q -m serial; serial=$$?; \
 	exit $$(( parallel || serial ))
 
