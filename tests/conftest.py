@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import re
@@ -46,12 +47,13 @@ def needs_models(item: pytest.Item) -> bool:
     return function is not None and any(MODEL_CALLS.search(source) for source in _sources(function, depth=3))
 
 
-def _sources(function, depth: int) -> list[str]:
+@functools.cache  # a parametrized test's items share one function, and helpers recur across tests
+def _sources(function, depth: int) -> tuple[str, ...]:
     """The source of `function` and of the test helpers it calls by name, `depth` calls deep."""
     try:
         source = inspect.getsource(function)
     except (OSError, TypeError):
-        return ["playground("]  # unknown: counted as needing the models
+        return ("playground(",)  # unknown: counted as needing the models
     found = [source]
     if depth > 0:
         names = set(re.findall(r"\b([a-z_][a-z0-9_]*)\(", source))
@@ -59,7 +61,7 @@ def _sources(function, depth: int) -> list[str]:
             helper = function.__globals__.get(name)
             if inspect.isfunction(helper) and helper.__code__.co_filename.startswith(TESTS):
                 found += _sources(helper, depth - 1)
-    return found
+    return tuple(found)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects by marker
