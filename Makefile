@@ -7,6 +7,9 @@
 SHELL := /bin/bash
 VENV := .venv
 STAMP := $(VENV)/.installed
+# Compiled bytecode and pytest's rewritten asserts are kept between runs, and between a run's two
+# parts, whatever PYTHONDONTWRITEBYTECODE says: compiling them again costs each worker 2-3 s.
+PYTEST := env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/python -m pytest
 
 .PHONY: run test test-fast bench install clean
 
@@ -25,14 +28,14 @@ run: $(STAMP)
 test: $(STAMP)
 	-./scripts/virtual-audio.sh start
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/python -m pytest -q -n 6 --dist worksteal -m "not serial"; parallel=$$?; \
-	$(VENV)/bin/python -m pytest -q -m serial; serial=$$?; \
+	$(PYTEST) -q -n 6 --dist worksteal -m "not serial"; parallel=$$?; \
+	$(PYTEST) -q -m serial; serial=$$?; \
 	exit $$(( parallel || serial ))
 
 # The benchmarks moved from playground/benchmarks.py, ui/bench.py, ... into playground/bench/.
 test-fast: $(STAMP)
-	$(VENV)/bin/python -m pytest -q -m "not models and not serial" -n 4 --dist worksteal; parallel=$$?; \
-	$(VENV)/bin/python -m pytest -q -m "serial and not models"; serial=$$?; \
+	$(PYTEST) -q -m "not models and not serial" -n 4 --dist worksteal; parallel=$$?; \
+	$(PYTEST) -q -m "serial and not models"; serial=$$?; \
 	exit $$(( parallel || serial ))
 
 bench: $(STAMP)
