@@ -32,7 +32,7 @@ TESTS = str(Path(__file__).parent)
 
 def pytest_configure(config) -> None:
     """Under xdist (`make test`), each worker and the processes it starts give the models one
-    thread (`threads = 0` follows OMP_NUM_THREADS): 4 workers on 2 cores with 2 threads each
+    thread (`threads = 0` follows OMP_NUM_THREADS): 6 workers on 2 cores with 2 threads each
     would spin at every llama.cpp barrier (a SmolLM2 test beside two busy processes: 78 s on
     2 threads, 30 s on 1)."""
     if os.environ.get("PYTEST_XDIST_WORKER"):

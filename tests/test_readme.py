@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import re
 import shlex
@@ -129,6 +130,7 @@ def made_earlier(example: str) -> dict[str, str | None]:
     return {name: writers[name] for name in args if name in writers and name not in written(args)}
 
 
+@functools.cache  # asked at import for every line, and again by each line's test
 def first_alike(example: str) -> str:
     """The first README line that runs the same command as `example` (itself when none before it
     does): the same subcommand and options as `playground` parses them, defaults filled in
@@ -136,8 +138,8 @@ def first_alike(example: str) -> str:
     from playground.cli import build_parser
 
     parse = build_parser().parse_args
-    wanted = parse(shlex.split(example, comments=True)[1:])
-    return next(line for line in EXAMPLES if parse(shlex.split(line, comments=True)[1:]) == wanted)
+    wanted = parse(argv(example)[1:])
+    return next(line for line in EXAMPLES if parse(argv(line)[1:]) == wanted)
 
 
 # The lines whose files later lines read, or that a later line repeats: each runs once, in the
